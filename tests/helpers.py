@@ -1,0 +1,72 @@
+"""Test building blocks: real git repositories with real hook scripts."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@localhost",
+           "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@localhost"}
+
+# Written like the documented sample (prints every payload field, exits 2 for PROD),
+# in our own words.
+SAMPLE_LIKE_HOOK = '''import json
+import sys
+
+if len(sys.argv) != 2:
+    print("usage: pre_release_hook.py PAYLOAD")
+    sys.exit(1)
+with open(sys.argv[1]) as handle:
+    data = json.load(handle)
+print(f"Environment Name: {data.get('environmentName')}")
+print(f"Release Stream: {data.get('releaseStream')}")
+print("Resources:")
+for item in data.get("resources", []):
+    print(f"  - Resource Type: {item.get('resourceType')}")
+    print(f"    Resource Name: {item.get('resourceName')}")
+    print(f"    Resource Path: {item.get('resourcePath')}")
+    print(f"    Change Type: {item.get('changeType')}")
+if data.get("releaseStream") == "PROD":
+    print("exit 2: PROD needs approval")
+    sys.exit(2)
+'''
+
+
+def git(repo: Path, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, check=True,
+                            capture_output=True, text=True)
+    return result.stdout.strip()
+
+
+def make_repo(path: Path, files: dict[str, str], message: str = "initial") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    return commit_files(path, files, message)
+
+
+def commit_files(repo: Path, files: dict[str, str | None], message: str = "change") -> Path:
+    for name, content in files.items():
+        target = repo / name
+        if content is None:
+            target.unlink()
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+        if name.endswith(".sh"):
+            target.chmod(0o755)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return repo
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15.0, interval: float = 0.05) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)

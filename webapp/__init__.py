@@ -1,0 +1,35 @@
+"""Releasegate: a self-hosted release approval workflow."""
+from __future__ import annotations
+
+from flask import Flask
+
+from .config import load_config
+from .extensions import configure_sqlite, csrf, db, login_manager, migrate
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app. No connections, migrations or other side effects happen here."""
+    from .config import ROOT
+
+    app = Flask(__name__, static_folder=str(ROOT / "static"), template_folder=str(ROOT / "templates"),
+                instance_path=str(ROOT / "instance"))
+    app.config.update(load_config())
+    app.config.update(config or {})
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            configure_sqlite(engine)
+
+    from . import auth, errors
+    from .cli import register_cli
+    from .views.api import api
+
+    auth.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(api)
+    register_cli(app)
+    return app

@@ -1,0 +1,101 @@
+"""Who is asking: sessions (flask-login), bearer API tokens, passwords and CSRF."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import Flask, g, jsonify, redirect, request, url_for
+
+from .extensions import csrf, db, login_manager
+from .models import ApiToken, User, utcnow
+
+TOKEN_PREFIX = "rg_"
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(user: User, password: str) -> bool:
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _token_hash(token: str) -> str:
+    # Tokens are 256 random bits, so a fast hash is enough; no salt or stretching needed.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(user: User, name: str = "", expires_at: datetime | None = None) -> str:
+    """Store a new API token's hash and return the token itself (shown once)."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    db.session.add(ApiToken(user_id=user.id, name=name, token_hash=_token_hash(token), prefix=token[:10],
+                            expires_at=expires_at))
+    db.session.commit()
+    return token
+
+
+def user_for_token(token: str) -> User | None:
+    row = db.session.execute(
+        sa.select(ApiToken, User).join(User, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == _token_hash(token), ApiToken.revoked_at.is_(None))).first()
+    if row is None:
+        return None
+    api_token, user = row
+    if not user.active or (api_token.expires_at is not None and api_token.expires_at <= utcnow()):
+        return None
+    return user
+
+
+def _bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    return user if user is not None and user.active else None
+
+
+@login_manager.request_loader
+def _load_user_from_request(_request) -> User | None:
+    token = _bearer_token()
+    if token is None:
+        return None
+    g.authenticated_by_token = True
+    return user_for_token(token)
+
+
+@login_manager.unauthorized_handler
+def _unauthorized():
+    if request.path.startswith("/api/"):
+        message = ("The API token is invalid, expired or revoked." if _bearer_token()
+                   else "Sign in or send an API token (Authorization: Bearer <token>).")
+        return jsonify(error=message), 401
+    if request.headers.get("HX-Request"):
+        response = jsonify(error="Your session has ended; sign in again.")
+        response.status_code = 401
+        response.headers["HX-Redirect"] = url_for("auth.sign_in", next=request.full_path)
+        return response
+    return redirect(url_for("auth.sign_in", next=request.full_path))
+
+
+def _csrf_unless_bearer() -> None:
+    """Session requests that change state need the CSRF token; bearer-token requests do not."""
+    if request.method in STATE_CHANGING and _bearer_token() is None:
+        csrf.protect()
+
+
+def init_app(app: Flask) -> None:
+    login_manager.session_protection = "strong"
+    app.before_request(_csrf_unless_bearer)

@@ -1,0 +1,166 @@
+"""Command line: `flask --app wsgi <group> <command>` (SPEC §7)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+from flask import Flask
+
+from . import environments, releases
+from .auth import create_token, hash_password
+from .extensions import db
+from .models import Environment, Grant, Project, User
+from .permissions import GLOBAL_ONLY, PERMISSIONS
+from .releases import Actor
+from .resources import InvalidInput, check_slug, parse_resources, resources_from_terraform_plan
+from .validate import ENVIRONMENT_FIELDS
+
+CLI = Actor(None, "cli")
+
+
+def _user(name: str) -> User:
+    user = db.session.scalar(sa.select(User).where(User.username == name))
+    if user is None:
+        raise click.ClickException(f"There is no user named {name}; create it with `users create`.")
+    return user
+
+
+def _environment(path: str) -> Environment:
+    project, _, name = path.partition("/")
+    environment = db.session.scalar(sa.select(Environment).join(Project).where(
+        Project.name == project, Environment.name == name))
+    if environment is None:
+        raise click.ClickException(f"There is no environment {path}; write it as PROJECT/ENVIRONMENT.")
+    return environment
+
+
+def _admin() -> Actor:
+    """CLI actions run with the machine's authority, as the first admin (or nobody)."""
+    admin = db.session.scalar(sa.select(User).where(User.is_admin, User.active).order_by(User.id))
+    return Actor(admin or _SystemAdmin(), "cli")
+
+
+class _SystemAdmin:
+    """Stands in for an admin before any user exists (first `projects create`)."""
+
+    id = None
+    username = "cli"
+    is_admin = True
+    active = True
+    is_authenticated = True
+
+
+def create_user(name: str, email: str, password: str, admin: bool = False) -> User:
+    user = User(username=name, email=email, password_hash=hash_password(password), is_admin=admin)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def grant(user: User, permission: str, environment: Environment | None = None) -> Grant:
+    existing = db.session.scalar(sa.select(Grant).where(
+        Grant.user_id == user.id, Grant.permission == permission,
+        Grant.environment_id == environment.id if environment else Grant.environment_id.is_(None)))
+    if existing is None:
+        existing = Grant(user_id=user.id, permission=permission,
+                         environment_id=environment.id if environment else None)
+        db.session.add(existing)
+        releases.audit(CLI, "grant", environment_id=environment.id if environment else None,
+                       reason=f"{permission} granted to {user.username}")
+        db.session.commit()
+    return existing
+
+
+def register_cli(app: Flask) -> None:
+    users = click.Group("users", help="Create users and grant permissions.")
+    tokens = click.Group("tokens", help="API tokens.")
+    projects = click.Group("projects", help="Projects.")
+    envs = click.Group("environments", help="Environments.")
+    release_group = click.Group("releases", help="Releases.")
+
+    @users.command("create")
+    @click.argument("name")
+    @click.option("--email", default="")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    @click.option("--admin", is_flag=True)
+    def users_create(name, email, password, admin):
+        if db.session.scalar(sa.select(User.id).where(User.username == name)):
+            raise click.ClickException(f"A user named {name} already exists.")
+        create_user(name, email, password, admin)
+        click.echo(f"Created user {name}{' (admin)' if admin else ''}.")
+
+    @users.command("grant")
+    @click.argument("name")
+    @click.argument("permission", type=click.Choice(list(PERMISSIONS)))
+    @click.option("--environment", "environment_path", help="PROJECT/ENV; all environments when omitted.")
+    def users_grant(name, permission, environment_path):
+        if environment_path and permission in GLOBAL_ONLY:
+            raise click.ClickException(f"{permission} exists only for all environments; drop --environment.")
+        environment = _environment(environment_path) if environment_path else None
+        grant(_user(name), permission, environment)
+        click.echo(f"Granted {permission} to {name} on {environment_path or 'all environments'}.")
+
+    @tokens.command("create")
+    @click.argument("name")
+    @click.option("--label", default="cli")
+    def tokens_create(name, label):
+        click.echo(create_token(_user(name), label))
+
+    @projects.command("create")
+    @click.argument("name")
+    @click.option("--repo", required=True, help="Local path or any URL `git clone` accepts.")
+    @click.option("--branch", default="main")
+    @click.option("--hook-ref", default=None)
+    def projects_create(name, repo, branch, hook_ref):
+        try:
+            environments.create_project(_admin(), name=check_slug(name), repo=repo, branch=branch,
+                                        hook_ref=hook_ref)
+        except (InvalidInput, releases.ReleaseError) as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"Created project {name}.")
+
+    @envs.command("create")
+    @click.argument("path", metavar="PROJECT/ENV")
+    @click.option("--stream", "release_stream", required=True)
+    @click.option("--settings", default="{}", help="JSON object of further settings (SPEC §7).")
+    def environments_create(path, release_stream, settings):
+        project_name, _, name = path.partition("/")
+        project = db.session.scalar(sa.select(Project).where(Project.name == project_name))
+        if project is None:
+            raise click.ClickException(f"There is no project {project_name}.")
+        try:
+            values = {key: ENVIRONMENT_FIELDS[key](value, key) for key, value in
+                      {"release_stream": release_stream, **json.loads(settings)}.items()}
+            environments.create_environment(project, _admin(), name=check_slug(name, "environment name"),
+                                            **values)
+        except (KeyError, ValueError, InvalidInput, releases.ReleaseError) as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"Created environment {path}.")
+
+    @release_group.command("trigger")
+    @click.argument("path", metavar="PROJECT/ENV")
+    @click.option("--as", "username", required=True)
+    @click.option("--resources", "resources_file", required=True, type=click.Path(exists=True, dir_okay=False))
+    @click.option("--ref", default=None)
+    def releases_trigger(path, username, resources_file, ref):
+        try:
+            data = json.loads(Path(resources_file).read_text())
+            resources = (resources_from_terraform_plan(data) if isinstance(data, dict)
+                         else parse_resources(data))
+            release, _ = releases.trigger(_environment(path), Actor(_user(username), "cli"), resources, ref=ref)
+        except (ValueError, InvalidInput, releases.ReleaseError) as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"Triggered release #{release.id} ({release.state}).")
+
+    @app.cli.command("demo")
+    def demo():
+        """Create (or refresh) demo data and print the logins."""
+        from .demo import load_demo
+
+        for line in load_demo(Path(app.config["INSTANCE_DIR"])):
+            click.echo(line)
+
+    for group in (users, tokens, projects, envs, release_group):
+        app.cli.add_command(group)

@@ -1,0 +1,67 @@
+"""Configuration read from environment variables (and `.env` when present)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET_KEY = "dev-only-insecure-key"
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value.strip() else default
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {value!r}.") from None
+
+
+def load_config() -> dict:
+    """Build the Flask config mapping from the process environment."""
+    load_dotenv(ROOT / ".env", override=False)
+    env = os.environ
+    instance = Path(env.get("RELEASEGATE_INSTANCE", ROOT / "instance"))
+    development = env.get("RELEASEGATE_ENV", "development") == "development"
+    secret_key = env.get("SECRET_KEY") or (DEV_SECRET_KEY if development else None)
+    if not secret_key:
+        raise SystemExit("SECRET_KEY is not set: set it in the environment or in .env "
+                         "(it is only optional when RELEASEGATE_ENV=development).")
+    database_url = env.get("DATABASE_URL")
+    if not database_url:
+        instance.mkdir(parents=True, exist_ok=True)
+        database_url = f"sqlite:///{instance / 'releasegate.db'}"
+    return {
+        "SECRET_KEY": secret_key,
+        "DEVELOPMENT": development,
+        "INSTANCE_DIR": str(instance),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": env.get("REDIS_URL", ""),
+        "BASE_URL": env.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        "REPO_CACHE_DIR": env.get("REPO_CACHE_DIR") or str(instance / "repos"),
+        "HOOK_PYTHON": env.get("HOOK_PYTHON", "python3"),
+        "HOOK_OUTPUT_CAP": _int("HOOK_OUTPUT_CAP", 256 * 1024),
+        "WORKER_LOST_SECONDS": _int("WORKER_LOST_SECONDS", 60),
+        "RECONCILE_SECONDS": _int("RECONCILE_SECONDS", 5),
+        "MAIL_SERVER": env.get("MAIL_SERVER", ""),
+        "MAIL_PORT": _int("MAIL_PORT", 25),
+        "MAIL_USERNAME": env.get("MAIL_USERNAME", ""),
+        "MAIL_PASSWORD": env.get("MAIL_PASSWORD", ""),
+        "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS")),
+        "MAIL_SENDER": env.get("MAIL_SENDER", "releasegate@localhost"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_CHECK_DEFAULT": False,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    }

@@ -1,0 +1,80 @@
+"""`flask demo`: a local git repository with a hook of our own, a project, two
+environments and three users. Running it again changes nothing that exists."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from . import environments
+from .cli import _admin, create_user, grant
+from .extensions import db
+from .models import Environment, Project, User
+
+HOOK = '''"""Demo pre-release hook: production changes wait for a human, the rest go ahead."""
+import json
+import sys
+
+with open(sys.argv[1]) as payload_file:
+    payload = json.load(payload_file)
+
+stream = payload["releaseStream"]
+print(f"Environment: {payload['environmentName']} (stream {stream})")
+for change in payload["resources"]:
+    print(f"  {change['changeType']:<16} {change['resourceType']} {change['resourceName']} "
+          f"({change['resourcePath']})")
+if stream == "PROD":
+    print("Production release: asking for approval.")
+    sys.exit(2)
+print("Not production: going ahead.")
+'''
+DEPLOY = '''#!/usr/bin/env bash
+# Demo release command: shows what it would apply.
+set -euo pipefail
+echo "Applying release $RELEASE_ID to $ENVIRONMENT_NAME from $(pwd)"
+python3 -c 'import json, sys
+for c in json.load(open(sys.argv[1]))["resources"]:
+    print(f"  {c[\\"changeType\\"]:<16} {c[\\"resourcePath\\"]}")' "$1"
+echo "Done."
+'''
+USERS = (("admin", "admin-password", True, ()), ("reviewer", "reviewer-password", False, ("approve_release",)),
+         ("viewer", "viewer-password", False, ()))
+
+
+def make_demo_repo(path: Path) -> Path:
+    if (path / ".git").exists():
+        return path
+    (path / "shop" / "pre_release_hooks").mkdir(parents=True)
+    (path / "shop" / "pre_release_hooks" / "pre_release_hook.py").write_text(HOOK)
+    (path / "deploy.sh").write_text(DEPLOY)
+    (path / "deploy.sh").chmod(0o755)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Releasegate demo", "GIT_AUTHOR_EMAIL": "demo@localhost",
+           "GIT_COMMITTER_NAME": "Releasegate demo", "GIT_COMMITTER_EMAIL": "demo@localhost"}
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "."],
+                    ["git", "commit", "-q", "-m", "Demo project with a pre-release hook"]):
+        subprocess.run(command, cwd=path, env=env, check=True)
+    return path
+
+
+def load_demo(instance: Path) -> list[str]:
+    repo = make_demo_repo(instance / "demo-repo")
+    for name, password, admin, permissions in USERS:
+        user = db.session.scalar(sa.select(User).where(User.username == name))
+        if user is None:
+            user = create_user(name, f"{name}@example.com", password, admin)
+        for permission in permissions:
+            grant(user, permission)
+    project = db.session.scalar(sa.select(Project).where(Project.name == "shop"))
+    if project is None:
+        project = environments.create_project(_admin(), name="shop", repo=str(repo), branch="main")
+    for name, stream in (("qa", "QA"), ("prod", "PROD")):
+        exists = db.session.scalar(sa.select(Environment.id).where(Environment.project_id == project.id,
+                                                                   Environment.name == name))
+        if exists is None:
+            environments.create_environment(project, _admin(), name=name, release_stream=stream,
+                                            release_command="./deploy.sh")
+    return ["Demo data is ready: project shop with environments qa (stream QA) and prod (stream PROD).",
+            "Logins:"] + [f"  {name:<9} {password:<18} {'admin' if admin else ', '.join(perms) or 'read-only'}"
+                          for name, password, admin, perms in USERS]

@@ -1,0 +1,58 @@
+"""Error answers: JSON sentences for the API, never a stack trace."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, request
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from .extensions import db
+from .permissions import PermissionDenied
+from .releases import ReleaseError
+from .resources import InvalidInput
+
+log = logging.getLogger(__name__)
+
+
+def _answer(message: str, status: int, **extra):
+    db.session.rollback()  # whatever the failed action wrote, nothing of it stays
+    return jsonify(error=message, **extra), status
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(InvalidInput)
+    def invalid_input(error: InvalidInput):
+        return _answer(error.message, error.status)
+
+    @app.errorhandler(PermissionDenied)
+    def permission_denied(error: PermissionDenied):
+        return _answer(str(error), 403)
+
+    @app.errorhandler(ReleaseError)
+    def release_error(error: ReleaseError):
+        extra = {"field": error.field} if hasattr(error, "field") else {}
+        return _answer(str(error), error.status, **extra)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        return _answer(f"{error.description} Reload the page and try again.", 400)
+
+    @app.errorhandler(OperationalError)
+    def database_down(error: OperationalError):
+        log.error("database error: %s", error)
+        return _answer("The database is unavailable right now; try again in a moment.", 503)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        messages = {404: "There is nothing at this address.", 405: "This address does not accept that method.",
+                    413: "The request is too large."}
+        description = error.description if error.description and not error.description.startswith(
+            ("The requested URL", "The method is not", "The browser (or proxy)")) else None
+        return _answer(description or messages.get(error.code, error.name + "."), error.code)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _answer("Something went wrong on our side; the error was logged.", 500)

@@ -1,0 +1,62 @@
+"""Extension objects, created here and configured by create_app()."""
+from __future__ import annotations
+
+from flask import current_app
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+from redis import Redis
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+
+def redis_connection() -> Redis:
+    """The app's Redis client (one per app, created on first use)."""
+    client = current_app.extensions.get("releasegate_redis")
+    if client is None:
+        url = current_app.config["REDIS_URL"]
+        if not url:
+            raise RuntimeError("REDIS_URL is not set: start Redis and set REDIS_URL, or use `make run`.")
+        client = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        current_app.extensions["releasegate_redis"] = client
+    return client
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """WAL, foreign keys and BEGIN IMMEDIATE for SQLite.
+
+    pysqlite begins transactions lazily and as DEFERRED, so two processes that read
+    and then write can both fail with "database is locked" without waiting. Taking
+    the write lock at BEGIN makes writers queue up behind busy_timeout instead, and
+    lets SQLAlchemy's SAVEPOINTs work.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

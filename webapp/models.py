@@ -1,0 +1,216 @@
+"""Tables. Rules about how rows change live in releases.py, not here."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+SLOT_STATES = ("READY", "PENDING_APPROVAL", "IN_PROGRESS")
+TERMINAL_STATES = ("APPROVED", "REJECTED", "CANCELLED", "SUCCEEDED", "FAILED", "TIMED_OUT")
+STATES = ("QUEUED", *SLOT_STATES, *TERMINAL_STATES)
+
+
+def utcnow() -> datetime:
+    """Naive UTC: what every timestamp column stores."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    email: Mapped[str] = mapped_column(sa.String(255), default="")
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    grants: Mapped[list[Grant]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    @property
+    def is_active(self) -> bool:  # flask-login signs out inactive users
+        return self.active
+
+
+class Grant(db.Model):
+    """One permission for one user, for every environment (environment_id NULL) or one."""
+
+    __tablename__ = "grants"
+    __table_args__ = (sa.UniqueConstraint("user_id", "permission", "environment_id", name="uq_grants_scope"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    permission: Mapped[str] = mapped_column(sa.String(64))
+    environment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("environments.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="grants")
+    environment: Mapped[Environment | None] = relationship()
+
+
+class ApiToken(db.Model):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100), default="")
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
+class Project(db.Model):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(63), unique=True)
+    repo: Mapped[str] = mapped_column(sa.String(1000))
+    branch: Mapped[str] = mapped_column(sa.String(255), default="main")
+    hook_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    environments: Mapped[list[Environment]] = relationship(
+        back_populates="project", order_by="Environment.name")
+
+
+class Environment(db.Model):
+    __tablename__ = "environments"
+    __table_args__ = (
+        sa.UniqueConstraint("project_id", "name", name="uq_environments_project_name"),
+        sa.CheckConstraint("NOT (approval_workflow AND parallel_releases)", name="one_mode"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(63))
+    release_stream: Mapped[str] = mapped_column(sa.String(100))
+    approval_workflow: Mapped[bool] = mapped_column(default=True)
+    parallel_releases: Mapped[bool] = mapped_column(default=False)
+    release_command: Mapped[str | None] = mapped_column(sa.Text)
+    hook_ref: Mapped[str | None] = mapped_column(sa.String(255))  # overrides the project's
+    hook_timeout_seconds: Mapped[int] = mapped_column(default=300)
+    release_timeout_seconds: Mapped[int] = mapped_column(default=3600)
+    allow_self_approval: Mapped[bool] = mapped_column(default=False)
+    wait_for_external_finish: Mapped[bool] = mapped_column(default=False)
+    approval_timeout_hours: Mapped[float | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="environments")
+    variables: Mapped[list[Variable]] = relationship(
+        back_populates="environment", order_by="Variable.name", cascade="all, delete-orphan")
+
+    @property
+    def mode(self) -> str:
+        if self.parallel_releases:
+            return "parallel"
+        return "approval" if self.approval_workflow else "serial"
+
+
+class Variable(db.Model):
+    __tablename__ = "variables"
+    __table_args__ = (sa.UniqueConstraint("environment_id", "name", name="uq_variables_environment_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment_id: Mapped[int] = mapped_column(sa.ForeignKey("environments.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(128))
+    value: Mapped[str] = mapped_column(sa.Text)
+    secret: Mapped[bool] = mapped_column(default=False)
+    for_hooks: Mapped[bool] = mapped_column(default=False)
+
+    environment: Mapped[Environment] = relationship(back_populates="variables")
+
+
+class Release(db.Model):
+    __tablename__ = "releases"
+    __table_args__ = (
+        # Invariant 1: one slot holder per environment, enforced by the database.
+        sa.Index("uq_releases_slot_holder", "environment_id", unique=True,
+                 sqlite_where=sa.text("holds_slot"), postgresql_where=sa.text("holds_slot")),
+        sa.Index("ix_releases_environment_state", "environment_id", "state", "id"),
+        sa.Index("ix_releases_state", "state"),
+        sa.UniqueConstraint("environment_id", "triggered_by_id", "idempotency_key",
+                            name="uq_releases_idempotency"),
+        sa.CheckConstraint("NOT holds_slot OR state IN ('READY', 'PENDING_APPROVAL', 'IN_PROGRESS')",
+                           name="slot_only_when_active"),
+        sa.CheckConstraint("kind IN ('RELEASE', 'BOT')", name="kind"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(16), default="RELEASE")
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    environment_id: Mapped[int] = mapped_column(sa.ForeignKey("environments.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(sa.String(32), default="QUEUED")
+    holds_slot: Mapped[bool] = mapped_column(default=False)
+    ref: Mapped[str | None] = mapped_column(sa.String(255))
+    commit: Mapped[str | None] = mapped_column(sa.String(64))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    resources: Mapped[list] = mapped_column(sa.JSON)
+    triggered_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(255))
+    parent_release_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("releases.id", ondelete="SET NULL"), unique=True)
+
+    hook_path: Mapped[str | None] = mapped_column(sa.String(500))
+    hook_ref_commit: Mapped[str | None] = mapped_column(sa.String(64))
+    hook_exit_code: Mapped[int | None]
+    hook_output: Mapped[str] = mapped_column(sa.Text, default="")
+    hook_truncated: Mapped[bool] = mapped_column(default=False)
+    hook_started_at: Mapped[datetime | None]
+
+    exec_command: Mapped[str | None] = mapped_column(sa.Text)
+    exec_exit_code: Mapped[int | None]
+    exec_output: Mapped[str] = mapped_column(sa.Text, default="")
+    exec_truncated: Mapped[bool] = mapped_column(default=False)
+    exec_started_at: Mapped[datetime | None]
+
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+
+    project: Mapped[Project] = relationship()
+    environment: Mapped[Environment] = relationship()
+    triggered_by: Mapped[User | None] = relationship()
+    parent: Mapped[Release | None] = relationship(remote_side=[id], back_populates="bot_release")
+    bot_release: Mapped[Release | None] = relationship(back_populates="parent", uselist=False)
+    decisions: Mapped[list[Decision]] = relationship(back_populates="release", order_by="Decision.id")
+
+
+class Decision(db.Model):
+    """A reviewer's approve or reject. One per release: the database keeps it to one."""
+
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(sa.ForeignKey("releases.id", ondelete="CASCADE"), unique=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    decision: Mapped[str] = mapped_column(sa.String(16))
+    comment: Mapped[str] = mapped_column(sa.Text, default="")
+    via: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    release: Mapped[Release] = relationship(back_populates="decisions")
+    user: Mapped[User | None] = relationship()
+
+
+class AuditEvent(db.Model):
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index("ix_audit_events_release", "release_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int | None] = mapped_column(sa.ForeignKey("releases.id", ondelete="CASCADE"))
+    environment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("environments.id", ondelete="CASCADE"),
+                                                       index=True)
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(sa.String(32))
+    from_state: Mapped[str | None] = mapped_column(sa.String(32))
+    to_state: Mapped[str | None] = mapped_column(sa.String(32))
+    reason: Mapped[str] = mapped_column(sa.Text, default="")
+    via: Mapped[str] = mapped_column(sa.String(16))
+    details: Mapped[dict | None] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    actor: Mapped[User | None] = relationship()

@@ -1,0 +1,98 @@
+"""Repairs what lost workers, lost queue entries and passing time leave behind.
+
+Run periodically by the worker (one reconciler at a time, under a Redis lock). Every
+repair goes through the state machine's compare-and-set, so running it twice, or
+from two hosts at once, changes nothing more.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from . import releases
+from .extensions import db
+from .models import Environment, Release, utcnow
+from .releases import SYSTEM
+
+
+def reconcile(now: datetime | None = None) -> dict[str, list[int]]:
+    now = now or utcnow()
+    report = {
+        "worker_lost": mark_lost_runs(now),
+        "timed_out": time_out_external_finishes(now),
+        "expired": expire_pending(now),
+        "requeued": requeue_lost_jobs(now),
+    }
+    redispatch_queues()
+    db.session.rollback()
+    return report
+
+
+def _ids(query) -> list[tuple]:
+    rows = db.session.execute(query).all()
+    db.session.rollback()  # no transaction held while we act on them one by one
+    return rows
+
+
+def mark_lost_runs(now: datetime) -> list[int]:
+    """A hook or apply whose heartbeat stopped is FAILED ("worker lost"), never run again."""
+    cutoff = now - timedelta(seconds=current_app.config["WORKER_LOST_SECONDS"])
+    stale = (Release.heartbeat_at.is_not(None), Release.heartbeat_at < cutoff)
+    running = sa.or_(sa.and_(Release.state == "READY", Release.hook_started_at.is_not(None)),
+                     sa.and_(Release.state == "IN_PROGRESS", Release.exec_started_at.is_not(None)))
+    lost = []
+    for (release_id,) in _ids(sa.select(Release.id).where(running, *stale)):
+        message = "worker lost: no heartbeat from the worker running this release; it was not run again"
+        if releases.fail(release_id, message, SYSTEM, expect=("READY", "IN_PROGRESS"), where=stale):
+            lost.append(release_id)
+    return lost
+
+
+def time_out_external_finishes(now: datetime) -> list[int]:
+    """A release waiting for `/finish` past its release timeout ends TIMED_OUT."""
+    rows = _ids(sa.select(Release.id, Release.exec_started_at, Environment.release_timeout_seconds)
+                .join(Environment, Release.environment_id == Environment.id)
+                .where(Release.state == "IN_PROGRESS", Release.exec_started_at.is_not(None),
+                       Release.heartbeat_at.is_(None)))
+    timed_out = []
+    for release_id, started, seconds in rows:
+        if started + timedelta(seconds=seconds) <= now and releases.fail(
+                release_id, f"No finish was reported within the release timeout ({seconds} s).", SYSTEM,
+                expect=("IN_PROGRESS",), state="TIMED_OUT", where=(Release.heartbeat_at.is_(None),)):
+            timed_out.append(release_id)
+    return timed_out
+
+
+def expire_pending(now: datetime) -> list[int]:
+    """Pending releases past their environment's approval timeout are REJECTED ("expired")."""
+    rows = _ids(sa.select(Release.id, Release.started_at, Environment.approval_timeout_hours)
+                .join(Environment, Release.environment_id == Environment.id)
+                .where(Release.state == "PENDING_APPROVAL", Environment.approval_timeout_hours.is_not(None)))
+    expired = []
+    for release_id, started, hours in rows:
+        if started is not None and started + timedelta(hours=hours) <= now and releases.fail(
+                release_id, f"expired: no decision within {hours:g} hours", SYSTEM,
+                expect=("PENDING_APPROVAL",), state="REJECTED"):
+            expired.append(release_id)
+    return expired
+
+
+def requeue_lost_jobs(now: datetime, grace_seconds: int = 10) -> list[int]:
+    """Slot holders whose job never started (Redis lost it) are queued again."""
+    from worker.queues import enqueue_release_job
+
+    settled = now - timedelta(seconds=grace_seconds)
+    rows = _ids(sa.select(Release.id, Release.state).where(
+        Release.started_at < settled,
+        sa.or_(sa.and_(Release.state == "READY", Release.hook_started_at.is_(None)),
+               sa.and_(Release.state == "IN_PROGRESS", Release.exec_started_at.is_(None)))))
+    return [release_id for release_id, state in rows
+            if enqueue_release_job("hook" if state == "READY" else "execute", release_id, only_if_missing=True)]
+
+
+def redispatch_queues() -> None:
+    """Environments with queued releases get a dispatch (it does nothing while the slot is held)."""
+    for (environment_id,) in _ids(sa.select(Release.environment_id).where(Release.state == "QUEUED").distinct()):
+        releases.dispatch(environment_id)

@@ -1,0 +1,419 @@
+"""The release state machine: every rule about how a release moves lives here.
+
+Each public function is one transaction: compare-and-set on the release's state, an
+audit event beside it, and jobs enqueued only after the commit. None needs a request,
+so views, jobs, the CLI and tests all call the same code.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .extensions import db
+from .models import SLOT_STATES, AuditEvent, Decision, Environment, Release, User, utcnow
+from .permissions import PermissionDenied, require
+
+FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+class ReleaseError(Exception):
+    """An action that cannot happen; the message is shown to the user as it is."""
+
+    status = 409
+
+
+class NotFound(ReleaseError):
+    status = 404
+
+
+class WrongState(ReleaseError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts and through which door: ui, email, api, cli, worker or system."""
+
+    user: User | None
+    via: str
+
+    @property
+    def name(self) -> str:
+        return self.user.username if self.user is not None else self.via
+
+
+SYSTEM = Actor(None, "system")
+WORKER = Actor(None, "worker")
+
+
+# -- after-commit side effects ----------------------------------------------------------
+
+def after_commit(fn, *args: Any) -> None:
+    """Run fn(*args) once the current transaction commits; drop it on rollback."""
+    db.session.info.setdefault("after_commit", []).append((fn, args))
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for fn, args in session.info.pop("after_commit", []):
+        fn(*args)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_after_commit(session: Session, _previous) -> None:
+    session.info.pop("after_commit", None)
+
+
+def _enqueue(kind: str, release_id: int) -> None:
+    from worker.queues import enqueue_release_job  # the one worker piece the webapp uses
+
+    after_commit(enqueue_release_job, kind, release_id)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+def audit(actor: Actor, action: str, *, release: Release | None = None, environment_id: int | None = None,
+          from_state: str | None = None, to_state: str | None = None, reason: str = "",
+          details: dict | None = None) -> None:
+    db.session.add(AuditEvent(
+        release_id=release.id if release is not None else None,
+        environment_id=environment_id if release is None else release.environment_id,
+        actor_id=actor.user.id if actor.user is not None else None, action=action,
+        from_state=from_state, to_state=to_state, reason=reason, via=actor.via, details=details))
+
+
+def get_release(release_id: int) -> Release:
+    release = db.session.get(Release, release_id)
+    if release is None:
+        raise NotFound(f"Release #{release_id} does not exist.")
+    return release
+
+
+def _move(release: Release, to_state: str, actor: Actor, *, expect: tuple[str, ...], reason: str = "",
+          where: tuple = (), **values: Any) -> bool:
+    """Compare-and-set the state; on success write the audit event and return True."""
+    from_state = release.state
+    now = utcnow()
+    if to_state not in SLOT_STATES:
+        values.setdefault("holds_slot", False)
+        values.setdefault("finished_at", now)
+    result = db.session.execute(
+        sa.update(Release).where(Release.id == release.id, Release.state.in_(expect), *where)
+        .values(state=to_state, **values).execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        db.session.refresh(release)
+        return False
+    db.session.expire(release)
+    audit(actor, "state", release=release, from_state=from_state if from_state in expect else None,
+          to_state=to_state, reason=reason)
+    return True
+
+
+def _wrong_state(release: Release, doing: str) -> WrongState:
+    return WrongState(f"Release #{release.id} is {release.state.replace('_', ' ').lower()}, "
+                      f"so it cannot be {doing}; nothing was changed.")
+
+
+def commit_changes() -> None:
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+# -- dispatch -------------------------------------------------------------------------------
+
+def _dispatch(environment_id: int) -> None:
+    """Give the free slot to the oldest queued release, or start every queued one in parallel mode."""
+    environment = db.session.execute(
+        sa.select(Environment).where(Environment.id == environment_id)
+        .execution_options(populate_existing=True)).scalar_one()
+    queued = sa.select(Release).where(Release.environment_id == environment_id,
+                                      Release.state == "QUEUED").order_by(Release.id)
+    now = utcnow()
+    if environment.parallel_releases:
+        for release in db.session.scalars(queued).all():
+            if _move(release, "IN_PROGRESS", WORKER, expect=("QUEUED",), started_at=now,
+                     reason="started at once (parallel releases)"):
+                _enqueue("execute", release.id)
+        return
+    holder = db.session.scalar(sa.select(Release.id).where(Release.environment_id == environment_id,
+                                                           Release.holds_slot))
+    if holder is not None:
+        return
+    release = db.session.scalars(queued.limit(1)).first()
+    if release is None:
+        return
+    to_state, job, reason = (("READY", "hook", "took the slot; running the pre-release hook")
+                             if environment.approval_workflow else
+                             ("IN_PROGRESS", "execute", "took the slot; approval workflow is off"))
+    try:
+        with db.session.begin_nested():
+            moved = _move(release, to_state, WORKER, expect=("QUEUED",), holds_slot=True, started_at=now,
+                          heartbeat_at=None, reason=reason)
+    except IntegrityError:
+        return  # another transaction took the slot first; it dispatches in turn
+    if moved:
+        _enqueue(job, release.id)
+
+
+def _free_and_dispatch(release: Release) -> None:
+    _dispatch(release.environment_id)
+
+
+def dispatch(environment_id: int) -> None:
+    """Dispatch an environment's queue (the reconciler's safety net)."""
+    _dispatch(environment_id)
+    commit_changes()
+
+
+# -- trigger ----------------------------------------------------------------------------------
+
+def trigger(environment: Environment, actor: Actor, resources: list[dict], *, ref: str | None = None,
+            description: str = "", idempotency_key: str | None = None) -> tuple[Release, bool]:
+    """Queue a release; returns (release, created). A repeated Idempotency-Key returns the first."""
+    require(actor.user, "trigger_release", environment)
+    if idempotency_key:
+        existing = _by_idempotency_key(environment, actor.user, idempotency_key)
+        if existing is not None:
+            return existing, False
+    release = Release(kind="RELEASE", project_id=environment.project_id, environment_id=environment.id,
+                      state="QUEUED", ref=ref, commit=ref if ref and FULL_SHA.match(ref) else None,
+                      description=description, resources=resources, triggered_by=actor.user,
+                      idempotency_key=idempotency_key or None)
+    db.session.add(release)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        existing = _by_idempotency_key(environment, actor.user, idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
+    audit(actor, "state", release=release, to_state="QUEUED", reason="triggered")
+    _dispatch(environment.id)
+    commit_changes()
+    return release, True
+
+
+def _by_idempotency_key(environment: Environment, user: User | None, key: str | None) -> Release | None:
+    return db.session.scalar(sa.select(Release).where(
+        Release.environment_id == environment.id, Release.triggered_by_id == (user.id if user else None),
+        Release.idempotency_key == key))
+
+
+# -- what the worker reports ----------------------------------------------------------------
+
+def claim_run(release_id: int, stage: str) -> Release | None:
+    """Mark a hook ("hook") or apply ("execute") as started, once. None: nothing to do."""
+    expect, started = (("READY", Release.hook_started_at) if stage == "hook"
+                       else ("IN_PROGRESS", Release.exec_started_at))
+    now = utcnow()
+    result = db.session.execute(
+        sa.update(Release).where(Release.id == release_id, Release.state == expect, started.is_(None))
+        .values({started.key: now, "heartbeat_at": now}).execution_options(synchronize_session=False))
+    commit_changes()
+    return db.session.get(Release, release_id) if result.rowcount == 1 else None
+
+
+def heartbeat(release_id: int, state: str, **output: Any) -> bool:
+    """Record liveness and output so far; False when the release left `state` (e.g. aborted)."""
+    result = db.session.execute(
+        sa.update(Release).where(Release.id == release_id, Release.state == state)
+        .values(heartbeat_at=utcnow(), **output).execution_options(synchronize_session=False))
+    commit_changes()
+    return result.rowcount == 1
+
+
+def pin_commit(release_id: int, commit: str, **hook: Any) -> None:
+    """Record the commit the release applies (and which hook judges it)."""
+    db.session.execute(sa.update(Release).where(Release.id == release_id)
+                       .values(commit=commit, **hook).execution_options(synchronize_session=False))
+    commit_changes()
+
+
+def fail(release_id: int, error: str, actor: Actor = WORKER, *, expect: tuple[str, ...] = SLOT_STATES,
+         state: str = "FAILED", where: tuple = (), **values: Any) -> bool:
+    """End a release that cannot go on (FAILED, or `state`), freeing its slot."""
+    release = get_release(release_id)
+    if not _move(release, state, actor, expect=expect, error=error, reason=error, where=where, **values):
+        return False
+    _free_and_dispatch(release)
+    commit_changes()
+    return True
+
+
+def record_hook_result(release_id: int, *, exit_code: int | None, output: str, truncated: bool,
+                       error: str | None = None, needs_approval_reason: str | None = None) -> str | None:
+    """Apply the hook contract: 0 proceeds, 2 waits for approval, anything else fails.
+
+    `needs_approval_reason` (the hook differs from the hook ref) turns a 0 into a wait:
+    fail closed. Returns the new state, or None when the release had moved on.
+    """
+    release = get_release(release_id)
+    record = {"hook_exit_code": exit_code, "hook_output": output, "hook_truncated": truncated}
+    if error is None and exit_code in (0, 2):
+        if exit_code == 2 or needs_approval_reason:
+            reason = needs_approval_reason or "pre-release hook exited 2"
+            moved = _move(release, "PENDING_APPROVAL", WORKER, expect=("READY",), reason=reason, **record)
+            new_state = "PENDING_APPROVAL"
+        else:
+            moved = _move(release, "IN_PROGRESS", WORKER, expect=("READY",), reason="pre-release hook exited 0",
+                          **record)
+            new_state = "IN_PROGRESS"
+            if moved:
+                _enqueue("execute", release.id)
+    else:
+        error = error or f"The pre-release hook exited {exit_code}."
+        moved = _move(release, "FAILED", WORKER, expect=("READY",), reason=error, error=error, **record)
+        new_state = "FAILED"
+        if moved:
+            _free_and_dispatch(release)
+    commit_changes()
+    return new_state if moved else None
+
+
+def record_execution_result(release_id: int, *, exit_code: int | None, output: str, truncated: bool,
+                            timed_out: bool = False, error: str | None = None) -> str | None:
+    release = get_release(release_id)
+    if timed_out:
+        state, error = "TIMED_OUT", error or "The release command timed out."
+    elif error is None and exit_code == 0:
+        state = "SUCCEEDED"
+    else:
+        state, error = "FAILED", error or f"The release command exited {exit_code}."
+    moved = _move(release, state, WORKER, expect=("IN_PROGRESS",), reason=error or "release command exited 0",
+                  error=error, exec_exit_code=exit_code, exec_output=output, exec_truncated=truncated)
+    if moved:
+        _free_and_dispatch(release)
+    commit_changes()
+    return state if moved else None
+
+
+def succeed_without_command(release_id: int) -> bool:
+    release = get_release(release_id)
+    note = "No release command is set for this environment, so nothing was run."
+    moved = _move(release, "SUCCEEDED", WORKER, expect=("IN_PROGRESS",), reason=note, exec_output=note + "\n")
+    if moved:
+        _free_and_dispatch(release)
+    commit_changes()
+    return moved
+
+
+# -- decisions ------------------------------------------------------------------------------------
+
+def _check_decider(release: Release, actor: Actor) -> None:
+    require(actor.user, "approve_release", release.environment)
+    if release.triggered_by_id == actor.user.id and not release.environment.allow_self_approval:
+        raise PermissionDenied("You triggered this release, so someone else must approve or reject it "
+                               "(withdraw it if it should not go ahead).")
+
+
+def approve(release_id: int, actor: Actor, comment: str = "") -> Release:
+    """Approve a pending release: it becomes APPROVED and its BOT release takes the slot directly."""
+    release = get_release(release_id)
+    _check_decider(release, actor)
+    if not _move(release, "APPROVED", actor, expect=("PENDING_APPROVAL",), reason=comment or "approved"):
+        db.session.rollback()
+        raise _wrong_state(release, "approved")
+    db.session.add(Decision(release_id=release.id, user_id=actor.user.id, decision="APPROVE",
+                            comment=comment, via=actor.via))
+    now = utcnow()
+    bot = Release(kind="BOT", project_id=release.project_id, environment_id=release.environment_id,
+                  state="IN_PROGRESS", holds_slot=True, ref=release.commit, commit=release.commit,
+                  description=release.description, resources=release.resources, triggered_by=actor.user,
+                  parent_release_id=release.id, hook_path=release.hook_path,
+                  hook_ref_commit=release.hook_ref_commit, started_at=now)
+    db.session.add(bot)
+    db.session.flush()
+    audit(actor, "state", release=bot, to_state="IN_PROGRESS",
+          reason=f"bot release for approved release #{release.id}; the hook is skipped")
+    _enqueue("execute", bot.id)
+    commit_changes()
+    return bot
+
+
+def reject(release_id: int, actor: Actor, comment: str = "") -> Release:
+    release = get_release(release_id)
+    _check_decider(release, actor)
+    if not _move(release, "REJECTED", actor, expect=("PENDING_APPROVAL",), reason=comment or "rejected"):
+        db.session.rollback()
+        raise _wrong_state(release, "rejected")
+    db.session.add(Decision(release_id=release.id, user_id=actor.user.id, decision="REJECT",
+                            comment=comment, via=actor.via))
+    _free_and_dispatch(release)
+    commit_changes()
+    return release
+
+
+def may_cancel(release: Release, user: User | None) -> bool:
+    """The triggerer may cancel their own queued or pending release without cancel_release."""
+    return user is not None and release.triggered_by_id == user.id
+
+
+def cancel(release_id: int, actor: Actor) -> Release:
+    """Cancel a queued release, or withdraw one's own pending release."""
+    release = get_release(release_id)
+    own = may_cancel(release, actor.user)
+    if release.state == "PENDING_APPROVAL":
+        if not own:
+            raise PermissionDenied("Only the person who triggered a pending release can withdraw it; "
+                                   "reviewers reject it instead.")
+        reason = f"withdrawn by {actor.name}"
+    else:
+        if not own:
+            require(actor.user, "cancel_release", release.environment)
+        reason = f"cancelled by {actor.name}"
+    if not _move(release, "CANCELLED", actor, expect=("QUEUED", "PENDING_APPROVAL"), reason=reason):
+        db.session.rollback()
+        raise _wrong_state(release, "cancelled")
+    _free_and_dispatch(release)
+    commit_changes()
+    return release
+
+
+def abort(release_id: int, actor: Actor) -> Release:
+    """Stop a READY or IN_PROGRESS release; its worker sees the change and kills its processes."""
+    release = get_release(release_id)
+    require(actor.user, "cancel_release", release.environment)
+    message = f"aborted by {actor.name}"
+    if not _move(release, "FAILED", actor, expect=("READY", "IN_PROGRESS"), reason=message, error=message):
+        db.session.rollback()
+        raise _wrong_state(release, "aborted")
+    _free_and_dispatch(release)
+    commit_changes()
+    return release
+
+
+def finish(release_id: int, actor: Actor, result: str, log: str = "") -> Release:
+    """An external deployer reports the outcome of a release that waits for it."""
+    release = get_release(release_id)
+    require(actor.user, "trigger_release", release.environment)
+    environment = release.environment
+    if not environment.wait_for_external_finish or environment.release_command:
+        raise WrongState(f"{environment.project.name}/{environment.name} does not wait for an external "
+                         "finish, so its releases cannot be finished through the API.")
+    error = None if result == "SUCCEEDED" else f"reported failed by {actor.name}"
+    if not _move(release, result, actor, expect=("IN_PROGRESS",), reason=f"finish reported by {actor.name}",
+                 error=error, exec_output=log):
+        db.session.rollback()
+        raise _wrong_state(release, "finished")
+    _free_and_dispatch(release)
+    commit_changes()
+    return release
+
+
+def await_external_finish(release_id: int) -> None:
+    """No release command, and the environment waits for `/finish`: stop heartbeating, keep the slot."""
+    db.session.execute(
+        sa.update(Release).where(Release.id == release_id, Release.state == "IN_PROGRESS")
+        .values(heartbeat_at=None, exec_output="Waiting for an external finish (POST /api/v1/releases/"
+                f"{release_id}/finish).\n").execution_options(synchronize_session=False))
+    commit_changes()

@@ -1,0 +1,302 @@
+"""Git access for releases: a bare mirror per repository in a local cache, commit
+resolution, cheap checkouts of a pinned commit and lookup of the pre-release hook."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+HOOK_DIR = "pre_release_hooks"
+HOOK_NAMES = (("pre_release_hook.py", "py"), ("pre_release_hook.sh", "sh"))
+NETWORK_TIMEOUT = 600  # seconds for one clone or fetch
+_FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+# export-ignore / export-subst would make `git archive` differ from the commit's tree.
+_ATTRIBUTES = b"* -export-ignore -export-subst\n"
+_SYMLINK_HOPS = 8
+# Variables that would point git at some other repository than the one we name.
+_GIT_LOCATION_VARS = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE",
+)
+
+
+class RepoError(Exception):
+    """A problem with a repository or ref; str() is a sentence for the user."""
+
+
+@dataclass(frozen=True)
+class HookScript:
+    path: str  # repo-relative path of the regular file read (a symlink's target)
+    kind: str  # "py" or "sh", from the hook's name
+    blob: str  # git blob sha of the content
+    content: bytes
+
+
+def is_full_commit(ref: str) -> bool:
+    """True when `ref` is a full hex object name (SHA-1 or SHA-256)."""
+    return bool(_FULL_SHA.fullmatch(ref))
+
+
+def mirror_path(repo: str, cache_dir: Path) -> Path:
+    """The git dir `fetch` keeps for `repo` (it may not exist yet)."""
+    digest = hashlib.sha256(repo.encode()).hexdigest()[:24]
+    return Path(cache_dir) / f"{digest}.git"
+
+
+def fetch(repo: str, cache_dir: Path, *, commit: str | None = None,
+          max_age: float = 0.0) -> Path:
+    """Bring the mirror of `repo` up to date and return its git dir.
+
+    With `commit` (a full sha) already in the mirror, no network fetch happens.
+    With `max_age`, a fetch that started less than that many seconds ago is
+    taken as fresh enough. Processes waiting on the lock skip their own fetch
+    when another one started after they asked.
+    """
+    asked_at = time.time()
+    git_dir = mirror_path(repo, cache_dir)
+    if commit and is_full_commit(commit) and _has_commit(git_dir, commit):
+        return git_dir
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    stamp = git_dir.with_suffix(".fetched")
+    with _locked(git_dir.with_suffix(".lock")):
+        if not (git_dir / "HEAD").exists():
+            _clone(repo, git_dir)
+            stamp.write_text(repr(asked_at))
+            return git_dir
+        last = _read_stamp(stamp)
+        if last >= asked_at or (max_age > 0 and asked_at - last < max_age):
+            return git_dir
+        started = time.time()
+        _run_network(repo, ["git", f"--git-dir={git_dir}", "fetch", "--prune",
+                            "--quiet", "origin"], "fetch")
+        stamp.write_text(repr(started))
+    return git_dir
+
+
+def resolve_commit(git_dir: Path, ref: str) -> str:
+    """The full sha of the commit `ref` (branch, tag, full or short sha) names."""
+    if ref and not ref.startswith("-") and "\n" not in ref and "\0" not in ref:
+        proc = _git(git_dir, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        sha = proc.stdout.decode().strip()
+        if proc.returncode == 0 and is_full_commit(sha):
+            return sha
+    raise RepoError(f"Ref '{ref}' was not found in repository {_origin(git_dir)}; "
+                    "push it or pass a full commit.")
+
+
+def checkout(git_dir: Path, commit: str, dest: Path) -> None:
+    """Write exactly the tree of `commit` into the new or empty directory `dest`."""
+    _check_commit_arg(commit)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise ValueError(f"checkout destination {dest} is not empty")
+    tar_error = None
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            ["git", f"--git-dir={git_dir}", "archive", "--format=tar", commit],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+            env=_git_env())
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+                archive.extractall(dest, filter=_extract_filter)
+        except tarfile.TarError as exc:
+            tar_error = exc
+        finally:
+            proc.stdout.close()  # unblocks git if extraction stopped early
+            returncode = proc.wait()
+        if returncode != 0:  # git's reason says more than a truncated archive
+            stderr.seek(0)
+            raise RepoError(f"Commit '{commit}' could not be checked out from "
+                            f"{_origin(git_dir)}: {_last_line(stderr.read())}.")
+    if tar_error is not None:
+        raise RepoError(f"Commit '{commit}' could not be checked out: {tar_error}.")
+
+
+def find_hook(git_dir: Path, commit: str, project_name: str) -> HookScript | None:
+    """The pre-release hook of `project_name` in the tree of `commit`, or None.
+
+    A symlinked hook is followed while it stays inside the repository and ends
+    at a regular file; anything else raises RepoError.
+    """
+    folder = f"{project_name}/{HOOK_DIR}"
+    entries = _ls_tree(git_dir, commit, [f"{folder}/{name}" for name, _ in HOOK_NAMES])
+    for name, kind in HOOK_NAMES:
+        entry = entries.get(f"{folder}/{name}")
+        if entry is not None:
+            path, blob, content = _follow(git_dir, commit, f"{folder}/{name}", entry)
+            return HookScript(path=path, kind=kind, blob=blob, content=content)
+    return None
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def _git_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION_VARS}
+    env["GIT_TERMINAL_PROMPT"] = "0"  # a missing credential fails, never waits
+    env["GIT_LITERAL_PATHSPECS"] = "1"
+    return env
+
+
+def _git(git_dir: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", f"--git-dir={git_dir}", *args],
+                          stdin=subprocess.DEVNULL, capture_output=True, env=_git_env())
+
+
+def _has_commit(git_dir: Path, sha: str) -> bool:
+    if not (git_dir / "HEAD").exists():
+        return False
+    return _git(git_dir, "cat-file", "-e", f"{sha}^{{commit}}").returncode == 0
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path`, so one process fetches at a time."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _clone(repo: str, git_dir: Path) -> None:
+    # Clone beside the final place and rename, so a failed clone leaves nothing.
+    tmp = git_dir.with_name(f"{git_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _run_network(repo, ["git", "clone", "--bare", "--quiet", "--", repo, str(tmp)],
+                     "clone")
+        # A bare clone has no fetch refspec; branches and tags are all we need.
+        with open(tmp / "config", "a") as config:
+            config.write('[remote "origin"]\n')
+            config.writelines(f"\tfetch = {spec}\n" for spec in _REFSPECS)
+        (tmp / "info").mkdir(exist_ok=True)
+        (tmp / "info" / "attributes").write_bytes(_ATTRIBUTES)
+        shutil.rmtree(git_dir, ignore_errors=True)  # a leftover without HEAD
+        os.rename(tmp, git_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_network(repo: str, argv: list[str], verb: str) -> None:
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                              env=_git_env(), timeout=NETWORK_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise RepoError(f"Could not {verb} repository {_redact(repo)}: no answer within "
+                        f"{NETWORK_TIMEOUT} s; check that this worker can reach it.") from None
+    if proc.returncode != 0:
+        raise RepoError(f"Could not {verb} repository {_redact(repo)}: "
+                        f"{_last_line(proc.stderr)}; check the project's repository "
+                        "setting and that this worker can reach it.")
+
+
+def _read_stamp(stamp: Path) -> float:
+    try:
+        return float(stamp.read_text())
+    except (OSError, ValueError):
+        return 0.0
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [ln.strip() for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
+    return _redact_text(lines[-1].rstrip(".")) if lines else "git gave no reason"
+
+
+def _redact(repo: str) -> str:
+    """`repo` without a password or token in its URL."""
+    parts = urlsplit(repo)
+    if parts.scheme and "@" in parts.netloc:
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    return repo
+
+
+def _redact_text(text: str) -> str:
+    return re.sub(r"(\w+://)[^/\s@]+@", r"\1***@", text)
+
+
+def _origin(git_dir: Path) -> str:
+    proc = _git(git_dir, "config", "--get", "remote.origin.url")
+    url = proc.stdout.decode(errors="replace").strip()
+    return _redact(url) if proc.returncode == 0 and url else str(git_dir)
+
+
+def _extract_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    # The 'data' filter refuses symlinks that point outside the checkout; a
+    # repository may hold such links, and creating one is harmless: the 'tar'
+    # filter still refuses to write any file through it.
+    if member.issym():
+        member = tarfile.tar_filter(member, dest)
+        return member.replace(uid=None, gid=None, uname=None, gname=None, deep=False)
+    return tarfile.data_filter(member, dest)
+
+
+def _check_commit_arg(commit: str) -> None:
+    if not commit or commit.startswith("-"):
+        raise RepoError(f"'{commit}' is not a commit; pass a full commit sha.")
+
+
+def _ls_tree(git_dir: Path, commit: str, paths: list[str]) -> dict[str, tuple[str, str, str]]:
+    """{path: (mode, type, sha)} for those of `paths` present in `commit`."""
+    _check_commit_arg(commit)
+    proc = _git(git_dir, "ls-tree", "-z", "--full-tree", commit, "--", *paths)
+    if proc.returncode != 0:
+        raise RepoError(f"Commit '{commit}' was not found in repository "
+                        f"{_origin(git_dir)}; fetch it or pass another commit.")
+    entries = {}
+    for record in proc.stdout.split(b"\0"):
+        if record:
+            meta, _, name = record.partition(b"\t")
+            mode, kind, sha = meta.decode().split()
+            entries[name.decode(errors="surrogateescape")] = (mode, kind, sha)
+    return entries
+
+
+def _follow(git_dir: Path, commit: str, path: str,
+            entry: tuple[str, str, str]) -> tuple[str, str, bytes]:
+    """(path, blob, content) of the regular file `path` is or links to."""
+    hook = path
+    for _ in range(_SYMLINK_HOPS):
+        mode, kind, sha = entry
+        if kind != "blob":
+            raise RepoError(f"The pre-release hook {hook} is not a regular file; "
+                            "commit the script itself at that path.")
+        content = _cat_blob(git_dir, sha)
+        if mode != "120000":
+            return path, sha, content
+        target = content.decode(errors="surrogateescape")
+        path = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+        if target.startswith("/") or path == ".." or path.startswith("../"):
+            raise RepoError(f"The pre-release hook {hook} is a symlink that leaves the "
+                            "repository; commit the script itself at that path.")
+        found = _ls_tree(git_dir, commit, [path]).get(path)
+        if found is None:
+            break
+        entry = found
+    raise RepoError(f"The pre-release hook {hook} is a symlink that does not resolve "
+                    "to a file in the repository; commit the script itself at that path.")
+
+
+def _cat_blob(git_dir: Path, sha: str) -> bytes:
+    proc = _git(git_dir, "cat-file", "blob", sha)
+    if proc.returncode != 0:
+        raise RepoError(f"Object {sha} could not be read from {_origin(git_dir)}: "
+                        f"{_last_line(proc.stderr)}.")
+    return proc.stdout

@@ -1,0 +1,193 @@
+"""Prepare a checkout and run a release's pre-release hook or release command.
+
+Called by the worker's jobs. What a result means for the release is decided by
+releases.py; this module only fetches, checks out, runs within limits and reports.
+No database transaction stays open while a hook or command runs.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app
+
+from . import hooks, releases, repos
+from .extensions import db
+from .models import Release
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Plain values copied out of the database, so no transaction is held during a run."""
+
+    release_id: int
+    project: str
+    repo: str
+    branch: str
+    hook_ref: str | None
+    environment: str
+    release_stream: str
+    ref: str | None
+    commit: str | None
+    resources: list
+    hook_timeout: int
+    release_timeout: int
+    release_command: str | None
+    wait_for_external_finish: bool
+    variables: tuple[tuple[str, str, bool, bool], ...]  # name, value, secret, for_hooks
+
+    @classmethod
+    def of(cls, release: Release) -> RunContext:
+        project, environment = release.project, release.environment
+        context = cls(
+            release_id=release.id, project=project.name, repo=project.repo, branch=project.branch,
+            hook_ref=environment.hook_ref or project.hook_ref, environment=environment.name, release_stream=environment.release_stream,
+            ref=release.ref, commit=release.commit, resources=list(release.resources or []),
+            hook_timeout=environment.hook_timeout_seconds, release_timeout=environment.release_timeout_seconds,
+            release_command=(environment.release_command or "").strip() or None,
+            wait_for_external_finish=environment.wait_for_external_finish,
+            variables=tuple((v.name, v.value, v.secret, v.for_hooks) for v in environment.variables))
+        db.session.rollback()  # end the read transaction before any slow work
+        return context
+
+    def payload(self, commit: str) -> dict:
+        return {"environmentName": self.environment, "releaseStream": self.release_stream,
+                "resources": self.resources, "releaseId": self.release_id, "projectName": self.project,
+                "commit": commit}
+
+    def environ(self, home: Path, *, hooks_only: bool) -> dict[str, str]:
+        variables = {name: value for name, value, _secret, for_hooks in self.variables
+                     if for_hooks or not hooks_only}
+        return hooks.hook_environment(release_id=self.release_id, project=self.project,
+                                      environment=self.environment, release_stream=self.release_stream,
+                                      home=home, variables=variables)
+
+    @property
+    def secrets(self) -> list[str]:
+        return [value for _name, value, secret, _hooks in self.variables if secret and value]
+
+
+@contextmanager
+def workspace(context: RunContext, commit: str) -> Iterator[tuple[Path, Path, Path]]:
+    """A fresh directory with the payload, a private HOME and room for the checkout; removed after."""
+    root = Path(tempfile.mkdtemp(prefix=f"releasegate-{context.release_id}-"))
+    try:
+        payload, home, checkout = root / "payload.json", root / "home", root / "checkout"
+        payload.write_text(json.dumps(context.payload(commit), indent=2))
+        home.mkdir()
+        yield checkout, payload, home
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _settings() -> tuple[Path, str, int, float]:
+    config = current_app.config
+    lost = config["WORKER_LOST_SECONDS"]
+    return (Path(config["REPO_CACHE_DIR"]), config["HOOK_PYTHON"], config["HOOK_OUTPUT_CAP"],
+            max(0.5, min(5.0, lost / 4)))
+
+
+def _fetch_and_pin(context: RunContext) -> tuple[Path, str]:
+    cache_dir, *_ = _settings()
+    git_dir = repos.fetch(context.repo, cache_dir)
+    commit = context.commit or repos.resolve_commit(git_dir, context.ref or context.branch)
+    return git_dir, commit
+
+
+def run_pre_release_hook(release_id: int) -> None:
+    release = releases.claim_run(release_id, "hook")
+    if release is None:
+        return  # already run or no longer READY: jobs are at-least-once
+    context = RunContext.of(release)
+    _cache, python, cap, tick = _settings()
+    try:
+        git_dir, commit = _fetch_and_pin(context)
+        hook_ref = context.hook_ref or context.branch
+        hook_ref_commit = repos.resolve_commit(git_dir, hook_ref)
+        hook = repos.find_hook(git_dir, hook_ref_commit, context.project)
+        own = repos.find_hook(git_dir, commit, context.project)
+    except repos.RepoError as error:
+        releases.fail(release_id, str(error), expect=("READY",))
+        return
+    releases.pin_commit(release_id, commit, hook_ref_commit=hook_ref_commit,
+                        hook_path=hook.path if hook else None)
+    if hook is None:
+        releases.record_hook_result(release_id, exit_code=None, output="", truncated=False, error=(
+            f"No pre-release hook was found at {hook_ref} ({hook_ref_commit[:12]}): add "
+            f"{context.project}/pre_release_hooks/pre_release_hook.py or .sh to the repository."))
+        return
+    differs = None
+    if own is None or (own.path, own.blob) != (hook.path, hook.blob):
+        differs = (f"The pre-release hook at commit {commit[:12]} differs from the one at the hook ref "
+                   f"{hook_ref} ({hook_ref_commit[:12]}), so this release needs approval whatever the hook says.")
+
+    def on_tick(output: str, truncated: bool) -> bool:
+        return releases.heartbeat(release_id, "READY", hook_output=output, hook_truncated=truncated)
+
+    with workspace(context, commit) as (checkout, payload, home):
+        repos.checkout(git_dir, commit, checkout)
+        script = checkout / hook.path
+        _place_hook(script, hook.content)
+        problem = hooks.preflight(script, hook.kind)
+        if problem:
+            releases.record_hook_result(release_id, exit_code=None, output="", truncated=False, error=problem)
+            return
+        result = hooks.run_hook(script, hook.kind, payload, cwd=checkout, env=context.environ(home, hooks_only=True),
+                                timeout=context.hook_timeout, output_cap=cap, python=python,
+                                on_tick=on_tick, tick_seconds=tick)
+    if result.stopped:
+        return  # aborted: the release already moved on
+    output = result.output + (f"\n[releasegate] {differs}\n" if differs else "")
+    error = (f"The pre-release hook timed out after {context.hook_timeout} seconds and was killed."
+             if result.timed_out else result.error)
+    releases.record_hook_result(release_id, exit_code=result.exit_code, output=output,
+                                truncated=result.truncated, error=error, needs_approval_reason=differs)
+
+
+def _place_hook(script: Path, content: bytes) -> None:
+    """Run the hook ref's version of the hook, as a regular file inside the checkout."""
+    script.parent.mkdir(parents=True, exist_ok=True)
+    if script.is_symlink() or script.exists():
+        script.unlink()
+    script.write_bytes(content)
+
+
+def execute_release(release_id: int) -> None:
+    release = releases.claim_run(release_id, "execute")
+    if release is None:
+        return
+    context = RunContext.of(release)
+    if context.release_command is None:
+        if context.wait_for_external_finish:
+            releases.await_external_finish(release_id)
+        else:
+            releases.succeed_without_command(release_id)
+        return
+    _cache, _python, cap, tick = _settings()
+    try:
+        git_dir, commit = _fetch_and_pin(context)
+    except repos.RepoError as error:
+        releases.fail(release_id, str(error), expect=("IN_PROGRESS",))
+        return
+    releases.pin_commit(release_id, commit, exec_command=context.release_command)
+
+    def on_tick(output: str, truncated: bool) -> bool:
+        return releases.heartbeat(release_id, "IN_PROGRESS", exec_output=output, exec_truncated=truncated)
+
+    with workspace(context, commit) as (checkout, payload, home):
+        repos.checkout(git_dir, commit, checkout)
+        env = context.environ(home, hooks_only=False) | {"RELEASE_PAYLOAD": str(payload)}
+        result = hooks.run_limited(["bash", "-c", context.release_command + ' "$@"', "release_command",
+                                    str(payload)], cwd=checkout, env=env, timeout=context.release_timeout,
+                                   output_cap=cap, on_tick=on_tick, tick_seconds=tick, mask=context.secrets)
+    if result.stopped:
+        return
+    error = (f"The release command timed out after {context.release_timeout} seconds and was killed."
+             if result.timed_out else result.error)
+    releases.record_execution_result(release_id, exit_code=result.exit_code, output=result.output,
+                                     truncated=result.truncated, timed_out=result.timed_out, error=error)

@@ -1,0 +1,85 @@
+"""How rows read in the API (SPEC §7)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from .extensions import db
+from .models import AuditEvent, Decision, Environment, Project, Release, User
+
+SETTINGS = ("release_stream", "approval_workflow", "parallel_releases", "release_command", "hook_ref",
+            "hook_timeout_seconds", "release_timeout_seconds", "allow_self_approval",
+            "wait_for_external_finish", "approval_timeout_hours")
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
+
+
+def project_dict(project: Project) -> dict:
+    return {"name": project.name, "repo": project.repo, "branch": project.branch, "hook_ref": project.hook_ref,
+            "environments": [e.name for e in project.environments], "created_at": iso(project.created_at)}
+
+
+def environment_dict(environment: Environment, *, live: bool = True) -> dict:
+    data = {"project": environment.project.name, "name": environment.name, "mode": environment.mode}
+    data.update({key: getattr(environment, key) for key in SETTINGS})
+    data["variables"] = [{"name": v.name, "secret": v.secret, "for_hooks": v.for_hooks,
+                          "value": None if v.secret else v.value} for v in environment.variables]
+    if live:
+        data["active"] = [release_summary(r) for r in active_releases(environment.id)]
+        data["queue"] = [release_summary(r) for r in queued_releases(environment.id)]
+    return data
+
+
+def active_releases(environment_id: int) -> list[Release]:
+    return list(db.session.scalars(sa.select(Release).where(
+        Release.environment_id == environment_id,
+        Release.state.in_(("READY", "PENDING_APPROVAL", "IN_PROGRESS"))).order_by(Release.id)))
+
+
+def queued_releases(environment_id: int) -> list[Release]:
+    return list(db.session.scalars(sa.select(Release).where(
+        Release.environment_id == environment_id, Release.state == "QUEUED").order_by(Release.id)))
+
+
+def release_summary(release: Release) -> dict:
+    return {"id": release.id, "kind": release.kind, "state": release.state,
+            "triggered_by": _name(release.triggered_by), "created_at": iso(release.created_at)}
+
+
+def _name(user: User | None) -> str | None:
+    return user.username if user is not None else None
+
+
+def release_dict(release: Release) -> dict:
+    environment = release.environment
+    bot = release.bot_release
+    return {
+        "id": release.id, "kind": release.kind, "state": release.state,
+        "project": release.project.name, "environment": environment.name,
+        "release_stream": environment.release_stream, "commit": release.commit, "ref": release.ref,
+        "description": release.description, "triggered_by": _name(release.triggered_by),
+        "resources": release.resources,
+        "hook": {"path": release.hook_path, "ref_commit": release.hook_ref_commit,
+                 "exit_code": release.hook_exit_code, "output": release.hook_output or "",
+                 "truncated": release.hook_truncated},
+        "execution": {"command": release.exec_command, "exit_code": release.exec_exit_code,
+                      "output": release.exec_output or "", "truncated": release.exec_truncated},
+        "parent_release_id": release.parent_release_id, "bot_release_id": bot.id if bot is not None else None,
+        "decisions": [decision_dict(d) for d in release.decisions],
+        "error": release.error, "created_at": iso(release.created_at), "started_at": iso(release.started_at),
+        "finished_at": iso(release.finished_at),
+    }
+
+
+def decision_dict(decision: Decision) -> dict:
+    return {"by": _name(decision.user), "decision": decision.decision, "comment": decision.comment,
+            "via": decision.via, "at": iso(decision.created_at)}
+
+
+def event_dict(event: AuditEvent) -> dict:
+    return {"id": event.id, "at": iso(event.created_at), "by": _name(event.actor), "via": event.via,
+            "action": event.action, "from": event.from_state, "to": event.to_state, "reason": event.reason,
+            "details": event.details}

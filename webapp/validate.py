@@ -1,0 +1,115 @@
+"""Checks for the settings a client sends: projects, environments and variables.
+
+Each field is a small function (value, name) -> clean value that raises InvalidInput
+with a sentence. Unknown keys are refused rather than ignored.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .resources import InvalidInput, check_slug
+
+Field = Callable[[Any, str], Any]
+VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+RESERVED_VARIABLES = frozenset({"PATH", "LANG", "HOME", "RELEASE_ID", "PROJECT_NAME", "ENVIRONMENT_NAME",
+                                "RELEASE_STREAM", "RELEASE_PAYLOAD"})
+
+
+def boolean(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} must be true or false.", 400)
+    return value
+
+
+def text(limit: int, *, nullable: bool = False, required: bool = True) -> Field:
+    def check(value: Any, name: str) -> str | None:
+        if value is None and nullable:
+            return None
+        if not isinstance(value, str):
+            raise InvalidInput(f"{name} must be a string{' or null' if nullable else ''}.", 400)
+        value = value.strip()
+        if required and not value and not nullable:
+            raise InvalidInput(f"{name} must not be empty.", 422)
+        if len(value) > limit or "\x00" in value:
+            raise InvalidInput(f"{name} must be at most {limit} characters without NUL bytes.", 422)
+        return value or None if nullable else value
+    return check
+
+
+def integer(low: int, high: int) -> Field:
+    def check(value: Any, name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInput(f"{name} must be a whole number.", 400)
+        if not low <= value <= high:
+            raise InvalidInput(f"{name} must be between {low} and {high}.", 422)
+        return value
+    return check
+
+
+def number(low: float, high: float, *, nullable: bool = False) -> Field:
+    def check(value: Any, name: str) -> float | None:
+        if value is None and nullable:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidInput(f"{name} must be a number{' or null' if nullable else ''}.", 400)
+        if not low <= value <= high:
+            raise InvalidInput(f"{name} must be between {low:g} and {high:g}.", 422)
+        return float(value)
+    return check
+
+
+def slug(what: str) -> Field:
+    return lambda value, _name: check_slug(value, what)
+
+
+PROJECT_FIELDS: dict[str, Field] = {
+    "name": slug("project name"),
+    "repo": text(1000),
+    "branch": text(255),
+    "hook_ref": text(255, nullable=True),
+}
+ENVIRONMENT_FIELDS: dict[str, Field] = {
+    "release_stream": text(100),
+    "approval_workflow": boolean,
+    "parallel_releases": boolean,
+    "release_command": text(10_000, nullable=True),
+    "hook_ref": text(255, nullable=True),
+    "hook_timeout_seconds": integer(1, 24 * 3600),
+    "release_timeout_seconds": integer(1, 7 * 24 * 3600),
+    "allow_self_approval": boolean,
+    "wait_for_external_finish": boolean,
+    "approval_timeout_hours": number(0.001, 24 * 365, nullable=True),
+}
+VARIABLE_FIELDS: dict[str, Field] = {
+    "value": text(100_000, required=False),
+    "secret": boolean,
+    "for_hooks": boolean,
+}
+
+
+def fields(body: Any, spec: dict[str, Field], *, required: tuple[str, ...] = (),
+           creating: str | None = None) -> dict[str, Any]:
+    """Check a JSON object against `spec`; `required` keys must be present."""
+    if not isinstance(body, dict):
+        raise InvalidInput("The request body must be a JSON object.", 400)
+    unknown = sorted(set(body) - set(spec))
+    if unknown:
+        raise InvalidInput(f"Unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))[:200]}; "
+                           f"allowed: {', '.join(spec)}.", 400)
+    missing = [key for key in required if key not in body]
+    if missing:
+        raise InvalidInput(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required"
+                           f"{' to create ' + creating if creating else ''}.", 400)
+    return {key: spec[key](value, key) for key, value in body.items()}
+
+
+def variable_name(name: str) -> str:
+    if not VARIABLE_NAME.match(name):
+        raise InvalidInput(f"{name[:80]!r} is not a valid variable name: use letters, digits and "
+                           "underscores, not starting with a digit.", 422)
+    if name in RESERVED_VARIABLES:
+        raise InvalidInput(f"{name} is set by Releasegate itself; choose another name.", 422)
+    return name

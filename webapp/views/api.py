@@ -1,0 +1,267 @@
+"""REST API (`/api/v1`, SPEC §7): thin views over releases.py and environments.py."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, g, jsonify, request, url_for
+from flask_login import current_user
+from redis.exceptions import RedisError
+
+from .. import environments, releases
+from ..extensions import db, redis_connection
+from ..models import STATES, AuditEvent, Environment, Project, Release
+from ..permissions import require_permission
+from ..releases import Actor
+from ..resources import InvalidInput, check_slug, parse_trigger_body
+from ..serialize import environment_dict, event_dict, project_dict, release_dict
+from ..validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS, VARIABLE_FIELDS, fields, variable_name
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+PUBLIC_ENDPOINTS = frozenset({"api.health"})
+
+
+@api.before_request
+def _signed_in_only():
+    if request.endpoint not in PUBLIC_ENDPOINTS and not current_user.is_authenticated:
+        from ..extensions import login_manager
+
+        return login_manager.unauthorized()
+
+
+def _actor() -> Actor:
+    return Actor(current_user._get_current_object(), "api")
+
+
+def _body() -> object:
+    if not request.get_data(cache=True):
+        return {}
+    body = request.get_json(force=True, silent=True)
+    if body is None:
+        raise InvalidInput("The request body is not valid JSON; send a JSON object.", 400)
+    return body
+
+
+# -- lookups that the permission decorator and the views share --------------------------------
+
+def _project(project: str, **_) -> Project:
+    found = db.session.scalar(sa.select(Project).where(Project.name == project))
+    if found is None:
+        abort(404, f"Project {project!r} does not exist.")
+    return found
+
+
+def _environment(project: str, environment: str, **_) -> Environment:
+    if "environment" not in g:
+        found = db.session.scalar(sa.select(Environment).join(Project).where(
+            Project.name == project, Environment.name == environment))
+        if found is None:
+            abort(404, f"Environment {project}/{environment} does not exist.")
+        g.environment = found
+    return g.environment
+
+
+def _release(release_id: int, **_) -> Release:
+    if "release" not in g:
+        g.release = releases.get_release(release_id)
+    return g.release
+
+
+def _release_environment(release_id: int, **_) -> Environment:
+    return _release(release_id).environment
+
+
+def _own_release(release_id: int, **_) -> bool:
+    return releases.may_cancel(_release(release_id), current_user)
+
+
+def _page(query, serialize) -> dict:
+    try:
+        limit = min(max(int(request.args.get("limit", 50)), 1), 500)
+        before = int(request.args["before"]) if "before" in request.args else None
+    except ValueError:
+        raise InvalidInput("limit and before must be whole numbers.", 400) from None
+    entity = query.column_descriptions[0]["entity"]
+    if before is not None:
+        query = query.where(entity.id < before)
+    rows = list(db.session.scalars(query.order_by(entity.id.desc()).limit(limit + 1)))
+    next_url = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        args = {**request.args.to_dict(), "before": rows[-1].id, "limit": limit}
+        next_url = url_for(request.endpoint, **request.view_args, **args)
+    return {"items": [serialize(row) for row in rows], "next": next_url}
+
+
+# -- health ------------------------------------------------------------------------------------
+
+@api.get("/health")
+def health():
+    failing = []
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+        db.session.rollback()
+    except sa.exc.SQLAlchemyError:
+        failing.append("database")
+    try:
+        redis_connection().ping()
+    except (RedisError, RuntimeError):
+        failing.append("redis")
+    if failing:
+        return jsonify(status="degraded", failing=failing), 503
+    return jsonify(status="ok")
+
+
+# -- projects and environments -----------------------------------------------------------------
+
+@api.get("/projects")
+def list_projects():
+    return _page(sa.select(Project), project_dict)
+
+
+@api.post("/projects")
+@require_permission("manage_environments")
+def create_project():
+    values = fields(_body(), PROJECT_FIELDS, required=("name", "repo"), creating="a project")
+    project = environments.create_project(_actor(), **values)
+    return jsonify(project_dict(project)), 201
+
+
+@api.get("/projects/<project>/environments")
+def list_environments(project: str):
+    found = _project(project)
+    return {"items": [environment_dict(e) for e in found.environments], "next": None}
+
+
+@api.post("/projects/<project>/environments")
+@require_permission("manage_environments")
+def create_environment(project: str):
+    found = _project(project)
+    body = _body()
+    spec = {"name": lambda value, _name: check_slug(value, "environment name"), **ENVIRONMENT_FIELDS}
+    values = fields(body, spec, required=("name", "release_stream"), creating="an environment")
+    environment = environments.create_environment(found, _actor(), **values)
+    return jsonify(environment_dict(environment)), 201
+
+
+@api.get("/projects/<project>/environments/<environment>")
+def get_environment(project: str, environment: str):
+    return environment_dict(_environment(project, environment))
+
+
+@api.patch("/projects/<project>/environments/<environment>")
+@require_permission("manage_environments", environment=_environment)
+def update_environment(project: str, environment: str):
+    found = _environment(project, environment)
+    environments.update_environment(found, _actor(), fields(_body(), ENVIRONMENT_FIELDS))
+    return environment_dict(found)
+
+
+@api.put("/projects/<project>/environments/<environment>/variables/<name>")
+@require_permission("manage_environments", environment=_environment)
+def put_variable(project: str, environment: str, name: str):
+    found = _environment(project, environment)
+    values = fields(_body(), VARIABLE_FIELDS, required=("value",))
+    variable, created = environments.set_variable(found, _actor(), variable_name(name), values["value"],
+                                                  secret=values.get("secret", False),
+                                                  for_hooks=values.get("for_hooks", False))
+    shown = {"name": variable.name, "secret": variable.secret, "for_hooks": variable.for_hooks,
+             "value": None if variable.secret else variable.value}
+    return jsonify(shown), 201 if created else 200
+
+
+@api.delete("/projects/<project>/environments/<environment>/variables/<name>")
+@require_permission("manage_environments", environment=_environment)
+def delete_variable(project: str, environment: str, name: str):
+    environments.delete_variable(_environment(project, environment), _actor(), name)
+    return "", 204
+
+
+# -- releases -----------------------------------------------------------------------------------
+
+@api.get("/projects/<project>/environments/<environment>/releases")
+def list_releases(project: str, environment: str):
+    found = _environment(project, environment)
+    query = sa.select(Release).where(Release.environment_id == found.id)
+    state = request.args.get("state")
+    if state:
+        if state not in STATES:
+            raise InvalidInput(f"Unknown state {state[:40]!r}; use one of {', '.join(STATES)}.", 400)
+        query = query.where(Release.state == state)
+    return _page(query, release_dict)
+
+
+@api.post("/projects/<project>/environments/<environment>/releases")
+@require_permission("trigger_release", environment=_environment)
+def trigger_release(project: str, environment: str):
+    found = _environment(project, environment)
+    wanted = parse_trigger_body(_body())
+    key = request.headers.get("Idempotency-Key", "").strip() or None
+    if key is not None and len(key) > 255:
+        raise InvalidInput("The Idempotency-Key header must be at most 255 characters.", 400)
+    release, created = releases.trigger(found, _actor(), wanted.resources, ref=wanted.ref,
+                                        description=wanted.description, idempotency_key=key)
+    response = jsonify(release_dict(release))
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = url_for("api.get_release", release_id=release.id)
+    return response
+
+
+@api.get("/releases/<int:release_id>")
+def get_release(release_id: int):
+    return release_dict(_release(release_id))
+
+
+@api.get("/releases/<int:release_id>/events")
+def release_events(release_id: int):
+    release = _release(release_id)
+    events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.release_id == release.id)
+                                .order_by(AuditEvent.id))
+    return {"items": [event_dict(e) for e in events], "next": None}
+
+
+def _comment() -> str:
+    body = _body()
+    if not isinstance(body, dict) or set(body) - {"comment"}:
+        raise InvalidInput('Send a JSON object with an optional "comment".', 400)
+    comment = body.get("comment") or ""
+    if not isinstance(comment, str) or len(comment) > 5000:
+        raise InvalidInput("comment must be a string of at most 5000 characters.", 400)
+    return comment.strip()
+
+
+@api.post("/releases/<int:release_id>/approve")
+@require_permission("approve_release", environment=_release_environment)
+def approve(release_id: int):
+    bot = releases.approve(release_id, _actor(), _comment())
+    return release_dict(releases.get_release(bot.parent_release_id))
+
+
+@api.post("/releases/<int:release_id>/reject")
+@require_permission("approve_release", environment=_release_environment)
+def reject(release_id: int):
+    return release_dict(releases.reject(release_id, _actor(), _comment()))
+
+
+@api.post("/releases/<int:release_id>/cancel")
+@require_permission("cancel_release", environment=_release_environment, or_if=_own_release)
+def cancel(release_id: int):
+    return release_dict(releases.cancel(release_id, _actor()))
+
+
+@api.post("/releases/<int:release_id>/abort")
+@require_permission("cancel_release", environment=_release_environment)
+def abort_release(release_id: int):
+    return release_dict(releases.abort(release_id, _actor()))
+
+
+@api.post("/releases/<int:release_id>/finish")
+@require_permission("trigger_release", environment=_release_environment)
+def finish(release_id: int):
+    body = _body()
+    if not isinstance(body, dict) or set(body) - {"result", "log"}:
+        raise InvalidInput('Send a JSON object with "result" (SUCCEEDED or FAILED) and an optional "log".', 400)
+    result, log = body.get("result"), body.get("log") or ""
+    if result not in ("SUCCEEDED", "FAILED"):
+        raise InvalidInput('result must be "SUCCEEDED" or "FAILED".', 422)
+    if not isinstance(log, str) or len(log) > 1_000_000:
+        raise InvalidInput("log must be a string of at most 1,000,000 characters.", 400)
+    return release_dict(releases.finish(release_id, _actor(), result, log))

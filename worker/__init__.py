@@ -1,0 +1,1 @@
+"""The RQ side of Releasegate: queues, jobs and the worker process."""

@@ -1,0 +1,51 @@
+"""Queue names and the one enqueue helper the webapp uses (after commit)."""
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from webapp.extensions import redis_connection
+
+RELEASES_QUEUE = "releasegate"
+JOBS = {"hook": "worker.jobs.run_pre_release_hook", "execute": "worker.jobs.execute_release"}
+log = logging.getLogger(__name__)
+
+
+def release_queue() -> Queue:
+    return Queue(RELEASES_QUEUE, connection=redis_connection(), serializer=JSONSerializer)
+
+
+def job_id(kind: str, release_id: int) -> str:
+    return f"{kind}-{release_id}"
+
+
+def enqueue_release_job(kind: str, release_id: int, *, only_if_missing: bool = False) -> bool:
+    """Queue a release's hook or apply. Jobs re-read the release, so a duplicate is harmless.
+
+    The runner enforces its own timeouts and kills process groups itself, so RQ's timeout
+    is off (-1); there is no Retry: a retried apply could run twice.
+    """
+    try:
+        queue = release_queue()
+        if only_if_missing and _job_alive(queue, job_id(kind, release_id)):
+            return False
+        queue.enqueue(JOBS[kind], release_id, job_id=job_id(kind, release_id), job_timeout=-1,
+                      result_ttl=3600, failure_ttl=7 * 24 * 3600, description=f"{kind} release #{release_id}")
+        return True
+    except RedisError as error:
+        # The release is safe in the database; the reconciler enqueues it again.
+        log.warning("Could not enqueue %s for release %s: %s", kind, release_id, error)
+        return False
+
+
+def _job_alive(queue: Queue, id_: str) -> bool:
+    try:
+        job = Job.fetch(id_, connection=queue.connection, serializer=JSONSerializer)
+    except Exception:
+        return False
+    return job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,
+                                             JobStatus.SCHEDULED)
