@@ -235,9 +235,12 @@ def test_preflight_reports_a_missing_hook(tmp_path):
         "The hook pre_release_hook.py does not exist; add it to the repository.")
 
 
-def test_preflight_reports_a_directory(tmp_path):
+def test_preflight_reports_a_directory_or_a_dangling_link(tmp_path):
     (tmp_path / "pre_release_hook.sh").mkdir()
-    assert "is not a regular file" in preflight(tmp_path / "pre_release_hook.sh", "sh")
+    (tmp_path / "pre_release_hook.py").symlink_to("nowhere.py")
+    assert preflight(tmp_path / "pre_release_hook.sh", "sh") == (
+        "The hook pre_release_hook.sh is not a regular file; commit the script there.")
+    assert "is not a regular file" in preflight(tmp_path / "pre_release_hook.py", "py")
 
 
 def test_preflight_reports_a_python_syntax_error_with_its_line(tmp_path):
@@ -266,11 +269,13 @@ def test_preflight_reports_an_unreadable_hook(tmp_path):
 def test_hook_environment_is_an_allowlist(monkeypatch, tmp_path):
     monkeypatch.setenv("SECRET_KEY", "do-not-leak")
     monkeypatch.setenv("DATABASE_URL", "postgresql://user:pw@db/app")
-    monkeypatch.setenv("PATH", f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin")
+    venv_bin = Path(sys.prefix) / "bin"
+    monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")
     monkeypatch.setenv("LANG", "en_US.UTF-8")
+    in_venv = sys.prefix != sys.base_prefix
     env = hooks.hook_environment(release_id=42, project="shop", environment="prod", release_stream="PROD",
                                  home=tmp_path, variables={"REGION": "eu", "RELEASE_ID": "spoofed"})
-    assert env == {"PATH": "/usr/bin:/bin" if sys.prefix != sys.base_prefix else env["PATH"],
+    assert env == {"PATH": "/usr/bin:/bin" if in_venv else f"{venv_bin}:/usr/bin:/bin",
                    "LANG": "en_US.UTF-8", "HOME": str(tmp_path), "RELEASE_ID": "42", "PROJECT_NAME": "shop",
                    "ENVIRONMENT_NAME": "prod", "RELEASE_STREAM": "PROD", "REGION": "eu"}
 

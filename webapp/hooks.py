@@ -3,6 +3,7 @@ group killed as a whole, a wall-clock timeout, an output cap and a clean environ
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -129,7 +130,9 @@ def run_hook(script: Path, kind: str, payload_path: Path, *, cwd: Path,
              python: str = "python3", on_tick: Tick | None = None,
              tick_seconds: float = 2.0, mask: Sequence[str] = ()) -> RunResult:
     """Run a hook as `python3 <script> <payload>` or `bash <script> <payload>`."""
-    interpreter = {"py": python, "sh": "bash"}[kind]
+    if kind not in ("py", "sh"):
+        raise ValueError(f"unknown hook kind {kind!r}")
+    interpreter = python if kind == "py" else "bash"
     argv = [interpreter, str(Path(script).resolve()), str(Path(payload_path).resolve())]
     return run_limited(argv, cwd=cwd, env=env, timeout=timeout, output_cap=output_cap,
                        on_tick=on_tick, tick_seconds=tick_seconds, mask=mask)
@@ -347,10 +350,8 @@ def _reap_exited() -> None:
 
 
 def _signal(send: Callable[[int, int], None], pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         send(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _pipe() -> tuple[int, int]:
@@ -464,10 +465,7 @@ def _wire_fds(out_w: int, status_w: int, maxfd: int) -> None:
 
 def _kill_and_reap(group: int) -> None:
     # The command is a zombie (WNOWAIT), so its pid still names the group.
-    try:
-        os.killpg(group, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    _signal(os.killpg, group, signal.SIGKILL)
     while True:
         try:
             os.waitpid(-group, 0)

