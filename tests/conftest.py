@@ -224,6 +224,25 @@ def shop(app, api, hook_repo):
     assert admin.post("/api/v1/projects", json={"name": "shop", "repo": str(hook_repo)}).status_code == 201
     for name, stream in (("qa", "QA"), ("prod", "PROD")):
         response = admin.post("/api/v1/projects/shop/environments",
-                              json={"name": name, "release_stream": stream, "release_command": "bash deploy.sh"})
+                              json={"name": name, "release_stream": stream, "release_command": 'bash deploy.sh "$1"'})
         assert response.status_code == 201, response.json
     return hook_repo
+
+
+@pytest.fixture()
+def new_environment(api, tmp_path):
+    """Make project/environment on a new repository holding `files`; returns the repo path."""
+    counter = itertools.count()
+
+    def make(files: dict[str, str], *, project: str = "svc", name: str = "env", **settings) -> Path:
+        repo = make_repo(tmp_path / f"repo-{project}-{next(counter)}", files)
+        admin = api("admin")
+        if admin.get(f"/api/v1/projects/{project}/environments").status_code == 404:
+            response = admin.post("/api/v1/projects", json={"name": project, "repo": str(repo)})
+            assert response.status_code == 201, response.json
+        settings.setdefault("release_stream", "QA")
+        response = admin.post(f"/api/v1/projects/{project}/environments", json={"name": name, **settings})
+        assert response.status_code == 201, response.json
+        return repo
+
+    return make

@@ -163,6 +163,21 @@ def test_find_hook_follows_a_symlink_inside_the_repository(source, cache):
     assert (found.path, found.kind, found.content) == ("common/gate.py", "py", b"print('gate')\n")
 
 
+def test_find_hook_follows_a_chain_of_symlinks_to_the_repository_root(source, cache):
+    symlink(source, f"{HOOKS}/pre_release_hook.sh", "shared.sh")
+    symlink(source, f"{HOOKS}/shared.sh", "../../gate.sh")
+    head = commit(source, {"gate.sh": "exit 2\n"})
+    git_dir = repos.fetch(str(source), cache)
+    found = repos.find_hook(git_dir, head, "shop")
+    assert (found.path, found.kind, found.content) == ("gate.sh", "sh", b"exit 2\n")
+
+
+def test_find_hook_in_an_unknown_commit_raises(source, cache):
+    git_dir = repos.fetch(str(source), cache)
+    with pytest.raises(RepoError, match=f"Commit '{'1' * 40}' was not found"):
+        repos.find_hook(git_dir, "1" * 40, "shop")
+
+
 @pytest.mark.parametrize(("target", "reason"), [
     ("../../../outside.py", "leaves the repository"),
     ("/etc/passwd", "leaves the repository"),

@@ -74,7 +74,7 @@ def load_demo(instance: Path) -> list[str]:
                                                                    Environment.name == name))
         if exists is None:
             environments.create_environment(project, _admin(), name=name, release_stream=stream,
-                                            release_command="./deploy.sh")
+                                            release_command='./deploy.sh "$1"')
     return ["Demo data is ready: project shop with environments qa (stream QA) and prod (stream PROD).",
             "Logins:"] + [f"  {name:<9} {password:<18} {'admin' if admin else ', '.join(perms) or 'read-only'}"
                           for name, password, admin, perms in USERS]

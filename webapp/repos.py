@@ -3,6 +3,7 @@ resolution, cheap checkouts of a pinned commit and lookup of the pre-release hoo
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -14,7 +15,6 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -131,15 +131,19 @@ def find_hook(git_dir: Path, commit: str, project_name: str) -> HookScript | Non
     """The pre-release hook of `project_name` in the tree of `commit`, or None.
 
     A symlinked hook is followed while it stays inside the repository and ends
-    at a regular file; anything else raises RepoError.
+    at a regular file; anything else raises RepoError. One git process reads it all.
     """
+    _check_commit_arg(commit)
     folder = f"{project_name}/{HOOK_DIR}"
-    entries = _ls_tree(git_dir, commit, [f"{folder}/{name}" for name, _ in HOOK_NAMES])
-    for name, kind in HOOK_NAMES:
-        entry = entries.get(f"{folder}/{name}")
-        if entry is not None:
-            path, blob, content = _follow(git_dir, commit, f"{folder}/{name}", entry)
-            return HookScript(path=path, kind=kind, blob=blob, content=content)
+    with _ObjectReader(git_dir) as objects:
+        if objects.read(f"{commit}^{{commit}}") is None:
+            raise RepoError(f"Commit '{commit}' was not found in repository "
+                            f"{_origin(git_dir)}; fetch it or pass another commit.")
+        entries = objects.tree(commit, folder)
+        for name, kind in HOOK_NAMES:
+            if name in entries:
+                path, blob, content = _follow(objects, commit, f"{folder}/{name}", entries[name])
+                return HookScript(path=path, kind=kind, blob=blob, content=content)
     return None
 
 
@@ -164,7 +168,7 @@ def _has_commit(git_dir: Path, sha: str) -> bool:
     return _git(git_dir, "cat-file", "-e", f"{sha}^{{commit}}").returncode == 0
 
 
-@contextmanager
+@contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Hold an exclusive flock on `path`, so one process fetches at a time."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -253,32 +257,65 @@ def _check_commit_arg(commit: str) -> None:
         raise RepoError(f"'{commit}' is not a commit; pass a full commit sha.")
 
 
-def _ls_tree(git_dir: Path, commit: str, paths: list[str]) -> dict[str, tuple[str, str, str]]:
-    """{path: (mode, type, sha)} for those of `paths` present in `commit`."""
-    _check_commit_arg(commit)
-    proc = _git(git_dir, "ls-tree", "-z", "--full-tree", commit, "--", *paths)
-    if proc.returncode != 0:
-        raise RepoError(f"Commit '{commit}' was not found in repository "
-                        f"{_origin(git_dir)}; fetch it or pass another commit.")
-    entries = {}
-    for record in proc.stdout.split(b"\0"):
-        if record:
-            meta, _, name = record.partition(b"\t")
-            mode, kind, sha = meta.decode().split()
-            entries[name.decode(errors="surrogateescape")] = (mode, kind, sha)
-    return entries
+class _ObjectReader:
+    """Reads objects through one `git cat-file --batch` process."""
+
+    def __init__(self, git_dir: Path) -> None:
+        self.proc = subprocess.Popen(["git", f"--git-dir={git_dir}", "cat-file", "--batch"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=_git_env())
+
+    def __enter__(self) -> _ObjectReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.close()
+        self.proc.stdout.close()
+        self.proc.wait()
+
+    def read(self, name: str) -> tuple[str, str, bytes] | None:
+        """(sha, type, content) of the object `name`, or None when there is none."""
+        try:
+            self.proc.stdin.write(name.encode(errors="surrogateescape") + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:  # git could not open the repository
+            return None
+        header = self.proc.stdout.readline().split()
+        if len(header) != 3:  # "<name> missing" or "<name> ambiguous"
+            return None
+        sha, kind, size = header
+        content = self.proc.stdout.read(int(size) + 1)[:-1]
+        return sha.decode(), kind.decode(), content
+
+    def tree(self, commit: str, folder: str) -> dict[str, tuple[str, str]]:
+        """{name: (mode, sha)} of the folder `folder` of `commit`; {} when it is not one."""
+        found = self.read(f"{commit}:{folder}")
+        if found is None or found[1] != "tree":
+            return {}
+        sha_size = len(found[0]) // 2
+        entries, data, at = {}, found[2], 0
+        while at < len(data):
+            space, nul = data.index(b" ", at), data.index(b"\0", at)
+            name = data[space + 1:nul].decode(errors="surrogateescape")
+            entries[name] = (data[at:space].decode(), data[nul + 1:nul + 1 + sha_size].hex())
+            at = nul + 1 + sha_size
+        return entries
 
 
-def _follow(git_dir: Path, commit: str, path: str,
-            entry: tuple[str, str, str]) -> tuple[str, str, bytes]:
+def _follow(objects: _ObjectReader, commit: str, path: str,
+            entry: tuple[str, str]) -> tuple[str, str, bytes]:
     """(path, blob, content) of the regular file `path` is or links to."""
     hook = path
     for _ in range(_SYMLINK_HOPS):
-        mode, kind, sha = entry
-        if kind != "blob":
+        mode, sha = entry
+        if mode not in ("100644", "100755", "120000"):
             raise RepoError(f"The pre-release hook {hook} is not a regular file; "
                             "commit the script itself at that path.")
-        content = _cat_blob(git_dir, sha)
+        blob = objects.read(sha)
+        if blob is None:
+            raise RepoError(f"The pre-release hook {hook} could not be read from the repository.")
+        content = blob[2]
         if mode != "120000":
             return path, sha, content
         target = content.decode(errors="surrogateescape")
@@ -286,17 +323,10 @@ def _follow(git_dir: Path, commit: str, path: str,
         if target.startswith("/") or path == ".." or path.startswith("../"):
             raise RepoError(f"The pre-release hook {hook} is a symlink that leaves the "
                             "repository; commit the script itself at that path.")
-        found = _ls_tree(git_dir, commit, [path]).get(path)
-        if found is None:
+        folder, name = posixpath.split(path)
+        target_entry = objects.tree(commit, folder).get(name)
+        if target_entry is None:
             break
-        entry = found
+        entry = target_entry
     raise RepoError(f"The pre-release hook {hook} is a symlink that does not resolve "
                     "to a file in the repository; commit the script itself at that path.")
-
-
-def _cat_blob(git_dir: Path, sha: str) -> bytes:
-    proc = _git(git_dir, "cat-file", "blob", sha)
-    if proc.returncode != 0:
-        raise RepoError(f"Object {sha} could not be read from {_origin(git_dir)}: "
-                        f"{_last_line(proc.stderr)}.")
-    return proc.stdout

@@ -182,9 +182,10 @@ def execute_release(release_id: int) -> None:
     with workspace(context, commit) as (checkout, payload, home):
         repos.checkout(git_dir, commit, checkout)
         env = context.environ(home, hooks_only=False) | {"RELEASE_PAYLOAD": str(payload)}
-        result = hooks.run_limited(["bash", "-c", context.release_command + ' "$@"', "release_command",
-                                    str(payload)], cwd=checkout, env=env, timeout=context.release_timeout,
-                                   output_cap=cap, on_tick=on_tick, tick_seconds=tick, mask=context.secrets)
+        # The payload is the shell's $1 and RELEASE_PAYLOAD: `./deploy.sh "$1"` passes it on.
+        argv = ["bash", "-c", context.release_command, "release_command", str(payload)]
+        result = hooks.run_limited(argv, cwd=checkout, env=env, timeout=context.release_timeout, output_cap=cap,
+                                   on_tick=on_tick, tick_seconds=tick, mask=context.secrets)
     if result.stopped:
         return
     error = (f"The release command timed out after {context.release_timeout} seconds and was killed."
