@@ -256,13 +256,6 @@ def test_preflight_reports_a_bash_syntax_error_with_bashs_message(tmp_path):
     assert "line 2" in message and "syntax error" in message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_preflight_reports_an_unreadable_hook(tmp_path):
-    script = write_hook(tmp_path, "py", "print(1)\n")
-    script.chmod(0)
-    assert "cannot be read" in preflight(script, "py")
-
-
 # -- environment -------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ class SettingsConflict(releases.ReleaseError):
         self.field = field
 
 
+@releases.transition
 def create_project(actor: Actor, *, name: str, repo: str, branch: str = "main",
                    hook_ref: str | None = None) -> Project:
     require(actor.user, "manage_environments")
@@ -36,6 +37,7 @@ def create_project(actor: Actor, *, name: str, repo: str, branch: str = "main",
     return project
 
 
+@releases.transition
 def create_environment(project: Project, actor: Actor, *, name: str, **settings: Any) -> Environment:
     require(actor.user, "manage_environments")
     if settings.get("approval_workflow", True) and settings.get("parallel_releases", False):
@@ -56,6 +58,7 @@ def create_environment(project: Project, actor: Actor, *, name: str, **settings:
 GATE_WEAKENING = {"approval_workflow", "release_stream", "allow_self_approval", "release_command", "hook_ref"}
 
 
+@releases.transition
 def update_environment(environment: Environment, actor: Actor, changes: dict[str, Any]) -> list[str]:
     """Apply settings changes, refusing both switches on; returns the names that changed."""
     require(actor.user, "manage_environments", environment)
@@ -83,10 +86,12 @@ def update_environment(environment: Environment, actor: Actor, changes: dict[str
     releases.audit(actor, "settings", environment_id=environment.id, reason="settings changed",
                    details={"changes": changed, "weakens_gate": sorted(GATE_WEAKENING & changed.keys())})
     db.session.flush()
-    releases.dispatch(environment.id)
+    releases.dispatch_queue(environment.id)
+    releases.commit_changes()
     return sorted(changed)
 
 
+@releases.transition
 def set_variable(environment: Environment, actor: Actor, name: str, value: str, *, secret: bool,
                  for_hooks: bool) -> tuple[Variable, bool]:
     require(actor.user, "manage_environments", environment)
@@ -104,6 +109,7 @@ def set_variable(environment: Environment, actor: Actor, name: str, value: str, 
     return variable, created
 
 
+@releases.transition
 def delete_variable(environment: Environment, actor: Actor, name: str) -> None:
     require(actor.user, "manage_environments", environment)
     variable = db.session.scalar(sa.select(Variable).where(Variable.environment_id == environment.id,

@@ -37,12 +37,14 @@ def redis_connection() -> Redis:
 
 
 def configure_sqlite(engine: Engine) -> None:
-    """WAL, foreign keys and BEGIN IMMEDIATE for SQLite.
+    """WAL, foreign keys, and transactions that say up front whether they write.
 
-    pysqlite begins transactions lazily and as DEFERRED, so two processes that read
-    and then write can both fail with "database is locked" without waiting. Taking
-    the write lock at BEGIN makes writers queue up behind busy_timeout instead, and
-    lets SQLAlchemy's SAVEPOINTs work.
+    A DEFERRED transaction that reads and then writes fails at once with "database is
+    locked" if another writer committed in between (WAL cannot upgrade a stale
+    snapshot). So write transactions (execution option `sqlite_write`, see
+    releases.write_transaction) begin IMMEDIATE and queue behind busy_timeout, while
+    reads stay DEFERRED and never block anyone. Emitting BEGIN ourselves also makes
+    SQLAlchemy's SAVEPOINTs work on pysqlite.
     """
     if engine.dialect.name != "sqlite":
         return
@@ -59,4 +61,5 @@ def configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        writes = connection.get_execution_options().get("sqlite_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")

@@ -6,7 +6,9 @@ so views, jobs, the CLI and tests all call the same code.
 """
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,9 +117,31 @@ def _move(release: Release, to_state: str, actor: Actor, *, expect: tuple[str, .
     return True
 
 
-def _wrong_state(release: Release, doing: str) -> WrongState:
-    return WrongState(f"Release #{release.id} is {release.state.replace('_', ' ').lower()}, "
-                      f"so it cannot be {doing}; nothing was changed.")
+def _wrong_state(release: Release, doing: str, needs: str) -> WrongState:
+    return WrongState(f"Release #{release.id} is {release.state.replace('_', ' ').lower()}, so it cannot be "
+                      f"{doing} (only a release that is {needs} can); nothing was changed.")
+
+
+def write_transaction() -> None:
+    """End any read transaction and begin one that writes (on SQLite: BEGIN IMMEDIATE).
+
+    Objects loaded earlier are expired and reload inside the new transaction, so every
+    rule is judged on current rows.
+    """
+    if db.session.new or db.session.dirty or db.session.deleted:
+        raise RuntimeError("a write transaction began over unsaved changes; they would be lost")
+    db.session.rollback()
+    db.session.connection(execution_options={"sqlite_write": True})
+
+
+def transition(fn: Callable) -> Callable:
+    """Run a state-machine function in a write transaction of its own."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        write_transaction()
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def commit_changes() -> None:
@@ -130,8 +154,8 @@ def commit_changes() -> None:
 
 # -- dispatch -------------------------------------------------------------------------------
 
-def _dispatch(environment_id: int) -> None:
-    """Give the free slot to the oldest queued release, or start every queued one in parallel mode."""
+def dispatch_queue(environment_id: int) -> None:
+    """Within the current transaction: give the free slot to the oldest queued release, or start every queued one in parallel mode."""
     environment = db.session.execute(
         sa.select(Environment).where(Environment.id == environment_id)
         .execution_options(populate_existing=True)).scalar_one()
@@ -164,18 +188,20 @@ def _dispatch(environment_id: int) -> None:
         _enqueue(job, release.id)
 
 
-def _free_and_dispatch(release: Release) -> None:
-    _dispatch(release.environment_id)
+def _free_anddispatch_queue(release: Release) -> None:
+    dispatch_queue(release.environment_id)
 
 
+@transition
 def dispatch(environment_id: int) -> None:
     """Dispatch an environment's queue (the reconciler's safety net)."""
-    _dispatch(environment_id)
+    dispatch_queue(environment_id)
     commit_changes()
 
 
 # -- trigger ----------------------------------------------------------------------------------
 
+@transition
 def trigger(environment: Environment, actor: Actor, resources: list[dict], *, ref: str | None = None,
             description: str = "", idempotency_key: str | None = None) -> tuple[Release, bool]:
     """Queue a release; returns (release, created). A repeated Idempotency-Key returns the first."""
@@ -198,7 +224,7 @@ def trigger(environment: Environment, actor: Actor, resources: list[dict], *, re
             raise
         return existing, False
     audit(actor, "state", release=release, to_state="QUEUED", reason="triggered")
-    _dispatch(environment.id)
+    dispatch_queue(environment.id)
     commit_changes()
     return release, True
 
@@ -239,17 +265,19 @@ def pin_commit(release_id: int, commit: str, **hook: Any) -> None:
     commit_changes()
 
 
+@transition
 def fail(release_id: int, error: str, actor: Actor = WORKER, *, expect: tuple[str, ...] = SLOT_STATES,
          state: str = "FAILED", where: tuple = (), **values: Any) -> bool:
     """End a release that cannot go on (FAILED, or `state`), freeing its slot."""
     release = get_release(release_id)
     if not _move(release, state, actor, expect=expect, error=error, reason=error, where=where, **values):
         return False
-    _free_and_dispatch(release)
+    _free_anddispatch_queue(release)
     commit_changes()
     return True
 
 
+@transition
 def record_hook_result(release_id: int, *, exit_code: int | None, output: str, truncated: bool,
                        error: str | None = None, needs_approval_reason: str | None = None) -> str | None:
     """Apply the hook contract: 0 proceeds, 2 waits for approval, anything else fails.
@@ -275,11 +303,12 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
         moved = _move(release, "FAILED", WORKER, expect=("READY",), reason=error, error=error, **record)
         new_state = "FAILED"
         if moved:
-            _free_and_dispatch(release)
+            _free_anddispatch_queue(release)
     commit_changes()
     return new_state if moved else None
 
 
+@transition
 def record_execution_result(release_id: int, *, exit_code: int | None, output: str, truncated: bool,
                             timed_out: bool = False, error: str | None = None) -> str | None:
     release = get_release(release_id)
@@ -292,17 +321,18 @@ def record_execution_result(release_id: int, *, exit_code: int | None, output: s
     moved = _move(release, state, WORKER, expect=("IN_PROGRESS",), reason=error or "release command exited 0",
                   error=error, exec_exit_code=exit_code, exec_output=output, exec_truncated=truncated)
     if moved:
-        _free_and_dispatch(release)
+        _free_anddispatch_queue(release)
     commit_changes()
     return state if moved else None
 
 
+@transition
 def succeed_without_command(release_id: int) -> bool:
     release = get_release(release_id)
     note = "No release command is set for this environment, so nothing was run."
     moved = _move(release, "SUCCEEDED", WORKER, expect=("IN_PROGRESS",), reason=note, exec_output=note + "\n")
     if moved:
-        _free_and_dispatch(release)
+        _free_anddispatch_queue(release)
     commit_changes()
     return moved
 
@@ -316,13 +346,14 @@ def _check_decider(release: Release, actor: Actor) -> None:
                                "(withdraw it if it should not go ahead).")
 
 
+@transition
 def approve(release_id: int, actor: Actor, comment: str = "") -> Release:
     """Approve a pending release: it becomes APPROVED and its BOT release takes the slot directly."""
     release = get_release(release_id)
     _check_decider(release, actor)
     if not _move(release, "APPROVED", actor, expect=("PENDING_APPROVAL",), reason=comment or "approved"):
         db.session.rollback()
-        raise _wrong_state(release, "approved")
+        raise _wrong_state(release, "approved", "pending approval")
     db.session.add(Decision(release_id=release.id, user_id=actor.user.id, decision="APPROVE",
                             comment=comment, via=actor.via))
     now = utcnow()
@@ -340,15 +371,16 @@ def approve(release_id: int, actor: Actor, comment: str = "") -> Release:
     return bot
 
 
+@transition
 def reject(release_id: int, actor: Actor, comment: str = "") -> Release:
     release = get_release(release_id)
     _check_decider(release, actor)
     if not _move(release, "REJECTED", actor, expect=("PENDING_APPROVAL",), reason=comment or "rejected"):
         db.session.rollback()
-        raise _wrong_state(release, "rejected")
+        raise _wrong_state(release, "rejected", "pending approval")
     db.session.add(Decision(release_id=release.id, user_id=actor.user.id, decision="REJECT",
                             comment=comment, via=actor.via))
-    _free_and_dispatch(release)
+    _free_anddispatch_queue(release)
     commit_changes()
     return release
 
@@ -358,6 +390,7 @@ def may_cancel(release: Release, user: User | None) -> bool:
     return user is not None and release.triggered_by_id == user.id
 
 
+@transition
 def cancel(release_id: int, actor: Actor) -> Release:
     """Cancel a queued release, or withdraw one's own pending release."""
     release = get_release(release_id)
@@ -373,12 +406,13 @@ def cancel(release_id: int, actor: Actor) -> Release:
         reason = f"cancelled by {actor.name}"
     if not _move(release, "CANCELLED", actor, expect=("QUEUED", "PENDING_APPROVAL"), reason=reason):
         db.session.rollback()
-        raise _wrong_state(release, "cancelled")
-    _free_and_dispatch(release)
+        raise _wrong_state(release, "cancelled", "queued or pending approval")
+    _free_anddispatch_queue(release)
     commit_changes()
     return release
 
 
+@transition
 def abort(release_id: int, actor: Actor) -> Release:
     """Stop a READY or IN_PROGRESS release; its worker sees the change and kills its processes."""
     release = get_release(release_id)
@@ -386,12 +420,13 @@ def abort(release_id: int, actor: Actor) -> Release:
     message = f"aborted by {actor.name}"
     if not _move(release, "FAILED", actor, expect=("READY", "IN_PROGRESS"), reason=message, error=message):
         db.session.rollback()
-        raise _wrong_state(release, "aborted")
-    _free_and_dispatch(release)
+        raise _wrong_state(release, "aborted", "ready or in progress")
+    _free_anddispatch_queue(release)
     commit_changes()
     return release
 
 
+@transition
 def finish(release_id: int, actor: Actor, result: str, log: str = "") -> Release:
     """An external deployer reports the outcome of a release that waits for it."""
     release = get_release(release_id)
@@ -404,8 +439,8 @@ def finish(release_id: int, actor: Actor, result: str, log: str = "") -> Release
     if not _move(release, result, actor, expect=("IN_PROGRESS",), reason=f"finish reported by {actor.name}",
                  error=error, exec_output=log):
         db.session.rollback()
-        raise _wrong_state(release, "finished")
-    _free_and_dispatch(release)
+        raise _wrong_state(release, "finished", "in progress")
+    _free_anddispatch_queue(release)
     commit_changes()
     return release
 

@@ -93,8 +93,9 @@ def _settings() -> tuple[Path, str, int, float]:
 
 
 def _fetch_and_pin(context: RunContext) -> tuple[Path, str]:
+    """Fetch the mirror (skipped when a pinned commit is already in it) and pin the commit."""
     cache_dir, *_ = _settings()
-    git_dir = repos.fetch(context.repo, cache_dir)
+    git_dir = repos.fetch(context.repo, cache_dir, commit=context.commit)
     commit = context.commit or repos.resolve_commit(git_dir, context.ref or context.branch)
     return git_dir, commit
 
@@ -139,7 +140,7 @@ def run_pre_release_hook(release_id: int) -> None:
             return
         result = hooks.run_hook(script, hook.kind, payload, cwd=checkout, env=context.environ(home, hooks_only=True),
                                 timeout=context.hook_timeout, output_cap=cap, python=python,
-                                on_tick=on_tick, tick_seconds=tick)
+                                on_tick=on_tick, tick_seconds=tick, mask=context.secrets)
     if result.stopped:
         return  # aborted: the release already moved on
     output = result.output + (f"\n[releasegate] {differs}\n" if differs else "")

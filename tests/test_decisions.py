@@ -1,0 +1,177 @@
+"""Approve, reject, cancel, withdraw, abort and finish: who may, and what happens."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+import sqlalchemy as sa
+
+from webapp.extensions import db
+from webapp.models import AuditEvent, Decision, Environment, Release
+from tests.helpers import wait_for
+
+HOOK_DIR = "svc/pre_release_hooks"
+CHANGE = [{"resourceType": "t", "resourceName": "n", "resourcePath": "p", "changeType": "CREATE"}]
+WAITS = {f"{HOOK_DIR}/pre_release_hook.sh": "echo asking; exit 2\n"}
+
+
+def trigger(api, who: str = "dev") -> int:
+    response = api(who).post("/api/v1/projects/svc/environments/env/releases", json={"resources": CHANGE})
+    assert response.status_code == 202, response.json
+    return response.json["id"]
+
+
+def state(api, release_id: int) -> str:
+    return api("member").get(f"/api/v1/releases/{release_id}").json["state"]
+
+
+def pending(api, run_jobs, who: str = "dev") -> int:
+    release_id = trigger(api, who)
+    run_jobs()
+    assert state(api, release_id) == "PENDING_APPROVAL"
+    return release_id
+
+
+def test_member_without_permission_gets_403_and_nothing_changes(api, new_environment, run_jobs):
+    new_environment(WAITS)
+    release_id = pending(api, run_jobs)
+    response = api("member").post(f"/api/v1/releases/{release_id}/approve", json={})
+    assert response.status_code == 403
+    assert "Release Approval/Reject" in response.json["error"]
+    assert api("member").post(f"/api/v1/releases/{release_id}/reject", json={}).status_code == 403
+    assert state(api, release_id) == "PENDING_APPROVAL"
+
+
+def test_a_grant_scoped_to_the_environment_is_enough_and_another_scope_is_not(app, api, people, new_environment,
+                                                                          run_jobs):
+    new_environment(WAITS)
+    new_environment(WAITS, name="other")
+    with app.app_context():
+        env, other = (db.session.scalar(sa.select(Environment).where(Environment.name == n)) for n in ("env", "other"))
+        people.add("scoped", "approve_release", environment=env)
+        people.add("elsewhere", "approve_release", environment=other)
+    release_id = pending(api, run_jobs)
+    assert api("elsewhere").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 403
+    assert api("scoped").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 200
+
+
+def test_nobody_approves_their_own_release_admins_included(api, new_environment, run_jobs):
+    new_environment(WAITS)
+    release_id = pending(api, run_jobs, who="admin")
+    response = api("admin").post(f"/api/v1/releases/{release_id}/approve", json={})
+    assert response.status_code == 403
+    assert "You triggered this release" in response.json["error"]
+    api("admin").patch("/api/v1/projects/svc/environments/env", json={"allow_self_approval": True})
+    assert api("admin").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 200
+
+
+def test_ten_concurrent_approvals_give_one_decision_and_one_bot_release(app, api, new_environment, run_jobs):
+    new_environment(WAITS)
+    release_id = pending(api, run_jobs)
+    statuses = []
+    barrier = threading.Barrier(10)
+
+    def approve():
+        client = app.test_client()
+        barrier.wait()
+        response = client.post(f"/api/v1/releases/{release_id}/approve", json={"comment": "go"},
+                               headers=api("approver").headers)
+        statuses.append((response.status_code, response.json))
+
+    threads = [threading.Thread(target=approve) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    codes = sorted(code for code, _ in statuses)
+    assert codes == [200] + [409] * 9, statuses
+    assert all("pending approval" in body["error"] for code, body in statuses if code == 409)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Decision.id))) == 1
+        assert db.session.scalar(sa.select(sa.func.count(Release.id)).where(Release.kind == "BOT")) == 1
+
+
+def test_approving_something_not_pending_is_a_409(api, new_environment, run_jobs):
+    new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"})
+    release_id = trigger(api)
+    run_jobs()
+    response = api("approver").post(f"/api/v1/releases/{release_id}/approve", json={})
+    assert response.status_code == 409
+    assert "succeeded" in response.json["error"]
+
+
+def test_triggerer_cancels_own_queued_release_but_not_someone_elses(api, new_environment, run_jobs):
+    new_environment(WAITS)
+    pending(api, run_jobs)
+    mine = trigger(api, who="approver")
+    theirs = trigger(api, who="approver")
+    assert api("member").post(f"/api/v1/releases/{theirs}/cancel").status_code == 403
+    assert api("approver").post(f"/api/v1/releases/{mine}/cancel").json["state"] == "CANCELLED"
+    assert api("dev").post(f"/api/v1/releases/{theirs}/cancel").json["state"] == "CANCELLED"  # has cancel_release
+
+
+def test_withdraw_is_for_the_triggerer_and_frees_the_slot(api, new_environment, run_jobs):
+    new_environment(WAITS)
+    first = pending(api, run_jobs)
+    second = trigger(api)
+    response = api("admin").post(f"/api/v1/releases/{first}/cancel")  # even cancel_release cannot withdraw
+    assert response.status_code == 403 and "withdraw" in response.json["error"]
+    assert api("dev").post(f"/api/v1/releases/{first}/cancel").json["state"] == "CANCELLED"
+    run_jobs()
+    assert state(api, second) == "PENDING_APPROVAL"
+
+
+def test_abort_kills_a_running_release_command(app, api, new_environment, run_jobs, tmp_path):
+    pid_file = tmp_path / "pid"
+    new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"},
+                    release_command=f"echo $$ > {pid_file}; sleep 60")
+    release_id = trigger(api)
+    responses = []
+
+    def abort_once_running():
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+        responses.append(api("dev").post(f"/api/v1/releases/{release_id}/abort"))
+
+    aborter = threading.Thread(target=abort_once_running)
+    aborter.start()
+    started = time.monotonic()
+    run_jobs()  # the worker runs here, in the main thread, as it does in production
+    aborter.join()
+    assert time.monotonic() - started < 15
+    assert responses[0].status_code == 200
+    assert responses[0].json["state"] == "FAILED" and responses[0].json["error"] == "aborted by dev"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+    assert api("member").post(f"/api/v1/releases/{release_id}/abort").status_code == 403
+
+
+def test_external_finish_keeps_the_slot_until_reported(api, new_environment, run_jobs):
+    new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"}, wait_for_external_finish=True)
+    first = trigger(api)
+    second = trigger(api)
+    run_jobs()
+    assert state(api, first) == "IN_PROGRESS" and state(api, second) == "QUEUED"
+    assert api("member").post(f"/api/v1/releases/{first}/finish", json={"result": "SUCCEEDED"}).status_code == 403
+    bad = api("dev").post(f"/api/v1/releases/{first}/finish", json={"result": "MAYBE"})
+    assert bad.status_code == 422
+    response = api("dev").post(f"/api/v1/releases/{first}/finish", json={"result": "SUCCEEDED", "log": "deployed"})
+    assert response.status_code == 200
+    assert response.json["state"] == "SUCCEEDED" and response.json["execution"]["output"] == "deployed"
+    run_jobs()
+    assert state(api, second) == "IN_PROGRESS"
+
+
+def test_audit_trail_records_every_step_in_order(app, api, new_environment, run_jobs):
+    new_environment(WAITS)
+    release_id = pending(api, run_jobs)
+    api("approver").post(f"/api/v1/releases/{release_id}/reject", json={"comment": "not today"})
+    events = api("member").get(f"/api/v1/releases/{release_id}/events").json["items"]
+    assert [(e["from"], e["to"]) for e in events] == [
+        (None, "QUEUED"), ("QUEUED", "READY"), ("READY", "PENDING_APPROVAL"), ("PENDING_APPROVAL", "REJECTED")]
+    assert events[-1]["by"] == "approver" and events[-1]["via"] == "api" and events[-1]["reason"] == "not today"
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(AuditEvent.id)).where(
+            AuditEvent.release_id == release_id)) == 4
