@@ -1,0 +1,73 @@
+"""The real `python -m worker` process: killed mid-hook, its hook dies and the release fails."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+CHANGE = [{"resourceType": "t", "resourceName": "n", "resourcePath": "p", "changeType": "CREATE"}]
+
+
+@pytest.fixture()
+def start_worker(app_config):
+    workers: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        env = {**os.environ, "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
+               "REDIS_URL": app_config["REDIS_URL"], "REPO_CACHE_DIR": app_config["REPO_CACHE_DIR"],
+               "WORKER_LOST_SECONDS": "3", "RECONCILE_SECONDS": "1", "RELEASEGATE_ENV": "development"}
+        process = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        workers.append(process)
+        return process
+
+    yield start
+    for process in workers:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_worker_killed_mid_hook_takes_the_hook_along_and_the_release_fails(api, new_environment, start_worker,
+                                                                          tmp_path):
+    runs, pids, hang_once = tmp_path / "runs", tmp_path / "pids", tmp_path / "hang-once"
+    hang_once.touch()
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": (
+        f'echo "$RELEASE_ID" >> {runs}\n'
+        f'if [ -e {hang_once} ]; then rm {hang_once}\n'
+        f'  (trap "" TERM; sleep 120) & echo $! >> {pids}\n'
+        f'  echo $$ >> {pids}; sleep 120\nfi\nexit 0\n')})
+    trigger = lambda: api("dev").post("/api/v1/projects/svc/environments/env/releases",  # noqa: E731
+                                      json={"resources": CHANGE}).json["id"]
+    first, second = trigger(), trigger()
+    worker = start_worker()
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, timeout=30)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(5)
+    hook_pids = [int(pid) for pid in pids.read_text().split()]
+    wait_for(lambda: not any(alive(pid) for pid in hook_pids), timeout=5)
+
+    start_worker()
+    lost_at = time.monotonic()
+    release = lambda i: api("member").get(f"/api/v1/releases/{i}").json  # noqa: E731
+    wait_for(lambda: release(first)["state"] == "FAILED", timeout=15)
+    assert "worker lost" in release(first)["error"]
+    assert time.monotonic() - lost_at < 3 + 1 + 5
+    wait_for(lambda: release(second)["state"] == "SUCCEEDED", timeout=20)
+    assert runs.read_text().split() == [str(first), str(second)]  # nothing ran twice
