@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 from flask import Flask
+from flask.cli import AppGroup
 
 from . import environments, releases
 from .auth import create_token, hash_password
@@ -74,11 +75,11 @@ def grant(user: User, permission: str, environment: Environment | None = None) -
 
 
 def register_cli(app: Flask) -> None:
-    users = click.Group("users", help="Create users and grant permissions.")
-    tokens = click.Group("tokens", help="API tokens.")
-    projects = click.Group("projects", help="Projects.")
-    envs = click.Group("environments", help="Environments.")
-    release_group = click.Group("releases", help="Releases.")
+    users = AppGroup("users", help="Create users and grant permissions.")
+    tokens = AppGroup("tokens", help="API tokens.")
+    projects = AppGroup("projects", help="Projects.")
+    envs = AppGroup("environments", help="Environments.")
+    release_group = AppGroup("releases", help="Releases.")
 
     @users.command("create")
     @click.argument("name")
