@@ -47,7 +47,12 @@ def wait_for_port(port: int, seconds: float = 10) -> None:
     raise SystemExit(f"Nothing answered on 127.0.0.1:{port} within {seconds:g} s.")
 
 
+def _stop(_signum, _frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the children as Ctrl-C does
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop)
     INSTANCE.mkdir(exist_ok=True)
     env = dict(os.environ)
     children: list[subprocess.Popen] = []

@@ -65,7 +65,6 @@ def _migrate(url: str) -> None:
     from flask_migrate import upgrade
 
     from webapp import create_app
-
     from webapp.extensions import db
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": ""})
@@ -197,7 +196,8 @@ def people(app) -> People:
 def hook_repo(tmp_path) -> Path:
     return make_repo(tmp_path / "repo", {
         "shop/pre_release_hooks/pre_release_hook.py": SAMPLE_LIKE_HOOK,
-        "deploy.sh": 'echo "applying $(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))[\'resources\']))" "$1") changes"\n',
+        "deploy.sh": ('count=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))[\'resources\']))" '
+                      '"$1")\necho "applying $count changes"\n'),
     })
 
 

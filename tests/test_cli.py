@@ -63,3 +63,19 @@ def test_demo_is_idempotent_and_prints_logins(app, run_jobs):
         assert streams == {"qa": "QA", "prod": "PROD"}
         reviewer = db.session.scalar(sa.select(User).where(User.username == "reviewer"))
         assert [g.permission for g in reviewer.grants] == ["approve_release"]
+
+
+def test_a_demo_qa_release_runs_the_demo_release_command(app, run_jobs):
+    assert run(app, "demo").exit_code == 0
+    token = run(app, "tokens", "create", "admin").output.strip()
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    change = {"resourceType": "service", "resourceName": "api", "resourcePath": "svc/api.json",
+              "changeType": "UPDATE_IN_PLACE"}
+    response = client.post("/api/v1/projects/shop/environments/qa/releases", json={"resources": [change]},
+                           headers=headers)
+    assert response.status_code == 202
+    run_jobs()
+    release = client.get(f"/api/v1/releases/{response.json['id']}", headers=headers).json
+    assert release["state"] == "SUCCEEDED", release
+    assert "UPDATE_IN_PLACE  svc/api.json" in release["execution"]["output"]

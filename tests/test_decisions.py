@@ -6,12 +6,11 @@ import threading
 import time
 
 import pytest
-
 import sqlalchemy as sa
 
+from tests.helpers import wait_for
 from webapp.extensions import db
 from webapp.models import AuditEvent, Decision, Environment, Release
-from tests.helpers import wait_for
 
 HOOK_DIR = "svc/pre_release_hooks"
 CHANGE = [{"resourceType": "t", "resourceName": "n", "resourcePath": "p", "changeType": "CREATE"}]

@@ -191,12 +191,11 @@ def test_session_requests_that_change_state_need_the_csrf_token(app, api, new_en
     new_environment(WAITS)
     monkeypatch.setattr(login_manager, "session_protection", None)  # the session below is hand-made
     client = app.test_client()
-    with client.session_transaction() as session:
-        with app.app_context():
-            from webapp.models import User
+    with client.session_transaction() as session, app.app_context():
+        from webapp.models import User
 
-            session["_user_id"] = str(db.session.scalar(sa.select(User.id).where(User.username == "dev")))
-            session["_fresh"] = True
+        session["_user_id"] = str(db.session.scalar(sa.select(User.id).where(User.username == "dev")))
+        session["_fresh"] = True
     assert client.get(ENV_URL).status_code == 200
     response = client.post(f"{ENV_URL}/releases", json={"resources": CHANGE})
     assert response.status_code == 400 and "CSRF" in response.json["error"]

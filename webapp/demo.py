@@ -30,15 +30,17 @@ if stream == "PROD":
     sys.exit(2)
 print("Not production: going ahead.")
 '''
-DEPLOY = '''#!/usr/bin/env bash
+DEPLOY = """#!/usr/bin/env bash
 # Demo release command: shows what it would apply.
 set -euo pipefail
-echo "Applying release $RELEASE_ID to $ENVIRONMENT_NAME from $(pwd)"
-python3 -c 'import json, sys
-for c in json.load(open(sys.argv[1]))["resources"]:
-    print(f"  {c[\\"changeType\\"]:<16} {c[\\"resourcePath\\"]}")' "$1"
+echo "Applying release $RELEASE_ID to $ENVIRONMENT_NAME"
+python3 - "$1" <<'PY'
+import json, sys
+for change in json.load(open(sys.argv[1]))["resources"]:
+    print("  %-16s %s" % (change["changeType"], change["resourcePath"]))
+PY
 echo "Done."
-'''
+"""
 USERS = (("admin", "admin-password", True, ()), ("reviewer", "reviewer-password", False, ("approve_release",)),
          ("viewer", "viewer-password", False, ()))
 

@@ -1,7 +1,7 @@
 """Tables. Rules about how rows change live in releases.py, not here."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask_login import UserMixin
@@ -16,7 +16,7 @@ STATES = ("QUEUED", *SLOT_STATES, *TERMINAL_STATES)
 
 def utcnow() -> datetime:
     """Naive UTC: what every timestamp column stores."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class User(UserMixin, db.Model):

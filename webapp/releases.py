@@ -155,7 +155,8 @@ def commit_changes() -> None:
 # -- dispatch -------------------------------------------------------------------------------
 
 def dispatch_queue(environment_id: int) -> None:
-    """Within the current transaction: give the free slot to the oldest queued release, or start every queued one in parallel mode."""
+    """Within the current transaction: give the free slot to the oldest queued release,
+    or in parallel mode start every queued one."""
     environment = db.session.execute(
         sa.select(Environment).where(Environment.id == environment_id)
         .execution_options(populate_existing=True)).scalar_one()
@@ -187,9 +188,6 @@ def dispatch_queue(environment_id: int) -> None:
     if moved:
         _enqueue(job, release.id)
 
-
-def _free_anddispatch_queue(release: Release) -> None:
-    dispatch_queue(release.environment_id)
 
 
 @transition
@@ -272,7 +270,7 @@ def fail(release_id: int, error: str, actor: Actor = WORKER, *, expect: tuple[st
     release = get_release(release_id)
     if not _move(release, state, actor, expect=expect, error=error, reason=error, where=where, **values):
         return False
-    _free_anddispatch_queue(release)
+    dispatch_queue(release.environment_id)
     commit_changes()
     return True
 
@@ -303,7 +301,7 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
         moved = _move(release, "FAILED", WORKER, expect=("READY",), reason=error, error=error, **record)
         new_state = "FAILED"
         if moved:
-            _free_anddispatch_queue(release)
+            dispatch_queue(release.environment_id)
     commit_changes()
     return new_state if moved else None
 
@@ -321,7 +319,7 @@ def record_execution_result(release_id: int, *, exit_code: int | None, output: s
     moved = _move(release, state, WORKER, expect=("IN_PROGRESS",), reason=error or "release command exited 0",
                   error=error, exec_exit_code=exit_code, exec_output=output, exec_truncated=truncated)
     if moved:
-        _free_anddispatch_queue(release)
+        dispatch_queue(release.environment_id)
     commit_changes()
     return state if moved else None
 
@@ -332,7 +330,7 @@ def succeed_without_command(release_id: int) -> bool:
     note = "No release command is set for this environment, so nothing was run."
     moved = _move(release, "SUCCEEDED", WORKER, expect=("IN_PROGRESS",), reason=note, exec_output=note + "\n")
     if moved:
-        _free_anddispatch_queue(release)
+        dispatch_queue(release.environment_id)
     commit_changes()
     return moved
 
@@ -380,7 +378,7 @@ def reject(release_id: int, actor: Actor, comment: str = "") -> Release:
         raise _wrong_state(release, "rejected", "pending approval")
     db.session.add(Decision(release_id=release.id, user_id=actor.user.id, decision="REJECT",
                             comment=comment, via=actor.via))
-    _free_anddispatch_queue(release)
+    dispatch_queue(release.environment_id)
     commit_changes()
     return release
 
@@ -407,7 +405,7 @@ def cancel(release_id: int, actor: Actor) -> Release:
     if not _move(release, "CANCELLED", actor, expect=("QUEUED", "PENDING_APPROVAL"), reason=reason):
         db.session.rollback()
         raise _wrong_state(release, "cancelled", "queued or pending approval")
-    _free_anddispatch_queue(release)
+    dispatch_queue(release.environment_id)
     commit_changes()
     return release
 
@@ -421,7 +419,7 @@ def abort(release_id: int, actor: Actor) -> Release:
     if not _move(release, "FAILED", actor, expect=("READY", "IN_PROGRESS"), reason=message, error=message):
         db.session.rollback()
         raise _wrong_state(release, "aborted", "ready or in progress")
-    _free_anddispatch_queue(release)
+    dispatch_queue(release.environment_id)
     commit_changes()
     return release
 
@@ -440,7 +438,7 @@ def finish(release_id: int, actor: Actor, result: str, log: str = "") -> Release
                  error=error, exec_output=log):
         db.session.rollback()
         raise _wrong_state(release, "finished", "in progress")
-    _free_anddispatch_queue(release)
+    dispatch_queue(release.environment_id)
     commit_changes()
     return release
 

@@ -46,7 +46,8 @@ class RunContext:
         project, environment = release.project, release.environment
         context = cls(
             release_id=release.id, project=project.name, repo=project.repo, branch=project.branch,
-            hook_ref=environment.hook_ref or project.hook_ref, environment=environment.name, release_stream=environment.release_stream,
+            hook_ref=environment.hook_ref or project.hook_ref, environment=environment.name,
+            release_stream=environment.release_stream,
             ref=release.ref, commit=release.commit, resources=list(release.resources or []),
             hook_timeout=environment.hook_timeout_seconds, release_timeout=environment.release_timeout_seconds,
             release_command=(environment.release_command or "").strip() or None,

@@ -36,7 +36,7 @@ def enqueue_release_job(kind: str, release_id: int, *, only_if_missing: bool = F
         queue.enqueue(JOBS[kind], release_id, job_id=job_id(kind, release_id), job_timeout=-1,
                       result_ttl=3600, failure_ttl=7 * 24 * 3600, description=f"{kind} release #{release_id}")
         return True
-    except RedisError as error:
+    except (RedisError, RuntimeError) as error:  # RuntimeError: REDIS_URL is not set
         # The release is safe in the database; the reconciler enqueues it again.
         log.warning("Could not enqueue %s for release %s: %s", kind, release_id, error)
         return False
