@@ -170,6 +170,7 @@ class Release(db.Model):
     error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
+    pending_since: Mapped[datetime | None]  # when it began waiting for a decision
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
 

@@ -67,12 +67,12 @@ def time_out_external_finishes(now: datetime) -> list[int]:
 
 def expire_pending(now: datetime) -> list[int]:
     """Pending releases past their environment's approval timeout are REJECTED ("expired")."""
-    rows = _ids(sa.select(Release.id, Release.started_at, Environment.approval_timeout_hours)
+    rows = _ids(sa.select(Release.id, Release.pending_since, Environment.approval_timeout_hours)
                 .join(Environment, Release.environment_id == Environment.id)
                 .where(Release.state == "PENDING_APPROVAL", Environment.approval_timeout_hours.is_not(None)))
     expired = []
-    for release_id, started, hours in rows:
-        if started is not None and started + timedelta(hours=hours) <= now and releases.fail(
+    for release_id, since, hours in rows:
+        if since is not None and since + timedelta(hours=hours) <= now and releases.fail(
                 release_id, f"expired: no decision within {hours:g} hours", SYSTEM,
                 expect=("PENDING_APPROVAL",), state="REJECTED"):
             expired.append(release_id)

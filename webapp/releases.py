@@ -288,7 +288,8 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
     if error is None and exit_code in (0, 2):
         if exit_code == 2 or needs_approval_reason:
             reason = needs_approval_reason or "pre-release hook exited 2"
-            moved = _move(release, "PENDING_APPROVAL", WORKER, expect=("READY",), reason=reason, **record)
+            moved = _move(release, "PENDING_APPROVAL", WORKER, expect=("READY",), reason=reason,
+                          pending_since=utcnow(), **record)
             new_state = "PENDING_APPROVAL"
         else:
             moved = _move(release, "IN_PROGRESS", WORKER, expect=("READY",), reason="pre-release hook exited 0",
