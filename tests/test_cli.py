@@ -46,6 +46,9 @@ def test_cli_mistakes_get_a_sentence_not_a_traceback(app, tmp_path):
     assert result.exit_code != 0 and "There is no user named ghost" in result.output
     result = run(app, "projects", "create", "Bad Name", "--repo", "/tmp/x")
     assert result.exit_code != 0 and "not a valid project name" in result.output
+    run(app, "projects", "create", "shop", "--repo", str(tmp_path))
+    result = run(app, "environments", "create", "shop/qa", "--stream", "QA", "--settings", '{"foo": 1}')
+    assert result.exit_code != 0 and "Unknown field 'foo'" in result.output
     result = run(app, "environments", "create", "nope/qa", "--stream", "QA")
     assert result.exit_code != 0 and "no project nope" in result.output
     assert "Traceback" not in result.output

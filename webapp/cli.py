@@ -16,7 +16,7 @@ from .models import Environment, Grant, Project, User
 from .permissions import GLOBAL_ONLY, PERMISSIONS
 from .releases import Actor
 from .resources import InvalidInput, check_slug, parse_resources, resources_from_terraform_plan
-from .validate import ENVIRONMENT_FIELDS
+from .validate import ENVIRONMENT_FIELDS, fields
 
 CLI = Actor(None, "cli")
 
@@ -132,11 +132,10 @@ def register_cli(app: Flask) -> None:
         if project is None:
             raise click.ClickException(f"There is no project {project_name}.")
         try:
-            values = {key: ENVIRONMENT_FIELDS[key](value, key) for key, value in
-                      {"release_stream": release_stream, **json.loads(settings)}.items()}
+            values = fields({"release_stream": release_stream, **json.loads(settings)}, ENVIRONMENT_FIELDS)
             environments.create_environment(project, _admin(), name=check_slug(name, "environment name"),
                                             **values)
-        except (KeyError, ValueError, InvalidInput, releases.ReleaseError) as error:
+        except (TypeError, ValueError, InvalidInput, releases.ReleaseError) as error:
             raise click.ClickException(str(error)) from None
         click.echo(f"Created environment {path}.")
 
