@@ -51,10 +51,21 @@ def _stop(_signum, _frame) -> None:
     raise KeyboardInterrupt  # SIGTERM stops the children as Ctrl-C does
 
 
+def ensure_dotenv() -> None:
+    """A first `make run` writes .env marking this checkout as a development instance,
+    so the `flask --app wsgi …` commands of the README work here too."""
+    dotenv = ROOT / ".env"
+    if not dotenv.exists():
+        dotenv.write_text("# Written by `make run`: this checkout runs in development mode.\n"
+                          "RELEASEGATE_ENV=development\n")
+        print("Wrote .env with RELEASEGATE_ENV=development.")
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, _stop)
     INSTANCE.mkdir(exist_ok=True)
-    env = dict(os.environ)
+    ensure_dotenv()
+    env = {"RELEASEGATE_ENV": "development", **os.environ}
     children: list[subprocess.Popen] = []
     if not env.get("REDIS_URL"):
         redis_port = free_port(6399)

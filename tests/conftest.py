@@ -67,7 +67,7 @@ def _migrate(url: str) -> None:
     from webapp import create_app
     from webapp.extensions import db
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": ""})
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": "", "SECRET_KEY": "test-secret"})
     with app.app_context():
         upgrade()
         for engine in db.engines.values():
@@ -122,6 +122,7 @@ def app_config(database_template, redis_url, tmp_path) -> dict:
         "REPO_CACHE_DIR": str(tmp_path / "repo-cache"),
         "INSTANCE_DIR": str(tmp_path / "instance"),
         "WORKER_LOST_SECONDS": 3,
+        "SECRET_KEY": "test-secret",
         "TESTING": True,
     }
 

@@ -70,3 +70,24 @@ def wait_for(condition: Callable[[], object], timeout: float = 15.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+CHANGE = [{"resourceType": "service", "resourceName": "api", "resourcePath": "api.json", "changeType": "CREATE"}]
+
+
+def trigger(api, who: str = "dev", *, path: str = "svc/env", resources: list | None = None, **body) -> int:
+    """Trigger a release through the API as `who`; returns its id."""
+    project, environment = path.split("/")
+    response = api(who).post(f"/api/v1/projects/{project}/environments/{environment}/releases",
+                             json={"resources": CHANGE if resources is None else resources, **body})
+    assert response.status_code == 202, response.json
+    return response.json["id"]
+
+
+def release(api, release_id: int) -> dict:
+    """The release as a read-only member sees it in the API."""
+    return api("member").get(f"/api/v1/releases/{release_id}").json
+
+
+def state(api, release_id: int) -> str:
+    return release(api, release_id)["state"]

@@ -8,23 +8,16 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import wait_for
+from tests.helpers import state, trigger, wait_for
 from webapp.extensions import db
 from webapp.models import AuditEvent, Decision, Environment, Release
 
 HOOK_DIR = "svc/pre_release_hooks"
-CHANGE = [{"resourceType": "t", "resourceName": "n", "resourcePath": "p", "changeType": "CREATE"}]
 WAITS = {f"{HOOK_DIR}/pre_release_hook.sh": "echo asking; exit 2\n"}
 
 
-def trigger(api, who: str = "dev") -> int:
-    response = api(who).post("/api/v1/projects/svc/environments/env/releases", json={"resources": CHANGE})
-    assert response.status_code == 202, response.json
-    return response.json["id"]
 
 
-def state(api, release_id: int) -> str:
-    return api("member").get(f"/api/v1/releases/{release_id}").json["state"]
 
 
 def pending(api, run_jobs, who: str = "dev") -> int:

@@ -4,21 +4,13 @@ from __future__ import annotations
 import os
 import time
 
-from tests.helpers import commit_files, git
+from tests.helpers import commit_files, git, release, trigger
 
 HOOK_DIR = "svc/pre_release_hooks"
-ONE_CHANGE = [{"resourceType": "service", "resourceName": "api", "resourcePath": "api.json", "changeType": "CREATE"}]
 
 
-def trigger(api, who: str = "dev", env: str = "env", **body) -> int:
-    response = api(who).post(f"/api/v1/projects/svc/environments/{env}/releases",
-                             json={"resources": ONE_CHANGE, **body})
-    assert response.status_code == 202, response.json
-    return response.json["id"]
 
 
-def release(api, release_id: int) -> dict:
-    return api("member").get(f"/api/v1/releases/{release_id}").json
 
 
 def test_shell_hook_exit_0_proceeds_and_exit_2_waits(api, new_environment, run_jobs):

@@ -6,24 +6,18 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from tests.helpers import CHANGE, state, trigger
 from webapp.extensions import db
 from webapp.models import AuditEvent, Environment, Project, Release, Variable, utcnow
 from webapp.reconcile import reconcile
 
 HOOK_DIR = "svc/pre_release_hooks"
 WAITS = {f"{HOOK_DIR}/pre_release_hook.sh": "exit 2\n"}
-CHANGE = [{"resourceType": "t", "resourceName": "n", "resourcePath": "p", "changeType": "CREATE"}]
 ENV_URL = "/api/v1/projects/svc/environments/env"
 
 
-def trigger(api, **body) -> dict:
-    response = api("dev").post(f"{ENV_URL}/releases", json={"resources": CHANGE, **body})
-    assert response.status_code == 202, response.json
-    return response.json
 
 
-def state(api, release_id: int) -> str:
-    return api("member").get(f"/api/v1/releases/{release_id}").json["state"]
 
 
 def counts(app) -> tuple[int, ...]:
@@ -48,18 +42,18 @@ def test_both_switches_on_is_refused_with_a_sentence_and_by_the_database(app, ap
 
 def test_parallel_cannot_be_turned_on_while_a_release_is_pending(api, new_environment, run_jobs):
     new_environment(WAITS)
-    release = trigger(api)
+    release_id = trigger(api)
     run_jobs()
-    assert state(api, release["id"]) == "PENDING_APPROVAL"
+    assert state(api, release_id) == "PENDING_APPROVAL"
     response = api("admin").patch(ENV_URL, json={"approval_workflow": False, "parallel_releases": True})
     assert response.status_code == 409 and "waiting for approval" in response.json["error"]
 
 
 def test_turning_the_workflow_off_never_approves_and_queued_releases_skip_the_hook(api, new_environment, run_jobs):
     new_environment(WAITS, release_command="echo applied")
-    first = trigger(api)["id"]
+    first = trigger(api)
     run_jobs()
-    second = trigger(api)["id"]
+    second = trigger(api)
     response = api("admin").patch(ENV_URL, json={"approval_workflow": False})
     assert response.status_code == 200 and response.json["mode"] == "serial"
     assert state(api, first) == "PENDING_APPROVAL"
@@ -74,7 +68,7 @@ def test_turning_the_workflow_off_never_approves_and_queued_releases_skip_the_ho
 def test_parallel_mode_starts_every_queued_release_without_the_slot(app, api, new_environment, run_jobs):
     new_environment(WAITS, approval_workflow=False, release_command="sleep 0.2")
     api("admin").patch(ENV_URL, json={"parallel_releases": True})
-    ids = [trigger(api)["id"] for _ in range(3)]
+    ids = [trigger(api) for _ in range(3)]
     assert [state(api, i) for i in ids] == ["IN_PROGRESS"] * 3
     assert len(api("member").get(ENV_URL).json["active"]) == 3
     run_jobs()
@@ -92,6 +86,16 @@ def test_settings_changes_are_audited_with_old_and_new_values(app, api, new_envi
         assert event.details["changes"]["release_stream"] == {"old": "QA", "new": "PROD"}
         assert event.details["weakens_gate"] == ["allow_self_approval", "release_stream"]
         assert event.actor.username == "admin"
+
+
+def test_environment_events_list_settings_changes_newest_first(api, new_environment):
+    new_environment(WAITS)
+    api("admin").patch(ENV_URL, json={"release_stream": "PROD"})
+    api("admin").put(f"{ENV_URL}/variables/REGION", json={"value": "eu"})
+    events = api("member").get(f"{ENV_URL}/events").json["items"]
+    assert [e["reason"] for e in events] == ["variable REGION created", "settings changed", "environment env created"]
+    assert events[1]["details"]["changes"]["release_stream"] == {"old": "QA", "new": "PROD"}
+    assert events[1]["by"] == "admin"
 
 
 def test_idempotency_key_returns_the_first_release(api, new_environment):
@@ -123,9 +127,9 @@ def test_a_terraform_plan_becomes_resource_changes(api, new_environment):
 
 def test_a_pending_release_past_its_approval_timeout_expires(app, api, new_environment, run_jobs):
     new_environment(WAITS, approval_timeout_hours=1)
-    first = trigger(api)["id"]
+    first = trigger(api)
     run_jobs()
-    second = trigger(api)["id"]
+    second = trigger(api)
     with app.app_context():
         assert reconcile(utcnow() + timedelta(minutes=30))["expired"] == []
         assert reconcile(utcnow() + timedelta(hours=1, seconds=1))["expired"] == [first]
@@ -203,7 +207,7 @@ def test_session_requests_that_change_state_need_the_csrf_token(app, api, new_en
 
 def test_lists_are_paginated_newest_first(api, new_environment):
     new_environment(WAITS, approval_workflow=False)
-    ids = [trigger(api)["id"] for _ in range(5)]
+    ids = [trigger(api) for _ in range(5)]
     page = api("member").get(f"{ENV_URL}/releases?limit=2").json
     assert [r["id"] for r in page["items"]] == ids[::-1][:2]
     second = api("member").get(page["next"]).json

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import release, trigger, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-CHANGE = [{"resourceType": "t", "resourceName": "n", "resourcePath": "p", "changeType": "CREATE"}]
 
 
 @pytest.fixture()
@@ -53,9 +52,7 @@ def test_worker_killed_mid_hook_takes_the_hook_along_and_the_release_fails(api, 
         f'if [ -e {hang_once} ]; then rm {hang_once}\n'
         f'  (trap "" TERM; sleep 120) & echo $! >> {pids}\n'
         f'  echo $$ >> {pids}; sleep 120\nfi\nexit 0\n')})
-    trigger = lambda: api("dev").post("/api/v1/projects/svc/environments/env/releases",  # noqa: E731
-                                      json={"resources": CHANGE}).json["id"]
-    first, second = trigger(), trigger()
+    first, second = trigger(api), trigger(api)
     worker = start_worker()
     wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, timeout=30)
     worker.send_signal(signal.SIGKILL)
@@ -65,9 +62,8 @@ def test_worker_killed_mid_hook_takes_the_hook_along_and_the_release_fails(api, 
 
     start_worker()
     lost_at = time.monotonic()
-    release = lambda i: api("member").get(f"/api/v1/releases/{i}").json  # noqa: E731
-    wait_for(lambda: release(first)["state"] == "FAILED", timeout=15)
-    assert "worker lost" in release(first)["error"]
+    wait_for(lambda: release(api, first)["state"] == "FAILED", timeout=15)
+    assert "worker lost" in release(api, first)["error"]
     assert time.monotonic() - lost_at < 3 + 1 + 5
-    wait_for(lambda: release(second)["state"] == "SUCCEEDED", timeout=20)
+    wait_for(lambda: release(api, second)["state"] == "SUCCEEDED", timeout=20)
     assert runs.read_text().split() == [str(first), str(second)]  # nothing ran twice

@@ -1,6 +1,7 @@
 """The release workflow end to end: API → queue → real RQ worker → real hook → state."""
 from __future__ import annotations
 
+from tests.helpers import release, trigger
 from webapp.extensions import db
 from webapp.models import Release
 
@@ -12,24 +13,17 @@ CHANGES = [
 ]
 
 
-def trigger(api, env: str, who: str = "dev", **body):
-    response = api(who).post(f"/api/v1/projects/shop/environments/{env}/releases",
-                             json={"resources": CHANGES, **body})
-    assert response.status_code == 202, response.json
-    return response.json["id"]
 
 
-def state_of(api, release_id: int) -> dict:
-    return api("member").get(f"/api/v1/releases/{release_id}").json
 
 
 def test_prod_release_waits_for_approval_and_payload_reaches_the_hook(api, shop, run_jobs):
-    release_id = trigger(api, "prod")
+    release_id = trigger(api, path="shop/prod", resources=CHANGES)
     run_jobs()
-    release = state_of(api, release_id)
-    assert release["state"] == "PENDING_APPROVAL"
-    assert release["hook"]["exit_code"] == 2
-    output = release["hook"]["output"]
+    data = release(api, release_id)
+    assert data["state"] == "PENDING_APPROVAL"
+    assert data["hook"]["exit_code"] == 2
+    output = data["hook"]["output"]
     assert "Environment Name: prod" in output
     assert "Release Stream: PROD" in output
     for change in CHANGES:
@@ -37,47 +31,47 @@ def test_prod_release_waits_for_approval_and_payload_reaches_the_hook(api, shop,
         assert f"Resource Name: {change['resourceName']}" in output
         assert f"Resource Path: {change['resourcePath']}" in output
         assert f"Change Type: {change['changeType']}" in output
-    assert len(release["commit"]) == 40
+    assert len(data["commit"]) == 40
 
 
 def test_qa_release_runs_the_release_command_and_succeeds(api, shop, run_jobs):
-    release_id = trigger(api, "qa")
+    release_id = trigger(api, path="shop/qa", resources=CHANGES)
     run_jobs()
-    release = state_of(api, release_id)
-    assert release["state"] == "SUCCEEDED", release
-    assert "Release Stream: QA" in release["hook"]["output"]
-    assert "applying 2 changes" in release["execution"]["output"]
-    assert release["execution"]["exit_code"] == 0
+    data = release(api, release_id)
+    assert data["state"] == "SUCCEEDED", data
+    assert "Release Stream: QA" in data["hook"]["output"]
+    assert "applying 2 changes" in data["execution"]["output"]
+    assert data["execution"]["exit_code"] == 0
 
 
 def test_approval_creates_a_bot_release_that_applies_the_same_changes(api, shop, run_jobs):
-    first = trigger(api, "prod")
+    first = trigger(api, path="shop/prod", resources=CHANGES)
     run_jobs()
-    second = trigger(api, "prod")
-    assert state_of(api, second)["state"] == "QUEUED"
+    second = trigger(api, path="shop/prod", resources=CHANGES)
+    assert release(api, second)["state"] == "QUEUED"
     response = api("approver").post(f"/api/v1/releases/{first}/approve", json={"comment": "looks fine"})
     assert response.status_code == 200, response.json
     approved = response.json
     assert approved["state"] == "APPROVED"
     assert approved["decisions"][0]["comment"] == "looks fine"
     bot_id = approved["bot_release_id"]
-    bot = state_of(api, bot_id)
+    bot = release(api, bot_id)
     assert bot["kind"] == "BOT" and bot["triggered_by"] == "approver"
     assert bot["resources"] == approved["resources"] and bot["commit"] == approved["commit"]
-    assert state_of(api, second)["state"] == "QUEUED"  # the slot went straight to the bot release
+    assert release(api, second)["state"] == "QUEUED"  # the slot went straight to the bot release
     run_jobs()
-    assert state_of(api, bot_id)["state"] == "SUCCEEDED"
-    assert state_of(api, second)["state"] == "PENDING_APPROVAL"
+    assert release(api, bot_id)["state"] == "SUCCEEDED"
+    assert release(api, second)["state"] == "PENDING_APPROVAL"
 
 
 def test_reject_frees_the_queue(app, api, shop, run_jobs):
-    first = trigger(api, "prod")
+    first = trigger(api, path="shop/prod", resources=CHANGES)
     run_jobs()
-    second = trigger(api, "prod")
+    second = trigger(api, path="shop/prod", resources=CHANGES)
     response = api("approver").post(f"/api/v1/releases/{first}/reject", json={"comment": "no"})
     assert response.status_code == 200
     assert response.json["state"] == "REJECTED"
     run_jobs()
-    assert state_of(api, second)["state"] == "PENDING_APPROVAL"
+    assert release(api, second)["state"] == "PENDING_APPROVAL"
     with app.app_context():
         assert db.session.scalar(db.select(db.func.count(Release.id)).where(Release.kind == "BOT")) == 0

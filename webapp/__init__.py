@@ -15,6 +15,9 @@ def create_app(config: dict | None = None) -> Flask:
                 instance_path=str(ROOT / "instance"))
     app.config.update(load_config())
     app.config.update(config or {})
+    if not app.config["SECRET_KEY"]:
+        raise SystemExit("SECRET_KEY is not set: put a long random value in the environment or in .env "
+                         "(only RELEASEGATE_ENV=development may run without one).")
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))

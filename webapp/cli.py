@@ -14,8 +14,9 @@ from .auth import create_token, hash_password
 from .extensions import db
 from .models import Environment, Grant, Project, User
 from .permissions import GLOBAL_ONLY, PERMISSIONS
-from .releases import Actor
-from .resources import InvalidInput, check_slug, parse_resources, resources_from_terraform_plan
+from .resources import InvalidInput, check_slug, parse_resources
+from .terraform import resources_from_terraform_plan
+from .transactions import Actor, audit
 from .validate import ENVIRONMENT_FIELDS, fields
 
 CLI = Actor(None, "cli")
@@ -68,8 +69,8 @@ def grant(user: User, permission: str, environment: Environment | None = None) -
         existing = Grant(user_id=user.id, permission=permission,
                          environment_id=environment.id if environment else None)
         db.session.add(existing)
-        releases.audit(CLI, "grant", environment_id=environment.id if environment else None,
-                       reason=f"{permission} granted to {user.username}")
+        audit(CLI, "grant", environment_id=environment.id if environment else None,
+              reason=f"{permission} granted to {user.username}")
         db.session.commit()
     return existing
 

@@ -29,11 +29,10 @@ def load_config() -> dict:
     load_dotenv(ROOT / ".env", override=False)
     env = os.environ
     instance = Path(env.get("RELEASEGATE_INSTANCE", ROOT / "instance"))
-    development = env.get("RELEASEGATE_ENV", "development") == "development"
-    secret_key = env.get("SECRET_KEY") or (DEV_SECRET_KEY if development else None)
-    if not secret_key:
-        raise SystemExit("SECRET_KEY is not set: set it in the environment or in .env "
-                         "(it is only optional when RELEASEGATE_ENV=development).")
+    # Production unless told otherwise: a forgotten SECRET_KEY stops the app rather than
+    # falling back to a key everyone can read here.
+    development = env.get("RELEASEGATE_ENV", "production") == "development"
+    secret_key = env.get("SECRET_KEY") or (DEV_SECRET_KEY if development else "")
     database_url = env.get("DATABASE_URL")
     if not database_url:
         instance.mkdir(parents=True, exist_ok=True)

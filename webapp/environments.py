@@ -9,7 +9,7 @@ from . import releases
 from .extensions import db
 from .models import Environment, Project, Release, Variable
 from .permissions import require
-from .releases import Actor
+from .transactions import Actor, audit, commit_changes, transition
 
 
 class SettingsConflict(releases.ReleaseError):
@@ -22,7 +22,7 @@ class SettingsConflict(releases.ReleaseError):
         self.field = field
 
 
-@releases.transition
+@transition
 def create_project(actor: Actor, *, name: str, repo: str, branch: str = "main",
                    hook_ref: str | None = None) -> Project:
     require(actor.user, "manage_environments")
@@ -31,13 +31,13 @@ def create_project(actor: Actor, *, name: str, repo: str, branch: str = "main",
     project = Project(name=name, repo=repo, branch=branch or "main", hook_ref=hook_ref)
     db.session.add(project)
     db.session.flush()
-    releases.audit(actor, "project", environment_id=None, reason=f"project {name} created",
+    audit(actor, "project", environment_id=None, reason=f"project {name} created",
                    details={"name": name, "repo": repo, "branch": project.branch, "hook_ref": hook_ref})
-    releases.commit_changes()
+    commit_changes()
     return project
 
 
-@releases.transition
+@transition
 def create_environment(project: Project, actor: Actor, *, name: str, **settings: Any) -> Environment:
     require(actor.user, "manage_environments")
     if settings.get("approval_workflow", True) and settings.get("parallel_releases", False):
@@ -49,16 +49,16 @@ def create_environment(project: Project, actor: Actor, *, name: str, **settings:
     environment = Environment(project_id=project.id, name=name, **settings)
     db.session.add(environment)
     db.session.flush()
-    releases.audit(actor, "settings", environment_id=environment.id, reason=f"environment {name} created",
+    audit(actor, "settings", environment_id=environment.id, reason=f"environment {name} created",
                    details={"created": {k: v for k, v in settings.items()}})
-    releases.commit_changes()
+    commit_changes()
     return environment
 
 
 GATE_WEAKENING = {"approval_workflow", "release_stream", "allow_self_approval", "release_command", "hook_ref"}
 
 
-@releases.transition
+@transition
 def update_environment(environment: Environment, actor: Actor, changes: dict[str, Any]) -> list[str]:
     """Apply settings changes, refusing both switches on; returns the names that changed."""
     require(actor.user, "manage_environments", environment)
@@ -83,15 +83,15 @@ def update_environment(environment: Environment, actor: Actor, changes: dict[str
             setattr(environment, key, value)
     if not changed:
         return []
-    releases.audit(actor, "settings", environment_id=environment.id, reason="settings changed",
+    audit(actor, "settings", environment_id=environment.id, reason="settings changed",
                    details={"changes": changed, "weakens_gate": sorted(GATE_WEAKENING & changed.keys())})
     db.session.flush()
     releases.dispatch_queue(environment.id)
-    releases.commit_changes()
+    commit_changes()
     return sorted(changed)
 
 
-@releases.transition
+@transition
 def set_variable(environment: Environment, actor: Actor, name: str, value: str, *, secret: bool,
                  for_hooks: bool) -> tuple[Variable, bool]:
     require(actor.user, "manage_environments", environment)
@@ -102,14 +102,14 @@ def set_variable(environment: Environment, actor: Actor, name: str, value: str, 
         variable = Variable(environment_id=environment.id, name=name)
         db.session.add(variable)
     variable.value, variable.secret, variable.for_hooks = value, secret, for_hooks
-    releases.audit(actor, "variable", environment_id=environment.id,
+    audit(actor, "variable", environment_id=environment.id,
                    reason=f"variable {name} {'created' if created else 'changed'}",
                    details={"name": name, "secret": secret, "for_hooks": for_hooks})
-    releases.commit_changes()
+    commit_changes()
     return variable, created
 
 
-@releases.transition
+@transition
 def delete_variable(environment: Environment, actor: Actor, name: str) -> None:
     require(actor.user, "manage_environments", environment)
     variable = db.session.scalar(sa.select(Variable).where(Variable.environment_id == environment.id,
@@ -117,6 +117,6 @@ def delete_variable(environment: Environment, actor: Actor, name: str) -> None:
     if variable is None:
         raise releases.NotFound(f"Variable {name} is not set on {environment.project.name}/{environment.name}.")
     db.session.delete(variable)
-    releases.audit(actor, "variable", environment_id=environment.id, reason=f"variable {name} deleted",
+    audit(actor, "variable", environment_id=environment.id, reason=f"variable {name} deleted",
                    details={"name": name})
-    releases.commit_changes()
+    commit_changes()

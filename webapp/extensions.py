@@ -42,7 +42,7 @@ def configure_sqlite(engine: Engine) -> None:
     A DEFERRED transaction that reads and then writes fails at once with "database is
     locked" if another writer committed in between (WAL cannot upgrade a stale
     snapshot). So write transactions (execution option `sqlite_write`, see
-    releases.write_transaction) begin IMMEDIATE and queue behind busy_timeout, while
+    transactions.write_transaction) begin IMMEDIATE and queue behind busy_timeout, while
     reads stay DEFERRED and never block anyone. Emitting BEGIN ourselves also makes
     SQLAlchemy's SAVEPOINTs work on pysqlite.
     """

@@ -6,20 +6,18 @@ so views, jobs, the CLI and tests all call the same code.
 """
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from .extensions import db
-from .models import SLOT_STATES, AuditEvent, Decision, Environment, Release, User, utcnow
+from .models import SLOT_STATES, Decision, Environment, Release, User, utcnow
 from .permissions import PermissionDenied, require
+from .transactions import SYSTEM, WORKER, Actor, after_commit, audit, commit_changes, transition
+
+__all__ = ["SYSTEM", "WORKER", "Actor", "ReleaseError", "NotFound", "WrongState"]
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -38,40 +36,6 @@ class WrongState(ReleaseError):
     status = 409
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who acts and through which door: ui, email, api, cli, worker or system."""
-
-    user: User | None
-    via: str
-
-    @property
-    def name(self) -> str:
-        return self.user.username if self.user is not None else self.via
-
-
-SYSTEM = Actor(None, "system")
-WORKER = Actor(None, "worker")
-
-
-# -- after-commit side effects ----------------------------------------------------------
-
-def after_commit(fn, *args: Any) -> None:
-    """Run fn(*args) once the current transaction commits; drop it on rollback."""
-    db.session.info.setdefault("after_commit", []).append((fn, args))
-
-
-@event.listens_for(Session, "after_commit")
-def _run_after_commit(session: Session) -> None:
-    for fn, args in session.info.pop("after_commit", []):
-        fn(*args)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_after_commit(session: Session, _previous) -> None:
-    session.info.pop("after_commit", None)
-
-
 def _enqueue(kind: str, release_id: int) -> None:
     from worker.queues import enqueue_release_job  # the one worker piece the webapp uses
 
@@ -79,16 +43,6 @@ def _enqueue(kind: str, release_id: int) -> None:
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-def audit(actor: Actor, action: str, *, release: Release | None = None, environment_id: int | None = None,
-          from_state: str | None = None, to_state: str | None = None, reason: str = "",
-          details: dict | None = None) -> None:
-    db.session.add(AuditEvent(
-        release_id=release.id if release is not None else None,
-        environment_id=environment_id if release is None else release.environment_id,
-        actor_id=actor.user.id if actor.user is not None else None, action=action,
-        from_state=from_state, to_state=to_state, reason=reason, via=actor.via, details=details))
-
 
 def get_release(release_id: int) -> Release:
     release = db.session.get(Release, release_id)
@@ -112,44 +66,13 @@ def _move(release: Release, to_state: str, actor: Actor, *, expect: tuple[str, .
         db.session.refresh(release)
         return False
     db.session.expire(release)
-    audit(actor, "state", release=release, from_state=from_state if from_state in expect else None,
-          to_state=to_state, reason=reason)
+    audit(actor, "state", release=release, from_state=from_state, to_state=to_state, reason=reason)
     return True
 
 
 def _wrong_state(release: Release, doing: str, needs: str) -> WrongState:
     return WrongState(f"Release #{release.id} is {release.state.replace('_', ' ').lower()}, so it cannot be "
                       f"{doing} (only a release that is {needs} can); nothing was changed.")
-
-
-def write_transaction() -> None:
-    """End any read transaction and begin one that writes (on SQLite: BEGIN IMMEDIATE).
-
-    Objects loaded earlier are expired and reload inside the new transaction, so every
-    rule is judged on current rows.
-    """
-    if db.session.new or db.session.dirty or db.session.deleted:
-        raise RuntimeError("a write transaction began over unsaved changes; they would be lost")
-    db.session.rollback()
-    db.session.connection(execution_options={"sqlite_write": True})
-
-
-def transition(fn: Callable) -> Callable:
-    """Run a state-machine function in a write transaction of its own."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any):
-        write_transaction()
-        return fn(*args, **kwargs)
-
-    return wrapper
-
-
-def commit_changes() -> None:
-    try:
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
 
 
 # -- dispatch -------------------------------------------------------------------------------

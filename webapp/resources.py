@@ -1,5 +1,5 @@
-"""Validation of what a release trigger carries: resource changes, Terraform plans,
-ref and description. A client's mistake raises InvalidInput with a sentence for them."""
+"""Validation of what a release trigger carries: resource changes (Terraform plans are
+mapped in terraform.py), ref and description. A client's mistake raises InvalidInput."""
 
 from __future__ import annotations
 
@@ -29,23 +29,10 @@ MAX_EXTRA_DEPTH = 32
 MAX_REF_LENGTH = 255
 MAX_DESCRIPTION_LENGTH = 2_000
 
-# Terraform's change.actions to our change types; ["read"] (data sources) is skipped.
-TERRAFORM_ACTIONS = {
-    ("create",): "CREATE",
-    ("delete",): "DELETE",
-    ("update",): "UPDATE_IN_PLACE",
-    ("delete", "create"): "RECREATE",
-    ("create", "delete"): "REPLACE",
-    ("no-op",): "NO_OPERATION",
-    ("forget",): "NO_OPERATION",
-}
-TERRAFORM_SKIPPED_ACTIONS = (("read",),)
-
 TRIGGER_KEYS = ("resources", "terraform_plan", "ref", "description")
 
 _MESSAGE_VALUE_LENGTH = 60
 _MESSAGE_KEY_COUNT = 5
-_BMP_LAST = 0xFFFF
 _JSON_TYPE_NAMES = (
     (bool, "a boolean"),
     ((int, float), "a number"),
@@ -162,157 +149,6 @@ def _check_count(count: int, label: str) -> None:
         )
 
 
-# --- Terraform plans ------------------------------------------------------------------
-
-
-def resources_from_terraform_plan(plan: object) -> list[dict]:
-    """Turn `terraform show -json <planfile>` output into resource changes.
-
-    Each entry of resource_changes becomes {resourceType: type, resourceName: name plus
-    its index in address style (`[0]`, `["key"]`), resourcePath: address, changeType},
-    plus the raw `actions` and, when present, `action_reason`. Data source reads are
-    left out. A plan without resource_changes is Terraform saying nothing changes: an
-    empty list, provided the object carries "format_version" like every `terraform show
-    -json` output (a state, which has "values" instead of a plan's changes, is refused).
-    A plan marked "errored" is refused: its changes are incomplete.
-    """
-    if not isinstance(plan, dict):
-        raise InvalidInput(
-            "terraform_plan must be an object: the output of "
-            f"`terraform show -json <planfile>`, not {_json_type(plan)}.",
-            400,
-        )
-    if plan.get("errored") is True:
-        raise InvalidInput(
-            "The Terraform plan is marked as errored, so its changes are incomplete: "
-            "fix the errors and plan again."
-        )
-    changes = _plan_resource_changes(plan)
-    _check_count(len(changes), "resource_changes")
-    resources = []
-    for index, change in enumerate(changes):
-        resource = _resource_from_change(change, f"resource_changes[{index}]")
-        if resource is not None:
-            resources.append(resource)
-    return resources
-
-
-def _plan_resource_changes(plan: dict) -> list:
-    if "resource_changes" in plan:
-        changes = plan["resource_changes"]
-        if not isinstance(changes, list):
-            raise InvalidInput(
-                'The Terraform plan\'s "resource_changes" must be a list, '
-                f"not {_json_type(changes)}.",
-                400,
-            )
-        return changes
-    if "format_version" not in plan:
-        raise InvalidInput(
-            'terraform_plan has neither "resource_changes" nor "format_version": '
-            "send the output of `terraform show -json <planfile>`.",
-            400,
-        )
-    if "values" in plan and "planned_values" not in plan:
-        raise InvalidInput(
-            "terraform_plan looks like Terraform state, not a plan: run "
-            "`terraform show -json` on the plan file written by `terraform plan -out`.",
-            400,
-        )
-    return []
-
-
-def _resource_from_change(change: object, label: str) -> dict | None:
-    if not isinstance(change, dict):
-        raise InvalidInput(f"{label} must be an object, not {_json_type(change)}.", 400)
-    for key in ("type", "name", "address", "change"):
-        if key not in change:
-            raise InvalidInput(f'{label} is missing "{key}".', 400)
-    resource_type = _check_text(
-        change["type"], f"{label}.type", MAX_RESOURCE_TEXT_LENGTH
-    )
-    name = _check_text(change["name"], f"{label}.name", MAX_RESOURCE_TEXT_LENGTH)
-    address = _check_text(
-        change["address"], f"{label}.address", MAX_RESOURCE_TEXT_LENGTH
-    )
-    actions = _plan_actions(change["change"], f"{label}.change")
-    if tuple(actions) in TERRAFORM_SKIPPED_ACTIONS:
-        return None
-    resource = {
-        "resourceType": resource_type,
-        "resourceName": _check_text(
-            name + _index_suffix(change.get("index"), f"{label}.index"),
-            f"{label}.name",
-            MAX_RESOURCE_TEXT_LENGTH,
-        ),
-        "resourcePath": address,
-        "changeType": _change_type_for(actions, address),
-        "actions": actions,
-    }
-    if change.get("action_reason") is not None:
-        resource["action_reason"] = _check_text(
-            change["action_reason"], f"{label}.action_reason", MAX_RESOURCE_TEXT_LENGTH
-        )
-    return resource
-
-
-def _plan_actions(change: object, label: str) -> list[str]:
-    if not isinstance(change, dict):
-        raise InvalidInput(f"{label} must be an object, not {_json_type(change)}.", 400)
-    if "actions" not in change:
-        raise InvalidInput(f'{label} is missing "actions".', 400)
-    actions = change["actions"]
-    if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
-        raise InvalidInput(
-            f'{label}.actions must be a list of strings such as ["create"].', 400
-        )
-    return list(actions)
-
-
-def _change_type_for(actions: list[str], address: str) -> str:
-    change_type = TERRAFORM_ACTIONS.get(tuple(actions))
-    if change_type is None:
-        known = [*TERRAFORM_ACTIONS, *TERRAFORM_SKIPPED_ACTIONS]
-        raise InvalidInput(
-            f"The Terraform plan changes {_show(address)} with actions "
-            f"{_show(actions)}, which Releasegate cannot map to a change type: "
-            "expected one of "
-            f"{', '.join(_show(list(a)) for a in known)}."
-        )
-    return change_type
-
-
-def _index_suffix(index: object, label: str) -> str:
-    """Terraform's address notation for an instance key: `[0]` or `["key"]`."""
-    if index is None:
-        return ""
-    if isinstance(index, int) and not isinstance(index, bool):
-        return f"[{index}]"
-    if isinstance(index, str):
-        return f"[{_hcl_quoted(index)}]"
-    raise InvalidInput(
-        f"{label} must be a number or a string, not {_json_type(index)}.", 400
-    )
-
-
-def _hcl_quoted(text: str) -> str:
-    """Quote like Terraform's toHCLQuotedString, so names match the plan's addresses."""
-    escapes = {"\n": "\\n", "\r": "\\r", "\t": "\\t", '"': '\\"', "\\": "\\\\"}
-    out = []
-    for position, char in enumerate(text):
-        if char in escapes:
-            out.append(escapes[char])
-        elif char in "$%" and text[position + 1 : position + 2] == "{":
-            out.append(char * 2)
-        elif char.isprintable():
-            out.append(char)
-        elif ord(char) <= _BMP_LAST:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
-    return '"' + "".join(out) + '"'
-
-
 # --- the trigger body -----------------------------------------------------------------
 
 
@@ -358,6 +194,9 @@ def _trigger_resources(sent: dict) -> list[dict]:
     if "resources" in sent:
         return parse_resources(sent["resources"])
     if "terraform_plan" in sent:
+        # Imported here: terraform.py builds on this module's checks.
+        from .terraform import resources_from_terraform_plan
+
         return resources_from_terraform_plan(sent["terraform_plan"])
     raise InvalidInput(
         'The request body needs "resources" (a list of resource changes) or '

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flask import current_app
 
-from . import hooks, releases, repos
+from . import hooks, releases, repos, supervise
 from .extensions import db
 from .models import Release
 
@@ -186,8 +186,8 @@ def execute_release(release_id: int) -> None:
         env = context.environ(home, hooks_only=False) | {"RELEASE_PAYLOAD": str(payload)}
         # The payload is the shell's $1 and RELEASE_PAYLOAD: `./deploy.sh "$1"` passes it on.
         argv = ["bash", "-c", context.release_command, "release_command", str(payload)]
-        result = hooks.run_limited(argv, cwd=checkout, env=env, timeout=context.release_timeout, output_cap=cap,
-                                   on_tick=on_tick, tick_seconds=tick, mask=context.secrets)
+        result = supervise.run_limited(argv, cwd=checkout, env=env, timeout=context.release_timeout, output_cap=cap,
+                                       on_tick=on_tick, tick_seconds=tick, mask=context.secrets)
     if result.stopped:
         return
     error = (f"The release command timed out after {context.release_timeout} seconds and was killed."

@@ -10,9 +10,9 @@ from .. import environments, releases
 from ..extensions import db, redis_connection
 from ..models import STATES, AuditEvent, Environment, Project, Release
 from ..permissions import require_permission
-from ..releases import Actor
 from ..resources import InvalidInput, check_slug, parse_trigger_body
 from ..serialize import environment_dict, event_dict, project_dict, release_dict
+from ..transactions import Actor
 from ..validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS, VARIABLE_FIELDS, fields, variable_name
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -153,6 +153,14 @@ def update_environment(project: str, environment: str):
     found = _environment(project, environment)
     environments.update_environment(found, _actor(), fields(_body(), ENVIRONMENT_FIELDS))
     return environment_dict(found)
+
+
+@api.get("/projects/<project>/environments/<environment>/events")
+def environment_events(project: str, environment: str):
+    """Settings and variable changes of an environment, newest first."""
+    found = _environment(project, environment)
+    return _page(sa.select(AuditEvent).where(AuditEvent.environment_id == found.id,
+                                             AuditEvent.release_id.is_(None)), event_dict)
 
 
 @api.put("/projects/<project>/environments/<environment>/variables/<name>")

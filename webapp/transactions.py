@@ -1,0 +1,86 @@
+"""One transaction per action: who acts, the audit row beside the change, write
+transactions that hold SQLite's lock from their start, and side effects after commit."""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from .extensions import db
+from .models import AuditEvent, Release, User
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts and through which door: ui, email, api, cli, worker or system."""
+
+    user: User | None
+    via: str
+
+    @property
+    def name(self) -> str:
+        return self.user.username if self.user is not None else self.via
+
+
+SYSTEM = Actor(None, "system")
+WORKER = Actor(None, "worker")
+
+
+def after_commit(fn, *args: Any) -> None:
+    """Run fn(*args) once the current transaction commits; drop it on rollback."""
+    db.session.info.setdefault("after_commit", []).append((fn, args))
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for fn, args in session.info.pop("after_commit", []):
+        fn(*args)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_after_commit(session: Session, _previous) -> None:
+    session.info.pop("after_commit", None)
+
+
+def audit(actor: Actor, action: str, *, release: Release | None = None, environment_id: int | None = None,
+          from_state: str | None = None, to_state: str | None = None, reason: str = "",
+          details: dict | None = None) -> None:
+    db.session.add(AuditEvent(
+        release_id=release.id if release is not None else None,
+        environment_id=environment_id if release is None else release.environment_id,
+        actor_id=actor.user.id if actor.user is not None else None, action=action,
+        from_state=from_state, to_state=to_state, reason=reason, via=actor.via, details=details))
+
+
+def write_transaction() -> None:
+    """End any read transaction and begin one that writes (on SQLite: BEGIN IMMEDIATE).
+
+    Objects loaded earlier are expired and reload inside the new transaction, so every
+    rule is judged on current rows.
+    """
+    if db.session.new or db.session.dirty or db.session.deleted:
+        raise RuntimeError("a write transaction began over unsaved changes; they would be lost")
+    db.session.rollback()
+    db.session.connection(execution_options={"sqlite_write": True})
+
+
+def transition(fn: Callable) -> Callable:
+    """Run a state-machine function in a write transaction of its own."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        write_transaction()
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def commit_changes() -> None:
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
