@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import release, trigger, wait_for
+from webapp.runner import WORK_ROOT
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,6 +60,8 @@ def test_worker_killed_mid_hook_takes_the_hook_along_and_the_release_fails(api, 
     worker.wait(5)
     hook_pids = [int(pid) for pid in pids.read_text().split()]
     wait_for(lambda: not any(alive(pid) for pid in hook_pids), timeout=5)
+    leftovers = list(WORK_ROOT.glob(f"{worker.pid}-*"))
+    assert leftovers  # the killed worker could not clean up its workspace…
 
     start_worker()
     lost_at = time.monotonic()
@@ -67,3 +70,4 @@ def test_worker_killed_mid_hook_takes_the_hook_along_and_the_release_fails(api, 
     assert time.monotonic() - lost_at < 3 + 1 + 5
     wait_for(lambda: release(api, second)["state"] == "SUCCEEDED", timeout=20)
     assert runs.read_text().split() == [str(first), str(second)]  # nothing ran twice
+    assert not any(path.exists() for path in leftovers)  # …so the next worker swept it

@@ -80,8 +80,10 @@ def _wrong_state(release: Release, doing: str, needs: str) -> WrongState:
 def dispatch_queue(environment_id: int) -> None:
     """Within the current transaction: give the free slot to the oldest queued release,
     or in parallel mode start every queued one."""
+    # Locking the environment row serialises dispatches of one environment on PostgreSQL:
+    # a trigger and a slot release committing together cannot both miss the queue.
     environment = db.session.execute(
-        sa.select(Environment).where(Environment.id == environment_id)
+        sa.select(Environment).where(Environment.id == environment_id).with_for_update()
         .execution_options(populate_existing=True)).scalar_one()
     queued = sa.select(Release).where(Release.environment_id == environment_id,
                                       Release.state == "QUEUED").order_by(Release.id)
@@ -110,7 +112,6 @@ def dispatch_queue(environment_id: int) -> None:
         return  # another transaction took the slot first; it dispatches in turn
     if moved:
         _enqueue(job, release.id)
-
 
 
 @transition

@@ -7,8 +7,10 @@ No database transaction stays open while a hook or command runs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,10 +75,18 @@ class RunContext:
         return [value for _name, value, secret, _hooks in self.variables if secret and value]
 
 
+WORK_ROOT = Path(tempfile.gettempdir()) / "releasegate-work"
+
+
 @contextmanager
 def workspace(context: RunContext, commit: str) -> Iterator[tuple[Path, Path, Path]]:
-    """A fresh directory with the payload, a private HOME and room for the checkout; removed after."""
-    root = Path(tempfile.mkdtemp(prefix=f"releasegate-{context.release_id}-"))
+    """A fresh directory with the payload, a private HOME and room for the checkout; removed after.
+
+    Its name starts with this worker's pid, so sweep_workspaces() can remove what a
+    killed worker left behind.
+    """
+    WORK_ROOT.mkdir(mode=0o700, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{context.release_id}-", dir=WORK_ROOT))
     try:
         payload, home, checkout = root / "payload.json", root / "home", root / "checkout"
         payload.write_text(json.dumps(context.payload(commit), indent=2))
@@ -84,6 +94,50 @@ def workspace(context: RunContext, commit: str) -> Iterator[tuple[Path, Path, Pa
         yield checkout, payload, home
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def sweep_workspaces() -> list[Path]:
+    """Remove workspaces whose worker process is gone (killed mid-run); returns them."""
+    removed = []
+    for directory in WORK_ROOT.glob("*-*-*") if WORK_ROOT.is_dir() else ():
+        pid = directory.name.split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def keepalive(release_id: int, state: str, seconds: float) -> Iterator[None]:
+    """Heartbeat from a side thread while slow work (fetch, checkout) runs, so a long
+    clone is not mistaken for a lost worker."""
+    app = current_app._get_current_object()
+    done = threading.Event()
+
+    def beat() -> None:
+        with app.app_context():
+            while not done.wait(seconds):
+                if not releases.heartbeat(release_id, state):
+                    break
+            db.session.remove()
+
+    thread = threading.Thread(target=beat, name=f"keepalive-{release_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def _settings() -> tuple[Path, str, int, float]:
@@ -107,12 +161,13 @@ def run_pre_release_hook(release_id: int) -> None:
         return  # already run or no longer READY: jobs are at-least-once
     context = RunContext.of(release)
     _cache, python, cap, tick = _settings()
+    hook_ref = context.hook_ref or context.branch
     try:
-        git_dir, commit = _fetch_and_pin(context)
-        hook_ref = context.hook_ref or context.branch
-        hook_ref_commit = repos.resolve_commit(git_dir, hook_ref)
-        hook = repos.find_hook(git_dir, hook_ref_commit, context.project)
-        own = repos.find_hook(git_dir, commit, context.project)
+        with keepalive(release_id, "READY", tick):
+            git_dir, commit = _fetch_and_pin(context)
+            hook_ref_commit = repos.resolve_commit(git_dir, hook_ref)
+            hook = repos.find_hook(git_dir, hook_ref_commit, context.project)
+            own = repos.find_hook(git_dir, commit, context.project)
     except repos.RepoError as error:
         releases.fail(release_id, str(error), expect=("READY",))
         return
@@ -132,16 +187,18 @@ def run_pre_release_hook(release_id: int) -> None:
         return releases.heartbeat(release_id, "READY", hook_output=output, hook_truncated=truncated)
 
     with workspace(context, commit) as (checkout, payload, home):
-        repos.checkout(git_dir, commit, checkout)
+        with keepalive(release_id, "READY", tick):
+            repos.checkout(git_dir, commit, checkout)
         script = checkout / hook.path
         _place_hook(script, hook.content)
         problem = hooks.preflight(script, hook.kind)
         if problem:
             releases.record_hook_result(release_id, exit_code=None, output="", truncated=False, error=problem)
             return
-        result = hooks.run_hook(script, hook.kind, payload, cwd=checkout, env=context.environ(home, hooks_only=True),
-                                timeout=context.hook_timeout, output_cap=cap, python=python,
-                                on_tick=on_tick, tick_seconds=tick, mask=context.secrets)
+        result = hooks.run_hook(script, hook.kind, payload, cwd=checkout,
+                                env=context.environ(home, hooks_only=True), timeout=context.hook_timeout,
+                                output_cap=cap, python=python, on_tick=on_tick, tick_seconds=tick,
+                                mask=context.secrets)
     if result.stopped:
         return  # aborted: the release already moved on
     output = result.output + (f"\n[releasegate] {differs}\n" if differs else "")
@@ -172,7 +229,8 @@ def execute_release(release_id: int) -> None:
         return
     _cache, _python, cap, tick = _settings()
     try:
-        git_dir, commit = _fetch_and_pin(context)
+        with keepalive(release_id, "IN_PROGRESS", tick):
+            git_dir, commit = _fetch_and_pin(context)
     except repos.RepoError as error:
         releases.fail(release_id, str(error), expect=("IN_PROGRESS",))
         return
@@ -182,7 +240,8 @@ def execute_release(release_id: int) -> None:
         return releases.heartbeat(release_id, "IN_PROGRESS", exec_output=output, exec_truncated=truncated)
 
     with workspace(context, commit) as (checkout, payload, home):
-        repos.checkout(git_dir, commit, checkout)
+        with keepalive(release_id, "IN_PROGRESS", tick):
+            repos.checkout(git_dir, commit, checkout)
         env = context.environ(home, hooks_only=False) | {"RELEASE_PAYLOAD": str(payload)}
         # The payload is the shell's $1 and RELEASE_PAYLOAD: `./deploy.sh "$1"` passes it on.
         argv = ["bash", "-c", context.release_command, "release_command", str(payload)]

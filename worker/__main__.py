@@ -14,6 +14,7 @@ from rq.serializers import JSONSerializer
 from webapp import create_app  # imported once, before any job runs
 from webapp.extensions import redis_connection
 from webapp.reconcile import reconcile
+from webapp.runner import sweep_workspaces
 from worker.queues import RELEASES_QUEUE
 
 log = logging.getLogger("releasegate.worker")
@@ -24,6 +25,8 @@ def reconcile_forever(app, period: int, stop: threading.Event) -> None:
     """Every `period` seconds, one worker among all of them repairs lost state."""
     me = f"{socket.gethostname()}:{os.getpid()}"
     while not stop.wait(period):
+        for directory in sweep_workspaces():  # this host's leftovers of killed workers
+            log.info("removed the workspace of a lost worker: %s", directory)
         with app.app_context():
             try:
                 if redis_connection().set(RECONCILER_LOCK, me, nx=True, px=int(period * 900)):
