@@ -36,3 +36,25 @@ def test_sweep_removes_workspaces_of_dead_workers_only(tmp_path, monkeypatch):
     mine.mkdir()
     assert runner.sweep_workspaces() == [stale]
     assert not stale.exists() and mine.exists()
+
+
+def test_a_release_whose_job_redis_lost_is_queued_again_by_the_reconciler(app, api, new_environment, run_jobs):
+    from datetime import timedelta
+
+    from tests.helpers import state
+    from webapp.extensions import redis_connection
+    from webapp.models import utcnow
+    from webapp.reconcile import reconcile
+
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
+    release_id = trigger(api)
+    with app.app_context():
+        redis_connection().flushdb()  # Redis restarted without its data between trigger and dispatch
+    run_jobs()
+    assert state(api, release_id) == "READY"
+    with app.app_context():
+        assert reconcile(utcnow() + timedelta(seconds=1))["requeued"] == []  # still within the grace period
+        assert reconcile(utcnow() + timedelta(seconds=30))["requeued"] == [release_id]
+        assert reconcile(utcnow() + timedelta(seconds=30))["requeued"] == []  # its job is queued now
+    run_jobs()
+    assert state(api, release_id) == "PENDING_APPROVAL"
