@@ -247,3 +247,23 @@ def new_environment(api, tmp_path):
         return repo
 
     return make
+
+
+@pytest.fixture()
+def web(app, people):
+    """A browser-like test client signed in as a persona through the real sign-in form.
+
+    `client.csrf` holds the session's CSRF token for forms and `X-CSRFToken` headers.
+    """
+    import re
+
+    def sign_in(name: str):
+        client = app.test_client()
+        page = client.get("/sign-in")
+        client.csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        response = client.post("/sign-in", data={"csrf_token": client.csrf, "username": name,
+                                                 "password": f"{name}-password-123"})
+        assert response.status_code == 302, response.text
+        return client
+
+    return sign_in

@@ -27,12 +27,20 @@ def create_app(config: dict | None = None) -> Flask:
         for engine in db.engines.values():
             configure_sqlite(engine)
 
-    from . import auth, errors
+    from . import auth, errors, security
     from .cli import register_cli
+    from .permissions import permission_context
+    from .views.admin import admin
     from .views.api import api
+    from .views.auth import auth as auth_pages
+    from .views.pages import pages
+    from .views.release_pages import release_pages
 
     auth.init_app(app)
     errors.init_app(app)
-    app.register_blueprint(api)
+    security.init_app(app)
+    app.context_processor(permission_context)
+    for blueprint in (api, auth_pages, pages, release_pages, admin):
+        app.register_blueprint(blueprint)
     register_cli(app)
     return app

@@ -4,11 +4,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import Flask, g, jsonify, redirect, request, url_for
+from flask import Flask, g, jsonify, make_response, redirect, request, url_for
 
 from .extensions import csrf, db, login_manager
 from .models import ApiToken, User, utcnow
@@ -83,11 +84,13 @@ def _unauthorized():
                    else "Sign in or send an API token (Authorization: Bearer <token>).")
         return jsonify(error=message), 401
     if request.headers.get("HX-Request"):
-        response = jsonify(error="Your session has ended; sign in again.")
-        response.status_code = 401
-        response.headers["HX-Redirect"] = url_for("auth.sign_in", next=request.full_path)
+        # A fragment must not become a sign-in page swapped into the layout: send the
+        # whole tab to sign in, and back to the page it was on afterwards.
+        page = urlsplit(request.headers.get("HX-Current-URL", ""))
+        response = make_response("Your session has ended; sign in again.", 401)
+        response.headers["HX-Redirect"] = url_for("auth.sign_in", next=page.path or "/")
         return response
-    return redirect(url_for("auth.sign_in", next=request.full_path))
+    return redirect(url_for("auth.sign_in", next=request.full_path.rstrip("?")))
 
 
 def _csrf_unless_bearer() -> None:

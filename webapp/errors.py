@@ -12,13 +12,17 @@ from .extensions import db
 from .permissions import PermissionDenied
 from .releases import ReleaseError
 from .resources import InvalidInput
+from .views.web import message_response
 
 log = logging.getLogger(__name__)
 
 
 def _answer(message: str, status: int, **extra):
+    """JSON for the API, a readable message (in place for HTMX) for the pages."""
     db.session.rollback()  # whatever the failed action wrote, nothing of it stays
-    return jsonify(error=message, **extra), status
+    if request.path.startswith("/api/"):
+        return jsonify(error=message, **extra), status
+    return message_response(message, status)
 
 
 def init_app(app: Flask) -> None:

@@ -45,6 +45,17 @@ def has_permission(user: User | None, permission: str, environment: Environment 
     return db.session.execute(query).first() is not None
 
 
+def has_permission_somewhere(user: User | None, permission: str) -> bool:
+    """Whether `user` holds `permission` for at least one environment (to draw a link)."""
+    check_name(permission)
+    if user is None or not getattr(user, "is_authenticated", False) or not user.active:
+        return False
+    if user.is_admin:
+        return True
+    query = db.select(Grant.id).where(Grant.user_id == user.id, Grant.permission == permission).limit(1)
+    return db.session.execute(query).first() is not None
+
+
 def require(user: User | None, permission: str, environment: Environment | None = None) -> None:
     if not has_permission(user, permission, environment):
         where = f" on {environment.project.name}/{environment.name}" if environment is not None else ""
@@ -83,4 +94,5 @@ def require_permission(permission: str, *, environment: Callable[..., Environmen
 def permission_context() -> dict:
     """Template helper: `can('approve_release', environment)`."""
     return {"can": lambda permission, environment=None: has_permission(current_user, permission, environment),
+            "can_somewhere": lambda permission: has_permission_somewhere(current_user, permission),
             "PERMISSIONS": PERMISSIONS}

@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from .extensions import db
+from .live import bump_version
 from .models import AuditEvent, Release, User
 
 
@@ -37,6 +38,7 @@ def after_commit(fn, *args: Any) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    session.info.pop("bumps_version", None)
     for fn, args in session.info.pop("after_commit", []):
         fn(*args)
 
@@ -44,11 +46,16 @@ def _run_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_soft_rollback")
 def _drop_after_commit(session: Session, _previous) -> None:
     session.info.pop("after_commit", None)
+    session.info.pop("bumps_version", None)
 
 
 def audit(actor: Actor, action: str, *, release: Release | None = None, environment_id: int | None = None,
           from_state: str | None = None, to_state: str | None = None, reason: str = "",
           details: dict | None = None) -> None:
+    """Record who did what; also tells live pages, after commit, that something changed."""
+    if not db.session.info.get("bumps_version"):
+        db.session.info["bumps_version"] = True
+        after_commit(bump_version)
     db.session.add(AuditEvent(
         release_id=release.id if release is not None else None,
         environment_id=environment_id if release is None else release.environment_id,

@@ -1,0 +1,78 @@
+"""Signing in and out, safe redirects, and HTMX answers for ended sessions."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from webapp.extensions import db
+from webapp.models import User
+
+
+def csrf_of(page) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+
+def test_anonymous_visitors_are_sent_to_sign_in_and_back(app, people):
+    client = app.test_client()
+    response = client.get("/approvals")
+    assert response.status_code == 302 and response.location.endswith("/sign-in?next=/approvals")
+    token = csrf_of(client.get(response.location))
+    response = client.post("/sign-in", data={"csrf_token": token, "username": "dev",
+                                             "password": "dev-password-123", "next": "/approvals"})
+    assert response.status_code == 302 and response.location == "/approvals"
+
+
+@pytest.mark.parametrize("target", ["//evil.example", "/\\evil.example", "/%09/evil.example", "/\t/evil.example",
+                                    "https:evil.example", "javascript:alert(1)", "https://evil.example/"])
+def test_next_never_leaves_the_site(app, people, target):
+    client = app.test_client()
+    token = csrf_of(client.get("/sign-in"))
+    response = client.post("/sign-in", query_string={"next": target},
+                           data={"csrf_token": token, "username": "dev", "password": "dev-password-123"})
+    assert response.status_code == 302 and response.location == "/"
+
+
+def test_a_wrong_password_gets_a_sentence_and_no_session(app, people):
+    client = app.test_client()
+    token = csrf_of(client.get("/sign-in"))
+    response = client.post("/sign-in", data={"csrf_token": token, "username": "dev", "password": "nope"})
+    assert response.status_code == 401 and "do not match an active account" in response.text
+    assert client.get("/").status_code == 302
+
+
+def test_sign_in_without_the_csrf_token_is_refused(app, people):
+    response = app.test_client().post("/sign-in", data={"username": "dev", "password": "dev-password-123"})
+    assert response.status_code == 400 and "CSRF" in response.text
+
+
+def test_sign_out_is_a_post_and_ends_the_session(web):
+    client = web("dev")
+    assert client.get("/").status_code == 200
+    assert client.get("/sign-out").status_code == 405  # no state change on GET
+    client.post("/sign-out", data={"csrf_token": client.csrf})
+    assert client.get("/").status_code == 302
+
+
+def test_a_deactivated_user_is_signed_out_on_the_next_request(app, web):
+    client = web("dev")
+    with app.app_context():
+        db.session.execute(sa.update(User).where(User.username == "dev").values(active=False))
+        db.session.commit()
+    assert client.get("/").status_code == 302
+
+
+def test_an_htmx_request_without_a_session_gets_a_redirect_header_not_a_page(app):
+    response = app.test_client().get("/fragments/approvals-count",
+                                     headers={"HX-Request": "true", "HX-Current-URL": "http://x/approvals"})
+    assert response.status_code == 401
+    assert response.headers["HX-Redirect"] == "/sign-in?next=/approvals"
+    assert "<html" not in response.text
+
+
+def test_pages_carry_a_strict_content_security_policy(web):
+    response = web("dev").get("/")
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert "<script>" not in response.text and " style=" not in response.text and "hx-on" not in response.text
