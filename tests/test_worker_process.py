@@ -3,37 +3,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
-
-import pytest
 
 from tests.helpers import release, trigger, wait_for
 from webapp.runner import WORK_ROOT
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture()
-def start_worker(app_config):
-    workers: list[subprocess.Popen] = []
-
-    def start() -> subprocess.Popen:
-        env = {**os.environ, "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
-               "REDIS_URL": app_config["REDIS_URL"], "REPO_CACHE_DIR": app_config["REPO_CACHE_DIR"],
-               "WORKER_LOST_SECONDS": "3", "RECONCILE_SECONDS": "1", "RELEASEGATE_ENV": "development"}
-        process = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        workers.append(process)
-        return process
-
-    yield start
-    for process in workers:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
 
 
 def alive(pid: int) -> bool:
