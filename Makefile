@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-postgres lint worker clean
+.PHONY: run test lint worker screenshots clean
 
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ test: $(BIN)/activate
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check .
+
+screenshots: $(BIN)/activate
+	$(BIN)/python scripts/screenshots.py
 
 worker: $(BIN)/activate
 	$(BIN)/python -m worker

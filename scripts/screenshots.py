@@ -1,0 +1,104 @@
+"""`make screenshots`: the dashboard, a pending release and the inbox, with demo data,
+into docs/screenshots/ (shown in the README).
+
+Runs everything on 127.0.0.1 in a scratch instance: a private Redis, a SQLite database
+with the demo data, the web app, one worker, and Debian's chromium via Playwright.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.run_local import free_port, redis_binary, wait_for_port  # noqa: E402
+from tests.browser_support import CHROMIUM_ARGS, chromium_path  # noqa: E402
+
+OUT = ROOT / "docs" / "screenshots"
+CHANGES = [
+    {"resourceType": "service", "resourceName": "checkout", "resourcePath": "services/checkout.json",
+     "changeType": "UPDATE_IN_PLACE"},
+    {"resourceType": "database", "resourceName": "orders-replica", "resourcePath": "db/orders-replica.json",
+     "changeType": "RECREATE"},
+    {"resourceType": "queue", "resourceName": "emails", "resourcePath": "queues/emails.json",
+     "changeType": "CREATE"},
+]
+
+
+def api(base: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(f"{base}/api/v1{path}", method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def wait_state(base: str, token: str, release_id: int, state: str) -> None:
+    for _ in range(100):
+        if api(base, token, "GET", f"/releases/{release_id}")["state"] == state:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"release #{release_id} did not reach {state}")
+
+
+def main() -> int:
+    from playwright.sync_api import sync_playwright
+
+    scratch = Path(tempfile.mkdtemp(prefix="releasegate-screens-"))
+    redis_port, web_port = free_port(0), free_port(0)
+    env = {**os.environ, "RELEASEGATE_ENV": "development", "RELEASEGATE_INSTANCE": str(scratch),
+           "DATABASE_URL": f"sqlite:///{scratch / 'db.sqlite'}", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    children = [subprocess.Popen([redis_binary(), "--port", str(redis_port), "--save", "", "--dir", str(scratch)],
+                                 stdout=subprocess.DEVNULL)]
+    try:
+        wait_for_port(redis_port)
+        subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
+        subprocess.run([*flask, "demo"], env=env, cwd=ROOT, check=True, capture_output=True)
+        admin = subprocess.run([*flask, "tokens", "create", "admin"], env=env, cwd=ROOT, check=True,
+                               capture_output=True, text=True).stdout.strip()
+        children.append(subprocess.Popen([sys.executable, "-m", "worker"], env=env, cwd=ROOT,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        children.append(subprocess.Popen([*flask, "run", "--port", str(web_port)], env=env, cwd=ROOT,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for_port(web_port, 20)
+        base = f"http://127.0.0.1:{web_port}"
+        done = api(base, admin, "POST", "/projects/shop/environments/qa/releases", {"resources": CHANGES[:1]})
+        wait_state(base, admin, done["id"], "SUCCEEDED")
+        pending = api(base, admin, "POST", "/projects/shop/environments/prod/releases",
+                      {"resources": CHANGES, "description": "Checkout v2 with a rebuilt replica"})
+        wait_state(base, admin, pending["id"], "PENDING_APPROVAL")
+        api(base, admin, "POST", "/projects/shop/environments/prod/releases", {"resources": CHANGES[:1]})
+
+        OUT.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(base_url=base, viewport={"width": 1200, "height": 800})
+            page.goto("/sign-in")
+            page.get_by_label("Username").fill("reviewer")
+            page.get_by_label("Password").fill("reviewer-password")
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{base}/")
+            page.screenshot(path=OUT / "dashboard.png", full_page=True)
+            page.goto(f"/releases/{pending['id']}")
+            page.screenshot(path=OUT / "pending-release.png", full_page=True)
+            page.goto("/approvals")
+            page.screenshot(path=OUT / "approvals.png", full_page=True)
+            browser.close()
+        print(f"Wrote {', '.join(p.name for p in sorted(OUT.glob('*.png')))} to {OUT.relative_to(ROOT)}/")
+    finally:
+        for child in reversed(children):
+            child.terminate()
+            child.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
