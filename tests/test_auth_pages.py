@@ -76,3 +76,15 @@ def test_pages_carry_a_strict_content_security_policy(web):
     policy = response.headers["Content-Security-Policy"]
     assert "default-src 'self'" in policy and "unsafe-inline" not in policy and "unsafe-eval" not in policy
     assert "<script>" not in response.text and " style=" not in response.text and "hx-on" not in response.text
+
+
+def test_repeated_failed_sign_ins_for_one_username_are_slowed_down(app, people):
+    client = app.test_client()
+    token = csrf_of(client.get("/sign-in"))
+    for _ in range(5):
+        client.post("/sign-in", data={"csrf_token": token, "username": "dev", "password": "guess"})
+    response = client.post("/sign-in", data={"csrf_token": token, "username": "dev", "password": "dev-password-123"})
+    assert response.status_code == 429 and "Too many sign-in attempts" in response.text
+    other = client.post("/sign-in", data={"csrf_token": token, "username": "member",
+                                          "password": "member-password-123"})
+    assert other.status_code == 302  # another username from the same address still signs in

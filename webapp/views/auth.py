@@ -4,11 +4,11 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
 from ..auth import verify_password
-from ..extensions import db
+from ..extensions import db, limiter
 from ..models import User
 
 auth = Blueprint("auth", __name__)
@@ -34,7 +34,17 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+TOO_MANY = "Too many sign-in attempts; wait a minute and try again."
+
+
+def _username_key() -> str:
+    return "username:" + request.form.get("username", "").strip().lower()
+
+
 @auth.route("/sign-in", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"], methods=["POST"], error_message=TOO_MANY)
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_USERNAME"], methods=["POST"], key_func=_username_key,
+               error_message=TOO_MANY)
 def sign_in():
     next_url = safe_next(request.values.get("next"))
     if current_user.is_authenticated:
