@@ -34,7 +34,10 @@ def _actor() -> Actor:
 def _body() -> object:
     if not request.get_data(cache=True):
         return {}
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:
+        raise InvalidInput("The request body nests too deeply; send at most a few levels of JSON.", 400) from None
     if body is None:
         raise InvalidInput("The request body is not valid JSON; send a JSON object.", 400)
     return body

@@ -1,0 +1,75 @@
+"""The API never answers 500 to bad input: random JSON at every write endpoint gets a
+4xx with a sentence, and a refused request writes nothing."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import trigger
+from webapp.extensions import db
+from webapp.models import AuditEvent, Decision, Environment, Project, Release, Variable
+
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=50) | \
+    st.sampled_from(["", "PROD", "CREATE", "SUCCEEDED", "x" * 5000, "\u202e\u0000\udcff", "../../etc"])
+JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.text(max_size=12) | st.sampled_from(["resources", "terraform_plan", "name", "repo", "release_stream",
+                                            "comment", "result", "log", "value", "secret", "ref",
+                                            "parallel_releases", "approval_workflow"]), inner, max_size=5),
+    max_leaves=12)
+BODIES = JSON | st.dictionaries(st.sampled_from(["resources", "terraform_plan", "ref", "description"]), JSON,
+                                max_size=3)
+TABLES = (Release, Project, Environment, Variable, Decision, AuditEvent)
+FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                       HealthCheck.too_slow])
+
+
+def counts(app) -> tuple[int, ...]:
+    with app.app_context():
+        return tuple(db.session.scalar(sa.select(sa.func.count()).select_from(t)) for t in TABLES)
+
+
+@pytest.fixture()
+def target(app, api, new_environment):
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
+    return trigger(api)  # a queued release to act on
+
+
+ENDPOINTS = [
+    ("post", "/api/v1/projects"),
+    ("post", "/api/v1/projects/svc/environments"),
+    ("patch", "/api/v1/projects/svc/environments/env"),
+    ("put", "/api/v1/projects/svc/environments/env/variables/REGION"),
+    ("post", "/api/v1/projects/svc/environments/env/releases"),
+    ("post", "/api/v1/releases/{id}/approve"),
+    ("post", "/api/v1/releases/{id}/reject"),
+    ("post", "/api/v1/releases/{id}/finish"),
+]
+
+
+@pytest.mark.parametrize(("method", "url"), ENDPOINTS)
+def test_random_json_never_gets_a_500_and_refusals_write_nothing(app, api, target, method, url):
+    url = url.format(id=target)
+
+    @FUZZ
+    @given(body=BODIES)
+    def check(body):
+        before = counts(app)
+        response = getattr(api("admin"), method)(url, data=json.dumps(body), content_type="application/json")
+        assert response.status_code < 500, (body, response.json)
+        if response.status_code >= 400:
+            assert isinstance(response.json["error"], str) and response.json["error"].endswith(".")
+            assert counts(app) == before, body
+
+    check()
+
+
+@pytest.mark.parametrize("raw", [b"{", b"\xff\xfe", b"[" * 5000, b'{"resources": [' + b"1," * 100000 + b"1]}"])
+def test_malformed_bodies_get_a_400_with_a_sentence(api, target, raw):
+    response = api("admin").post("/api/v1/projects/svc/environments/env/releases", data=raw,
+                                 content_type="application/json")
+    assert 400 <= response.status_code < 500
+    assert response.json["error"]
