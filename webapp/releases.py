@@ -82,8 +82,11 @@ def dispatch_queue(environment_id: int) -> None:
     or in parallel mode start every queued one."""
     # Locking the environment row serialises dispatches of one environment on PostgreSQL:
     # a trigger and a slot release committing together cannot both miss the queue.
+    # NO KEY UPDATE does not conflict with the KEY SHARE lock a new release's foreign
+    # key takes, so a trigger (insert, then dispatch) cannot deadlock with another.
     environment = db.session.execute(
-        sa.select(Environment).where(Environment.id == environment_id).with_for_update()
+        sa.select(Environment).where(Environment.id == environment_id)
+        .with_for_update(key_share=True)  # PostgreSQL: FOR NO KEY UPDATE
         .execution_options(populate_existing=True)).scalar_one()
     queued = sa.select(Release).where(Release.environment_id == environment_id,
                                       Release.state == "QUEUED").order_by(Release.id)
