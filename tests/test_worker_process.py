@@ -47,3 +47,21 @@ def test_worker_killed_mid_hook_takes_the_hook_along_and_the_release_fails(api, 
     wait_for(lambda: release(api, second)["state"] == "SUCCEEDED", timeout=20)
     assert runs.read_text().split() == [str(first), str(second)]  # nothing ran twice
     assert not any(path.exists() for path in leftovers)  # …so the next worker swept it
+
+
+def test_worker_killed_mid_apply_is_not_run_again(api, new_environment, start_worker, tmp_path):
+    applies, pid_file = tmp_path / "applies", tmp_path / "pid"
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 0\n"},
+                    release_command=f'echo "$RELEASE_ID" >> {applies}; echo $$ > {pid_file}; sleep 120')
+    first = trigger(api)
+    worker = start_worker()
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=30)
+    apply_pid = int(pid_file.read_text())
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(5)
+    wait_for(lambda: not alive(apply_pid), timeout=5)
+    start_worker()
+    wait_for(lambda: release(api, first)["state"] == "FAILED", timeout=15)
+    assert "worker lost" in release(api, first)["error"]
+    time.sleep(2)  # a re-run would have appended again by now
+    assert applies.read_text().split() == [str(first)]
