@@ -125,6 +125,8 @@ def app_config(database_template, redis_url, tmp_path) -> dict:
         "INSTANCE_DIR": str(tmp_path / "instance"),
         "WORKER_LOST_SECONDS": 3,
         "SECRET_KEY": "test-secret",
+        "ARGON2_TIME_COST": 1,  # real argon2id, at a cost that keeps the suite quick
+        "ARGON2_MEMORY_KIB": 8192,
         "TESTING": True,
     }
 

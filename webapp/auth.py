@@ -1,6 +1,7 @@
 """Who is asking: sessions (flask-login), bearer API tokens, passwords and CSRF."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from datetime import datetime
@@ -9,23 +10,33 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import Flask, g, jsonify, make_response, redirect, request, url_for
+from flask import Flask, current_app, g, has_app_context, jsonify, make_response, redirect, request, url_for
 
 from .extensions import csrf, db, login_manager
 from .models import ApiToken, User, utcnow
 
 TOKEN_PREFIX = "rg_"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_hasher = PasswordHasher()
+
+
+@functools.cache
+def _hasher(time_cost: int, memory_kib: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+
+
+def _current_hasher() -> PasswordHasher:
+    """argon2id with the app's cost (ARGON2_TIME_COST, ARGON2_MEMORY_KIB); tests lower it."""
+    config = current_app.config if has_app_context() else {}
+    return _hasher(config.get("ARGON2_TIME_COST", 3), config.get("ARGON2_MEMORY_KIB", 65536))
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _current_hasher().hash(password)
 
 
 def verify_password(user: User, password: str) -> bool:
     try:
-        return _hasher.verify(user.password_hash, password)
+        return _current_hasher().verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
