@@ -88,3 +88,23 @@ def test_repeated_failed_sign_ins_for_one_username_are_slowed_down(app, people):
     other = client.post("/sign-in", data={"csrf_token": token, "username": "member",
                                           "password": "member-password-123"})
     assert other.status_code == 302  # another username from the same address still signs in
+
+
+def test_a_password_reset_ends_existing_sessions_and_reactivation_does_not_revive_them(app, web):
+    from webapp.models import User as Account
+
+    client = web("dev")
+    with app.app_context():
+        user = db.session.scalar(sa.select(Account).where(Account.username == "dev"))
+        user.end_sessions()  # what a password reset or a deactivation does
+        db.session.commit()
+    assert client.get("/").status_code == 302
+
+
+def test_api_tokens_record_when_they_were_last_used(app, api, people):
+    from webapp.models import ApiToken
+
+    assert api("dev").get("/api/v1/projects").status_code == 200
+    with app.app_context():
+        token = db.session.scalar(sa.select(ApiToken).join(User).where(User.username == "dev"))
+        assert token.last_used_at is not None

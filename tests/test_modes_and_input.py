@@ -198,7 +198,7 @@ def test_session_requests_that_change_state_need_the_csrf_token(app, api, new_en
     with client.session_transaction() as session, app.app_context():
         from webapp.models import User
 
-        session["_user_id"] = str(db.session.scalar(sa.select(User.id).where(User.username == "dev")))
+        session["_user_id"] = db.session.scalar(sa.select(User.login_id).where(User.username == "dev"))
         session["_fresh"] = True
     assert client.get(ENV_URL).status_code == 200
     response = client.post(f"{ENV_URL}/releases", json={"resources": CHANGE})

@@ -6,6 +6,8 @@ STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 UNGATED = {
     "auth.sign_in": "signing in is how a user gets permissions",
     "auth.sign_out": "anyone may end their own session",
+    "admin.create_token": "a user manages only their own API tokens",
+    "admin.revoke_token": "a user manages only their own API tokens",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -16,6 +16,7 @@ from .extensions import csrf, db, login_manager
 from .models import ApiToken, User, utcnow
 
 TOKEN_PREFIX = "rg_"
+LAST_USED_PRECISION = timedelta(minutes=1)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -62,9 +63,19 @@ def user_for_token(token: str) -> User | None:
     if row is None:
         return None
     api_token, user = row
-    if not user.active or (api_token.expires_at is not None and api_token.expires_at <= utcnow()):
+    now = utcnow()
+    if not user.active or (api_token.expires_at is not None and api_token.expires_at <= now):
         return None
+    if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_PRECISION:
+        _note_use(api_token.id, now)
     return user
+
+
+def _note_use(token_id: int, now: datetime) -> None:
+    """Record when a token was last used, at most once a minute, in a short transaction of
+    its own so the request's own transaction stays read-only until it acts."""
+    with db.engine.begin() as connection:
+        connection.execute(sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
 
 
 def _bearer_token() -> str | None:
@@ -74,8 +85,8 @@ def _bearer_token() -> str | None:
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+def _load_user(login_id: str) -> User | None:
+    user = db.session.scalar(sa.select(User).where(User.login_id == login_id))
     return user if user is not None and user.active else None
 
 

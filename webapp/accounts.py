@@ -1,0 +1,268 @@
+"""People: users, their grants and their API tokens. Every change is audited in its own
+write transaction and callable without a request (pages, CLI, tests)."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from .auth import create_token, hash_password
+from .extensions import db
+from .models import ApiToken, Environment, Grant, Project, User, utcnow
+from .permissions import GLOBAL_ONLY, PERMISSIONS, PermissionDenied, require
+from .releases import NotFound, ReleaseError
+from .transactions import Actor, audit, commit_changes, transition
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
+MAX_TOKEN_DAYS = 3650
+
+
+class FieldError(ReleaseError):
+    """Input a person can fix; `field` names the form field the sentence belongs beside."""
+
+    def __init__(self, message: str, field: str, status: int = 422):
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+def check_username(username: str) -> str:
+    username = username.strip()
+    if not USERNAME.match(username):
+        raise FieldError("Use 1–64 lowercase letters, digits, \u201c.\u201d, \u201c-\u201d or \u201c_\u201d, "
+                         "starting with a letter or digit.", "username")
+    return username
+
+
+def check_email(email: str) -> str:
+    email = email.strip()
+    if len(email) > 255 or not EMAIL.match(email):
+        raise FieldError("Enter an email address like name@example.com; approval requests are sent there.",
+                         "email")
+    return email
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise FieldError(f"Use at least {MIN_PASSWORD} characters; a short phrase is easy to remember.",
+                         "password")
+    if len(password) > MAX_PASSWORD:
+        raise FieldError(f"Use at most {MAX_PASSWORD} characters.", "password")
+    return password
+
+
+# -- users -------------------------------------------------------------------------------------
+
+@transition
+def create_user(actor: Actor, *, username: str, email: str, password: str, is_admin: bool = False) -> User:
+    require(actor.user, "manage_users")
+    username, email, password = check_username(username), check_email(email), check_password(password)
+    if db.session.scalar(sa.select(User.id).where(User.username == username)) is not None:
+        raise FieldError(f"A user named {username} already exists; choose another name.", "username", 409)
+    user = User(username=username, email=email, password_hash=hash_password(password), is_admin=is_admin)
+    db.session.add(user)
+    db.session.flush()
+    audit(actor, "user", reason=f"user {username} created{' as admin' if is_admin else ''}",
+          details={"user": username, "email": email, "admin": is_admin})
+    try:
+        commit_changes()
+    except IntegrityError:  # created by someone else between the check and the insert
+        raise FieldError(f"A user named {username} already exists; choose another name.", "username",
+                         409) from None
+    return user
+
+
+@transition
+def deactivate_user(actor: Actor, user: User) -> int:
+    """Deactivate `user`: sessions end (the user loader refuses inactive users) and every
+    API token is revoked in the same transaction. Returns how many tokens were revoked."""
+    require(actor.user, "manage_users")
+    if actor.user is not None and actor.user.id == user.id:
+        raise PermissionDenied("You cannot deactivate your own account; ask another user manager to do it.")
+    if not user.active:
+        raise ReleaseError(f"{user.username} is already deactivated.")
+    user.active = False
+    user.end_sessions()
+    revoked = db.session.execute(
+        sa.update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())).rowcount
+    audit(actor, "user", reason=f"user {user.username} deactivated; {revoked} API token(s) revoked",
+          details={"user": user.username, "active": {"old": True, "new": False}, "tokens_revoked": revoked})
+    commit_changes()
+    return revoked
+
+
+@transition
+def reactivate_user(actor: Actor, user: User) -> None:
+    """Let `user` sign in again. Tokens revoked on deactivation stay revoked."""
+    require(actor.user, "manage_users")
+    if user.active:
+        raise ReleaseError(f"{user.username} is already active.")
+    user.active = True
+    audit(actor, "user", reason=f"user {user.username} reactivated",
+          details={"user": user.username, "active": {"old": False, "new": True}})
+    commit_changes()
+
+
+@transition
+def reset_password(actor: Actor, user: User, password: str) -> None:
+    require(actor.user, "manage_users")
+    user.password_hash = hash_password(check_password(password))
+    user.end_sessions()
+    audit(actor, "user", reason=f"password of {user.username} reset", details={"user": user.username})
+    commit_changes()
+
+
+def users() -> list[User]:
+    return list(db.session.scalars(sa.select(User).order_by(User.username)))
+
+
+def get_user(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("There is no such user; it may have been removed.")
+    return user
+
+
+# -- grants ------------------------------------------------------------------------------------
+
+def scope_label(environment: Environment | None) -> str:
+    return "all environments" if environment is None else f"{environment.project.name}/{environment.name}"
+
+
+def grant_label(grant: Grant) -> str:
+    return f"{PERMISSIONS.get(grant.permission, grant.permission)} ({scope_label(grant.environment)})"
+
+
+@transition
+def grant_permission(actor: Actor, user: User, permission: str, environment: Environment | None = None) -> Grant:
+    """Give `user` one permission for every environment (None) or for one."""
+    require(actor.user, "manage_users")
+    if permission not in PERMISSIONS:
+        raise FieldError(f"Choose one of: {', '.join(PERMISSIONS.values())}.", "permission")
+    if permission in GLOBAL_ONLY and environment is not None:
+        raise FieldError(f"\u201c{PERMISSIONS[permission]}\u201d exists only for all environments, since it can "
+                         "grant anything; choose \u201cAll environments\u201d.", "environment")
+    scope = (Grant.environment_id.is_(None) if environment is None
+             else Grant.environment_id == environment.id)
+    exists = db.session.scalar(sa.select(Grant.id).where(Grant.user_id == user.id,
+                                                         Grant.permission == permission, scope))
+    if exists is not None:
+        raise FieldError(f"{user.username} already holds \u201c{PERMISSIONS[permission]}\u201d on "
+                         f"{scope_label(environment)}.", "permission", 409)
+    grant = Grant(user_id=user.id, permission=permission,
+                  environment_id=environment.id if environment is not None else None)
+    db.session.add(grant)
+    db.session.flush()
+    audit(actor, "grant", environment_id=grant.environment_id,
+          reason=f"{permission} granted to {user.username} on {scope_label(environment)}",
+          details={"user": user.username, "permission": permission, "scope": scope_label(environment)})
+    commit_changes()
+    return grant
+
+
+@transition
+def revoke_grant(actor: Actor, user: User, grant_id: int) -> None:
+    require(actor.user, "manage_users")
+    grant = db.session.scalar(sa.select(Grant).where(Grant.id == grant_id, Grant.user_id == user.id))
+    if grant is None:
+        raise NotFound(f"{user.username} holds no such grant; it may have been revoked already.")
+    label = scope_label(grant.environment)
+    audit(actor, "grant", environment_id=grant.environment_id,
+          reason=f"{grant.permission} revoked from {user.username} on {label}",
+          details={"user": user.username, "permission": grant.permission, "scope": label, "revoked": True})
+    db.session.delete(grant)
+    commit_changes()
+
+
+def grants_of(user: User) -> list[Grant]:
+    return sorted(user.grants, key=lambda g: (list(PERMISSIONS).index(g.permission)
+                                              if g.permission in PERMISSIONS else 99, scope_label(g.environment)))
+
+
+def all_environments() -> list[Environment]:
+    return list(db.session.scalars(sa.select(Environment).join(Project)
+                                   .order_by(Project.name, Environment.name)))
+
+
+def managed_environments(user: User) -> list[Environment]:
+    """Environments `user` manages through a grant scoped to them (for the admin index)."""
+    return list(db.session.scalars(
+        sa.select(Environment).join(Project).join(Grant, Grant.environment_id == Environment.id)
+        .where(Grant.user_id == user.id, Grant.permission == "manage_environments")
+        .order_by(Project.name, Environment.name)))
+
+
+# -- API tokens: each user manages their own ---------------------------------------------------
+
+def _own(actor: Actor) -> User:
+    if actor.user is None or not getattr(actor.user, "active", False) or actor.user.id is None:
+        raise PermissionDenied("Sign in as an active user to manage API tokens.")
+    return actor.user
+
+
+def check_token_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise FieldError("Give the token a name of 1–100 characters that says where it is used.", "name")
+    return name
+
+
+def check_expiry_days(days: str | int | None) -> int | None:
+    if days is None or (isinstance(days, str) and not days.strip()):
+        return None
+    try:
+        value = int(days)
+    except (TypeError, ValueError):
+        raise FieldError("Enter a whole number of days, or leave it empty for a token that does not expire.",
+                         "expires_in_days") from None
+    if not 1 <= value <= MAX_TOKEN_DAYS:
+        raise FieldError(f"Enter between 1 and {MAX_TOKEN_DAYS} days, or leave it empty.", "expires_in_days")
+    return value
+
+
+@transition
+def create_api_token(actor: Actor, name: str, expires_in_days: int | None = None) -> str:
+    """Create a token for the acting user and return it; only its hash is stored."""
+    user = _own(actor)
+    name = check_token_name(name)
+    expires_at: datetime | None = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+    audit(actor, "token", reason=f"API token {name!r} created for {user.username}",
+          details={"user": user.username, "name": name,
+                   "expires_at": expires_at.strftime("%Y-%m-%dT%H:%M:%SZ") if expires_at else None})
+    return create_token(user, name, expires_at)  # commits the token and the audit row together
+
+
+@transition
+def revoke_api_token(actor: Actor, token_id: int) -> ApiToken:
+    """Revoke one of the acting user's own tokens; another user's token reads as missing."""
+    user = _own(actor)
+    token = db.session.scalar(sa.select(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user.id))
+    if token is None:
+        raise NotFound("You have no such API token.")
+    if token.revoked_at is not None:
+        raise ReleaseError(f"The token {token.name!r} is already revoked.")
+    token.revoked_at = utcnow()
+    audit(actor, "token", reason=f"API token {token.name!r} ({token.prefix}…) revoked by {user.username}",
+          details={"user": user.username, "name": token.name, "prefix": token.prefix})
+    commit_changes()
+    return token
+
+
+def tokens_of(user: User) -> list[ApiToken]:
+    return list(db.session.scalars(sa.select(ApiToken).where(ApiToken.user_id == user.id)
+                                   .order_by(ApiToken.id.desc())))
+
+
+def active_token_count(user: User) -> int:
+    now = utcnow()
+    return db.session.scalar(sa.select(sa.func.count(ApiToken.id)).where(
+        ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None),
+        sa.or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now))) or 0
