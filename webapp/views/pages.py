@@ -1,13 +1,332 @@
-"""Dashboard and environment pages."""
+"""Dashboard and environment pages: every environment's queue, live; one environment's
+queue, history, settings, variables and settings audit trail."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import login_required
+import math
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, g, make_response, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy.orm import joinedload
+from werkzeug.datastructures import MultiDict
+
+from .. import environments
+from ..environments import SettingsConflict
+from ..extensions import db
+from ..live import current_version
+from ..models import SLOT_STATES, STATES, AuditEvent, Environment, Project, Release, Variable
+from ..permissions import has_permission, require_permission
+from ..resources import InvalidInput
+from ..transactions import Actor
+from ..validate import ENVIRONMENT_FIELDS, VARIABLE_FIELDS, variable_name
+from .web import is_htmx
 
 pages = Blueprint("pages", __name__)
+
+HISTORY_PAGE_SIZE = 25
+SETTINGS_EVENTS_SHOWN = 10
+LIVE_STATES = ("QUEUED", *SLOT_STATES)
+SETTING_LABELS = {
+    "release_stream": "Release stream",
+    "approval_workflow": "Approval workflow",
+    "parallel_releases": "Parallel releases",
+    "hook_ref": "Hook ref",
+    "release_command": "Release command",
+    "hook_timeout_seconds": "Hook timeout (seconds)",
+    "release_timeout_seconds": "Release timeout (seconds)",
+    "allow_self_approval": "Allow self-approval",
+    "wait_for_external_finish": "Wait for an external finish",
+    "approval_timeout_hours": "Approval timeout (hours)",
+}
+SWITCHES = ("approval_workflow", "parallel_releases", "allow_self_approval", "wait_for_external_finish")
+WHOLE_NUMBERS = ("hook_timeout_seconds", "release_timeout_seconds")
+OPTIONAL_TEXT = ("hook_ref", "release_command")
+
+
+# -- lookups ------------------------------------------------------------------------------------
+
+def _environment(project: str, environment: str, **_) -> Environment:
+    """The environment named in the URL (shared by the permission check and the view)."""
+    if "page_environment" not in g:
+        found = db.session.scalar(sa.select(Environment).join(Project).options(joinedload(Environment.project))
+                                  .where(Project.name == project, Environment.name == environment))
+        if found is None:
+            abort(404, f"There is no environment {project}/{environment}.")
+        g.page_environment = found
+    return g.page_environment
+
+
+def _live_releases(environment_id: int | None = None) -> dict[int, dict[str, list[Release]]]:
+    """Active and queued releases by environment, in one query that never reads history."""
+    query = (sa.select(Release).options(joinedload(Release.triggered_by))
+             .where(Release.state.in_(LIVE_STATES)).order_by(Release.id))
+    if environment_id is not None:
+        query = query.where(Release.environment_id == environment_id)
+    live: dict[int, dict[str, list[Release]]] = {}
+    for release in db.session.scalars(query):
+        lists = live.setdefault(release.environment_id, {"active": [], "queue": []})
+        lists["queue" if release.state == "QUEUED" else "active"].append(release)
+    return live
+
+
+def _unchanged() -> tuple[bool, str]:
+    """(whether the client's `v` is current, the current version); touches only Redis."""
+    version = current_version()
+    return version != "none" and request.args.get("v") == version, version
+
+
+# -- dashboard ----------------------------------------------------------------------------------
+
+def _board() -> list[dict[str, Any]]:
+    """Every project with its environments, each with its active releases and queue."""
+    rows = db.session.execute(sa.select(Project, Environment)
+                              .outerjoin(Environment, Environment.project_id == Project.id)
+                              .order_by(Project.name, Environment.name)).all()
+    live = _live_releases()
+    board: list[dict[str, Any]] = []
+    for project, environment in rows:
+        if not board or board[-1]["project"] is not project:
+            board.append({"project": project, "environments": []})
+        if environment is not None:
+            lists = live.get(environment.id, {"active": [], "queue": []})
+            board[-1]["environments"].append({"environment": environment, **lists})
+    return board
 
 
 @pages.get("/")
 @login_required
 def dashboard():
-    return render_template("dashboard.html")
+    version = current_version()  # read before the rows, so a change in between shows on the next poll
+    return render_template("dashboard.html", board=_board(), version=version)
+
+
+@pages.get("/fragments/dashboard")
+@login_required
+def dashboard_fragment():
+    unchanged, version = _unchanged()
+    if unchanged:
+        return "", 204
+    return render_template("_dashboard.html", board=_board(), version=version)
+
+
+# -- environment page ---------------------------------------------------------------------------
+
+def _history(environment: Environment) -> dict[str, Any]:
+    """One page of the environment's releases, newest first, optionally of one state."""
+    state = request.args.get("state", "")
+    if state and state not in STATES:
+        raise InvalidInput(f"There is no state {state[:40]!r}; choose one of {', '.join(STATES)}.", 400)
+    try:
+        before = int(request.args["before"]) if request.args.get("before") else None
+        if before is not None and not 0 < before < 2**63:
+            raise ValueError
+    except ValueError:
+        raise InvalidInput("before must be a release number.", 400) from None
+    query = sa.select(Release).options(joinedload(Release.triggered_by)).where(
+        Release.environment_id == environment.id)
+    if state:
+        query = query.where(Release.state == state)
+    if before is not None:
+        query = query.where(Release.id < before)
+    rows = list(db.session.scalars(query.order_by(Release.id.desc()).limit(HISTORY_PAGE_SIZE + 1)))
+    older = rows[HISTORY_PAGE_SIZE - 1].id if len(rows) > HISTORY_PAGE_SIZE else None
+    return {"releases": rows[:HISTORY_PAGE_SIZE], "state": state, "before": before, "older": older,
+            "states": STATES}
+
+
+def _settings_events(environment: Environment) -> list[AuditEvent]:
+    return list(db.session.scalars(
+        sa.select(AuditEvent).options(joinedload(AuditEvent.actor))
+        .where(AuditEvent.environment_id == environment.id, AuditEvent.release_id.is_(None))
+        .order_by(AuditEvent.id.desc()).limit(SETTINGS_EVENTS_SHOWN)))
+
+
+def _settings_values(environment: Environment) -> dict[str, Any]:
+    """The settings as the form shows them."""
+    values: dict[str, Any] = {}
+    for name in SETTING_LABELS:
+        value = getattr(environment, name)
+        if name in SWITCHES:
+            values[name] = bool(value)
+        elif value is None:
+            values[name] = ""
+        elif isinstance(value, float):
+            values[name] = f"{value:.15g}"  # 24.0 reads "24"; typed decimals come back exactly
+        else:
+            values[name] = str(value)
+    return values
+
+
+def _variable_values(environment: Environment) -> dict[str, Any]:
+    """The variable form: empty, or filled in for `?edit=NAME` (never with a secret value)."""
+    name = request.args.get("edit", "")
+    variable = next((v for v in environment.variables if v.name == name), None)
+    if variable is None:
+        return {"name": "", "value": "", "secret": False, "for_hooks": False, "existing_secret": False}
+    return {"name": variable.name, "value": "" if variable.secret else variable.value, "secret": variable.secret,
+            "for_hooks": variable.for_hooks, "existing_secret": variable.secret}
+
+
+def _render_environment(environment: Environment, *, status: int = 200, settings: dict | None = None,
+                        settings_errors: dict | None = None, variable: dict | None = None,
+                        variable_errors: dict | None = None):
+    version = current_version()
+    live = _live_releases(environment.id).get(environment.id, {"active": [], "queue": []})
+    manager = has_permission(current_user, "manage_environments", environment)
+    page = render_template(
+        "environment.html", environment=environment, project=environment.project, version=version,
+        active=live["active"], queue=live["queue"], history=_history(environment),
+        events=_settings_events(environment), can_manage=manager, labels=SETTING_LABELS,
+        settings=settings or _settings_values(environment), settings_errors=settings_errors or {},
+        variable=variable or (_variable_values(environment) if manager else {}),
+        variable_errors=variable_errors or {})
+    return make_response(page, status)
+
+
+@pages.get("/projects/<project>/environments/<environment>")
+@login_required
+def environment(project: str, environment: str):
+    return _render_environment(_environment(project, environment))
+
+
+@pages.get("/fragments/projects/<project>/environments/<environment>")
+@login_required
+def environment_fragment(project: str, environment: str):
+    unchanged, version = _unchanged()
+    if unchanged:
+        return "", 204
+    found = _environment(project, environment)
+    live = _live_releases(found.id).get(found.id, {"active": [], "queue": []})
+    return render_template("_environment_live.html", environment=found, project=found.project, version=version,
+                           active=live["active"], queue=live["queue"])
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+def _typed_setting(name: str, raw: str, form: MultiDict) -> Any:
+    """A form string as the type ENVIRONMENT_FIELDS checks: switches, numbers, None."""
+    label = SETTING_LABELS[name]
+    if name in SWITCHES:
+        return name in form
+    raw = raw.replace("\r\n", "\n").strip()
+    if name in WHOLE_NUMBERS:
+        if not raw:
+            raise InvalidInput(f"{label} is required.")
+        try:
+            return int(raw)
+        except ValueError:
+            raise InvalidInput(f"{label} must be a whole number.") from None
+    if name == "approval_timeout_hours":
+        if not raw:
+            return None
+        try:
+            hours = float(raw)
+        except ValueError:
+            hours = math.nan
+        if not math.isfinite(hours):
+            raise InvalidInput(f"{label} must be a number of hours, or empty for no timeout.")
+        return hours
+    if name in OPTIONAL_TEXT and not raw:
+        return None
+    return raw
+
+
+def _settings_from_form(form: MultiDict) -> tuple[dict[str, Any], dict[str, str]]:
+    """Clean values for every setting, and a sentence for each field that is not acceptable."""
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, check in ENVIRONMENT_FIELDS.items():
+        try:
+            values[name] = check(_typed_setting(name, form.get(name, ""), form), SETTING_LABELS[name])
+        except InvalidInput as error:
+            errors[name] = error.message
+    return values, errors
+
+
+def _submitted_settings(form: MultiDict) -> dict[str, Any]:
+    """What the person typed, to show again beside the errors."""
+    return {name: (name in form) if name in SWITCHES else form.get(name, "") for name in SETTING_LABELS}
+
+
+def _back_to(environment: Environment, anchor: str):
+    return redirect(url_for("pages.environment", project=environment.project.name, environment=environment.name,
+                            _anchor=anchor), 303)
+
+
+@pages.post("/projects/<project>/environments/<environment>/settings")
+@login_required
+@require_permission("manage_environments", environment=_environment)
+def save_settings(project: str, environment: str):
+    found = _environment(project, environment)
+    values, errors = _settings_from_form(request.form)
+    if errors:
+        return _render_environment(found, status=422, settings=_submitted_settings(request.form),
+                                   settings_errors=errors)
+    # Only what the person changed, so a conflict is reported on the switch they touched.
+    changes = {name: value for name, value in values.items() if getattr(found, name) != value}
+    try:
+        changed = environments.update_environment(found, Actor(current_user._get_current_object(), "ui"), changes)
+    except SettingsConflict as conflict:
+        db.session.rollback()
+        return _render_environment(found, status=409, settings=_submitted_settings(request.form),
+                                   settings_errors={conflict.field: str(conflict)})
+    if changed:
+        flash(f"Settings saved: {', '.join(SETTING_LABELS[name] for name in changed)}.", "success")
+    else:
+        flash("Nothing changed: the settings already had these values.", "info")
+    return _back_to(found, "settings")
+
+
+# -- variables ----------------------------------------------------------------------------------
+
+@pages.post("/projects/<project>/environments/<environment>/variables")
+@login_required
+@require_permission("manage_environments", environment=_environment)
+def save_variable(project: str, environment: str):
+    found = _environment(project, environment)
+    form = request.form
+    name = form.get("name", "").strip()
+    secret, for_hooks = "secret" in form, "for_hooks" in form
+    errors: dict[str, str] = {}
+    try:
+        variable_name(name)
+    except InvalidInput as error:
+        errors["name"] = error.message
+    value = form.get("value", "").replace("\r\n", "\n")
+    existing = db.session.scalar(sa.select(Variable).where(Variable.environment_id == found.id,
+                                                           Variable.name == name)) if not errors else None
+    if existing is not None and existing.secret and not value.strip():
+        # A secret is never shown, so an empty value keeps it, but only while it stays secret.
+        if secret:
+            value = existing.value
+        else:
+            errors["value"] = (f"Enter a value to make {name} visible: a secret value is never shown, "
+                               "so it cannot be kept when the variable stops being secret.")
+    try:
+        value = VARIABLE_FIELDS["value"](value, "The value")
+    except InvalidInput as error:
+        errors.setdefault("value", error.message)
+    if errors:
+        shown = {"name": name, "value": "" if secret else value, "secret": secret, "for_hooks": for_hooks,
+                 "existing_secret": existing is not None and existing.secret}
+        return _render_environment(found, status=422, variable=shown, variable_errors=errors)
+    _, created = environments.set_variable(found, Actor(current_user._get_current_object(), "ui"), name, value,
+                                           secret=secret, for_hooks=for_hooks)
+    flash(f"Variable {name} {'added' if created else 'saved'}.", "success")
+    return _back_to(found, "variables")
+
+
+@pages.post("/projects/<project>/environments/<environment>/variables/<name>/delete")
+@login_required
+@require_permission("manage_environments", environment=_environment)
+def delete_variable(project: str, environment: str, name: str):
+    found = _environment(project, environment)
+    environments.delete_variable(found, Actor(current_user._get_current_object(), "ui"), name)
+    if is_htmx():  # the button posts with hx-confirm: swap the variables section, and the audit list
+        return render_template("_environment_variables_swap.html", environment=found, project=found.project,
+                               can_manage=True, variable=_variable_values(found), variable_errors={},
+                               notice=f"Variable {name} deleted.", events=_settings_events(found),
+                               labels=SETTING_LABELS, oob=True)
+    flash(f"Variable {name} deleted.", "success")
+    return _back_to(found, "variables")

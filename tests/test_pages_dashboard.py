@@ -1,0 +1,470 @@
+"""The dashboard and the environment page: live queues, history, settings and variables."""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from tests.helpers import state, trigger
+from webapp.extensions import db
+from webapp.models import AuditEvent, Environment, Project, Release, Variable, utcnow
+
+WAITS = {"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"}
+PLAIN = {"README.md": "no hook here\n"}
+PAGE = "/projects/svc/environments/env"
+SETTINGS = f"{PAGE}/settings"
+VARIABLES = f"{PAGE}/variables"
+API_ENV = "/api/v1/projects/svc/environments/env"
+HTMX = {"HX-Request": "true", "HX-Current-URL": "http://localhost/"}
+SECRET = "hunter2-correct-horse-battery"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def environment_id(app, project: str = "svc", name: str = "env") -> int:
+    with app.app_context():
+        return db.session.scalar(sa.select(Environment.id).join(Project).where(
+            Project.name == project, Environment.name == name))
+
+
+def environment_row(app, project: str = "svc", name: str = "env") -> Environment:
+    """The environment as a detached row, for granting a permission on it."""
+    with app.app_context():
+        return db.session.get(Environment, environment_id(app, project, name))
+
+
+def add_finished_releases(app, states: list[str], project: str = "svc", name: str = "env") -> list[int]:
+    """History rows written straight into the database (they need no hook run)."""
+    env_id = environment_id(app, project, name)
+    with app.app_context():
+        project_id = db.session.get(Environment, env_id).project_id
+        rows = [Release(project_id=project_id, environment_id=env_id, state=s, resources=[], finished_at=utcnow())
+                for s in states]
+        db.session.add_all(rows)
+        db.session.commit()
+        return [row.id for row in rows]
+
+
+def version_in(text: str, path: str) -> str:
+    return re.search(rf'hx-get="{re.escape(path)}\?v=([^"&]+)"', text).group(1)
+
+
+def release_links(text: str) -> list[int]:
+    return [int(i) for i in re.findall(r'href="/releases/(\d+)"', text)]
+
+
+def field_error(text: str, field: str) -> str:
+    found = re.search(rf'<p class="field-error" id="{field}-error">([^<]*)</p>', text)
+    return found.group(1) if found else ""
+
+
+def settings_form(**overrides) -> dict:
+    """The settings form as a browser sends it for the default environment (unchecked boxes are absent)."""
+    form = {"release_stream": "QA", "approval_workflow": "on", "hook_ref": "", "release_command": "",
+            "hook_timeout_seconds": "300", "release_timeout_seconds": "3600", "approval_timeout_hours": ""}
+    form.update(overrides)
+    return {key: value for key, value in form.items() if value is not None}
+
+
+@contextmanager
+def statements(app):
+    """Collect the SQL the app sends while the block runs (the listener outlives the app context)."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        with app.app_context():
+            event.remove(engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def loaded_releases():
+    """Count Release rows the ORM builds from query results."""
+    loaded: list[int] = []
+
+    def on_load(target, _context):
+        loaded.append(target.id)
+
+    event.listen(Release, "load", on_load)
+    try:
+        yield loaded
+    finally:
+        event.remove(Release, "load", on_load)
+
+
+def touches_releases(sql: str) -> bool:
+    return re.search(r"\breleases\b", sql) is not None
+
+
+def pending_with_queue(api, run_jobs) -> tuple[int, int, int]:
+    """One release waiting for approval and two queued behind it, in that order."""
+    first = trigger(api)
+    run_jobs()
+    assert state(api, first) == "PENDING_APPROVAL"
+    return first, trigger(api), trigger(api)
+
+
+def settings_events(app) -> int:
+    with app.app_context():
+        return db.session.scalar(sa.select(sa.func.count(AuditEvent.id)).where(
+            AuditEvent.action == "settings", AuditEvent.release_id.is_(None)))
+
+
+# -- dashboard ----------------------------------------------------------------------------------
+
+def test_the_dashboard_shows_every_environment_by_project_with_stream_mode_queue_and_waiting_mark(
+        app, api, web, new_environment, run_jobs):
+    new_environment(WAITS)
+    new_environment(PLAIN, name="qa", release_stream="QA-STREAM", approval_workflow=False)
+    new_environment(PLAIN, project="web", name="preview", release_stream="PREVIEW", approval_workflow=False,
+                    parallel_releases=True)
+    first, second, third = pending_with_queue(api, run_jobs)
+    for persona in ("admin", "member"):
+        page = web(persona).get("/")
+        assert page.status_code == 200
+        text = page.text
+        for shown in ("svc", "web", ">env<", ">qa<", ">preview<", "QA-STREAM", "PREVIEW",
+                      "Approval workflow", "Serial", "Parallel releases"):
+            assert shown in text, shown
+        assert 'href="/projects/svc/environments/env"' in text
+        assert release_links(text) == [first, second, third]
+        waiting = re.search(r'<li class="waiting">(.*?)</li>', text, re.S).group(1)
+        assert f'href="/releases/{first}"' in waiting and "Waiting for approval" in waiting
+        queue = re.search(r'<ol class="release-list queue">(.*?)</ol>', text, re.S).group(1)
+        assert re.search(rf'#1</span>\s*<a href="/releases/{second}"', queue)
+        assert re.search(rf'#2</span>\s*<a href="/releases/{third}"', queue)
+        assert " style=" not in text and "<script>" not in text and "hx-on" not in text
+
+
+def test_an_empty_dashboard_says_who_creates_projects(app, web, people):
+    admin_page = web("admin").get("/").text
+    assert "No projects yet" in admin_page and 'href="/admin/"' in admin_page
+    member_page = web("member").get("/").text
+    assert "No projects yet" in member_page and "created by admins" in member_page and "in Admin" in member_page
+
+
+def test_anonymous_visitors_are_sent_to_sign_in_from_the_dashboard_and_its_fragment(app, people):
+    client = app.test_client()
+    page = client.get("/")
+    assert page.status_code == 302 and "/sign-in" in page.location
+    fragment = client.get("/fragments/dashboard?v=0", headers=HTMX)
+    assert fragment.status_code == 401 and fragment.headers["HX-Redirect"].startswith("/sign-in")
+    assert "<html" not in fragment.text
+
+
+def test_the_dashboard_fragment_answers_204_until_something_changes(app, api, web, new_environment):
+    new_environment(PLAIN, approval_workflow=False, wait_for_external_finish=True)
+    for persona in ("dev", "member"):
+        client = web(persona)
+        version = version_in(client.get("/").text, "/fragments/dashboard")
+        unchanged = client.get(f"/fragments/dashboard?v={version}", headers=HTMX)
+        assert unchanged.status_code == 204 and unchanged.data == b""
+        release_id = trigger(api)
+        changed = client.get(f"/fragments/dashboard?v={version}", headers=HTMX)
+        assert changed.status_code == 200 and "<html" not in changed.text
+        assert changed.text.lstrip().startswith('<div id="dashboard"')
+        assert 'hx-trigger="rg-poll from:body"' in changed.text and 'hx-swap="outerHTML"' in changed.text
+        assert f'href="/releases/{release_id}"' in changed.text
+        new_version = version_in(changed.text, "/fragments/dashboard")
+        assert new_version != version
+        assert client.get(f"/fragments/dashboard?v={new_version}", headers=HTMX).status_code == 204
+
+
+def test_an_unchanged_dashboard_fragment_reads_no_releases(app, api, web, new_environment):
+    new_environment(PLAIN, approval_workflow=False, wait_for_external_finish=True)
+    trigger(api)
+    client = web("member")
+    version = version_in(client.get("/").text, "/fragments/dashboard")
+    with statements(app) as seen:
+        response = client.get(f"/fragments/dashboard?v={version}", headers=HTMX)
+    assert response.status_code == 204
+    assert [sql for sql in seen if touches_releases(sql)] == []
+    queries = [sql for sql in seen if sql not in ("BEGIN", "COMMIT", "ROLLBACK")]
+    assert len(queries) == 1 and "FROM users" in queries[0]  # only flask-login's lookup of the user
+
+
+def test_a_changed_dashboard_fragment_loads_only_live_releases_never_the_history(app, api, web, new_environment):
+    new_environment(PLAIN, approval_workflow=False, wait_for_external_finish=True)
+    add_finished_releases(app, ["SUCCEEDED"] * 120 + ["FAILED"] * 30)
+    live = trigger(api)
+    client = web("member")
+    with statements(app) as seen, loaded_releases() as loaded:
+        response = client.get("/fragments/dashboard?v=stale", headers=HTMX)
+    assert response.status_code == 200 and release_links(response.text) == [live]
+    assert loaded == [live]
+    on_releases = [sql for sql in seen if touches_releases(sql)]
+    assert len(on_releases) == 1 and "state IN" in on_releases[0]
+
+
+# -- environment page: queue and history ----------------------------------------------------------
+
+def test_the_environment_page_shows_the_queue_in_order_to_every_signed_in_person(
+        app, api, web, new_environment, run_jobs):
+    new_environment(WAITS)
+    first, second, third = pending_with_queue(api, run_jobs)
+    for persona in ("admin", "member"):
+        page = web(persona).get(PAGE)
+        assert page.status_code == 200
+        live = re.search(r'<section id="environment-live".*?</section>', page.text, re.S).group(0)
+        assert release_links(live) == [first, second, third]
+        assert "Approval workflow" in live and "Waiting for approval" in live
+        assert re.search(rf'#1</span>\s*<a href="/releases/{second}"', live)
+        assert re.search(rf'#2</span>\s*<a href="/releases/{third}"', live)
+    anonymous = app.test_client().get(PAGE)
+    assert anonymous.status_code == 302 and "/sign-in" in anonymous.location
+
+
+def test_a_missing_environment_is_a_404_page_with_a_sentence(app, web, new_environment):
+    new_environment(PLAIN)
+    response = web("member").get("/projects/svc/environments/nope")
+    assert response.status_code == 404 and "There is no environment svc/nope" in response.text
+
+
+def test_the_environment_fragment_answers_204_until_the_queue_changes(app, api, web, new_environment):
+    new_environment(PLAIN, approval_workflow=False, wait_for_external_finish=True)
+    path = "/fragments/projects/svc/environments/env"
+    triggered = []
+    for persona in ("dev", "member"):
+        client = web(persona)
+        version = version_in(client.get(PAGE).text, path)
+        with statements(app) as seen:
+            assert client.get(f"{path}?v={version}", headers=HTMX).status_code == 204
+        assert [sql for sql in seen if touches_releases(sql)] == []
+        triggered.append(trigger(api))
+        changed = client.get(f"{path}?v={version}", headers=HTMX)
+        assert changed.status_code == 200 and changed.text.lstrip().startswith('<section id="environment-live"')
+        assert release_links(changed.text) == triggered and "<html" not in changed.text
+    anonymous = app.test_client().get(f"{path}?v=0", headers=HTMX)
+    assert anonymous.status_code == 401 and "HX-Redirect" in anonymous.headers
+
+
+def test_environment_history_pages_by_25_newest_first_and_filters_by_state(app, web, new_environment):
+    new_environment(PLAIN)
+    ids = add_finished_releases(app, ["SUCCEEDED", "FAILED", "CANCELLED"] * 10)
+    client = web("member")
+    first_page = client.get(PAGE)
+    shown = release_links(first_page.text)
+    assert shown == sorted(ids, reverse=True)[:25]
+    older = re.search(r'href="([^"]*before=\d+[^"]*)"[^>]*>Older releases', first_page.text).group(1)
+    second_page = client.get(older.replace("&amp;", "&"))
+    assert release_links(second_page.text) == sorted(ids, reverse=True)[25:]
+    assert "Older releases" not in second_page.text and "Newest releases" in second_page.text
+    failed = client.get(f"{PAGE}?state=FAILED")
+    assert release_links(failed.text) == sorted(ids[1::3], reverse=True)
+    assert "Older releases" not in failed.text and '<option value="FAILED" selected>' in failed.text
+    unknown = client.get(f"{PAGE}?state=EXPLODED")
+    assert unknown.status_code == 400 and "There is no state" in unknown.text
+    assert client.get(f"{PAGE}?before={2**70}").status_code == 400
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+def test_only_people_who_manage_the_environment_see_the_settings_form(app, web, people, new_environment):
+    new_environment(PLAIN)
+    people.add("keeper", "manage_environments", environment=environment_row(app))
+    for persona in ("admin", "keeper"):
+        page = web(persona).get(PAGE).text
+        assert f'action="{SETTINGS}"' in page and f'action="{VARIABLES}"' in page
+    for persona in ("member", "dev"):
+        page = web(persona).get(PAGE).text
+        assert f'action="{SETTINGS}"' not in page and f'action="{VARIABLES}"' not in page
+        assert "Release stream" in page and "Hook timeout (seconds)" in page  # read-only facts
+
+
+def test_saving_settings_changes_the_environment_and_is_audited(app, api, web, people, new_environment):
+    new_environment(PLAIN)
+    people.add("keeper", "manage_environments", environment=environment_row(app))
+    client = web("keeper")
+    form = settings_form(release_stream="QA2", approval_workflow=None, allow_self_approval="on",
+                         hook_timeout_seconds="120", approval_timeout_hours="1.5",
+                         release_command="echo one\r\necho two", csrf_token=client.csrf)
+    response = client.post(SETTINGS, data=form)
+    assert response.status_code == 303 and response.location.endswith(f"{PAGE}#settings")
+    saved = api("member").get(API_ENV).json
+    assert (saved["release_stream"], saved["approval_workflow"], saved["allow_self_approval"]) == ("QA2", False, True)
+    assert (saved["hook_timeout_seconds"], saved["approval_timeout_hours"]) == (120, 1.5)
+    assert saved["release_command"] == "echo one\necho two" and saved["hook_ref"] is None
+    assert saved["mode"] == "serial"
+    events = api("member").get(f"{API_ENV}/events").json["items"]
+    latest = events[0]
+    assert (latest["by"], latest["via"], latest["action"]) == ("keeper", "ui", "settings")
+    assert latest["details"]["changes"]["release_stream"] == {"old": "QA", "new": "QA2"}
+    page = client.get(PAGE).text
+    assert "Settings saved" in page
+    history = re.search(r'<section id="settings-history".*?</section>', page, re.S).group(0)
+    assert "keeper" in history and "<code>QA</code> → <code>QA2</code>" in history
+    assert "Approval workflow: on → off" in history
+
+
+def test_saving_unchanged_settings_changes_nothing_and_says_so(app, web, new_environment):
+    new_environment(PLAIN)
+    before = settings_events(app)
+    client = web("admin")
+    response = client.post(SETTINGS, data=settings_form(csrf_token=client.csrf), follow_redirects=True)
+    assert response.status_code == 200 and "Nothing changed" in response.text
+    assert settings_events(app) == before
+
+
+def test_turning_on_both_switches_shows_the_reason_next_to_the_field_and_changes_nothing(
+        app, api, web, new_environment):
+    new_environment(PLAIN)
+    before = settings_events(app)
+    client = web("admin")
+    response = client.post(SETTINGS, data=settings_form(parallel_releases="on", release_stream="OTHER",
+                                                         csrf_token=client.csrf))
+    assert response.status_code == 409
+    assert "exclude each other" in field_error(response.text, "parallel_releases")
+    assert 'name="parallel_releases" checked aria-invalid="true"' in response.text  # the form keeps what was sent
+    saved = api("member").get(API_ENV).json
+    assert (saved["parallel_releases"], saved["approval_workflow"], saved["release_stream"]) == (False, True, "QA")
+    assert settings_events(app) == before
+
+
+def test_parallel_releases_while_a_release_waits_for_approval_shows_the_reason(
+        app, api, web, new_environment, run_jobs):
+    new_environment(WAITS)
+    pending = trigger(api)
+    run_jobs()
+    assert state(api, pending) == "PENDING_APPROVAL"
+    client = web("admin")
+    response = client.post(SETTINGS, data=settings_form(approval_workflow=None, parallel_releases="on",
+                                                         csrf_token=client.csrf))
+    assert response.status_code == 409
+    assert "waiting for approval" in field_error(response.text, "parallel_releases")
+    saved = api("member").get(API_ENV).json
+    assert (saved["approval_workflow"], saved["parallel_releases"]) == (True, False)
+    assert state(api, pending) == "PENDING_APPROVAL"
+
+
+def test_invalid_settings_show_the_message_next_to_each_field(app, api, web, new_environment):
+    new_environment(PLAIN)
+    client = web("admin")
+    response = client.post(SETTINGS, data=settings_form(release_stream="  ", hook_timeout_seconds="0",
+                                                         release_timeout_seconds="soon",
+                                                         approval_timeout_hours="nan", csrf_token=client.csrf))
+    assert response.status_code == 422
+    assert field_error(response.text, "release_stream") == "Release stream must not be empty."
+    assert field_error(response.text, "hook_timeout_seconds") == "Hook timeout (seconds) must be between 1 and 86400."
+    assert "whole number" in field_error(response.text, "release_timeout_seconds")
+    assert "number of hours" in field_error(response.text, "approval_timeout_hours")
+    assert api("member").get(API_ENV).json["hook_timeout_seconds"] == 300
+
+
+def test_a_member_forging_a_settings_post_gets_403_and_nothing_changes(app, api, web, people, new_environment):
+    new_environment(PLAIN)
+    for persona in ("member", "dev"):
+        client = web(persona)
+        response = client.post(SETTINGS, data=settings_form(release_stream="HIJACKED", csrf_token=client.csrf))
+        assert response.status_code == 403 and "Manage environments" in response.text
+    anonymous = app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', anonymous.get("/sign-in").text).group(1)
+    response = anonymous.post(SETTINGS, data=settings_form(release_stream="HIJACKED", csrf_token=token))
+    assert response.status_code == 302 and "/sign-in" in response.location
+    assert api("member").get(API_ENV).json["release_stream"] == "QA"
+
+
+# -- variables ----------------------------------------------------------------------------------
+
+def test_managers_add_change_and_delete_variables(app, api, web, people, new_environment):
+    new_environment(PLAIN)
+    people.add("keeper", "manage_environments", environment=environment_row(app))
+    client = web("keeper")
+    response = client.post(VARIABLES, data={"name": "REGION", "value": "eu-west-1", "for_hooks": "on",
+                                            "csrf_token": client.csrf})
+    assert response.status_code == 303 and response.location.endswith(f"{PAGE}#variables")
+    page = client.get(PAGE).text
+    assert "Variable REGION added" in page and '<code class="variable-value">eu-west-1</code>' in page
+    edit = client.get(f"{PAGE}?edit=REGION").text
+    assert 'name="name" value="REGION"' in edit and ">eu-west-1</textarea>" in edit
+    client.post(VARIABLES, data={"name": "REGION", "value": "us-east-2", "csrf_token": client.csrf})
+    variables = api("member").get(API_ENV).json["variables"]
+    assert variables == [{"name": "REGION", "value": "us-east-2", "secret": False, "for_hooks": False}]
+    bad = client.post(VARIABLES, data={"name": "PATH", "value": "/tmp", "csrf_token": client.csrf})
+    assert bad.status_code == 422 and "set by Releasegate itself" in field_error(bad.text, "variable-name")
+    deleted = client.post(f"{VARIABLES}/REGION/delete", headers={**HTMX, "X-CSRFToken": client.csrf})
+    assert deleted.status_code == 200 and deleted.text.lstrip().startswith('<section id="variables"')
+    assert "Variable REGION deleted" in deleted.text and "<code>REGION</code>" not in deleted.text
+    assert '<section id="settings-history"' in deleted.text and 'hx-swap-oob="true"' in deleted.text
+    plain = client.post(VARIABLES, data={"name": "ZONE", "value": "b", "csrf_token": client.csrf})
+    assert plain.status_code == 303
+    plain = client.post(f"{VARIABLES}/ZONE/delete", data={"csrf_token": client.csrf})
+    assert plain.status_code == 303 and plain.location.endswith(f"{PAGE}#variables")
+    assert api("member").get(API_ENV).json["variables"] == []
+    events = [e["reason"] for e in api("member").get(f"{API_ENV}/events").json["items"]]
+    assert events[:5] == ["variable ZONE deleted", "variable ZONE created", "variable REGION deleted",
+                          "variable REGION changed", "variable REGION created"]
+
+
+def test_members_see_variables_but_forged_variable_posts_are_refused(app, api, web, new_environment):
+    new_environment(PLAIN)
+    admin = web("admin")
+    admin.post(VARIABLES, data={"name": "REGION", "value": "eu-west-1", "csrf_token": admin.csrf})
+    client = web("member")
+    page = client.get(PAGE).text
+    assert "eu-west-1" in page and "Delete" not in page and f"{VARIABLES}/REGION/delete" not in page
+    assert client.post(VARIABLES, data={"name": "REGION", "value": "x", "csrf_token": client.csrf}).status_code == 403
+    forged_delete = client.post(f"{VARIABLES}/REGION/delete", headers={**HTMX, "X-CSRFToken": client.csrf})
+    assert forged_delete.status_code == 403 and forged_delete.headers["HX-Retarget"] == "#messages"
+    anonymous = app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', anonymous.get("/sign-in").text).group(1)
+    response = anonymous.post(f"{VARIABLES}/REGION/delete", data={"csrf_token": token})
+    assert response.status_code == 302 and "/sign-in" in response.location
+    assert api("member").get(API_ENV).json["variables"][0]["value"] == "eu-west-1"
+
+
+def test_a_secret_variable_value_never_appears_in_any_response(app, api, web, new_environment):
+    new_environment(PLAIN)
+    client = web("admin")
+    responses = [client.post(VARIABLES, data={"name": "DB_PASSWORD", "value": SECRET, "secret": "on",
+                                              "csrf_token": client.csrf}, follow_redirects=True)]
+    assert responses[0].status_code == 200 and "Variable DB_PASSWORD added" in responses[0].text
+    # An empty value keeps the secret while it stays secret ...
+    responses.append(client.post(VARIABLES, data={"name": "DB_PASSWORD", "value": "", "secret": "on",
+                                                  "for_hooks": "on", "csrf_token": client.csrf}))
+    # ... but cannot make it visible; and a refused form never echoes a secret back.
+    refused = client.post(VARIABLES, data={"name": "DB_PASSWORD", "value": "", "csrf_token": client.csrf})
+    assert refused.status_code == 422 and "never shown" in field_error(refused.text, "variable-value")
+    responses.append(refused)
+    responses.append(client.post(VARIABLES, data={"name": "9BAD", "value": SECRET, "secret": "on",
+                                                  "csrf_token": client.csrf}))
+    assert responses[-1].status_code == 422
+    with app.app_context():
+        stored = db.session.scalar(sa.select(Variable).where(Variable.name == "DB_PASSWORD"))
+        assert (stored.value, stored.secret, stored.for_hooks) == (SECRET, True, True)
+    member = web("member")
+    for reader in (client, member):
+        for url in (PAGE, f"{PAGE}?edit=DB_PASSWORD", "/", "/fragments/dashboard?v=x",
+                    "/fragments/projects/svc/environments/env?v=x", API_ENV, f"{API_ENV}/events"):
+            responses.append(reader.get(url))
+    page = member.get(PAGE).text
+    assert "Secret, set" in page and "••••" in page
+    for response in responses:
+        assert SECRET not in response.get_data(as_text=True), response.request.path
+
+
+# -- in a real browser ---------------------------------------------------------------------------
+
+def test_the_dashboard_updates_live_in_a_browser_without_reloading(page_as, api, new_environment):
+    from playwright.sync_api import expect
+
+    new_environment(WAITS)
+    page = page_as("member")
+    expect(page.get_by_role("link", name="env")).to_be_visible()
+    page.evaluate("window.notReloaded = true")
+    first = trigger(api)
+    expect(page.locator("li.waiting")).to_contain_text("Waiting for approval")
+    expect(page.locator("li.waiting").get_by_role("link", name=f"Release {first}")).to_be_visible()
+    second = trigger(api)
+    expect(page.locator("ol.queue li").first).to_contain_text(f"#1 Release {second}")
+    assert page.evaluate("window.notReloaded") is True
+    page.get_by_role("link", name="env").click()
+    expect(page.get_by_role("heading", name="svc / env")).to_be_visible()
