@@ -1,25 +1,405 @@
-"""Release pages, the pending-approvals inbox and the trigger form."""
+"""Release pages, the pending-approvals inbox and the trigger form.
+
+Thin views: every change goes through the state machine in releases.py with a "ui"
+actor; the release panel and the inbox list are live fragments (one partial each,
+included by the page and served alone to HTMX polling).
+"""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import login_required
+import json
+import secrets
+from collections import Counter
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, abort, flash, g, make_response, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from .. import releases
+from ..extensions import db
+from ..live import current_version
+from ..models import AuditEvent, Environment, Grant, Project, Release, User
+from ..permissions import has_permission, require_permission
+from ..resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES, InvalidInput, parse_resources, parse_trigger_body
+from ..terraform import resources_from_terraform_plan
+from ..transactions import Actor
+from .web import is_htmx
 
 release_pages = Blueprint("release_pages", __name__)
+
+RUNNING_STATES = ("READY", "IN_PROGRESS")
+# The live part of the release page polls while the release can still move without
+# anyone on the page acting: dispatch, the hook, the run, or a decision made elsewhere.
+LIVE_STATES = ("QUEUED", "PENDING_APPROVAL", *RUNNING_STATES)
+MAX_COMMENT_LENGTH = 5000
+
+
+def _actor() -> Actor:
+    return Actor(current_user._get_current_object(), "ui")
+
+
+# -- who may do what (drawing buttons; the state machine checks again) ------------------------
+# may_decide and decidable_releases belong in releases.py beside _check_decider; they
+# live here until that file's owner moves them.
+
+def may_decide(release: Release, user: User | None) -> bool:
+    """Whether `user` may approve or reject `release` (SPEC §6: never one's own, unless allowed)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if release.triggered_by_id == user.id and not release.environment.allow_self_approval:
+        return False
+    return has_permission(user, "approve_release", release.environment)
+
+
+def decidable_releases(user: User):
+    """SELECT of the PENDING_APPROVAL releases `user` may decide: the rule of may_decide in SQL."""
+    query = (sa.select(Release).join(Environment, Release.environment_id == Environment.id)
+             .where(Release.state == "PENDING_APPROVAL"))
+    if not user.is_admin:
+        query = query.where(sa.select(Grant.id).where(
+            Grant.user_id == user.id, Grant.permission == "approve_release",
+            Grant.environment_id.is_(None) | (Grant.environment_id == Release.environment_id)).exists())
+    return query.where(Release.triggered_by_id.is_(None) | (Release.triggered_by_id != user.id)
+                       | Environment.allow_self_approval)
+
+
+def allowed_actions(release: Release, user: User) -> dict[str, bool]:
+    """Which buttons to draw for `user` (SPEC §5–§6)."""
+    environment = release.environment
+    own = releases.may_cancel(release, user)
+    state = release.state
+    return {
+        "decide": state == "PENDING_APPROVAL" and may_decide(release, user),
+        "cancel": state == "QUEUED" and (own or has_permission(user, "cancel_release", environment)),
+        "withdraw": state == "PENDING_APPROVAL" and own,
+        "abort": state in RUNNING_STATES and has_permission(user, "cancel_release", environment),
+        "trigger_again": has_permission(user, "trigger_release", environment),
+    }
+
+
+# -- lookups shared by the permission decorator and the views ----------------------------------
+
+def _release(release_id: int, **_) -> Release:
+    if "release" not in g:
+        g.release = releases.get_release(release_id)
+    return g.release
+
+
+def _release_environment(release_id: int, **_) -> Environment:
+    return _release(release_id).environment
+
+
+def _own_release(release_id: int, **_) -> bool:
+    return releases.may_cancel(_release(release_id), current_user)
+
+
+def _chosen_environment(**_) -> Environment:
+    """The environment picked in the trigger form ("project/environment")."""
+    if "environment" not in g:
+        chosen = request.form.get("environment", "").strip()
+        project, _slash, name = chosen.partition("/")
+        found = db.session.scalar(sa.select(Environment).join(Project).where(
+            Project.name == project, Environment.name == name)) if project and name else None
+        if found is None:
+            abort(404, f"There is no environment {chosen[:130]!r}; choose one from the list.")
+        g.environment = found
+    return g.environment
+
+
+# -- the release page ---------------------------------------------------------------------------
+
+def resource_groups(resources: list[dict]) -> list[dict]:
+    """Resources grouped by change type, in CHANGE_TYPES order, destructive ones marked."""
+    by_type: dict[str, list[dict]] = {}
+    for resource in resources:
+        by_type.setdefault(resource.get("changeType", ""), []).append(resource)
+    order = [t for t in CHANGE_TYPES if t in by_type] + sorted(t for t in by_type if t not in CHANGE_TYPES)
+    return [{"change_type": t, "resources": by_type[t], "destructive": t in DESTRUCTIVE_CHANGE_TYPES}
+            for t in order]
+
+
+def change_counts(resources: list[dict]) -> list[tuple[str, int, bool]]:
+    counts = Counter(resource.get("changeType", "") for resource in resources)
+    return [(t, counts[t], t in DESTRUCTIVE_CHANGE_TYPES) for t in CHANGE_TYPES if counts[t]]
+
+
+def _mark(state: str, hook_output: str | int | None, exec_output: str | int | None, commit: str | None,
+          hook_commit: str | None) -> str:
+    def size(output: str | int | None) -> int:
+        return output if isinstance(output, int) else len(output or "")
+
+    return f"{state}.{size(hook_output)}.{size(exec_output)}.{(commit or '')[:12]}.{(hook_commit or '')[:12]}"
+
+
+def _output_mark(release_id: int) -> str:
+    """What moves while a hook or command runs: heartbeats store output without an audit
+    row, so the live version alone would not notice new log lines. One small query."""
+    row = db.session.execute(sa.select(
+        Release.state, sa.func.length(Release.hook_output), sa.func.length(Release.exec_output),
+        Release.commit, Release.hook_ref_commit).where(Release.id == release_id)).one_or_none()
+    if row is None:
+        raise releases.NotFound(f"Release #{release_id} does not exist.")
+    return _mark(*row)
+
+
+def _panel_key(release: Release) -> str:
+    """What the panel (state, facts, buttons) shows that can change: when the live part sees
+    it move, it brings a fresh panel along."""
+    return f"{release.state}.{(release.commit or '')[:12]}"
+
+
+def _panel_context(release: Release) -> dict:
+    return {"release": release, "environment": release.environment, "counts": change_counts(release.resources or []),
+            "actions": allowed_actions(release, current_user._get_current_object())}
+
+
+def _live_context(release: Release, version: str) -> dict:
+    """`version` is read before the release was loaded, so a change in between shows next poll."""
+    live_url = None
+    if release.state in LIVE_STATES:
+        args = {"v": version, "s": _panel_key(release)}
+        if release.state in RUNNING_STATES:
+            args["o"] = _mark(release.state, release.hook_output, release.exec_output, release.commit,
+                              release.hook_ref_commit)
+        live_url = url_for("release_pages.release_live", release_id=release.id, **args)
+    events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.release_id == release.id)
+                                .order_by(AuditEvent.id)).all()
+    return {"release": release, "events": events, "live_url": live_url,
+            "following": release.state in RUNNING_STATES}
+
+
+@release_pages.get("/releases/<int:release_id>")
+@login_required
+def release(release_id: int):
+    version = current_version()
+    found = _release(release_id)
+    return render_template("release.html", groups=resource_groups(found.resources or []),
+                           panel=_panel_context(found), live=_live_context(found, version))
+
+
+@release_pages.get("/fragments/releases/<int:release_id>/live")
+@login_required
+def release_live(release_id: int):
+    """Logs and audit trail; 204 when nothing they show can have changed. When the state
+    moved, the panel comes along out of band so its buttons match the new state."""
+    version = current_version()
+    unchanged = version != "none" and request.args.get("v") == version
+    shown_mark = request.args.get("o")
+    if unchanged and (shown_mark is None or shown_mark == _output_mark(release_id)):
+        return Response(status=204)
+    found = _release(release_id)
+    html = render_template("_release_live.html", live=_live_context(found, version))
+    if request.args.get("s") != _panel_key(found):
+        html += render_template("_release_panel.html", panel=_panel_context(found), panel_oob=True)
+    return html
+
+
+def _after_action(release: Release, message: str) -> Response | str:
+    """HTMX: the re-rendered panel (with the message out of band); a plain form: back to the page."""
+    if is_htmx():
+        version = current_version()
+        db.session.refresh(release)
+        return (render_template("_release_panel.html", panel=_panel_context(release), message=message)
+                + render_template("_release_live.html", live=_live_context(release, version), live_oob=True))
+    flash(message, "success")
+    return redirect(url_for("release_pages.release", release_id=release.id), 303)
+
+
+def _comment() -> str:
+    comment = request.form.get("comment", "").strip()
+    if len(comment) > MAX_COMMENT_LENGTH:
+        raise InvalidInput(f"The comment is {len(comment):,} characters long; the limit is "
+                           f"{MAX_COMMENT_LENGTH:,}.", 422)
+    return comment
+
+
+@release_pages.post("/releases/<int:release_id>/approve")
+@login_required  # outermost: an ended session is sent to sign in (HX-Redirect for htmx)
+@require_permission("approve_release", environment=_release_environment)
+def approve(release_id: int):
+    bot = releases.approve(release_id, _actor(), _comment())
+    return _after_action(releases.get_release(release_id),
+                         f"Approved. Bot release #{bot.id} is applying the changes.")
+
+
+@release_pages.post("/releases/<int:release_id>/reject")
+@login_required
+@require_permission("approve_release", environment=_release_environment)
+def reject(release_id: int):
+    rejected = releases.reject(release_id, _actor(), _comment())
+    return _after_action(rejected, f"Release #{release_id} was rejected.")
+
+
+@release_pages.post("/releases/<int:release_id>/cancel")
+@login_required
+@require_permission("cancel_release", environment=_release_environment, or_if=_own_release)
+def cancel(release_id: int):
+    """Cancel a queued release, or withdraw one's own pending release (the state machine tells which)."""
+    withdrawing = _release(release_id).state == "PENDING_APPROVAL"
+    cancelled = releases.cancel(release_id, _actor())
+    return _after_action(cancelled, f"Release #{release_id} was {'withdrawn' if withdrawing else 'cancelled'}.")
+
+
+@release_pages.post("/releases/<int:release_id>/abort")
+@login_required
+@require_permission("cancel_release", environment=_release_environment)
+def abort_release(release_id: int):
+    aborted = releases.abort(release_id, _actor())
+    return _after_action(aborted, f"Release #{release_id} was aborted; its processes are being stopped.")
+
+
+def _to_release_page(release_id: int) -> Response:
+    target = url_for("release_pages.release", release_id=release_id)
+    if is_htmx():
+        response = make_response("", 200)
+        response.headers["HX-Redirect"] = target
+        return response
+    return redirect(target, 303)
+
+
+@release_pages.post("/releases/<int:release_id>/trigger-again")
+@login_required
+@require_permission("trigger_release", environment=_release_environment)
+def trigger_again(release_id: int):
+    original = _release(release_id)
+    new, _created = releases.trigger(original.environment, _actor(), list(original.resources or []))
+    flash(f"Release #{new.id} was triggered with the same changes as release #{release_id}.", "success")
+    return _to_release_page(new.id)
+
+
+# -- the pending-approvals inbox ----------------------------------------------------------------
+
+def _waiting_since():
+    return sa.func.coalesce(Release.pending_since, Release.created_at)
+
+
+def _inbox_context() -> dict:
+    version = current_version()  # before the query: a change in between shows on the next poll
+    query = decidable_releases(current_user._get_current_object()).order_by(_waiting_since(), Release.id)
+    waiting = db.session.scalars(query).all()
+    return {"waiting": [(release, change_counts(release.resources or [])) for release in waiting],
+            "refresh_url": url_for("release_pages.approvals_list", v=version)}
 
 
 @release_pages.get("/approvals")
 @login_required
 def approvals():
-    return render_template("approvals.html")
+    return render_template("approvals.html", **_inbox_context())
+
+
+@release_pages.get("/fragments/approvals")
+@login_required
+def approvals_list():
+    version = current_version()
+    if version != "none" and request.args.get("v") == version:
+        return Response(status=204)
+    return render_template("_approvals_list.html", **_inbox_context())
 
 
 @release_pages.get("/fragments/approvals-count")
 @login_required
 def approvals_count():
-    return ""
+    """The nav badge: one COUNT query, empty when nothing waits."""
+    query = decidable_releases(current_user._get_current_object()).with_only_columns(sa.func.count(Release.id))
+    count = db.session.scalar(query)
+    return render_template("_approvals_count.html", count=count)
+
+
+# -- the trigger form ---------------------------------------------------------------------------
+
+def triggerable_environments(user: User) -> list[Environment]:
+    """Environments where `user` holds trigger_release, by project and name."""
+    query = (sa.select(Environment).join(Project, Environment.project_id == Project.id)
+             .order_by(Project.name, Environment.name))
+    if not user.is_admin:
+        query = query.where(sa.select(Grant.id).where(
+            Grant.user_id == user.id, Grant.permission == "trigger_release",
+            Grant.environment_id.is_(None) | (Grant.environment_id == Environment.id)).exists())
+    return list(db.session.scalars(query))
+
+
+def _label(environment: Environment) -> str:
+    return f"{environment.project.name}/{environment.name}"
+
+
+def _render_trigger(form: dict, errors: dict[str, str], status: int = 200) -> tuple[str, int]:
+    choices = triggerable_environments(current_user._get_current_object())
+    return render_template("trigger.html", choices=[_label(e) for e in choices], form=form,
+                           errors=errors, idempotency_key=form.get("idempotency_key") or secrets.token_urlsafe(18)
+                           ), status
 
 
 @release_pages.get("/trigger")
 @login_required
 def trigger():
-    return render_template("trigger.html")
+    return _render_trigger({"environment": request.args.get("environment", "")}, {})
+
+
+class _FieldError(Exception):
+    def __init__(self, field: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.field, self.message, self.status = field, message, status
+
+
+def _json_field(text: str, field: str, what: str) -> object:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise _FieldError(field, f"The {what} nests too deeply; send at most a few levels of JSON.", 400) from None
+    except ValueError as error:
+        where = f" (line {error.lineno}, column {error.colno})" if isinstance(error, json.JSONDecodeError) else ""
+        raise _FieldError(field, f"The {what} is not valid JSON{where}: {getattr(error, 'msg', error)}.",
+                          400) from None
+
+
+def _checked(field: str, check, value: object):
+    """Run one of the API's checks; its sentence goes beside `field`."""
+    try:
+        return check(value)
+    except InvalidInput as error:
+        raise _FieldError(field, error.message, error.status) from None
+
+
+def _wanted_resources(text: str) -> list[dict]:
+    upload = request.files.get("plan")
+    plan_bytes = upload.read() if upload is not None and upload.filename else b""
+    if plan_bytes and text:
+        raise _FieldError("resources", "Paste the resources or upload a Terraform plan, not both.", 400)
+    if plan_bytes:
+        try:
+            plan_text = plan_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _FieldError("plan", "The uploaded file is not UTF-8 text: upload the output of "
+                              "`terraform show -json <planfile>`.", 400) from None
+        plan = _json_field(plan_text, "plan", "uploaded plan")
+        return _checked("plan", resources_from_terraform_plan, plan)
+    if not text:
+        raise _FieldError("resources", "Paste the resources JSON, or upload the output of "
+                          "`terraform show -json <planfile>`.", 400)
+    value = _json_field(text, "resources", "resources text")
+    # A pasted `terraform show -json` object is read as a plan, a list as resource changes.
+    check = resources_from_terraform_plan if isinstance(value, dict) else parse_resources
+    return _checked("resources", check, value)
+
+
+@release_pages.post("/trigger")
+@login_required
+@require_permission("trigger_release", environment=_chosen_environment)
+def trigger_submit():
+    environment = _chosen_environment()
+    form = {key: request.form.get(key, "") for key in ("environment", "resources", "ref", "description",
+                                                        "idempotency_key")}
+    ref, description = form["ref"].strip(), form["description"].strip()
+    try:
+        resources = _wanted_resources(form["resources"].strip())
+        if ref:
+            ref = _checked("ref", lambda value: parse_trigger_body({"resources": [], "ref": value}).ref, ref)
+        _checked("description",
+                 lambda value: parse_trigger_body({"resources": [], "description": value}), description)
+        key = form["idempotency_key"].strip()[:255] or None
+    except _FieldError as error:
+        return _render_trigger(form, {error.field: error.message}, error.status)
+    new, created = releases.trigger(environment, _actor(), resources, ref=ref or None, description=description,
+                                    idempotency_key=key)
+    flash(f"Release #{new.id} was triggered on {_label(environment)}." if created else
+          f"This form was already sent: it triggered release #{new.id}.", "success" if created else "info")
+    return redirect(url_for("release_pages.release", release_id=new.id), 303)
