@@ -5,10 +5,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import abort
 from flask_login import current_user
 
-from .extensions import db
+from .extensions import db, login_manager
 from .models import Environment, Grant, User
 
 PERMISSIONS = {
@@ -79,7 +78,7 @@ def require_permission(permission: str, *, environment: Callable[..., Environmen
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any):
             if not current_user.is_authenticated:
-                abort(401)
+                return login_manager.unauthorized()  # sign-in redirect, or 401 + HX-Redirect
             scope = environment(**kwargs) if environment is not None else None
             if not (or_if is not None and or_if(**kwargs)):
                 require(current_user._get_current_object(), permission, scope)

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
-from .models import SLOT_STATES, Decision, Environment, Release, User, utcnow
-from .permissions import PermissionDenied, require
+from .models import SLOT_STATES, Decision, Environment, Grant, Release, User, utcnow
+from .permissions import PermissionDenied, has_permission, require
 from .transactions import SYSTEM, WORKER, Actor, after_commit, audit, commit_changes, transition
 
 __all__ = ["SYSTEM", "WORKER", "Actor", "ReleaseError", "NotFound", "WrongState"]
@@ -264,6 +264,27 @@ def succeed_without_command(release_id: int) -> bool:
 
 
 # -- decisions ------------------------------------------------------------------------------------
+
+def may_decide(release: Release, user: User | None) -> bool:
+    """Whether `user` may approve or reject `release` (SPEC §6: never one's own, unless allowed)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if release.triggered_by_id == user.id and not release.environment.allow_self_approval:
+        return False
+    return has_permission(user, "approve_release", release.environment)
+
+
+def decidable_releases(user: User):
+    """SELECT of the PENDING_APPROVAL releases `user` may decide: the rule of may_decide in SQL."""
+    query = (sa.select(Release).join(Environment, Release.environment_id == Environment.id)
+             .where(Release.state == "PENDING_APPROVAL"))
+    if not user.is_admin:
+        query = query.where(sa.select(Grant.id).where(
+            Grant.user_id == user.id, Grant.permission == "approve_release",
+            Grant.environment_id.is_(None) | (Grant.environment_id == Release.environment_id)).exists())
+    return query.where(Release.triggered_by_id.is_(None) | (Release.triggered_by_id != user.id)
+                       | Environment.allow_self_approval)
+
 
 def _check_decider(release: Release, actor: Actor) -> None:
     require(actor.user, "approve_release", release.environment)

@@ -41,34 +41,13 @@ def _actor() -> Actor:
 # may_decide and decidable_releases belong in releases.py beside _check_decider; they
 # live here until that file's owner moves them.
 
-def may_decide(release: Release, user: User | None) -> bool:
-    """Whether `user` may approve or reject `release` (SPEC §6: never one's own, unless allowed)."""
-    if user is None or not getattr(user, "is_authenticated", False):
-        return False
-    if release.triggered_by_id == user.id and not release.environment.allow_self_approval:
-        return False
-    return has_permission(user, "approve_release", release.environment)
-
-
-def decidable_releases(user: User):
-    """SELECT of the PENDING_APPROVAL releases `user` may decide: the rule of may_decide in SQL."""
-    query = (sa.select(Release).join(Environment, Release.environment_id == Environment.id)
-             .where(Release.state == "PENDING_APPROVAL"))
-    if not user.is_admin:
-        query = query.where(sa.select(Grant.id).where(
-            Grant.user_id == user.id, Grant.permission == "approve_release",
-            Grant.environment_id.is_(None) | (Grant.environment_id == Release.environment_id)).exists())
-    return query.where(Release.triggered_by_id.is_(None) | (Release.triggered_by_id != user.id)
-                       | Environment.allow_self_approval)
-
-
 def allowed_actions(release: Release, user: User) -> dict[str, bool]:
     """Which buttons to draw for `user` (SPEC §5–§6)."""
     environment = release.environment
     own = releases.may_cancel(release, user)
     state = release.state
     return {
-        "decide": state == "PENDING_APPROVAL" and may_decide(release, user),
+        "decide": state == "PENDING_APPROVAL" and releases.may_decide(release, user),
         "cancel": state == "QUEUED" and (own or has_permission(user, "cancel_release", environment)),
         "withdraw": state == "PENDING_APPROVAL" and own,
         "abort": state in RUNNING_STATES and has_permission(user, "cancel_release", environment),
@@ -274,7 +253,7 @@ def _waiting_since():
 
 def _inbox_context() -> dict:
     version = current_version()  # before the query: a change in between shows on the next poll
-    query = decidable_releases(current_user._get_current_object()).order_by(_waiting_since(), Release.id)
+    query = releases.decidable_releases(current_user._get_current_object()).order_by(_waiting_since(), Release.id)
     waiting = db.session.scalars(query).all()
     return {"waiting": [(release, change_counts(release.resources or [])) for release in waiting],
             "refresh_url": url_for("release_pages.approvals_list", v=version)}
@@ -299,7 +278,7 @@ def approvals_list():
 @login_required
 def approvals_count():
     """The nav badge: one COUNT query, empty when nothing waits."""
-    query = decidable_releases(current_user._get_current_object()).with_only_columns(sa.func.count(Release.id))
+    query = releases.decidable_releases(current_user._get_current_object()).with_only_columns(sa.func.count(Release.id))
     count = db.session.scalar(query)
     return render_template("_approvals_count.html", count=count)
 
