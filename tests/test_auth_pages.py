@@ -108,3 +108,24 @@ def test_api_tokens_record_when_they_were_last_used(app, api, people):
     with app.app_context():
         token = db.session.scalar(sa.select(ApiToken).join(User).where(User.username == "dev"))
         assert token.last_used_at is not None
+
+
+def test_cookies_are_http_only_same_site_and_remember_me_sets_a_lasting_cookie(app, people):
+    client = app.test_client()
+    token = csrf_of(client.get("/sign-in"))
+    response = client.post("/sign-in", data={"csrf_token": token, "username": "dev",
+                                             "password": "dev-password-123", "remember": "on"})
+    cookies = response.headers.getlist("Set-Cookie")
+    remember = next(c for c in cookies if c.startswith("remember_token="))
+    session = next(c for c in cookies if c.startswith("session="))
+    for cookie in (remember, session):
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Expires=" in remember
+    assert "Secure" not in session  # served over plain http here
+
+
+def test_cookies_are_secure_when_served_over_https(app_config):
+    from webapp import create_app
+
+    app = create_app({**app_config, "BASE_URL": "https://releases.example.com"})
+    assert app.config["SESSION_COOKIE_SECURE"] is True and app.config["REMEMBER_COOKIE_SECURE"] is True

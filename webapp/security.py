@@ -22,7 +22,6 @@ def _headers(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    secure = app.config["BASE_URL"].startswith("https://")
-    app.config.setdefault("SESSION_COOKIE_SECURE", secure)
-    app.config.setdefault("REMEMBER_COOKIE_SECURE", secure)
+    if app.config["BASE_URL"].startswith("https://"):  # served over HTTPS: cookies never leave it
+        app.config["SESSION_COOKIE_SECURE"] = app.config["REMEMBER_COOKIE_SECURE"] = True
     app.after_request(_headers)
