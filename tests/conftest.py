@@ -343,3 +343,32 @@ def page_as(browser, live_site, people):
     for context in contexts:
         context.close()
     assert refused == [], "the pages broke the Content-Security-Policy or threw errors"
+
+
+# -- mail and webhooks (tests/test_email*.py, test_webhooks*.py, test_browser_email.py) -------------
+
+@pytest.fixture()
+def run_notify_jobs(app):
+    """Run the queued notification jobs (announce, mail, webhook) in this process until none is left."""
+    from webapp.extensions import redis_connection
+    from worker.queues import NOTIFY_QUEUE
+
+    def run() -> None:
+        with app.app_context():
+            worker = SimpleWorker([NOTIFY_QUEUE], connection=redis_connection(), serializer=JSONSerializer)
+            worker.work(burst=True, logging_level="WARNING")
+            failed = worker.queues[0].failed_job_registry
+            for job_id in failed.get_job_ids():
+                job = failed.job_class.fetch(job_id, connection=redis_connection(), serializer=JSONSerializer)
+                raise AssertionError(f"job {job_id} failed:\n{job.latest_result().exc_string}")
+
+    return run
+
+
+@pytest.fixture()
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on 127.0.0.1; `.messages` holds what it received."""
+    from tests.notify_support import SmtpServer
+
+    with SmtpServer() as server:
+        yield server

@@ -40,6 +40,8 @@ def create_app(config: dict | None = None) -> Flask:
     from .views.admin import admin
     from .views.api import api
     from .views.auth import auth as auth_pages
+    from .views.email_links import email_pages
+    from .views.integrations import integrations
     from .views.pages import pages
     from .views.release_pages import release_pages
 
@@ -47,7 +49,7 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     app.context_processor(permission_context)
-    for blueprint in (api, auth_pages, pages, release_pages, admin):
+    for blueprint in (api, auth_pages, pages, release_pages, admin, email_pages, integrations):
         app.register_blueprint(blueprint)
     register_cli(app)
     return app

@@ -24,6 +24,19 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be a whole number, got {value!r}.") from None
 
 
+def _seconds_list(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise SystemExit(f"{name} must be whole numbers of seconds separated by commas, got {value!r}.") from None
+    if any(part < 0 for part in seconds):
+        raise SystemExit(f"{name} cannot hold negative waits, got {value!r}.")
+    return seconds
+
+
 def load_config() -> dict:
     """Build the Flask config mapping from the process environment."""
     load_dotenv(ROOT / ".env", override=False)
@@ -55,6 +68,13 @@ def load_config() -> dict:
         "MAIL_PASSWORD": env.get("MAIL_PASSWORD", ""),
         "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS")),
         "MAIL_SENDER": env.get("MAIL_SENDER", "releasegate@localhost"),
+        "MAIL_USE_SSL": _bool(env.get("MAIL_USE_SSL")),  # TLS from the first byte (port 465)
+        "MAIL_TIMEOUT_SECONDS": _int("MAIL_TIMEOUT_SECONDS", 30),
+        # Approve/Reject links in mail: how long they work.
+        "EMAIL_LINK_HOURS": _int("EMAIL_LINK_HOURS", 72),
+        "WEBHOOK_TIMEOUT_SECONDS": _int("WEBHOOK_TIMEOUT_SECONDS", 10),
+        # Waits between attempts of a failed send or webhook delivery; one more attempt than entries.
+        "NOTIFY_RETRY_SECONDS": _seconds_list("NOTIFY_RETRY_SECONDS", (30, 120, 480, 1920, 7680)),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,

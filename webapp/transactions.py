@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from .announce import publish, worth_announcing
 from .extensions import db
 from .live import bump_version
 from .models import AuditEvent, Release, User
@@ -56,11 +57,14 @@ def audit(actor: Actor, action: str, *, release: Release | None = None, environm
     if not db.session.info.get("bumps_version"):
         db.session.info["bumps_version"] = True
         after_commit(bump_version)
-    db.session.add(AuditEvent(
+    audit_event = AuditEvent(
         release_id=release.id if release is not None else None,
         environment_id=environment_id if release is None else release.environment_id,
         actor_id=actor.user.id if actor.user is not None else None, action=action,
-        from_state=from_state, to_state=to_state, reason=reason, via=actor.via, details=details))
+        from_state=from_state, to_state=to_state, reason=reason, via=actor.via, details=details)
+    db.session.add(audit_event)
+    if worth_announcing(action, to_state, details):  # mail and webhooks (notify.py), by id, after commit
+        after_commit(publish, audit_event)
 
 
 def write_transaction() -> None:

@@ -1,4 +1,5 @@
-"""`python -m worker`: an RQ worker for release jobs plus the periodic reconciler."""
+"""`python -m worker`: an RQ worker for release jobs and notifications (mail, webhooks),
+plus the periodic reconciler and the sweep that queues due notification retries."""
 from __future__ import annotations
 
 import logging
@@ -13,9 +14,10 @@ from rq.serializers import JSONSerializer
 
 from webapp import create_app  # imported once, before any job runs
 from webapp.extensions import redis_connection
+from webapp.notify import resume_due
 from webapp.reconcile import reconcile
 from webapp.runner import sweep_workspaces
-from worker.queues import RELEASES_QUEUE
+from worker.queues import NOTIFY_QUEUE, RELEASES_QUEUE
 
 log = logging.getLogger("releasegate.worker")
 RECONCILER_LOCK = "releasegate:reconciler"
@@ -33,6 +35,9 @@ def reconcile_forever(app, period: int, stop: threading.Event) -> None:
                     report = reconcile()
                     if any(report.values()):
                         log.info("reconciler: %s", {k: v for k, v in report.items() if v})
+                    resumed = resume_due()  # mail and webhook retries whose time has come
+                    if any(resumed.values()):
+                        log.info("notifications queued again: %s", {k: v for k, v in resumed.items() if v})
             except Exception:  # keep reconciling: one bad round must not stop the repairs
                 log.exception("reconciler round failed")
 
@@ -57,7 +62,8 @@ def main() -> int:
                          name="reconciler", daemon=True).start()
         # Jobs run in this process's main thread: hook supervisors die with it (PDEATHSIG),
         # and nothing is imported or forked per job.
-        worker = SimpleWorker([RELEASES_QUEUE], connection=connection, serializer=JSONSerializer)
+        # Release jobs first; mail and webhooks run between them and never hold a release up.
+        worker = SimpleWorker([RELEASES_QUEUE, NOTIFY_QUEUE], connection=connection, serializer=JSONSerializer)
         try:
             worker.work(logging_level="INFO")
         finally:

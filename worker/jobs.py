@@ -2,7 +2,7 @@
 nothing unless it is in the state they expect."""
 from __future__ import annotations
 
-from webapp import runner
+from webapp import notify, runner, webhooks
 
 
 def run_pre_release_hook(release_id: int) -> None:
@@ -11,3 +11,15 @@ def run_pre_release_hook(release_id: int) -> None:
 
 def execute_release(release_id: int) -> None:
     runner.execute_release(release_id)
+
+
+def announce_event(audit_event_id: int) -> None:
+    notify.announce(audit_event_id)
+
+
+def send_mail(mail_id: int) -> None:
+    notify.send_mail(mail_id)
+
+
+def deliver_webhook(delivery_id: int) -> None:
+    webhooks.deliver(delivery_id)

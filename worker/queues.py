@@ -49,3 +49,33 @@ def _job_alive(queue: Queue, id_: str) -> bool:
         return False
     return job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,
                                              JobStatus.SCHEDULED)
+
+
+# -- notifications: mail and webhooks, on a queue of their own ----------------------------------
+
+NOTIFY_QUEUE = "releasegate-notify"
+NOTIFY_JOBS = {"announce": "worker.jobs.announce_event", "mail": "worker.jobs.send_mail",
+               "webhook": "worker.jobs.deliver_webhook"}
+
+
+def notify_queue() -> Queue:
+    return Queue(NOTIFY_QUEUE, connection=redis_connection(), serializer=JSONSerializer)
+
+
+def enqueue_notify_job(kind: str, row_id: int, *, only_if_missing: bool = False) -> bool:
+    """Queue announcing an audit event, sending a mail or delivering a webhook.
+
+    No RQ Retry: each job claims its row with a compare-and-set and records the outcome;
+    a failure sets the row's next attempt and the worker's periodic sweep queues it again
+    (notify.resume_due), so retries survive a lost queue and never overlap.
+    """
+    try:
+        queue = notify_queue()
+        if only_if_missing and _job_alive(queue, job_id(kind, row_id)):
+            return False
+        queue.enqueue(NOTIFY_JOBS[kind], row_id, job_id=job_id(kind, row_id), job_timeout=180,
+                      result_ttl=600, failure_ttl=7 * 24 * 3600, description=f"{kind} #{row_id}")
+        return True
+    except (RedisError, RuntimeError) as error:
+        log.warning("Could not enqueue %s #%s: %s", kind, row_id, error)
+        return False

@@ -1,0 +1,321 @@
+"""Approve and Reject links, parsed out of mail a real SMTP server received and followed:
+GET never changes anything; the POST of the confirmation page decides, once."""
+from __future__ import annotations
+
+import re
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers import trigger
+from tests.notify_support import links, path, snapshot
+
+WAITS = {"svc/pre_release_hooks/pre_release_hook.sh": 'echo "needs a human"\nexit 2\n'}
+DESTRUCTIVE = [
+    {"resourceType": "service", "resourceName": "api", "resourcePath": "api.json", "changeType": "CREATE"},
+    {"resourceType": "database", "resourceName": "legacy", "resourcePath": "db.json", "changeType": "DELETE"},
+]
+
+
+@pytest.fixture()
+def app_config(app_config, smtp_server):
+    return {**app_config, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp_server.port,
+            "BASE_URL": "https://rg.example.com"}
+
+
+@pytest.fixture()
+def mailed(api, new_environment, run_jobs, run_notify_jobs, smtp_server):
+    """A release dev triggered, pending approval, whose mails were received: mailed.link(who, "Approve")."""
+    new_environment(WAITS)
+    release_id = trigger(api, "dev", resources=DESTRUCTIVE, description="Retire the legacy database")
+    run_jobs()
+    run_notify_jobs()
+
+    class Mailed:
+        id = release_id
+
+        @staticmethod
+        def link(who: str, label: str = "Approve") -> str:
+            [message] = smtp_server.inbox.to(f"{who}@example.com")
+            return path(links(message)[label])
+
+    return Mailed
+
+
+def csrf_of(page_text: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page_text).group(1)
+
+
+def decide(client, link: str, comment: str = "", csrf: str | None = None):
+    return client.post(link, data={"csrf_token": csrf or client.csrf, "comment": comment})
+
+
+# -- GET never changes anything ---------------------------------------------------------------------
+
+def test_get_and_head_on_a_link_change_nothing_for_anyone(app, web, mailed):
+    before = snapshot(app)
+    approve, reject = mailed.link("approver"), mailed.link("approver", "Reject")
+    anonymous = app.test_client()
+    for client in (anonymous, web("approver"), web("admin"), web("member")):
+        for link in (approve, reject):
+            for _ in range(2):
+                assert client.get(link).status_code in (200, 302, 403)
+                assert client.head(link).status_code in (200, 302, 403)
+    assert snapshot(app) == before
+
+
+def test_an_anonymous_visitor_is_sent_to_sign_in_and_back_to_the_confirmation_page(app, mailed):
+    link = mailed.link("approver")
+    client = app.test_client()
+    response = client.get(link)
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/sign-in?next={link}"
+    sign_in = client.get(response.headers["Location"])
+    response = client.post("/sign-in", data={"csrf_token": csrf_of(sign_in.text), "username": "approver",
+                                             "password": "approver-password-123", "next": link})
+    assert response.status_code == 302 and response.headers["Location"] == link
+    page = client.get(link)
+    assert page.status_code == 200
+    assert f"Approve release #{mailed.id} of svc/env?" in page.text
+
+
+def test_the_confirmation_page_shows_the_release_its_changes_and_a_comment_box(web, mailed):
+    page = web("approver").get(mailed.link("approver"))
+    assert page.status_code == 200
+    text = page.text
+    assert "Retire the legacy database" in text and "dev" in text
+    assert "1 DELETE (destructive)" in text and "legacy" in text and "db.json" in text
+    assert "needs a human" in text  # the hook output
+    assert '<textarea id="comment" name="comment"' in text
+    assert f">Approve release #{mailed.id}</button>" in text
+    assert 'name="csrf_token"' in text
+    reject = web("approver").get(mailed.link("approver", "Reject"))
+    assert f">Reject release #{mailed.id}</button>" in reject.text and "Approve release #" not in reject.text
+
+
+def test_link_pages_are_not_cached_and_do_not_leak_the_address(app, web, mailed):
+    link = mailed.link("approver")
+    for response in (app.test_client().get(link), web("approver").get(link), web("member").get(link),
+                     app.test_client().get("/email/links/not-a-token")):
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+# -- the POST decides, once ----------------------------------------------------------------------------
+
+def test_the_post_approves_through_the_state_machine_and_a_second_post_says_the_link_was_used(
+        app, api, web, mailed):
+    approver = web("approver")
+    link = mailed.link("approver")
+    response = decide(approver, link, "looks right")
+    assert response.status_code == 200
+    assert f"Release #{mailed.id} approved" in response.text
+    release = api("member").get(f"/api/v1/releases/{mailed.id}").json
+    assert release["state"] == "APPROVED" and release["bot_release_id"]
+    [decision] = release["decisions"]
+    assert (decision["by"], decision["decision"], decision["comment"], decision["via"]) == (
+        "approver", "APPROVE", "looks right", "email")
+    events = api("member").get(f"/api/v1/releases/{mailed.id}/events").json["items"]
+    assert any(e["to"] == "APPROVED" and e["via"] == "email" and e["by"] == "approver" for e in events)
+
+    before = snapshot(app)
+    again = decide(approver, link)
+    assert again.status_code == 409
+    assert "This link was already used" in again.text and "Nothing was changed" in again.text
+    assert approver.get(link).status_code == 409
+    assert snapshot(app) == before
+
+
+def test_the_reject_link_rejects_with_the_comment(api, web, mailed):
+    response = decide(web("admin"), mailed.link("admin", "Reject"), "not during the freeze")
+    assert response.status_code == 200 and f"Release #{mailed.id} rejected" in response.text
+    release = api("member").get(f"/api/v1/releases/{mailed.id}").json
+    assert release["state"] == "REJECTED"
+    assert release["decisions"][0]["comment"] == "not during the freeze"
+    assert release["decisions"][0]["via"] == "email"
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(app, web, mailed):
+    before = snapshot(app)
+    approver = web("approver")
+    response = approver.post(mailed.link("approver"), data={"comment": "x"})
+    assert response.status_code == 400
+    response = decide(approver, mailed.link("approver"), csrf="forged")
+    assert response.status_code == 400
+    assert snapshot(app) == before
+
+
+def test_an_anonymous_post_changes_nothing(app, mailed):
+    before = snapshot(app)
+    response = app.test_client().post(mailed.link("approver"), data={"comment": "x"})
+    assert response.status_code in (302, 400)
+    assert snapshot(app) == before
+
+
+def test_an_unknown_token_is_not_found(app, web, mailed):
+    before = snapshot(app)
+    approver = web("approver")
+    page = approver.get("/email/links/abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")
+    assert page.status_code == 404 and "This link is not valid" in page.text
+    assert decide(approver, "/email/links/abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").status_code == 404
+    assert snapshot(app) == before
+
+
+# -- refusals: expired, foreign, decided, permission lost, deactivated -------------------------------
+
+def _set_link(app, link: str, **values) -> None:
+    from webapp.email_links import token_hash
+    from webapp.extensions import db
+    from webapp.models import EmailLink
+
+    with app.app_context():
+        db.session.execute(sa.update(EmailLink).where(EmailLink.token_hash == token_hash(link.rsplit("/", 1)[1]))
+                           .values(**values))
+        db.session.commit()
+
+
+def assert_refused(app, client, link: str, kind: str, status: int, sentence: str) -> None:
+    before = snapshot(app)
+    page = client.get(link)
+    assert page.status_code == status and f'data-refusal="{kind}"' in page.text and sentence in page.text
+    posted = decide(client, link, "trying anyway")
+    assert posted.status_code == status, posted.text
+    assert snapshot(app) == before
+
+
+def test_an_expired_link_refuses_and_changes_nothing(app, web, mailed):
+    from webapp.models import utcnow
+
+    link = mailed.link("approver")
+    _set_link(app, link, expires_at=utcnow() - timedelta(minutes=1))
+    assert_refused(app, web("approver"), link, "expired", 410, "This link expired on")
+
+
+def test_another_users_link_refuses_and_changes_nothing(app, web, mailed):
+    # admin may approve, but the link was sent to approver
+    assert_refused(app, web("admin"), mailed.link("approver"), "foreign", 403, "sent to someone else")
+
+
+def test_another_users_link_tells_a_person_without_the_permission_so(app, web, mailed):
+    before = snapshot(app)
+    link = mailed.link("approver")
+    member = web("member")
+    page = member.get(link)
+    assert page.status_code == 403 and "sent to someone else" in page.text
+    assert "Retire the legacy database" not in page.text  # nothing about the release leaks
+    assert decide(member, link).status_code == 403
+    assert snapshot(app) == before
+
+
+def test_a_link_whose_release_was_already_decided_refuses_and_changes_nothing(app, api, web, mailed):
+    assert api("admin").post(f"/api/v1/releases/{mailed.id}/reject", json={"comment": "no"}).status_code == 200
+    assert_refused(app, web("approver"), mailed.link("approver"), "decided", 409, "no longer waiting")
+
+
+def test_a_link_whose_user_lost_the_permission_refuses_and_changes_nothing(app, web, mailed):
+    from webapp.extensions import db
+    from webapp.models import Grant, User
+
+    with app.app_context():
+        user_id = db.session.scalar(sa.select(User.id).where(User.username == "approver"))
+        db.session.execute(sa.delete(Grant).where(Grant.user_id == user_id, Grant.permission == "approve_release"))
+        db.session.commit()
+    link = mailed.link("approver")
+    approver = web("approver")
+    before = snapshot(app)
+    page = approver.get(link)
+    assert page.status_code == 403 and 'data-refusal="not_allowed"' in page.text
+    assert "no longer hold" in page.text
+    posted = decide(approver, link)
+    assert posted.status_code == 403 and "Release Approval/Reject" in posted.text
+    assert snapshot(app) == before
+
+
+def test_a_link_of_a_deactivated_user_refuses_and_changes_nothing(app, web, mailed, run_notify_jobs):
+    from webapp import accounts
+    from webapp.extensions import db
+    from webapp.models import EmailLink, User
+    from webapp.transactions import Actor
+
+    link = mailed.link("approver")
+    approver = web("approver")  # signed in before the deactivation
+    csrf = approver.csrf
+    with app.app_context():
+        admin = db.session.scalar(sa.select(User).where(User.username == "admin"))
+        target = db.session.scalar(sa.select(User).where(User.username == "approver"))
+        accounts.deactivate_user(Actor(admin, "ui"), target)
+    run_notify_jobs()  # the deactivation is announced: the unused links end for good
+    with app.app_context():
+        rows = db.session.scalars(sa.select(EmailLink).join(User).where(User.username == "approver")).all()
+        assert rows and all(r.revoked_at is not None and "deactivated" in r.revoked_reason for r in rows)
+    before = snapshot(app)
+    response = approver.get(link)
+    assert response.status_code == 302 and "/sign-in" in response.headers["Location"]
+    response = decide(approver, link, csrf=csrf)
+    assert response.status_code in (302, 400)
+    assert snapshot(app) == before
+
+
+def test_a_link_to_ones_own_release_does_not_work_without_self_approval(app, api, web, new_environment, run_jobs,
+                                                                        run_notify_jobs, smtp_server):
+    from webapp import email_links
+    from webapp.extensions import db
+    from webapp.models import Release, User
+
+    new_environment(WAITS, allow_self_approval=True)
+    release_id = trigger(api, "approver")
+    run_jobs()
+    run_notify_jobs()
+    link = path(links(smtp_server.inbox.to("approver@example.com")[0])["Approve"])
+    assert api("admin").patch("/api/v1/projects/svc/environments/env",
+                              json={"allow_self_approval": False}).status_code == 200
+    assert_refused(app, web("approver"), link, "not_allowed", 403, "You triggered this release")
+    with app.app_context():
+        assert db.session.get(Release, release_id).state == "PENDING_APPROVAL"
+        user = db.session.scalar(sa.select(User).where(User.username == "approver"))
+        assert email_links.refusal(email_links.find(link.rsplit("/", 1)[1]), user).kind == "not_allowed"
+
+
+# -- races ---------------------------------------------------------------------------------------------
+
+def _race(posts) -> list:
+    barrier = threading.Barrier(len(posts))
+    results: list = [None] * len(posts)
+
+    def run(index, post):
+        barrier.wait()
+        results[index] = post()
+
+    threads = [threading.Thread(target=run, args=(i, p)) for i, p in enumerate(posts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+def test_two_concurrent_posts_of_one_link_give_one_decision(api, web, mailed):
+    first, second = web("approver"), web("approver")  # two browsers of the addressee
+    link = mailed.link("approver")
+    results = _race([lambda: decide(first, link, "one"), lambda: decide(second, link, "two")])
+    assert sorted(r.status_code for r in results) == [200, 409]
+    release = api("member").get(f"/api/v1/releases/{mailed.id}").json
+    assert release["state"] == "APPROVED" and len(release["decisions"]) == 1
+
+
+def test_approve_and_reject_links_posted_at_once_give_one_decision(api, web, mailed):
+    admin, approver = web("admin"), web("approver")
+    results = _race([lambda: decide(admin, mailed.link("admin", "Reject"), "no"),
+                     lambda: decide(approver, mailed.link("approver"), "yes")])
+    assert sorted(r.status_code for r in results) == [200, 409]
+    release = api("member").get(f"/api/v1/releases/{mailed.id}").json
+    assert release["state"] in ("APPROVED", "REJECTED") and len(release["decisions"]) == 1
+    loser = next(r for r in results if r.status_code == 409)
+    assert "no longer waiting" in loser.text and "Nothing was changed" in loser.text
+
+
+def test_the_other_links_of_a_decided_release_stop_working(app, web, mailed):
+    assert decide(web("approver"), mailed.link("approver")).status_code == 200
+    assert_refused(app, web("admin"), mailed.link("admin", "Reject"), "decided", 409, "no longer waiting")

@@ -1,0 +1,372 @@
+"""Webhooks, received by a real HTTP server (pytest-httpserver): signed bodies, retries
+under one delivery id, the delivery log with "redeliver", the Slack format, and the
+admin pages (admins only)."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+import sqlalchemy as sa
+from werkzeug import Response
+
+from tests.helpers import trigger, wait_for
+
+WAITS = {"svc/pre_release_hooks/pre_release_hook.sh": "echo waiting\nexit 2\n"}
+SECRET = "a-shared-secret-for-tests"
+ALL_EVENTS = ["release.queued", "release.pending_approval", "release.approved", "release.rejected",
+              "release.succeeded", "release.failed", "release.cancelled", "environment.updated"]
+
+
+@pytest.fixture()
+def app_config(app_config):
+    return {**app_config, "BASE_URL": "https://rg.example.com", "NOTIFY_RETRY_SECONDS": (1, 1, 1)}
+
+
+def add_webhook(web, url: str, *, events=("release.pending_approval",), fmt: str = "json", environments=None,
+                secret: str = SECRET, name: str = "JIRA"):
+    data = {"csrf_token": None, "name": name, "url": url, "secret": secret, "events": list(events),
+            "format": fmt, "scope": "all" if environments is None else "some",
+            "environments": [str(e) for e in environments or []]}
+    admin = web("admin")
+    data["csrf_token"] = admin.csrf
+    return admin.post("/admin/webhooks", data=data)
+
+
+def verify(request, secret: str = SECRET) -> bool:
+    expected = "sha256=" + hmac.new(secret.encode(), request.get_data(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, request.headers["X-Releasegate-Signature"])
+
+
+def deliveries(app) -> list:
+    from webapp.extensions import db
+    from webapp.models import WebhookDelivery
+
+    with app.app_context():
+        rows = db.session.scalars(sa.select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+        db.session.expunge_all()
+        return rows
+
+
+def environment_id(app, name: str = "env") -> int:
+    from webapp.extensions import db
+    from webapp.models import Environment
+
+    with app.app_context():
+        return db.session.scalar(sa.select(Environment.id).where(Environment.name == name))
+
+
+# -- what is sent -----------------------------------------------------------------------------------
+
+def test_a_pending_release_is_posted_as_signed_json_with_event_and_delivery_id(
+        app, api, web, new_environment, run_jobs, run_notify_jobs, httpserver):
+    httpserver.expect_request("/jira", method="POST").respond_with_data("ok")
+    new_environment(WAITS)
+    assert add_webhook(web, httpserver.url_for("/jira")).status_code == 302
+    release_id = trigger(api, "dev")
+    run_jobs()
+    run_notify_jobs()
+
+    [(request, _)] = httpserver.log
+    assert verify(request)
+    assert not verify(request, "another secret")
+    assert request.headers["X-Releasegate-Event"] == "release.pending_approval"
+    assert request.headers["Content-Type"] == "application/json"
+    [delivery] = deliveries(app)
+    assert request.headers["X-Releasegate-Delivery"] == delivery.delivery_id
+    body = request.get_json()
+    assert body["event"] == "release.pending_approval"
+    assert body["release"] == api("member").get(f"/api/v1/releases/{release_id}").json  # as in the API
+    assert body["environment"]["name"] == "env" and body["environment"]["release_stream"] == "QA"
+    assert "variables" not in body["environment"]
+    assert body["project"]["name"] == "svc"
+    assert body["links"] == {
+        "release": f"https://rg.example.com/releases/{release_id}",
+        "environment": "https://rg.example.com/projects/svc/environments/env",
+        "api": f"https://rg.example.com/api/v1/releases/{release_id}",
+        "approve": f"https://rg.example.com/api/v1/releases/{release_id}/approve",
+        "reject": f"https://rg.example.com/api/v1/releases/{release_id}/reject"}
+    assert (delivery.status, delivery.attempts, delivery.response_code) == ("succeeded", 1, 200)
+    assert delivery.duration_ms is not None
+
+
+def test_each_subscribed_event_of_a_release_is_posted(api, web, new_environment, run_jobs, run_notify_jobs,
+                                                      httpserver):
+    httpserver.expect_request("/all").respond_with_data("ok")
+    new_environment(WAITS)
+    add_webhook(web, httpserver.url_for("/all"), events=ALL_EVENTS)
+    release_id = trigger(api, "dev")
+    run_jobs()
+    api("approver").post(f"/api/v1/releases/{release_id}/approve", json={"comment": "ok"})
+    run_jobs()
+    second = trigger(api, "dev")
+    run_jobs()
+    api("dev").post(f"/api/v1/releases/{second}/cancel")
+    run_notify_jobs()
+    seen = [(r.get_json()["event"], r.get_json()["release"]["id"]) for r, _ in httpserver.log]
+    bot_id = release_id + 1
+    assert sorted(seen) == sorted([
+        ("release.queued", release_id), ("release.pending_approval", release_id), ("release.approved", release_id),
+        ("release.succeeded", bot_id), ("release.queued", second), ("release.pending_approval", second),
+        ("release.cancelled", second)])
+
+
+def test_an_endpoint_for_some_environments_hears_only_about_those(app, api, web, new_environment, run_jobs,
+                                                                   run_notify_jobs, httpserver):
+    httpserver.expect_request("/prod").respond_with_data("ok")
+    new_environment(WAITS)
+    new_environment(WAITS, name="prod")
+    add_webhook(web, httpserver.url_for("/prod"), events=["release.queued"],
+                environments=[environment_id(app, "prod")])
+    trigger(api, "dev", path="svc/env")
+    prod_release = trigger(api, "dev", path="svc/prod")
+    run_notify_jobs()
+    assert [r.get_json()["release"]["id"] for r, _ in httpserver.log] == [prod_release]
+
+
+def test_the_slack_format_posts_a_line_a_channel_reads(api, web, new_environment, run_jobs, run_notify_jobs,
+                                                       httpserver):
+    httpserver.expect_request("/slack").respond_with_data("ok")
+    new_environment(WAITS)
+    add_webhook(web, httpserver.url_for("/slack"), fmt="slack", name="Slack")
+    release_id = trigger(api, "dev", resources=[
+        {"resourceType": "db", "resourceName": "old", "resourcePath": "db.json", "changeType": "DELETE"},
+        {"resourceType": "svc", "resourceName": "api", "resourcePath": "api.json", "changeType": "CREATE"}])
+    run_jobs()
+    run_notify_jobs()
+    [(request, _)] = httpserver.log
+    assert verify(request)
+    assert request.get_json() == {"text": (
+        f"svc/env release #{release_id} needs approval (triggered by dev; 2 changes, 1 destructive). "
+        f"<https://rg.example.com/releases/{release_id}|Open release #{release_id}>")}
+
+
+def test_a_gate_weakening_settings_change_fires_environment_updated(api, web, new_environment, run_notify_jobs,
+                                                                    httpserver):
+    httpserver.expect_request("/env").respond_with_data("ok")
+    new_environment(WAITS)
+    add_webhook(web, httpserver.url_for("/env"), events=["environment.updated"])
+    api("admin").patch("/api/v1/projects/svc/environments/env", json={"hook_timeout_seconds": 20})
+    run_notify_jobs()
+    assert httpserver.log == []  # not weaker: no announcement
+    api("admin").patch("/api/v1/projects/svc/environments/env", json={"release_stream": "QA2"})
+    run_notify_jobs()
+    [(request, _)] = httpserver.log
+    body = request.get_json()
+    assert request.headers["X-Releasegate-Event"] == "environment.updated"
+    assert body["event"] == "environment.updated" and body["release"] is None and body["by"] == "admin"
+    assert body["changes"] == {"release_stream": {"old": "QA", "new": "QA2"}}
+    assert body["weakens_gate"] == ["release_stream"]
+    assert body["environment"]["release_stream"] == "QA2"
+
+
+# -- failures, retries, the log and redeliver ------------------------------------------------------------
+
+def test_a_receiver_that_fails_twice_gets_the_delivery_three_times_with_one_id_and_the_log_shows_it(
+        app, api, web, new_environment, start_worker, httpserver, monkeypatch):
+    """With the real worker process: its sweep queues the retries once their wait has passed."""
+    monkeypatch.setenv("NOTIFY_RETRY_SECONDS", "1,2,4")
+    for status in (500, 503, 200):
+        httpserver.expect_ordered_request("/flaky", method="POST").respond_with_data("x", status=status)
+    new_environment(WAITS)
+    add_webhook(web, httpserver.url_for("/flaky"))
+    start_worker()
+    trigger(api, "dev")
+    wait_for(lambda: len(httpserver.log) == 3, timeout=45)
+    ids = {request.headers["X-Releasegate-Delivery"] for request, _ in httpserver.log}
+    bodies = {request.get_data() for request, _ in httpserver.log}
+    assert len(ids) == 1 and len(bodies) == 1
+    assert [request.headers["X-Releasegate-Attempt"] for request, _ in httpserver.log] == ["1", "2", "3"]
+    assert all(verify(request) for request, _ in httpserver.log)
+    [delivery] = wait_for(lambda: [d for d in deliveries(app) if d.status == "succeeded"], timeout=10)
+    assert delivery.attempts == 3 and delivery.response_code == 200
+    assert [entry["code"] for entry in delivery.history] == [500, 503, 200]
+
+    admin = web("admin")
+    page = admin.get(f"/admin/webhooks/{delivery.endpoint_id}")
+    row = page.text.split(f'data-delivery="{delivery.delivery_id}"')[1].split("</tr>")[0]
+    assert "succeeded" in row and '<td class="delivery-attempts">3</td>' in row
+    detail = admin.get(f"/admin/webhooks/deliveries/{delivery.id}")
+    assert detail.status_code == 200
+    assert "HTTP 500" in detail.text and "HTTP 503" in detail.text
+
+
+def test_a_delivery_that_keeps_failing_gives_up_and_redeliver_sends_it_again_with_the_same_id(
+        app, api, web, new_environment, run_jobs, run_notify_jobs, httpserver):
+    from webapp import notify
+    from webapp.extensions import db
+    from webapp.models import WebhookDelivery, utcnow
+
+    app.config["NOTIFY_RETRY_SECONDS"] = ()
+    httpserver.expect_ordered_request("/down").respond_with_data("nope", status=502)
+    httpserver.expect_ordered_request("/down").respond_with_data("ok", status=204)
+    new_environment(WAITS)
+    add_webhook(web, httpserver.url_for("/down"))
+    trigger(api, "dev")
+    run_jobs()
+    run_notify_jobs()
+    [delivery] = deliveries(app)
+    assert (delivery.status, delivery.attempts, delivery.response_code) == ("failed", 1, 502)
+    assert "HTTP 502" in delivery.last_error and "nope" in delivery.last_error
+    with app.app_context():
+        assert notify.resume_due()["webhook"] == []  # given up: nothing more on its own
+
+    admin = web("admin")
+    page = admin.get(f"/admin/webhooks/{delivery.endpoint_id}")
+    assert "failed" in page.text and ">Redeliver</button>" in page.text
+    response = admin.post(f"/admin/webhooks/deliveries/{delivery.id}/redeliver", data={"csrf_token": admin.csrf})
+    assert response.status_code == 302
+    run_notify_jobs()
+    [again] = deliveries(app)
+    assert (again.status, again.attempts, again.response_code) == ("succeeded", 2, 204)
+    assert [r.headers["X-Releasegate-Delivery"] for r, _ in httpserver.log] == [delivery.delivery_id] * 2
+    with app.app_context():
+        assert db.session.get(WebhookDelivery, delivery.id).next_attempt_at is None
+        assert utcnow() >= again.last_attempt_at
+
+
+def test_a_slow_receiver_times_out_and_is_retried(app, api, web, new_environment, run_jobs, run_notify_jobs,
+                                                  httpserver):
+    app.config["WEBHOOK_TIMEOUT_SECONDS"] = 1
+
+    def slow(_request):
+        time.sleep(2)
+        return Response("late")
+
+    httpserver.expect_request("/slow").respond_with_handler(slow)
+    new_environment(WAITS)
+    add_webhook(web, httpserver.url_for("/slow"))
+    trigger(api, "dev")
+    run_jobs()
+    run_notify_jobs()
+    [delivery] = deliveries(app)
+    assert delivery.status == "retrying" and delivery.response_code is None
+    assert "timed out" in delivery.last_error
+    assert delivery.duration_ms < 1900
+    wait_for(lambda: len(httpserver.log) == 1)  # the receiver finishes; nothing spills into the next test
+
+
+def test_a_redirect_is_not_followed_and_counts_as_a_failure(app, api, web, new_environment, run_jobs,
+                                                            run_notify_jobs, httpserver):
+    httpserver.expect_request("/moved").respond_with_data("", status=302,
+                                                          headers={"Location": httpserver.url_for("/elsewhere")})
+    new_environment(WAITS)
+    add_webhook(web, httpserver.url_for("/moved"))
+    trigger(api, "dev")
+    run_jobs()
+    run_notify_jobs()
+    [delivery] = deliveries(app)
+    assert (delivery.status, delivery.response_code) == ("retrying", 302)
+    assert [r.path for r, _ in httpserver.log] == ["/moved"]
+
+
+def test_webhooks_never_hold_a_release_up(api, web, new_environment, run_jobs, run_notify_jobs, httpserver):
+    httpserver.expect_request("/broken").respond_with_data("down", status=500)
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 0\n"})
+    add_webhook(web, httpserver.url_for("/broken"), events=ALL_EVENTS)
+    release_id = trigger(api, "dev")
+    run_jobs()
+    run_notify_jobs()
+    assert api("member").get(f"/api/v1/releases/{release_id}").json["state"] == "SUCCEEDED"
+
+
+def test_an_unreachable_receiver_is_a_recorded_failure(app, api, web, new_environment, run_jobs, run_notify_jobs):
+    from tests.notify_support import free_port
+
+    new_environment(WAITS)
+    add_webhook(web, f"http://127.0.0.1:{free_port()}/nobody")
+    trigger(api, "dev")
+    run_jobs()
+    run_notify_jobs()
+    [delivery] = deliveries(app)
+    assert delivery.status == "retrying" and "refused" in delivery.last_error.lower()
+
+
+# -- the admin pages ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["ftp://example.com/hook", "javascript:alert(1)", "file:///etc/passwd",
+                                 "example.com/hook", "http:///nohost", "https://user:pw@example.com/"])
+def test_only_http_and_https_urls_are_accepted(app, web, url):
+    response = add_webhook(web, url)
+    assert response.status_code == 422
+    assert "http://" in response.text or "credentials" in response.text
+    assert deliveries(app) == []
+    assert "No webhooks yet" in web("admin").get("/admin/webhooks").text
+
+
+def test_an_admin_adds_edits_and_deletes_a_webhook_and_each_change_is_audited(app, web, new_environment):
+    from webapp.extensions import db
+    from webapp.models import AuditEvent, WebhookEndpoint
+
+    new_environment(WAITS)
+    response = add_webhook(web, "https://hooks.example.com/a", secret="")
+    assert response.status_code == 201
+    assert "whsec_" in response.text  # a generated secret, shown once
+    with app.app_context():
+        endpoint = db.session.scalar(sa.select(WebhookEndpoint))
+        assert endpoint.secret.startswith("whsec_") and endpoint.secret in response.text
+        endpoint_id, secret = endpoint.id, endpoint.secret
+    admin = web("admin")
+    page = admin.get(f"/admin/webhooks/{endpoint_id}")
+    assert page.status_code == 200 and secret not in page.text  # write-only afterwards
+    response = admin.post(f"/admin/webhooks/{endpoint_id}", data={
+        "csrf_token": admin.csrf, "name": "JIRA prod", "url": "https://hooks.example.com/b", "secret": "",
+        "events": ["release.approved", "release.rejected"], "format": "slack", "scope": "some",
+        "environments": [str(environment_id(app))], "active": "on"})
+    assert response.status_code == 302
+    with app.app_context():
+        endpoint = db.session.get(WebhookEndpoint, endpoint_id)
+        assert (endpoint.name, endpoint.url, endpoint.events, endpoint.format, endpoint.all_environments,
+                [e.name for e in endpoint.environments], endpoint.secret) == (
+            "JIRA prod", "https://hooks.example.com/b", ["release.approved", "release.rejected"], "slack", False,
+            ["env"], secret)
+    response = admin.post(f"/admin/webhooks/{endpoint_id}/delete", data={"csrf_token": admin.csrf})
+    assert response.status_code == 302
+    with app.app_context():
+        assert db.session.scalar(sa.select(WebhookEndpoint)) is None
+        reasons = db.session.scalars(sa.select(AuditEvent.reason).where(AuditEvent.action == "webhook")).all()
+        assert reasons == ["webhook JIRA created", "webhook JIRA prod changed", "webhook JIRA prod deleted with its "
+                           "delivery log"]
+        details = db.session.scalars(sa.select(AuditEvent.details).where(AuditEvent.action == "webhook")).all()
+        assert secret not in json.dumps(details)
+
+
+def test_a_webhook_needs_an_event_and_some_environments_when_not_all(web):
+    response = add_webhook(web, "https://hooks.example.com/a", events=[])
+    assert response.status_code == 422 and "Choose at least one event" in response.text
+    response = add_webhook(web, "https://hooks.example.com/a", environments=[])
+    assert response.status_code == 422 and "Choose at least one environment" in response.text
+
+
+def test_webhook_pages_are_for_admins_only(app, web, people, new_environment, run_jobs, run_notify_jobs, api,
+                                          httpserver):
+    httpserver.expect_request("/x").respond_with_data("ok")
+    people.add("usermanager", "manage_users")
+    new_environment(WAITS)
+    add_webhook(web, httpserver.url_for("/x"))
+    trigger(api, "dev")
+    run_jobs()
+    run_notify_jobs()
+    [delivery] = deliveries(app)
+    reads = ["/admin/webhooks", f"/admin/webhooks/{delivery.endpoint_id}",
+             f"/admin/webhooks/deliveries/{delivery.id}"]
+    writes = ["/admin/webhooks", f"/admin/webhooks/{delivery.endpoint_id}",
+              f"/admin/webhooks/{delivery.endpoint_id}/delete", f"/admin/webhooks/deliveries/{delivery.id}/redeliver"]
+    admin = web("admin")
+    for url in reads:
+        assert admin.get(url).status_code == 200
+    for name in ("member", "usermanager", "dev"):
+        client = web(name)
+        for url in reads:
+            assert client.get(url).status_code == 403, (name, url)
+        for url in writes:
+            response = client.post(url, data={"csrf_token": client.csrf, "name": "x", "url": "https://e.com",
+                                              "events": ["release.queued"]})
+            assert response.status_code == 403, (name, url)
+    anonymous = app.test_client()
+    for url in reads:
+        response = anonymous.get(url)
+        assert response.status_code == 302 and "/sign-in" in response.headers["Location"]
+    assert len(deliveries(app)) == 1 and len(httpserver.log) == 1

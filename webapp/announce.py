@@ -1,0 +1,46 @@
+"""Which audited events people and tools hear about, handed to the notifier after commit.
+
+transactions.audit() asks `worth_announcing` and, if so, registers `publish` to run
+after the commit; the worker's `announce_event` job then re-reads the audit row and
+writes the mails and webhook deliveries (notify.announce).
+"""
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+# Release states that are announced (webhook event names are in notify.EVENT_OF_STATE).
+ANNOUNCED_STATES = frozenset({"QUEUED", "PENDING_APPROVAL", "APPROVED", "REJECTED", "SUCCEEDED", "FAILED",
+                              "TIMED_OUT", "CANCELLED"})
+
+
+def worth_announcing(action: str, to_state: str | None, details: dict | None) -> bool:
+    details = details if isinstance(details, dict) else {}
+    if action == "state":
+        return to_state in ANNOUNCED_STATES
+    if action == "settings":
+        return bool(details.get("weakens_gate"))
+    if action == "user":  # a deactivation ends the user's unused email links
+        active = details.get("active")
+        return isinstance(active, dict) and active.get("new") is False
+    return False
+
+
+def publish(event) -> None:
+    """After commit: queue the announcement of a committed audit event (by id only).
+
+    Never raises: the change is committed, and a lost announcement must not turn it
+    into an error for whoever made it.
+    """
+    try:
+        identity = sa.inspect(event).identity  # read without SQL: the row was just written
+        if identity is None:  # rolled back with a savepoint: nothing happened
+            return
+        from worker.queues import enqueue_notify_job  # the one worker piece the webapp uses
+
+        enqueue_notify_job("announce", identity[0])
+    except Exception:
+        log.exception("could not announce an audit event")

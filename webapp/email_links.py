@@ -1,0 +1,139 @@
+"""Approve and Reject links in mail: one random token per user, release and action.
+
+Only the token's sha256 is stored. Opening a link changes nothing (mail scanners fetch
+and even click links); the decision is a POST by the signed-in addressee that burns the
+token with a compare-and-set in the same transaction as the normal approve or reject.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from . import releases
+from .extensions import db
+from .models import EmailLink, Release, User, utcnow
+from .permissions import PermissionDenied, has_permission
+from .transactions import Actor, write_transaction
+
+ACTIONS = ("approve", "reject")
+TOKEN_BYTES = 32
+
+
+def token_hash(token: str) -> str:
+    # 256 random bits: a fast hash is enough, as for API tokens.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue(user_id: int, release_id: int, action: str, *, mail_id: int | None = None,
+          now: datetime | None = None) -> str:
+    """Add a link to the session (the caller commits); return its token, which is never stored."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown link action {action!r}")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    now = now or utcnow()
+    db.session.add(EmailLink(token_hash=token_hash(token), user_id=user_id, release_id=release_id,
+                             action=action, mail_id=mail_id, created_at=now,
+                             expires_at=now + timedelta(hours=current_app.config["EMAIL_LINK_HOURS"])))
+    return token
+
+
+def find(token: str) -> EmailLink | None:
+    if not token or len(token) > 200:
+        return None
+    return db.session.scalar(sa.select(EmailLink).where(EmailLink.token_hash == token_hash(token)))
+
+
+def revoke(where, reason: str) -> int:
+    """Within the caller's transaction: end unused links matching `where`."""
+    return db.session.execute(
+        sa.update(EmailLink).where(where, EmailLink.used_at.is_(None), EmailLink.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason).execution_options(synchronize_session=False)).rowcount
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a link cannot be used now: `kind` for tests and templates, `message` for people."""
+
+    kind: str  # unknown, foreign, used, revoked, expired, decided, not_allowed
+    message: str
+    status: int
+
+
+UNKNOWN = Refusal("unknown", "This link is not a valid Releasegate link. Check that the whole address was "
+                  "copied, or open the release from the dashboard.", 404)
+FOREIGN = Refusal("foreign", "This link was sent to someone else, so it does not work for you. Sign in as the "
+                  "person it was sent to, or decide from the release page if you may.", 403)
+
+
+def refusal(link: EmailLink | None, user: User, now: datetime | None = None) -> Refusal | None:
+    """None when `user` may use `link` now; otherwise which reason stops it (nothing changes)."""
+    if link is None:
+        return UNKNOWN
+    if link.user_id != user.id:
+        return FOREIGN
+    if link.used_at is not None:
+        return Refusal("used", f"This link was already used on {link.used_at:%Y-%m-%d at %H:%M} UTC; "
+                       "each link works once. The release page shows what happened since.", 409)
+    if link.revoked_at is not None:
+        return Refusal("revoked", f"This link no longer works: {link.revoked_reason or 'it was revoked'}.", 410)
+    if link.expires_at <= (now or utcnow()):
+        return Refusal("expired", f"This link expired on {link.expires_at:%Y-%m-%d at %H:%M} UTC. Decide from "
+                       "the release page instead.", 410)
+    release = link.release
+    if release.state != "PENDING_APPROVAL":
+        state = release.state.replace("_", " ").lower()
+        return Refusal("decided", f"Release #{release.id} is no longer waiting for a decision (it is {state}), "
+                       "so this link no longer works; nothing was changed.", 409)
+    if not user.active or not has_permission(user, "approve_release", release.environment):
+        return Refusal("not_allowed", "You no longer hold the \u201cRelease Approval/Reject\u201d permission on "
+                       f"{release.project.name}/{release.environment.name}, so this link no longer works.", 403)
+    if release.triggered_by_id == user.id and not release.environment.allow_self_approval:
+        return Refusal("not_allowed", "You triggered this release, so someone else must approve or reject it.",
+                       403)
+    return None
+
+
+@dataclass(frozen=True)
+class Decided:
+    release: Release
+    action: str
+    bot_release_id: int | None
+
+
+def decide(token: str, user: User, comment: str = "") -> Decided | Refusal:
+    """Burn the link and approve or reject its release, in one transaction, or refuse.
+
+    The normal state-machine function runs inside this transaction (its body without the
+    @transition wrapper, which would begin a new one), and commits burn and decision
+    together: a refused decision leaves the link unused, a used link always has its
+    decision. Same permission check, same exactly-once rule as every other door.
+    """
+    link = find(token)
+    refused = refusal(link, user)
+    if refused is not None:
+        return refused
+    link_id, release_id, action = link.id, link.release_id, link.action
+    write_transaction()
+    now = utcnow()
+    burned = db.session.execute(
+        sa.update(EmailLink).where(EmailLink.id == link_id, EmailLink.user_id == user.id,
+                                   EmailLink.used_at.is_(None), EmailLink.revoked_at.is_(None),
+                                   EmailLink.expires_at > now)
+        .values(used_at=now).execution_options(synchronize_session=False)).rowcount
+    if burned != 1:  # another request used it first (or it ended meanwhile)
+        db.session.rollback()
+        return refusal(find(token), user) or UNKNOWN
+    state_machine = releases.approve if action == "approve" else releases.reject
+    try:
+        result = state_machine.__wrapped__(release_id, Actor(user, "email"), comment)
+    except (releases.ReleaseError, PermissionDenied):
+        db.session.rollback()
+        return refusal(find(token), user) or Refusal("decided", "The release was decided meanwhile; nothing "
+                                                     "was changed.", 409)
+    release = db.session.get(Release, release_id)
+    return Decided(release, action, result.id if action == "approve" else None)

@@ -1,0 +1,92 @@
+"""Pages behind the Approve and Reject links in mail.
+
+GET shows a confirmation page to the signed-in addressee and never changes anything
+(mail scanners fetch, and some click, every link); the decision is the POST of that
+page, CSRF-protected and gated like any approve.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, render_template, request
+from flask_login import current_user, login_required
+
+from .. import email_links
+from ..models import EmailLink, Environment, User
+from ..notify import change_counts, hook_tail
+from ..permissions import require_permission
+from ..resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
+
+email_pages = Blueprint("email_links", __name__, url_prefix="/email")
+MAX_COMMENT_LENGTH = 5000
+HOOK_LINES_SHOWN = 40
+
+
+@email_pages.after_request
+def _link_headers(response: Response) -> Response:
+    # The token is in the address: keep it out of caches, other sites' logs and search engines.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+def _me() -> User:
+    return current_user._get_current_object()
+
+
+def _link_environment(token: str, **_) -> Environment:
+    link = email_links.find(token)
+    if link is None:
+        abort(404, email_links.UNKNOWN.message)
+    return link.release.environment
+
+
+def resource_groups(resources: list[dict]) -> list[dict]:
+    """Resources by change type, destructive types first, each group marked."""
+    by_type: dict[str, list[dict]] = {}
+    for resource in resources:
+        by_type.setdefault(resource.get("changeType", ""), []).append(resource)
+    order = sorted(by_type, key=lambda t: (t not in DESTRUCTIVE_CHANGE_TYPES,
+                                           CHANGE_TYPES.index(t) if t in CHANGE_TYPES else len(CHANGE_TYPES), t))
+    return [{"change_type": t, "resources": by_type[t], "destructive": t in DESTRUCTIVE_CHANGE_TYPES}
+            for t in order]
+
+
+def _refused(refusal: email_links.Refusal, link: EmailLink | None):
+    shown = link if refusal.kind not in ("unknown", "foreign") else None  # say nothing about others' links
+    return render_template("email/refused.html", refusal=refusal, link=shown), refusal.status
+
+
+def _confirmation(link: EmailLink, *, comment: str = "", error: str | None = None, status: int = 200):
+    release = link.release
+    return render_template("email/confirm.html", link=link, release=release, environment=release.environment,
+                           counts=change_counts(release.resources or []),
+                           groups=resource_groups(release.resources or []),
+                           hook_lines=hook_tail(release, HOOK_LINES_SHOWN), comment=comment, error=error), status
+
+
+@email_pages.get("/links/<token>")
+@login_required
+def confirm(token: str):
+    link = email_links.find(token)
+    refusal = email_links.refusal(link, _me())
+    if refusal is not None:
+        return _refused(refusal, link)
+    return _confirmation(link)
+
+
+@email_pages.post("/links/<token>")
+@login_required
+@require_permission("approve_release", environment=_link_environment)
+def decide(token: str):
+    comment = request.form.get("comment", "").strip()
+    if len(comment) > MAX_COMMENT_LENGTH:
+        link = email_links.find(token)
+        refusal = email_links.refusal(link, _me())
+        if refusal is not None:
+            return _refused(refusal, link)
+        return _confirmation(link, comment=comment, status=422,
+                             error=f"The comment is longer than {MAX_COMMENT_LENGTH} characters; shorten it.")
+    outcome = email_links.decide(token, _me(), comment)
+    if isinstance(outcome, email_links.Refusal):
+        return _refused(outcome, email_links.find(token))
+    return render_template("email/decided.html", outcome=outcome, release=outcome.release)
