@@ -44,10 +44,24 @@ def _run_after_commit(session: Session) -> None:
         fn(*args)
 
 
+@event.listens_for(Session, "after_transaction_create")
+def _mark_savepoint(session: Session, transaction) -> None:
+    if transaction.nested:
+        marks = session.info.setdefault("savepoint_marks", {})
+        marks[id(transaction)] = len(session.info.get("after_commit", []))
+
+
 @event.listens_for(Session, "after_soft_rollback")
-def _drop_after_commit(session: Session, _previous) -> None:
+def _drop_after_commit(session: Session, previous) -> None:
+    """A rolled-back savepoint drops only what was registered inside it; a rollback of
+    the whole transaction drops everything."""
+    mark = session.info.get("savepoint_marks", {}).pop(id(previous), None)
+    if previous.nested and mark is not None:
+        del session.info.get("after_commit", [])[mark:]
+        return
     session.info.pop("after_commit", None)
     session.info.pop("bumps_version", None)
+    session.info.pop("savepoint_marks", None)
 
 
 def audit(actor: Actor, action: str, *, release: Release | None = None, environment_id: int | None = None,
