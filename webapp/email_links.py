@@ -108,9 +108,8 @@ class Decided:
 def decide(token: str, user: User, comment: str = "") -> Decided | Refusal:
     """Burn the link and approve or reject its release, in one transaction, or refuse.
 
-    The normal state-machine function runs inside this transaction (its body without the
-    @transition wrapper, which would begin a new one), and commits burn and decision
-    together: a refused decision leaves the link unused, a used link always has its
+    The normal state-machine function joins this write transaction and commits burn and
+    decision together: a refused decision leaves the link unused, a used link always has its
     decision. Same permission check, same exactly-once rule as every other door.
     """
     link = find(token)
@@ -130,7 +129,7 @@ def decide(token: str, user: User, comment: str = "") -> Decided | Refusal:
         return refusal(find(token), user) or UNKNOWN
     state_machine = releases.approve if action == "approve" else releases.reject
     try:
-        result = state_machine.__wrapped__(release_id, Actor(user, "email"), comment)
+        result = state_machine(release_id, Actor(user, "email"), comment)  # joins this transaction
     except (releases.ReleaseError, PermissionDenied):
         db.session.rollback()
         return refusal(find(token), user) or Refusal("decided", "The release was decided meanwhile; nothing "

@@ -40,6 +40,7 @@ def after_commit(fn, *args: Any) -> None:
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
     session.info.pop("bumps_version", None)
+    session.info.pop("writing", None)
     for fn, args in session.info.pop("after_commit", []):
         fn(*args)
 
@@ -62,6 +63,7 @@ def _drop_after_commit(session: Session, previous) -> None:
     session.info.pop("after_commit", None)
     session.info.pop("bumps_version", None)
     session.info.pop("savepoint_marks", None)
+    session.info.pop("writing", None)
 
 
 def audit(actor: Actor, action: str, *, release: Release | None = None, environment_id: int | None = None,
@@ -91,13 +93,17 @@ def write_transaction() -> None:
         raise RuntimeError("a write transaction began over unsaved changes; they would be lost")
     db.session.rollback()
     db.session.connection(execution_options={"sqlite_write": True})
+    db.session.info["writing"] = True
 
 
 def transition(fn: Callable) -> Callable:
-    """Run a state-machine function in a write transaction of its own."""
+    """Run a state-machine function in a write transaction of its own, or inside the
+    write transaction already open (e.g. an email link burnt together with its decision):
+    then the function's commit commits both, and its failure rolls back both."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any):
-        write_transaction()
+        if not db.session.info.get("writing"):
+            write_transaction()
         return fn(*args, **kwargs)
 
     return wrapper
