@@ -428,3 +428,8 @@ def test_admin_pages_keep_to_the_content_security_policy(app, staff, web, new_en
         assert page.status_code == 200, url
         assert "<script>" not in page.text and " style=" not in page.text and "hx-on" not in page.text
         assert "onclick" not in page.text and "css/admin.css" in page.text
+
+
+def test_the_admin_index_links_integrations_for_admins_only(web):
+    page = web("admin").get("/admin/").text
+    assert "/admin/webhooks" in page and "/admin/mail" in page and "/admin/outbox" in page
