@@ -145,22 +145,26 @@ def app(app_config):
             engine.dispose()
 
 
+def run_queue(app, queue: str) -> None:
+    """Run every job of `queue` in this process with a real RQ worker until it is empty;
+    a failed job fails the test with its traceback."""
+    from webapp.extensions import redis_connection
+
+    with app.app_context():
+        worker = SimpleWorker([queue], connection=redis_connection(), serializer=JSONSerializer)
+        worker.work(burst=True, logging_level="WARNING")
+        failed = worker.queues[0].failed_job_registry
+        for job_id in failed.get_job_ids():
+            job = failed.job_class.fetch(job_id, connection=redis_connection(), serializer=JSONSerializer)
+            raise AssertionError(f"job {job_id} failed:\n{job.latest_result().exc_string}")
+
+
 @pytest.fixture()
 def run_jobs(app):
-    """Run every queued job in this process with a real RQ worker, until the queue is empty."""
-    from webapp.extensions import redis_connection
+    """Run the queued release jobs (hooks, applies) in this process."""
     from worker.queues import RELEASES_QUEUE
 
-    def run() -> None:
-        with app.app_context():
-            worker = SimpleWorker([RELEASES_QUEUE], connection=redis_connection(), serializer=JSONSerializer)
-            worker.work(burst=True, logging_level="WARNING")
-            failed = worker.queues[0].failed_job_registry
-            for job_id in failed.get_job_ids():
-                job = failed.job_class.fetch(job_id, connection=redis_connection(), serializer=JSONSerializer)
-                raise AssertionError(f"job {job_id} failed:\n{job.latest_result().exc_string}")
-
-    return run
+    return lambda: run_queue(app, RELEASES_QUEUE)
 
 
 # -- people and projects --------------------------------------------------------------------
@@ -350,19 +354,9 @@ def page_as(browser, live_site, people):
 @pytest.fixture()
 def run_notify_jobs(app):
     """Run the queued notification jobs (announce, mail, webhook) in this process until none is left."""
-    from webapp.extensions import redis_connection
     from worker.queues import NOTIFY_QUEUE
 
-    def run() -> None:
-        with app.app_context():
-            worker = SimpleWorker([NOTIFY_QUEUE], connection=redis_connection(), serializer=JSONSerializer)
-            worker.work(burst=True, logging_level="WARNING")
-            failed = worker.queues[0].failed_job_registry
-            for job_id in failed.get_job_ids():
-                job = failed.job_class.fetch(job_id, connection=redis_connection(), serializer=JSONSerializer)
-                raise AssertionError(f"job {job_id} failed:\n{job.latest_result().exc_string}")
-
-    return run
+    return lambda: run_queue(app, NOTIFY_QUEUE)
 
 
 @pytest.fixture()
