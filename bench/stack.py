@@ -1,0 +1,241 @@
+"""The processes of one benchmark run, all on 127.0.0.1 and under one scratch directory:
+Redis, databases, gunicorn servers (ours and the hello baseline, same settings) and workers."""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from scripts.run_local import free_port, redis_binary, wait_for_port
+
+BENCH_DIR = Path(__file__).resolve().parent
+# The application under measurement: this checkout, or a scratch copy holding a proposed fix.
+APP_ROOT = Path(os.environ.get("BENCH_APP_ROOT") or BENCH_DIR.parent).resolve()
+PYTHON = sys.executable
+# One set of settings for every web server of the run, ours and hello alike.
+GUNICORN_SETTINGS = ["--workers", "2", "--worker-class", "sync", "--timeout", "60", "--backlog", "2048"]
+
+
+def hook_python() -> str:
+    """The interpreter hooks run with, as an absolute path, so ours and the baseline start the same one.
+
+    A version-manager shim (pyenv) on the PATH costs ~0.4 s per start; production runs the system
+    python3, so prefer /usr/bin/python3.
+    """
+    chosen = os.environ.get("BENCH_HOOK_PYTHON") or ("/usr/bin/python3" if Path("/usr/bin/python3").exists()
+                                                     else shutil.which("python3"))
+    if not chosen:
+        raise SystemExit("No python3 found for the hooks; set BENCH_HOOK_PYTHON to an interpreter.")
+    return str(Path(chosen).resolve())
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: Process
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers (children of the master) that answer requests."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+@dataclass
+class App:
+    """One Releasegate instance: its database, its Redis database number and its settings."""
+
+    name: str
+    env: dict[str, str]
+    database_url: str
+    redis_db: int
+    engine: sa.Engine = field(repr=False)
+
+
+class Stack:
+    """Starts what a run needs and stops all of it, in reverse order, on exit."""
+
+    def __init__(self) -> None:
+        self.scratch = Path(tempfile.mkdtemp(prefix="releasegate-bench-"))
+        self.children: list[Process] = []
+        self.redis_url = ""
+        self.next_redis_db = 0
+        self.secret_key = secrets.token_hex(32)
+        self.postgres = os.environ.get("BENCH_DATABASE_URL", "")
+        self.schemas: list[str] = []
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for child in reversed(self.children):
+            self.stop(child)
+        if self.postgres and self.schemas:
+            engine = sa.create_engine(self.postgres)
+            with engine.begin() as conn:
+                for schema in self.schemas:
+                    conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            engine.dispose()
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    # -- processes ------------------------------------------------------------------------------
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
+        log = self.scratch / f"{name}.log"
+        with open(log, "ab") as out:
+            popen = subprocess.Popen(argv, cwd=APP_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        process = Process(name, popen, log)
+        self.children.append(process)
+        return process
+
+    def stop(self, process: Process) -> None:
+        if process.popen.poll() is None:
+            process.popen.send_signal(signal.SIGTERM)
+            try:
+                process.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+                process.popen.wait()
+        if process in self.children:
+            self.children.remove(process)
+
+    def start_redis(self) -> None:
+        port = free_port(0)
+        self.spawn("redis", [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(self.scratch), "--databases", "16"])
+        wait_for_port(port)
+        self.redis_url = f"redis://127.0.0.1:{port}"
+
+    def serve(self, name: str, wsgi_app: str, env: dict[str, str], cwd_module_path: Path | None = None) -> Server:
+        port = free_port(0)
+        argv = [PYTHON, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *GUNICORN_SETTINGS]
+        if cwd_module_path is not None:
+            argv += ["--chdir", str(cwd_module_path)]
+        process = self.spawn(name, [*argv, wsgi_app], env)
+        try:
+            wait_for_port(port, 30)
+        except SystemExit:
+            raise SystemExit(f"{name} did not start:\n{process.tail()}") from None
+        return Server(name, port, process)
+
+    def serve_app(self, app: App) -> Server:
+        return self.serve(f"web-{app.name}", "wsgi:app", app.env)
+
+    def serve_hello(self) -> Server:
+        env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
+        return self.serve("web-hello", "hello:app", env, cwd_module_path=BENCH_DIR)
+
+    def start_worker(self, app: App) -> Process:
+        return self.spawn(f"worker-{app.name}", [PYTHON, "-m", "worker"], app.env)
+
+    def log_problems(self, keep_in: Path) -> list[str]:
+        """Tracebacks in the logs of this run's processes (a figure taken over errors means little);
+        such logs are copied to `keep_in`."""
+        found = []
+        for log in sorted(self.scratch.glob("*.log")):
+            count = log.read_text(errors="replace").count("Traceback (most recent call last)")
+            if count:
+                shutil.copy(log, keep_in / log.name)
+                found.append(f"{count} traceback(s) in {log.name} (kept as {keep_in.name}/{log.name})")
+        return found
+
+    # -- Releasegate instances ----------------------------------------------------------------
+
+    def app(self, name: str) -> App:
+        """A migrated, empty Releasegate instance with its own database and Redis database."""
+        database_url = self._database(name)
+        redis_db, self.next_redis_db = self.next_redis_db, self.next_redis_db + 1
+        instance = self.scratch / f"instance-{name}"
+        instance.mkdir()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "MAIL_"))},
+            "RELEASEGATE_ENV": "production",
+            "SECRET_KEY": self.secret_key,
+            "RELEASEGATE_INSTANCE": str(instance),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": f"{self.redis_url}/{redis_db}",
+            "REPO_CACHE_DIR": str(instance / "repos"),
+            "HOOK_PYTHON": hook_python(),
+            "BASE_URL": "http://127.0.0.1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        app = App(name, env, database_url, redis_db, sa.create_engine(database_url))
+        self.flask(app, "db", "upgrade")
+        return app
+
+    def flask(self, app: App, *args: str) -> str:
+        proc = subprocess.run([PYTHON, "-m", "flask", "--app", "wsgi", *args], cwd=APP_ROOT, env=app.env,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"`flask {' '.join(args[:2])}` failed for {app.name}:\n{proc.stderr[-2000:]}")
+        return proc.stdout.strip()
+
+    def _database(self, name: str) -> str:
+        if not self.postgres:
+            return f"sqlite:///{self.scratch / f'{name}.db'}"
+        schema = f"rg_bench_{re.sub(r'[^a-z0-9_]', '_', name)}"
+        engine = sa.create_engine(self.postgres)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        except sa.exc.OperationalError as error:
+            raise SystemExit(f"BENCH_DATABASE_URL: could not create the schema {schema}: {error.orig}. Point it at "
+                             "a PostgreSQL database whose user may create schemas.") from None
+        finally:
+            engine.dispose()
+        self.schemas.append(schema)
+        url = sa.make_url(self.postgres)
+        return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MB (10^6 bytes)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    return 0.0
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"Timed out after {timeout:g} s waiting for {what}.")
+        time.sleep(interval)
