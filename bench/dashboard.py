@@ -63,10 +63,12 @@ class Board:
         redis = Redis.from_url(self.app.env["REDIS_URL"])
         redis.incr(LIVE_VERSION_KEY)
         started = time.perf_counter()
-        status, _ = get(self.server.url, "/fragments/dashboard", self.cookie)
+        status, body = get(self.server.url, "/fragments/dashboard", self.cookie)
         elapsed = time.perf_counter() - started
-        if status != 200:
+        match = _VERSION.search(body.decode())
+        if status != 200 or match is None:
             raise SystemExit(f"{self.name}: the fragment answered {status} after a change.")
+        self.version = match.group(1)  # what a poll now sends
         return elapsed
 
     def _count(self, state: str) -> int:
