@@ -162,6 +162,7 @@ def _by_idempotency_key(environment: Environment, user: User | None, key: str | 
 
 # -- what the worker reports ----------------------------------------------------------------
 
+@transition  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
 def claim_run(release_id: int, stage: str) -> Release | None:
     """Mark a hook ("hook") or apply ("execute") as started, once. None: nothing to do."""
     expect, started = (("READY", Release.hook_started_at) if stage == "hook"
@@ -174,6 +175,7 @@ def claim_run(release_id: int, stage: str) -> Release | None:
     return db.session.get(Release, release_id) if result.rowcount == 1 else None
 
 
+@transition  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
 def heartbeat(release_id: int, state: str, **output: Any) -> bool:
     """Record liveness and output so far; False when the release left `state` (e.g. aborted)."""
     result = db.session.execute(
@@ -183,6 +185,7 @@ def heartbeat(release_id: int, state: str, **output: Any) -> bool:
     return result.rowcount == 1
 
 
+@transition  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
 def pin_commit(release_id: int, commit: str, **hook: Any) -> None:
     """Record the commit the release applies (and which hook judges it)."""
     db.session.execute(sa.update(Release).where(Release.id == release_id)
@@ -222,7 +225,11 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
             moved = _move(release, "IN_PROGRESS", WORKER, expect=("READY",), reason="pre-release hook exited 0",
                           **record)
             new_state = "IN_PROGRESS"
-            if moved:
+            if moved and _nothing_to_run(release.environment):
+                # Nothing to execute: finish here rather than through a second job (same transaction).
+                _succeed_without_command(release)
+                new_state = "SUCCEEDED"
+            elif moved:
                 _enqueue("execute", release.id)
     else:
         error = error or f"The pre-release hook exited {exit_code}."
@@ -254,12 +261,24 @@ def record_execution_result(release_id: int, *, exit_code: int | None, output: s
 
 @transition
 def succeed_without_command(release_id: int) -> bool:
-    release = get_release(release_id)
-    note = "No release command is set for this environment, so nothing was run."
-    moved = _move(release, "SUCCEEDED", WORKER, expect=("IN_PROGRESS",), reason=note, exec_output=note + "\n")
+    moved = _succeed_without_command(get_release(release_id))
+    commit_changes()
+    return moved
+
+
+NOTHING_RUN = "No release command is set for this environment, so nothing was run."
+
+
+def _nothing_to_run(environment: Environment) -> bool:
+    return not (environment.release_command or "").strip() and not environment.wait_for_external_finish
+
+
+def _succeed_without_command(release: Release) -> bool:
+    """Within the current transaction: IN_PROGRESS → SUCCEEDED, nothing run; frees the slot."""
+    moved = _move(release, "SUCCEEDED", WORKER, expect=("IN_PROGRESS",), reason=NOTHING_RUN,
+                  exec_output=NOTHING_RUN + "\n")
     if moved:
         dispatch_queue(release.environment_id)
-    commit_changes()
     return moved
 
 

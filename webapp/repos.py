@@ -134,16 +134,33 @@ def find_hook(git_dir: Path, commit: str, project_name: str) -> HookScript | Non
     at a regular file; anything else raises RepoError. One git process reads it all.
     """
     _check_commit_arg(commit)
-    folder = f"{project_name}/{HOOK_DIR}"
     with _ObjectReader(git_dir) as objects:
-        if objects.read(f"{commit}^{{commit}}") is None:
-            raise RepoError(f"Commit '{commit}' was not found in repository "
-                            f"{_origin(git_dir)}; fetch it or pass another commit.")
-        entries = objects.tree(commit, folder)
-        for name, kind in HOOK_NAMES:
-            if name in entries:
-                path, blob, content = _follow(objects, commit, f"{folder}/{name}", entries[name])
-                return HookScript(path=path, kind=kind, blob=blob, content=content)
+        return _find_hook(objects, git_dir, commit, project_name)
+
+
+def find_hooks(git_dir: Path, hook_ref: str, commit: str,
+               project_name: str) -> tuple[str, HookScript | None, HookScript | None]:
+    """(the commit `hook_ref` names, the hook there, the hook at `commit`), read by one git process."""
+    _check_commit_arg(commit)
+    with _ObjectReader(git_dir) as objects:
+        ref_commit = objects.resolve(hook_ref)
+        if ref_commit is None:
+            raise RepoError(f"Ref '{hook_ref}' was not found in repository {_origin(git_dir)}; "
+                            "push it or pass a full commit.")
+        return (ref_commit, _find_hook(objects, git_dir, ref_commit, project_name),
+                _find_hook(objects, git_dir, commit, project_name))
+
+
+def _find_hook(objects: _ObjectReader, git_dir: Path, commit: str, project_name: str) -> HookScript | None:
+    folder = f"{project_name}/{HOOK_DIR}"
+    if objects.read(f"{commit}^{{commit}}") is None:
+        raise RepoError(f"Commit '{commit}' was not found in repository "
+                        f"{_origin(git_dir)}; fetch it or pass another commit.")
+    entries = objects.tree(commit, folder)
+    for name, kind in HOOK_NAMES:
+        if name in entries:
+            path, blob, content = _follow(objects, commit, f"{folder}/{name}", entries[name])
+            return HookScript(path=path, kind=kind, blob=blob, content=content)
     return None
 
 
@@ -287,6 +304,13 @@ class _ObjectReader:
         sha, kind, size = header
         content = self.proc.stdout.read(int(size) + 1)[:-1]
         return sha.decode(), kind.decode(), content
+
+    def resolve(self, ref: str) -> str | None:
+        """The full sha of the commit `ref` names, or None (as `rev-parse --verify ref^{commit}`)."""
+        if not ref or ref.startswith("-") or "\n" in ref or "\0" in ref:
+            return None
+        found = self.read(f"{ref}^{{commit}}")
+        return found[0] if found is not None and found[1] == "commit" and is_full_commit(found[0]) else None
 
     def tree(self, commit: str, folder: str) -> dict[str, tuple[str, str]]:
         """{name: (mode, sha)} of the folder `folder` of `commit`; {} when it is not one."""

@@ -13,7 +13,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from webapp import create_app  # imported once, before any job runs
-from webapp.extensions import redis_connection
+from webapp.extensions import db, redis_connection
 from webapp.notify import resume_due
 from webapp.reconcile import reconcile
 from webapp.runner import sweep_workspaces
@@ -42,6 +42,16 @@ def reconcile_forever(app, period: int, stop: threading.Event) -> None:
                 log.exception("reconciler round failed")
 
 
+class ReleaseWorker(SimpleWorker):
+    """Every job starts with a fresh database session: no read snapshot or lock outlives its job."""
+
+    def execute_job(self, job, queue):
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            db.session.remove()
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()
@@ -63,7 +73,7 @@ def main() -> int:
         # Jobs run in this process's main thread: hook supervisors die with it (PDEATHSIG),
         # and nothing is imported or forked per job.
         # Release jobs first; mail and webhooks run between them and never hold a release up.
-        worker = SimpleWorker([RELEASES_QUEUE, NOTIFY_QUEUE], connection=connection, serializer=JSONSerializer)
+        worker = ReleaseWorker([RELEASES_QUEUE, NOTIFY_QUEUE], connection=connection, serializer=JSONSerializer)
         try:
             worker.work(logging_level="INFO")
         finally:

@@ -14,8 +14,8 @@ from werkzeug.datastructures import MultiDict
 from .. import environments
 from ..environments import SettingsConflict
 from ..extensions import db
-from ..live import current_version
-from ..models import SLOT_STATES, STATES, AuditEvent, Environment, Project, Release, Variable
+from ..live import SHARED_RENDER, current_version, remember_render, rendered
+from ..models import SLOT_STATES, STATES, AuditEvent, Environment, Project, Release, User, Variable
 from ..permissions import has_permission, require_permission
 from ..resources import InvalidInput
 from ..transactions import Actor
@@ -57,14 +57,20 @@ def _environment(project: str, environment: str, **_) -> Environment:
     return g.page_environment
 
 
-def _live_releases(environment_id: int | None = None) -> dict[int, dict[str, list[Release]]]:
-    """Active and queued releases by environment, in one query that never reads history."""
-    query = (sa.select(Release).options(joinedload(Release.triggered_by))
+def _live_releases(environment_id: int | None = None) -> dict[int, dict[str, list[sa.Row]]]:
+    """Active and queued releases by environment, in one query that never reads history.
+
+    Plain rows of the columns a release line shows, not ORM objects: building 120 mapped
+    objects (and decoding their resources) cost as much as rendering them.
+    """
+    query = (sa.select(Release.id, Release.kind, Release.state, Release.environment_id, Release.created_at,
+                       Release.started_at, User.username.label("triggered_by_name"))
+             .outerjoin(User, User.id == Release.triggered_by_id)
              .where(Release.state.in_(LIVE_STATES)).order_by(Release.id))
     if environment_id is not None:
         query = query.where(Release.environment_id == environment_id)
-    live: dict[int, dict[str, list[Release]]] = {}
-    for release in db.session.scalars(query):
+    live: dict[int, dict[str, list[sa.Row]]] = {}
+    for release in db.session.execute(query):
         lists = live.setdefault(release.environment_id, {"active": [], "queue": []})
         lists["queue" if release.state == "QUEUED" else "active"].append(release)
     return live
@@ -107,7 +113,15 @@ def dashboard_fragment():
     unchanged, version = _unchanged()
     if unchanged:
         return "", 204
-    return render_template("_dashboard.html", board=_board(), version=version)
+    cached = rendered(SHARED_RENDER, version)
+    if cached is not None:
+        return cached
+    board = _board()
+    fragment = render_template("_dashboard.html", board=board, version=version)
+    # Empty boards say what the viewer may do (can_somewhere): only a full board is the same for everyone.
+    if board and all(entry["environments"] for entry in board):
+        remember_render(SHARED_RENDER, version, fragment)
+    return fragment
 
 
 # -- environment page ---------------------------------------------------------------------------
