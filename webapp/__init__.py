@@ -35,7 +35,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     with app.app_context():
         for engine in db.engines.values():
-            configure_sqlite(engine)
+            configure_sqlite(engine, app.config.get("SQLITE_BUSY_SECONDS", 30))
 
     from . import auth, errors, security
     from .cli import register_cli

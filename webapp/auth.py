@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import secrets
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -14,6 +15,9 @@ from flask import Flask, current_app, g, has_app_context, jsonify, make_response
 
 from .extensions import csrf, db, login_manager
 from .models import ApiToken, User, utcnow
+from .outage import is_outage
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "rg_"
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -74,8 +78,14 @@ def user_for_token(token: str) -> User | None:
 def _note_use(token_id: int, now: datetime) -> None:
     """Record when a token was last used, at most once a minute, in a short transaction of
     its own so the request's own transaction stays read-only until it acts."""
-    with db.engine.begin() as connection:
-        connection.execute(sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+    try:
+        with db.engine.begin() as connection:
+            connection.execute(sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+    except sa.exc.DBAPIError as error:
+        if not is_outage(error):
+            raise
+        # A busy or unreachable database must not turn away a request that only reads.
+        log.warning("could not record the use of API token %s: %s", token_id, str(error).splitlines()[0])
 
 
 def _bearer_token() -> str | None:

@@ -37,6 +37,14 @@ def _seconds_list(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
     return seconds
 
 
+def _engine_options(database_url: str) -> dict:
+    options: dict = {"pool_pre_ping": True}  # a connection the server dropped is replaced, not used
+    if database_url.startswith("postgresql"):
+        # An unreachable server is an error after 5 s, not a request that hangs.
+        options["connect_args"] = {"connect_timeout": _int("DATABASE_CONNECT_TIMEOUT", 5)}
+    return options
+
+
 def load_config() -> dict:
     """Build the Flask config mapping from the process environment."""
     load_dotenv(ROOT / ".env", override=False)
@@ -75,6 +83,13 @@ def load_config() -> dict:
         "WEBHOOK_TIMEOUT_SECONDS": _int("WEBHOOK_TIMEOUT_SECONDS", 10),
         # Waits between attempts of a failed send or webhook delivery; one more attempt than entries.
         "NOTIFY_RETRY_SECONDS": _seconds_list("NOTIFY_RETRY_SECONDS", (30, 120, 480, 1920, 7680)),
+        # Retention (retention.py; 0 keeps forever): hook and apply output of releases finished
+        # this many days ago, and the logs of sent mail, webhook deliveries and spent email links.
+        "OUTPUT_RETENTION_DAYS": _int("OUTPUT_RETENTION_DAYS", 90),
+        "NOTIFY_RETENTION_DAYS": _int("NOTIFY_RETENTION_DAYS", 30),
+        # How long Redis keeps an RQ job and its result after it ran; after it failed.
+        "RQ_RESULT_TTL_SECONDS": _int("RQ_RESULT_TTL_SECONDS", 3600),
+        "RQ_FAILURE_TTL_SECONDS": _int("RQ_FAILURE_TTL_SECONDS", 7 * 24 * 3600),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,
@@ -89,5 +104,11 @@ def load_config() -> dict:
         "LOGIN_LIMIT_PER_USERNAME": env.get("LOGIN_LIMIT_PER_USERNAME", "5 per minute"),
         # Behind a reverse proxy: how many proxies set X-Forwarded-For/-Proto/-Host.
         "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # SQLite: how long a write waits for another writer before answering 503 (the API) or
+        # retrying (the worker).
+        "SQLITE_BUSY_SECONDS": _int("SQLITE_BUSY_SECONDS", 30),
+        # How long a worker keeps retrying its bookkeeping (a hook's result, a heartbeat) while
+        # the database is unreachable; the hook itself never runs again.
+        "BOOKKEEPING_RETRY_SECONDS": _int("BOOKKEEPING_RETRY_SECONDS", 300),
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
     }

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, make_response, request
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from .extensions import db
+from .extensions import db, login_manager
+from .outage import is_outage
 from .permissions import PermissionDenied
 from .releases import ReleaseError
 from .resources import InvalidInput
@@ -43,10 +44,16 @@ def init_app(app: Flask) -> None:
     def csrf_error(error: CSRFError):
         return _answer(f"{error.description} Reload the page and try again.", 400)
 
-    @app.errorhandler(OperationalError)
-    def database_down(error: OperationalError):
-        log.error("database error: %s", error)
-        return _answer("The database is unavailable right now; try again in a moment.", 503)
+    @app.errorhandler(DBAPIError)
+    def database_error(error: DBAPIError):
+        if not is_outage(error):
+            return unexpected(error)
+        log.error("database unavailable on %s %s: %s", request.method, request.path, str(error).splitlines()[0])
+        if "_login_user" not in g:
+            g._login_user = login_manager.anonymous_user()  # the page around the message must not ask again
+        response = make_response(_answer("The database is unavailable right now; try again in a moment.", 503))
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

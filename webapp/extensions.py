@@ -39,7 +39,7 @@ def redis_connection() -> Redis:
     return client
 
 
-def configure_sqlite(engine: Engine) -> None:
+def configure_sqlite(engine: Engine, busy_seconds: float = 30) -> None:
     """WAL, foreign keys, and transactions that say up front whether they write.
 
     A DEFERRED transaction that reads and then writes fails at once with "database is
@@ -57,7 +57,7 @@ def configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

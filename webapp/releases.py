@@ -143,6 +143,8 @@ def trigger(environment: Environment, actor: Actor, resources: list[dict], *, re
     try:
         db.session.flush()
     except IntegrityError:
+        if not idempotency_key:
+            raise  # a constraint this release broke, not a retry of one already made
         db.session.rollback()
         existing = _by_idempotency_key(environment, actor.user, idempotency_key)
         if existing is None:

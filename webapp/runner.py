@@ -22,6 +22,7 @@ from flask import current_app
 from . import hooks, releases, repos, supervise
 from .extensions import db
 from .models import Release
+from .outage import persist, unless_down
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def keepalive(release_id: int, state: str, seconds: float) -> Iterator[None]:
     def beat() -> None:
         with app.app_context():
             while not done.wait(seconds):
-                if not releases.heartbeat(release_id, state):
+                if not unless_down(releases.heartbeat, True, release_id, state):
                     break
             db.session.remove()
 
@@ -175,11 +176,15 @@ def _fetch_and_pin(context: RunContext) -> tuple[Path, str]:
     return git_dir, commit
 
 
+def _claim(release_id: int, stage: str) -> RunContext | None:
+    release = releases.claim_run(release_id, stage)
+    return RunContext.of(release) if release is not None else None
+
+
 def run_pre_release_hook(release_id: int) -> None:
-    release = releases.claim_run(release_id, "hook")
-    if release is None:
+    context = persist(_claim, release_id, "hook")
+    if context is None:
         return  # already run or no longer READY: jobs are at-least-once
-    context = RunContext.of(release)
     _cache, python, cap, tick = _settings()
     hook_ref = context.hook_ref or context.branch
     try:
@@ -187,12 +192,12 @@ def run_pre_release_hook(release_id: int) -> None:
             git_dir, commit = _fetch_and_pin(context)
             hook_ref_commit, hook, own = repos.find_hooks(git_dir, hook_ref, commit, context.project)
     except repos.RepoError as error:
-        releases.fail(release_id, str(error), expect=("READY",))
+        persist(releases.fail, release_id, str(error), expect=("READY",))
         return
-    releases.pin_commit(release_id, commit, hook_ref_commit=hook_ref_commit,
-                        hook_path=hook.path if hook else None)
+    persist(releases.pin_commit, release_id, commit, hook_ref_commit=hook_ref_commit,
+            hook_path=hook.path if hook else None)
     if hook is None:
-        releases.record_hook_result(release_id, exit_code=None, output="", truncated=False, error=(
+        persist(releases.record_hook_result, release_id, exit_code=None, output="", truncated=False, error=(
             f"No pre-release hook was found at {hook_ref} ({hook_ref_commit[:12]}): add "
             f"{context.project}/pre_release_hooks/pre_release_hook.py or .sh to the repository."))
         return
@@ -202,7 +207,8 @@ def run_pre_release_hook(release_id: int) -> None:
                    f"{hook_ref} ({hook_ref_commit[:12]}), so this release needs approval whatever the hook says.")
 
     def on_tick(output: str, truncated: bool) -> bool:
-        return releases.heartbeat(release_id, "READY", hook_output=output, hook_truncated=truncated)
+        return unless_down(releases.heartbeat, True, release_id, "READY", hook_output=output,
+                           hook_truncated=truncated)
 
     with workspace(context, commit) as (checkout, payload, home):
         with keepalive(release_id, "READY", tick):
@@ -211,7 +217,8 @@ def run_pre_release_hook(release_id: int) -> None:
         _place_hook(script, hook.content)
         problem = hooks.preflight(script, hook.kind)
         if problem:
-            releases.record_hook_result(release_id, exit_code=None, output="", truncated=False, error=problem)
+            persist(releases.record_hook_result, release_id, exit_code=None, output="", truncated=False,
+                    error=problem)
             return
         result = hooks.run_hook(script, hook.kind, payload, cwd=checkout,
                                 env=context.environ(home, hooks_only=True), timeout=context.hook_timeout,
@@ -222,8 +229,8 @@ def run_pre_release_hook(release_id: int) -> None:
     output = result.output + (f"\n[releasegate] {differs}\n" if differs else "")
     error = (f"The pre-release hook timed out after {context.hook_timeout} seconds and was killed."
              if result.timed_out else result.error)
-    releases.record_hook_result(release_id, exit_code=result.exit_code, output=output,
-                                truncated=result.truncated, error=error, needs_approval_reason=differs)
+    persist(releases.record_hook_result, release_id, exit_code=result.exit_code, output=output,
+            truncated=result.truncated, error=error, needs_approval_reason=differs)
 
 
 def _place_hook(script: Path, content: bytes) -> None:
@@ -235,27 +242,27 @@ def _place_hook(script: Path, content: bytes) -> None:
 
 
 def execute_release(release_id: int) -> None:
-    release = releases.claim_run(release_id, "execute")
-    if release is None:
+    context = persist(_claim, release_id, "execute")
+    if context is None:
         return
-    context = RunContext.of(release)
     if context.release_command is None:
         if context.wait_for_external_finish:
-            releases.await_external_finish(release_id)
+            persist(releases.await_external_finish, release_id)
         else:
-            releases.succeed_without_command(release_id)
+            persist(releases.succeed_without_command, release_id)
         return
     _cache, _python, cap, tick = _settings()
     try:
         with keepalive(release_id, "IN_PROGRESS", tick):
             git_dir, commit = _fetch_and_pin(context)
     except repos.RepoError as error:
-        releases.fail(release_id, str(error), expect=("IN_PROGRESS",))
+        persist(releases.fail, release_id, str(error), expect=("IN_PROGRESS",))
         return
-    releases.pin_commit(release_id, commit, exec_command=context.release_command)
+    persist(releases.pin_commit, release_id, commit, exec_command=context.release_command)
 
     def on_tick(output: str, truncated: bool) -> bool:
-        return releases.heartbeat(release_id, "IN_PROGRESS", exec_output=output, exec_truncated=truncated)
+        return unless_down(releases.heartbeat, True, release_id, "IN_PROGRESS", exec_output=output,
+                           exec_truncated=truncated)
 
     with workspace(context, commit) as (checkout, payload, home):
         with keepalive(release_id, "IN_PROGRESS", tick):
@@ -269,5 +276,5 @@ def execute_release(release_id: int) -> None:
         return
     error = (f"The release command timed out after {context.release_timeout} seconds and was killed."
              if result.timed_out else result.error)
-    releases.record_execution_result(release_id, exit_code=result.exit_code, output=result.output,
-                                     truncated=result.truncated, timed_out=result.timed_out, error=error)
+    persist(releases.record_execution_result, release_id, exit_code=result.exit_code, output=result.output,
+            truncated=result.truncated, timed_out=result.timed_out, error=error)

@@ -17,6 +17,7 @@ from webapp.extensions import db, redis_connection
 from webapp.notify import resume_due
 from webapp.reconcile import reconcile
 from webapp.runner import sweep_workspaces
+from worker import jobs  # noqa: F401  (a broken import stops the worker here, not at its first job)
 from worker.queues import NOTIFY_QUEUE, RELEASES_QUEUE
 
 log = logging.getLogger("releasegate.worker")
