@@ -67,6 +67,8 @@ def load_config() -> dict:
         "BASE_URL": env.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         "REPO_CACHE_DIR": env.get("REPO_CACHE_DIR") or str(instance / "repos"),
         "HOOK_PYTHON": env.get("HOOK_PYTHON", "python3"),
+        # An operating-system account that hooks and release commands run as (docs/operations.md).
+        "HOOK_USER": env.get("HOOK_USER", "").strip(),
         "HOOK_OUTPUT_CAP": _int("HOOK_OUTPUT_CAP", 256 * 1024),
         "WORKER_LOST_SECONDS": _int("WORKER_LOST_SECONDS", 60),
         "RECONCILE_SECONDS": _int("RECONCILE_SECONDS", 5),

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .supervise import DEFAULT_PATH, RunResult, Tick, run_limited
+from .supervise import DEFAULT_PATH, Account, RunResult, Tick, run_limited
 
 
 def preflight(script: Path, kind: str) -> str | None:
@@ -93,11 +93,11 @@ def _path_without_virtualenv() -> str:
 def run_hook(script: Path, kind: str, payload_path: Path, *, cwd: Path,
              env: dict[str, str], timeout: float, output_cap: int,
              python: str = "python3", on_tick: Tick | None = None,
-             tick_seconds: float = 2.0, mask: Sequence[str] = ()) -> RunResult:
-    """Run a hook as `python3 <script> <payload>` or `bash <script> <payload>`."""
+             tick_seconds: float = 2.0, mask: Sequence[str] = (), user: Account | None = None) -> RunResult:
+    """Run a hook as `python3 <script> <payload>` or `bash <script> <payload>` (as `user` if given)."""
     if kind not in ("py", "sh"):
         raise ValueError(f"unknown hook kind {kind!r}")
     interpreter = python if kind == "py" else "bash"
     argv = [interpreter, str(Path(script).resolve()), str(Path(payload_path).resolve())]
     return run_limited(argv, cwd=cwd, env=env, timeout=timeout, output_cap=output_cap,
-                       on_tick=on_tick, tick_seconds=tick_seconds, mask=mask)
+                       on_tick=on_tick, tick_seconds=tick_seconds, mask=mask, user=user)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flask import current_app
 
-from . import hooks, releases, repos, supervise
+from . import hook_account, hooks, releases, repos, supervise
 from .extensions import db
 from .models import Release
 from .outage import persist, unless_down
@@ -87,7 +87,7 @@ def workspace(context: RunContext, commit: str) -> Iterator[tuple[Path, Path, Pa
     Its name starts with this worker's pid, so sweep_workspaces() can remove what a
     killed worker left behind.
     """
-    WORK_ROOT.mkdir(mode=0o700, exist_ok=True)
+    WORK_ROOT.mkdir(mode=0o711, exist_ok=True)  # others may enter (a HOOK_USER their own), not list
     root = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{context.release_id}-", dir=WORK_ROOT))
     try:
         payload, home, checkout = root / "payload.json", root / "home", root / "checkout"
@@ -168,6 +168,18 @@ def _settings() -> tuple[Path, str, int, float]:
             max(0.5, min(5.0, lost / 4)))
 
 
+def _hook_account(root: Path) -> supervise.Account | None:
+    """With HOOK_USER set: hand the workspace `root` to that account and return it."""
+    name = current_app.config.get("HOOK_USER")
+    if not name:
+        return None
+    account = hook_account.resolve(name)
+    if WORK_ROOT.stat().st_mode & 0o011 != 0o011:
+        WORK_ROOT.chmod(0o711)  # made before HOOK_USER was set
+    hook_account.hand_over(root, account)
+    return account
+
+
 def _fetch_and_pin(context: RunContext) -> tuple[Path, str]:
     """Fetch the mirror (skipped when a pinned commit is already in it) and pin the commit."""
     cache_dir, *_ = _settings()
@@ -223,7 +235,7 @@ def run_pre_release_hook(release_id: int) -> None:
         result = hooks.run_hook(script, hook.kind, payload, cwd=checkout,
                                 env=context.environ(home, hooks_only=True), timeout=context.hook_timeout,
                                 output_cap=cap, python=python, on_tick=on_tick, tick_seconds=tick,
-                                mask=context.secrets)
+                                mask=context.secrets, user=_hook_account(checkout.parent))
     if result.stopped:
         return  # aborted: the release already moved on
     output = result.output + (f"\n[releasegate] {differs}\n" if differs else "")
@@ -271,7 +283,8 @@ def execute_release(release_id: int) -> None:
         # The payload is the shell's $1 and RELEASE_PAYLOAD: `./deploy.sh "$1"` passes it on.
         argv = ["bash", "-c", context.release_command, "release_command", str(payload)]
         result = supervise.run_limited(argv, cwd=checkout, env=env, timeout=context.release_timeout, output_cap=cap,
-                                       on_tick=on_tick, tick_seconds=tick, mask=context.secrets)
+                                       on_tick=on_tick, tick_seconds=tick, mask=context.secrets,
+                                       user=_hook_account(checkout.parent))
     if result.stopped:
         return
     error = (f"The release command timed out after {context.release_timeout} seconds and was killed."

@@ -34,6 +34,8 @@ except (OSError, AttributeError):  # not Linux: no parent-death signal
     _prctl = None
 
 Tick = Callable[[str, bool], bool]
+Account = tuple[int, int, list[int]]  # uid, gid, supplementary groups
+Spawn = tuple[bytes, list[bytes], dict[bytes, bytes], bytes, Account | None]
 
 
 @dataclass
@@ -48,12 +50,14 @@ class RunResult:
 
 def run_limited(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float,
                 output_cap: int, on_tick: Tick | None = None, tick_seconds: float = 2.0,
-                mask: Sequence[str] = ()) -> RunResult:
+                mask: Sequence[str] = (), user: Account | None = None) -> RunResult:
     """Run `argv` in its own process group with exactly `env`, within limits.
 
     stdout and stderr are merged and kept up to `output_cap` bytes. Every
     `tick_seconds` `on_tick(output, truncated)` is called; False stops the run.
     On timeout or stop the whole group is killed. Strings in `mask` read as ****.
+    With `user`, the command runs as that account (its own groups only); the supervisor
+    stays with the caller, out of the command's reach.
 
     Call this from the thread that lives as long as the run (the worker's main
     thread): the command is killed when that thread dies (PR_SET_PDEATHSIG).
@@ -66,7 +70,7 @@ def run_limited(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: flo
     _reap_exited()
     output = _Output(output_cap, mask)
     try:
-        child = _Supervised(exe, argv, env, cwd)
+        child = _Supervised(exe, argv, env, cwd, user)
     except OSError as exc:
         return RunResult(None, "", error=f"The command could not be started: {exc}.")
     try:
@@ -140,9 +144,10 @@ class _Supervised:
     `error <errno> <cwd|exec>`, `stopped` or `failed`.
     """
 
-    def __init__(self, exe: str, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, exe: str, argv: list[str], env: dict[str, str], cwd: Path,
+                 user: Account | None = None) -> None:
         spawn = (os.fsencode(exe), [os.fsencode(a) for a in argv], _encode_env(env),
-                 os.fsencode(cwd))
+                 os.fsencode(cwd), user)
         if any(b"\0" in arg for arg in spawn[1]) or b"\0" in spawn[3]:
             raise ValueError("a command argument contains a NUL byte")
         self.out_r, out_w = _pipe()
@@ -297,7 +302,7 @@ class _Stop(Exception):
     pass
 
 
-def _supervise(spawn: tuple[bytes, list[bytes], dict[bytes, bytes], bytes],
+def _supervise(spawn: Spawn,
                out_w: int, status_w: int, parent: int, maxfd: int) -> None:
     """Never returns. Runs the command in its own group and kills that group when
     the command exits, when told to stop (SIGTERM) or when the parent dies."""
@@ -332,10 +337,9 @@ def _supervise(spawn: tuple[bytes, list[bytes], dict[bytes, bytes], bytes],
         os._exit(0)
 
 
-def _spawn_and_wait(spawn: tuple[bytes, list[bytes], dict[bytes, bytes], bytes],
-                    out_w: int, status_w: int, parent: int, maxfd: int,
+def _spawn_and_wait(spawn: Spawn, out_w: int, status_w: int, parent: int, maxfd: int,
                     spawned: list[int]) -> bytes:
-    exe, argv, env, cwd = spawn
+    exe, argv, env, cwd, user = spawn
     os.setsid()
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -347,8 +351,11 @@ def _spawn_and_wait(spawn: tuple[bytes, list[bytes], dict[bytes, bytes], bytes],
     try:
         os.chdir(cwd)
         stage = b"exec"
-        spawned[0] = os.posix_spawn(exe, argv, env, setpgroup=0, setsigmask=(),
-                                    setsigdef=_DEFAULT_SIGNALS)
+        if user is None:
+            spawned[0] = os.posix_spawn(exe, argv, env, setpgroup=0, setsigmask=(),
+                                        setsigdef=_DEFAULT_SIGNALS)
+        else:
+            spawned[0] = _spawn_as(user, exe, argv, env)
     except OSError as exc:
         return b"error %d %s\n" % (exc.errno or errno.EIO, stage)
     os.write(status_w, b"started %d\n" % spawned[0])
@@ -358,6 +365,38 @@ def _spawn_and_wait(spawn: tuple[bytes, list[bytes], dict[bytes, bytes], bytes],
     info = os.waitid(os.P_PID, spawned[0], os.WEXITED | os.WNOWAIT)
     code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
     return b"exit %d\n" % code
+
+
+def _spawn_as(user: Account, exe: bytes, argv: list[bytes], env: dict[bytes, bytes]) -> int:
+    """posix_spawn with a change of user, which it cannot do: fork, drop to `user`, exec.
+    An exec failure comes back through a close-on-exec pipe as the child's errno."""
+    uid, gid, groups = user
+    error_r, error_w = _pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(error_r)
+            os.setpgid(0, 0)
+            for signum in _DEFAULT_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            os.setgroups(groups)
+            os.setgid(gid)
+            os.setuid(uid)  # last: after it, nothing of the above could be undone
+            os.execve(exe, argv, env)
+        except OSError as exc:
+            os.write(error_w, b"%d" % (exc.errno or errno.EIO))
+        finally:
+            os._exit(127)
+    with contextlib.suppress(OSError):  # also here, so a kill of the group never misses it
+        os.setpgid(pid, pid)
+    os.close(error_w)
+    failed = os.read(error_r, 32)
+    os.close(error_r)
+    if failed:
+        os.waitpid(pid, 0)
+        raise OSError(int(failed), os.strerror(int(failed)))
+    return pid
 
 
 def _wire_fds(out_w: int, status_w: int, maxfd: int) -> None:

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from webapp import create_app  # imported once, before any job runs
+from webapp import create_app, hook_account  # imported once, before any job runs
 from webapp.extensions import db, redis_connection
 from webapp.notify import resume_due
 from webapp.reconcile import reconcile
@@ -60,6 +60,12 @@ def main() -> int:
         print("REDIS_URL is not set: point it at a Redis server (e.g. redis://127.0.0.1:6379/0), "
               "or start everything with `make run`.", file=sys.stderr)
         return 2
+    if app.config["HOOK_USER"]:
+        try:
+            hook_account.resolve(app.config["HOOK_USER"])
+        except hook_account.HookUserError as error:
+            print(error, file=sys.stderr)
+            return 2
     with app.app_context():
         connection = redis_connection()
         try:

@@ -1,0 +1,61 @@
+"""HOOK_USER: run hooks and release commands as another operating-system account.
+
+Hooks are the team's own code. Run as the worker's user they could read the application's
+`.env`, its `instance/` folder and database file; run as HOOK_USER they can't (given the
+file modes docs/operations.md asks for). Each workspace is handed to that account before the
+command starts, and the command runs with that account's uid, gid and groups only.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+from pathlib import Path
+
+from .supervise import Account
+
+# CAP_CHOWN (hand the workspace over), CAP_SETGID and CAP_SETUID (become the account).
+_NEEDED_CAPABILITIES = {"CAP_CHOWN": 0, "CAP_SETGID": 6, "CAP_SETUID": 7}
+
+
+class HookUserError(Exception):
+    pass
+
+
+def resolve(name: str) -> Account:
+    """The uid, gid and groups of `name`; HookUserError when this worker cannot become it."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise HookUserError(f"HOOK_USER names '{name}', but there is no such user on this machine: "
+                            f"create it (useradd --system --no-create-home {name}) or fix HOOK_USER.") from None
+    if entry.pw_uid == 0:
+        raise HookUserError("HOOK_USER names root; hooks must run as an account without privileges.")
+    missing = _missing_capabilities()
+    if missing:
+        raise HookUserError(f"HOOK_USER is set, but this worker cannot switch to '{name}': it needs to run as "
+                            f"root or with {', '.join(missing)} (systemd: AmbientCapabilities=).")
+    groups = sorted(set(os.getgrouplist(name, entry.pw_gid)))
+    return entry.pw_uid, entry.pw_gid, groups
+
+
+def _missing_capabilities() -> list[str]:
+    if os.geteuid() == 0:
+        return []
+    effective = 0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                effective = int(line.split()[1], 16)
+    except OSError:
+        pass
+    return [name for name, bit in _NEEDED_CAPABILITIES.items() if not effective & (1 << bit)]
+
+
+def hand_over(root: Path, account: Account) -> None:
+    """Make `root` and everything in it belong to `account` (symlinks themselves, not their targets)."""
+    uid, gid, _groups = account
+    os.lchown(root, uid, gid)
+    for folder, directories, files in os.walk(root):
+        for name in (*directories, *files):
+            os.lchown(os.path.join(folder, name), uid, gid)
+
