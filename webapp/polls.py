@@ -10,6 +10,7 @@ through to the views, which answer exactly as before.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs
 
@@ -18,6 +19,7 @@ from flask import Flask
 from itsdangerous import BadSignature
 from redis import Redis
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_cookie
 
@@ -30,6 +32,7 @@ NOTHING_CHANGED = [("Cache-Control", "no-store"), ("Vary", "Cookie, HX-Request")
 FRAGMENT_HEADERS = [("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
                     ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
                     ("Referrer-Policy", "same-origin"), *NOTHING_CHANGED]
+ACTIVE_FOR_SECONDS = 10
 _ACTIVE_USER = sa.text("SELECT 1 FROM users WHERE login_id = :login_id AND active")
 
 
@@ -42,9 +45,11 @@ class UnchangedPolls:
         with app.app_context():
             self.engine = db.engine
         self.redis: Redis | None = None  # made in the serving process, after any fork
-        # Users found active at a version: every change that could deactivate someone is audited
-        # and so moves the version, which empties this. Steady polls then need no SQL at all.
-        self.active_at: tuple[str, set[str]] = ("", set())
+        # Users found active at a version, for a few seconds: every change that could deactivate
+        # someone through the app is audited and so moves the version, which empties this; the
+        # expiry bounds what a change made straight in the database misses. Steady polls then
+        # need almost no SQL.
+        self.active_at: tuple[str, float, set[str]] = ("", 0.0, set())
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         answer = self._answer(environ) if environ.get("REQUEST_METHOD") == "GET" else None
@@ -98,14 +103,19 @@ class UnchangedPolls:
             return False
         if login_manager.session_protection and session.get("_id") != session_identifier(environ):
             return False  # flask-login would end this session: let it
-        if self.active_at[0] != version:
-            self.active_at = (version, set())
-        if login_id in self.active_at[1]:
+        known_version, expires, active_ids = self.active_at
+        if known_version != version or time.monotonic() > expires:
+            active_ids = set()
+            self.active_at = (version, time.monotonic() + ACTIVE_FOR_SECONDS, active_ids)
+        if login_id in active_ids:
             return True
-        with self.engine.connect() as connection:
-            active = connection.execute(_ACTIVE_USER, {"login_id": login_id}).first() is not None
+        try:
+            with self.engine.connect() as connection:
+                active = connection.execute(_ACTIVE_USER, {"login_id": login_id}).first() is not None
+        except SQLAlchemyError:
+            return False  # Flask answers, with the database error page if it is down
         if active:
-            self.active_at[1].add(login_id)
+            active_ids.add(login_id)
         return active
 
 
