@@ -1,0 +1,559 @@
+"""Each permission is enforced on the server, through the API and through the pages (SPEC §6, §7).
+
+CASES lists every route that require_permission gates, one row each; a test below checks
+the list against the app's url_map, so a new gated route without a row fails the suite
+(tests/test_routes.py already fails a state-changing route that is not gated at all).
+
+Every route has two doors: the API with a bearer token or with the browser session and its
+X-CSRFToken header; a page as a plain form post or as an htmx post, each with a valid CSRF
+token. For each row, acting as `member` (who starts with no grant):
+
+1. without the permission: through both doors, 403 with a sentence naming the permission
+   (the JSON `error`; the error page's message; the message htmx swaps into #messages),
+   and not one row of the database differs afterwards (a token's last-used time aside);
+2. with the permission for another environment: the same;
+3. with it for this one environment: allowed where a per-environment grant is meant to be
+   enough (`scoped`), refused with nothing changed where the route needs all environments;
+4. with it for all environments: allowed, and the table the route exists to change changed;
+   a second test allows it through the other door.
+
+Then the rules that are not one permission: self-approval, a triggerer cancelling or
+withdrawing their own release, manage_users only for all environments, and a
+per-environment manage_environments that cannot create projects or environments.
+
+Releases are put in the state a case needs through the state machine's own entry points
+(releases.record_hook_result is what the worker calls when a hook exits), not by running
+hooks: these tests are about who may act, and stay quick.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers import CHANGE, state, trigger
+from tests.test_routes import STATE_CHANGING, UNGATED
+from webapp.extensions import db
+from webapp.models import AuditEvent, Environment, Grant, Project, User, WebhookEndpoint
+from webapp.permissions import PERMISSIONS
+
+PROJECT, ENV, OTHER = "shop", "prod", "qa"  # every case acts on shop/prod; a grant on shop/qa must not help
+ENV_PATH = f"{PROJECT}/{ENV}"
+API_ENV = f"/api/v1/projects/{PROJECT}/environments/{ENV}"
+PAGE_ENV = f"/projects/{PROJECT}/environments/{ENV}"
+HX = {"HX-Request": "true"}
+SETTINGS_FORM = {  # prod's settings as its form sends them, with the hook timeout changed from 300
+    "release_stream": "PROD", "approval_workflow": "on", "release_command": 'bash deploy.sh "$1"',
+    "hook_ref": "", "hook_timeout_seconds": "120", "release_timeout_seconds": "3600",
+    "approval_timeout_hours": ""}
+WEBHOOK_FORM = {"name": "audit", "url": "https://hooks.example.com/releases", "events": ["release.queued"],
+                "format": "json", "scope": "all", "secret": "a-secret-of-enough-length"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One gated route: what it needs, what it acts on, and what success changes."""
+
+    endpoint: str
+    permission: str
+    method: str
+    path: str  # {placeholders} are filled from what `target` built
+    body: dict[str, Any] | None = None
+    target: str | None = None  # see build()
+    ok: int = 200
+    writes: str = "releases"  # the table a success changes
+    to_state: str | None = None  # the target release's state after a success
+    scoped: bool = True  # a grant for the one environment is enough
+    admin_only: bool = False  # webhooks: manage_users and an admin (docs/integrations.md)
+
+    @property
+    def api(self) -> bool:
+        return self.path.startswith("/api/")
+
+
+CASES = [
+    # -- trigger_release ------------------------------------------------------------------------------
+    Case("api.trigger_release", "trigger_release", "POST", f"{API_ENV}/releases", {"resources": CHANGE}, ok=202),
+    Case("api.finish", "trigger_release", "POST", "/api/v1/releases/{release}/finish",
+         {"result": "SUCCEEDED", "log": "deployed by CI"}, target="awaiting_finish", to_state="SUCCEEDED"),
+    Case("release_pages.trigger_submit", "trigger_release", "POST", "/trigger",
+         {"environment": ENV_PATH, "resources": json.dumps(CHANGE)}, ok=303),
+    Case("release_pages.trigger_again", "trigger_release", "POST", "/releases/{release}/trigger-again",
+         target="queued", ok=303),
+    # -- approve_release ------------------------------------------------------------------------------
+    Case("api.approve", "approve_release", "POST", "/api/v1/releases/{release}/approve", {"comment": "ok"},
+         target="pending", to_state="APPROVED"),
+    Case("api.reject", "approve_release", "POST", "/api/v1/releases/{release}/reject", {"comment": "no"},
+         target="pending", to_state="REJECTED"),
+    Case("release_pages.approve", "approve_release", "POST", "/releases/{release}/approve", {"comment": "ok"},
+         target="pending", ok=303, to_state="APPROVED"),
+    Case("release_pages.reject", "approve_release", "POST", "/releases/{release}/reject", {"comment": "no"},
+         target="pending", ok=303, to_state="REJECTED"),
+    Case("email_links.decide", "approve_release", "POST", "/email/links/{token}", {"comment": "ok"},
+         target="email_link", to_state="APPROVED"),
+    # -- cancel_release -------------------------------------------------------------------------------
+    Case("api.cancel", "cancel_release", "POST", "/api/v1/releases/{release}/cancel", target="queued",
+         to_state="CANCELLED"),
+    Case("api.abort_release", "cancel_release", "POST", "/api/v1/releases/{release}/abort", target="running",
+         to_state="FAILED"),
+    Case("release_pages.cancel", "cancel_release", "POST", "/releases/{release}/cancel", target="queued",
+         ok=303, to_state="CANCELLED"),
+    Case("release_pages.abort_release", "cancel_release", "POST", "/releases/{release}/abort", target="running",
+         ok=303, to_state="FAILED"),
+    # -- manage_environments --------------------------------------------------------------------------
+    Case("api.update_environment", "manage_environments", "PATCH", API_ENV, {"hook_timeout_seconds": 120},
+         writes="environments"),
+    Case("api.put_variable", "manage_environments", "PUT", f"{API_ENV}/variables/NEW_VAR", {"value": "v"},
+         ok=201, writes="variables"),
+    Case("api.delete_variable", "manage_environments", "DELETE", f"{API_ENV}/variables/OLD_VAR",
+         target="variable", ok=204, writes="variables"),
+    Case("pages.save_settings", "manage_environments", "POST", f"{PAGE_ENV}/settings", SETTINGS_FORM, ok=303,
+         writes="environments"),
+    Case("pages.save_variable", "manage_environments", "POST", f"{PAGE_ENV}/variables",
+         {"name": "NEW_VAR", "value": "v"}, ok=303, writes="variables"),
+    Case("pages.delete_variable", "manage_environments", "POST", f"{PAGE_ENV}/variables/OLD_VAR/delete",
+         target="variable", ok=303, writes="variables"),
+    # ... for all environments only: creating projects and environments, editing a project
+    Case("api.create_project", "manage_environments", "POST", "/api/v1/projects", {"name": "blog", "repo": "{repo}"},
+         ok=201, writes="projects", scoped=False),
+    Case("api.create_environment", "manage_environments", "POST", f"/api/v1/projects/{PROJECT}/environments",
+         {"name": "stage", "release_stream": "STAGE"}, ok=201, writes="environments", scoped=False),
+    Case("admin.create_project", "manage_environments", "POST", "/admin/projects",
+         {"name": "blog", "repo": "{repo}", "branch": "main", "hook_ref": ""}, ok=302, writes="projects",
+         scoped=False),
+    Case("admin.update_project", "manage_environments", "POST", f"/admin/projects/{PROJECT}",
+         {"repo": "{repo}", "branch": "release", "hook_ref": ""}, ok=302, writes="projects", scoped=False),
+    Case("admin.create_environment", "manage_environments", "POST", f"/admin/projects/{PROJECT}/environments",
+         {"name": "stage", "release_stream": "STAGE", "approval_workflow": "on"}, ok=302, writes="environments",
+         scoped=False),
+    # -- manage_users (exists for all environments only) ----------------------------------------------
+    Case("admin.create_user", "manage_users", "POST", "/admin/users",
+         {"username": "newbie", "email": "newbie@example.com", "password": "newbie-password-123"}, ok=302,
+         writes="users", scoped=False),
+    Case("admin.deactivate_user", "manage_users", "POST", "/admin/users/{dev}/deactivate", ok=302,
+         writes="users", scoped=False),
+    Case("admin.reactivate_user", "manage_users", "POST", "/admin/users/{gone}/reactivate", target="deactivated",
+         ok=302, writes="users", scoped=False),
+    Case("admin.reset_password", "manage_users", "POST", "/admin/users/{dev}/password",
+         {"password": "another-password-123"}, ok=302, writes="users", scoped=False),
+    Case("admin.grant", "manage_users", "POST", "/admin/users/{dev}/grants",
+         {"permission": "approve_release", "environment": ""}, ok=302, writes="grants", scoped=False),
+    Case("admin.revoke_grant", "manage_users", "POST", "/admin/users/{dev}/grants/{dev_grant}/revoke", ok=302,
+         writes="grants", scoped=False),
+    Case("integrations.create_webhook", "manage_users", "POST", "/admin/webhooks", WEBHOOK_FORM, ok=302,
+         writes="webhook_endpoints", scoped=False, admin_only=True),
+    Case("integrations.update_webhook", "manage_users", "POST", "/admin/webhooks/{webhook}",
+         {**WEBHOOK_FORM, "name": "renamed"}, target="webhook", ok=302, writes="webhook_endpoints", scoped=False,
+         admin_only=True),
+    Case("integrations.delete_webhook", "manage_users", "POST", "/admin/webhooks/{webhook}/delete",
+         target="webhook", ok=302, writes="webhook_endpoints", scoped=False, admin_only=True),
+    Case("integrations.redeliver", "manage_users", "POST", "/admin/webhooks/deliveries/{delivery}/redeliver",
+         target="delivery", ok=302, writes="webhook_deliveries", scoped=False, admin_only=True),
+]
+
+
+# -- the world every case acts in -------------------------------------------------------------------
+
+@dataclass
+class World:
+    app: Any
+    api: Any
+    people: Any
+    web: Any
+    repo: str
+    browsers: dict[str, Any] = field(default_factory=dict)
+
+    def browser(self, name: str):
+        """A test client signed in as `name` through the sign-in form (one per persona)."""
+        if name not in self.browsers:
+            self.browsers[name] = self.web(name)
+        return self.browsers[name]
+
+    def user_id(self, name: str) -> int:
+        with self.app.app_context():
+            return db.session.scalar(sa.select(User.id).where(User.username == name))
+
+    def environment(self, name: str) -> Environment:
+        return db.session.scalar(sa.select(Environment).join(Project).where(
+            Project.name == PROJECT, Environment.name == name))
+
+    def grant(self, name: str, permission: str, environment: str | None = None) -> None:
+        """Give `name` the permission for all environments or one (the CLI's function: for
+        manage_users it writes the per-environment row the admin page and the CLI refuse)."""
+        from webapp.cli import grant
+
+        with self.app.app_context():
+            user = db.session.get(User, self.user_id(name))
+            grant(user, permission, self.environment(environment) if environment else None)
+
+    def record_hook(self, release_id: int, exit_code: int) -> None:
+        """What the worker records when the hook exits (2: waits for approval; 0: goes ahead)."""
+        from webapp import releases
+
+        with self.app.app_context():
+            assert releases.record_hook_result(release_id, exit_code=exit_code, output="stub", truncated=False)
+
+    def release_state(self, release_id: int) -> str:
+        return state(self.api, release_id)
+
+
+@pytest.fixture()
+def world(app, api, people, web, shop) -> World:
+    """Project shop with qa and prod (approval workflow on, a release command), the
+    fixtures' personas (admin, dev: trigger+cancel, approver: approve+trigger, member: none)."""
+    return World(app, api, people, web, str(shop))
+
+
+def build(world: World, target: str | None) -> dict[str, Any]:
+    """Make what a case acts on; return the values its path and body name."""
+    app = world.app
+    values: dict[str, Any] = {"repo": world.repo, "dev": world.user_id("dev")}
+    with app.app_context():
+        values["dev_grant"] = db.session.scalar(sa.select(Grant.id).where(
+            Grant.user_id == values["dev"], Grant.permission == "trigger_release"))
+    if target == "queued":  # dev's release waiting behind dev's release holding the slot
+        trigger(world.api, "dev", path=ENV_PATH)
+        values["release"] = trigger(world.api, "dev", path=ENV_PATH)
+        assert world.release_state(values["release"]) == "QUEUED"
+    elif target in ("pending", "email_link"):  # dev's release, pending approval
+        values["release"] = trigger(world.api, "dev", path=ENV_PATH)
+        world.record_hook(values["release"], 2)
+        if target == "email_link":  # the Approve link mailed to member
+            values["token"] = email_link(world, "member", "approve", values["release"])
+    elif target == "running":  # dev's release running its release command
+        values["release"] = trigger(world.api, "dev", path=ENV_PATH)
+        world.record_hook(values["release"], 0)
+        assert world.release_state(values["release"]) == "IN_PROGRESS"
+    elif target == "awaiting_finish":  # dev's release waiting for CI to report
+        response = world.api("admin").patch(API_ENV, json={"release_command": None,
+                                                           "wait_for_external_finish": True})
+        assert response.status_code == 200, response.json
+        values["release"] = trigger(world.api, "dev", path=ENV_PATH)
+        world.record_hook(values["release"], 0)
+        assert world.release_state(values["release"]) == "IN_PROGRESS"
+    elif target == "variable":
+        response = world.api("admin").put(f"{API_ENV}/variables/OLD_VAR", json={"value": "old"})
+        assert response.status_code == 201, response.json
+    elif target == "deactivated":
+        values["gone"] = world.people.add("gone")
+        admin = world.browser("admin")
+        assert admin.post(f"/admin/users/{values['gone']}/deactivate",
+                          data={"csrf_token": admin.csrf}).status_code == 302
+    elif target in ("webhook", "delivery"):
+        admin = world.browser("admin")
+        assert admin.post("/admin/webhooks", data={**WEBHOOK_FORM, "csrf_token": admin.csrf}).status_code == 302
+        with app.app_context():
+            values["webhook"] = db.session.scalar(sa.select(sa.func.max(WebhookEndpoint.id)))
+        if target == "delivery":  # a delivery of dev's release.queued event that gave up
+            from webapp import webhooks
+
+            release_id = trigger(world.api, "dev", path=ENV_PATH)
+            with app.app_context():
+                queued = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.release_id == release_id))
+                [delivery] = webhooks.add_deliveries("release.queued", queued)
+                delivery.status = "failed"
+                db.session.commit()
+                values["delivery"] = delivery.id
+    else:
+        assert target is None, f"unknown target {target!r}"
+    return values
+
+
+# -- asking, and what an answer must look like ---------------------------------------------------------
+
+def _fill(value: Any, values: dict[str, Any]) -> Any:
+    """Put `values` in for the {names} in a string (other braces, as in JSON, stay)."""
+    if not isinstance(value, str):
+        return value
+    return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), value)
+
+
+def send(world: World, case: Case, who: str, values: dict[str, Any], door: str):
+    """The case's request as `who` through `door`. API: "token" (bearer) or "session" (the
+    signed-in browser's cookie with its X-CSRFToken header); pages: "form" (a plain form post
+    with its csrf_token) or "htmx" (the same post as htmx sends it)."""
+    path = _fill(case.path, values)
+    body = {key: _fill(value, values) for key, value in (case.body or {}).items()}
+    if door == "token":
+        return world.app.test_client().open(path, method=case.method, json=body if case.body is not None else None,
+                                            headers=world.people.headers(who))
+    client = world.browser(who)
+    if door == "session":
+        return client.open(path, method=case.method, json=body if case.body is not None else None,
+                           headers={"X-CSRFToken": client.csrf})
+    return client.open(path, method=case.method, data={**body, "csrf_token": client.csrf},
+                       headers=HX if door == "htmx" else {})
+
+
+def doors(case: Case) -> tuple[str, str]:
+    return ("token", "session") if case.api else ("form", "htmx")
+
+
+def refusal_sentence(response, door: str) -> str:
+    """The sentence a refused person reads: the JSON `error`, the message htmx swaps into the
+    page's message area, or the error page's."""
+    assert response.status_code == 403, f"{response.status_code} where 403 was due: {response.text[:400]}"
+    if door in ("token", "session"):
+        assert response.is_json, response.text[:200]
+        message = response.json["error"]
+    elif door == "htmx":
+        assert response.headers.get("HX-Retarget") == "#messages", dict(response.headers)
+        found = re.search(r'<div class="message message-error"[^>]*>(.*?)</div>', response.text, re.S)
+        assert found, response.text[:400]
+        message = html.unescape(found.group(1)).strip()
+    else:
+        found = re.search(r"<h1>Not allowed</h1>\s*<p>(.*?)</p>", response.text, re.S)
+        assert found, response.text[:400]
+        message = html.unescape(found.group(1)).strip()
+    assert isinstance(message, str) and len(message) > 20 and message.endswith("."), message
+    return message
+
+
+def snapshot(app) -> dict[str, list[tuple]]:
+    """Every row of every table (an API token's last-used time aside: using a token is not acting)."""
+    tables = {}
+    with app.app_context(), db.engine.connect() as connection:
+        for table in db.metadata.sorted_tables:
+            columns = [c for c in table.columns if (table.name, c.name) != ("api_tokens", "last_used_at")]
+            query = sa.select(*columns).order_by(*table.primary_key.columns)
+            tables[table.name] = [tuple(row) for row in connection.execute(query)]
+    return tables
+
+
+def changed_tables(before: dict, after: dict) -> list[str]:
+    return sorted(name for name in before if before[name] != after[name])
+
+
+def assert_refused(world: World, case: Case, who: str, values: dict[str, Any], *, says: str) -> None:
+    """Refused with 403 and a sentence containing `says` through both doors of the case, and
+    the database exactly as before."""
+    before = snapshot(world.app)
+    for door in doors(case):
+        message = refusal_sentence(send(world, case, who, values, door), door)
+        assert says in message, f"{case.endpoint} via {door}: {message!r} does not say {says!r}"
+    assert changed_tables(before, snapshot(world.app)) == [], f"{case.endpoint} changed the database when refused"
+
+
+def assert_allowed(world: World, case: Case, who: str, values: dict[str, Any], door: str) -> None:
+    """Allowed, and the table the route exists to change changed. Through the first door the
+    exact status is checked; htmx answers differ per view (a panel, a redirect header, …)."""
+    before = snapshot(world.app)
+    response = send(world, case, who, values, door)
+    if door == doors(case)[0]:
+        assert response.status_code == case.ok, f"{case.endpoint}: {response.status_code} {response.text[:400]}"
+    else:
+        assert response.status_code < 400, f"{case.endpoint} via {door}: {response.status_code} {response.text[:400]}"
+    assert case.writes in changed_tables(before, snapshot(world.app)), f"{case.endpoint} via {door} changed nothing"
+    if case.to_state:
+        assert world.release_state(values["release"]) == case.to_state
+
+
+def needs(permission: str, environment: str | None = ENV_PATH) -> str:
+    """What the refusal of require_permission says."""
+    where = f" on {environment}" if environment else ""
+    return f"\u201c{PERMISSIONS[permission]}\u201d permission{where} to do this"
+
+
+# -- the table -----------------------------------------------------------------------------------------
+
+def test_every_gated_route_has_a_case_with_its_permission(app):
+    """The table is the url_map's list: every state-changing route outside test_routes.UNGATED,
+    with the permission its decorator names, at an address that reaches it."""
+    adapter = app.url_map.bind("localhost")
+    gated = {rule.endpoint: getattr(app.view_functions[rule.endpoint], "required_permission", None)
+             for rule in app.url_map.iter_rules()
+             if rule.methods & STATE_CHANGING and rule.endpoint not in UNGATED}
+    covered = {case.endpoint: case.permission for case in CASES}
+    assert len(covered) == len(CASES), "two cases for one route"
+    assert sorted(set(gated) - set(covered)) == [], "gated routes without a case in CASES"
+    assert sorted(set(covered) - set(gated)) == [], "cases for routes that are not gated (or gone)"
+    assert covered == gated, "a case names another permission than the route's decorator"
+    placeholders = {"release": 1, "token": "t", "dev": 1, "dev_grant": 1, "gone": 1, "webhook": 1, "delivery": 1,
+                    "repo": "r"}
+    for case in CASES:
+        endpoint, _args = adapter.match(_fill(case.path, placeholders), method=case.method)
+        assert endpoint == case.endpoint, (case.path, endpoint)
+    assert {case.permission for case in CASES} == set(PERMISSIONS)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.endpoint)
+def test_refused_without_the_permission_or_with_it_elsewhere_allowed_with_it(world, case):
+    """Steps 1–4 of the module's docstring; the success goes through the first door (bearer
+    token, plain form), with the exact status the route answers."""
+    values = build(world, case.target)
+    where = ENV_PATH if case.scoped else None
+    # (manage_users has no per-environment form: the admin page and the CLI refuse one, see
+    # below; World.grant writes the row anyway, to show that such a row grants nothing.)
+
+    assert_refused(world, case, "member", values, says=needs(case.permission, where))
+
+    world.grant("member", case.permission, OTHER)
+    assert_refused(world, case, "member", values, says=needs(case.permission, where))
+
+    world.grant("member", case.permission, ENV)
+    if case.scoped:
+        assert_allowed(world, case, "member", values, doors(case)[0])
+        return
+    assert_refused(world, case, "member", values, says=needs(case.permission, None))
+
+    world.grant("member", case.permission)
+    if case.admin_only:  # manage_users is needed, and webhooks are for admins on top
+        assert_refused(world, case, "member", values, says="Only admins can manage webhooks")
+        assert_allowed(world, case, "admin", values, doors(case)[0])
+    else:
+        assert_allowed(world, case, "member", values, doors(case)[0])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.endpoint)
+def test_a_grant_for_all_environments_allows_through_the_other_door(world, case):
+    """The success through the second door: the API with the browser session and its CSRF
+    header, the pages as htmx posts them."""
+    values = build(world, case.target)
+    world.grant("member", case.permission)
+    assert_allowed(world, case, "admin" if case.admin_only else "member", values, doors(case)[1])
+
+
+# -- self-approval -------------------------------------------------------------------------------------
+
+def email_link(world: World, who: str, action: str, release_id: int) -> str:
+    """An Approve or Reject link as mailed to `who`."""
+    from webapp import email_links
+
+    with world.app.app_context():
+        token = email_links.issue(world.user_id(who), release_id, action)
+        db.session.commit()
+    return token
+
+
+def decide(world: World, who: str, door: str, action: str, release_id: int, token: str | None = None):
+    """Approve or reject through the API, the release page or the mailed link (`token`)."""
+    if door == "api":
+        return world.api(who).post(f"/api/v1/releases/{release_id}/{action}", json={"comment": "mine"})
+    client = world.browser(who)
+    address = f"/email/links/{token}" if door == "email" else f"/releases/{release_id}/{action}"
+    return client.post(address, data={"csrf_token": client.csrf, "comment": "mine"})
+
+
+@pytest.mark.parametrize("who", ["approver", "admin"])
+@pytest.mark.parametrize("door", ["api", "page", "email"])
+def test_nobody_decides_their_own_release_unless_the_environment_allows_self_approval(world, who, door):
+    release_id = trigger(world.api, who, path=ENV_PATH)
+    world.record_hook(release_id, 2)
+    links = {action: email_link(world, who, action, release_id) for action in ("approve", "reject")}
+    before = snapshot(world.app)
+    for action in ("approve", "reject"):
+        response = decide(world, who, door, action, release_id, links[action])
+        assert response.status_code == 403, response.text[:400]
+        text = response.json["error"] if door == "api" else html.unescape(response.text)
+        assert "You triggered this release, so someone else must approve or reject it" in text
+    assert changed_tables(before, snapshot(world.app)) == []  # the links were not used up either
+    assert world.release_state(release_id) == "PENDING_APPROVAL"
+
+    assert world.api("admin").patch(API_ENV, json={"allow_self_approval": True}).status_code == 200
+    response = decide(world, who, door, "approve", release_id, links["approve"])
+    assert response.status_code in (200, 303), response.text[:400]
+    assert world.release_state(release_id) == "APPROVED"
+
+
+# -- a triggerer's own releases ------------------------------------------------------------------------
+
+def cancel(world: World, who: str, door: str, release_id: int):
+    if door == "api":
+        return world.api(who).post(f"/api/v1/releases/{release_id}/cancel")
+    client = world.browser(who)
+    return client.post(f"/releases/{release_id}/cancel", data={"csrf_token": client.csrf})
+
+
+@pytest.mark.parametrize("door", ["api", "page"])
+def test_a_triggerer_cancels_and_withdraws_their_own_releases_without_cancel_release(world, door):
+    world.grant("member", "trigger_release", ENV)  # and nothing else
+    holder = trigger(world.api, "member", path=ENV_PATH)
+    queued = trigger(world.api, "member", path=ENV_PATH)
+    assert world.release_state(queued) == "QUEUED"
+    assert cancel(world, "member", door, queued).status_code in (200, 303)
+    assert world.release_state(queued) == "CANCELLED"
+
+    world.record_hook(holder, 2)
+    assert cancel(world, "member", door, holder).status_code in (200, 303)  # withdraw
+    assert world.release_state(holder) == "CANCELLED"
+
+
+@pytest.mark.parametrize("door", ["api", "page"])
+def test_a_triggerer_cannot_abort_their_own_release_or_cancel_someone_elses(world, door):
+    world.grant("member", "trigger_release", ENV)  # and nothing else
+    mine = trigger(world.api, "member", path=ENV_PATH)
+    world.record_hook(mine, 0)  # running: aborting needs cancel_release, one's own release or not
+    others = trigger(world.api, "dev", path=ENV_PATH)  # queued behind it
+    before = snapshot(world.app)
+    for action, release_id in (("abort", mine), ("cancel", others)):
+        if door == "api":
+            response = world.api("member").post(f"/api/v1/releases/{release_id}/{action}")
+        else:
+            browser = world.browser("member")
+            response = browser.post(f"/releases/{release_id}/{action}", data={"csrf_token": browser.csrf})
+        assert needs("cancel_release") in refusal_sentence(response, "token" if door == "api" else "form")
+    assert changed_tables(before, snapshot(world.app)) == []
+    assert (world.release_state(mine), world.release_state(others)) == ("IN_PROGRESS", "QUEUED")
+
+
+@pytest.mark.parametrize("who", ["canceller", "admin"])
+@pytest.mark.parametrize("door", ["api", "page"])
+def test_only_the_triggerer_withdraws_a_pending_release_even_with_cancel_release(world, who, door):
+    release_id = build(world, "pending")["release"]  # dev's
+    world.people.add("canceller", "cancel_release")
+    before = snapshot(world.app)
+    sentence = refusal_sentence(cancel(world, who, door, release_id), "token" if door == "api" else "form")
+    assert "Only the person who triggered a pending release can withdraw it" in sentence
+    assert changed_tables(before, snapshot(world.app)) == []
+    assert world.release_state(release_id) == "PENDING_APPROVAL"
+
+
+# -- manage_users only for all environments; manage_environments per environment ------------------------
+
+def test_manage_users_cannot_be_granted_for_one_environment(world):
+    admin = world.browser("admin")
+    member = world.user_id("member")
+    with world.app.app_context():
+        prod_id = world.environment(ENV).id
+    before = snapshot(world.app)
+    response = admin.post(f"/admin/users/{member}/grants", data={"csrf_token": admin.csrf,
+                                                                  "permission": "manage_users",
+                                                                  "environment": str(prod_id)})
+    assert response.status_code == 422
+    assert "exists only for all environments" in html.unescape(response.text)
+    result = world.app.test_cli_runner().invoke(args=["users", "grant", "member", "manage_users",
+                                                      "--environment", ENV_PATH])
+    assert result.exit_code != 0 and "exists only for all environments" in result.output
+    assert changed_tables(before, snapshot(world.app)) == []
+
+    response = admin.post(f"/admin/users/{member}/grants", data={"csrf_token": admin.csrf,
+                                                                  "permission": "manage_users", "environment": ""})
+    assert response.status_code == 302
+    assert world.browser("member").get("/admin/users").status_code == 200
+
+
+def test_manage_environments_for_one_environment_manages_it_but_creates_nothing(world):
+    world.grant("member", "manage_environments", ENV)
+    api, browser = world.api("member"), world.browser("member")
+    before = snapshot(world.app)
+    attempts = [api.post("/api/v1/projects", json={"name": "blog", "repo": world.repo}),
+                api.post(f"/api/v1/projects/{PROJECT}/environments", json={"name": "stage", "release_stream": "S"})]
+    for address, form in (("/admin/projects", {"name": "blog", "repo": world.repo, "branch": "main"}),
+                          (f"/admin/projects/{PROJECT}/environments", {"name": "stage", "release_stream": "S"}),
+                          (f"/admin/projects/{PROJECT}", {"repo": world.repo, "branch": "other"})):
+        attempts.append(browser.post(address, data={**form, "csrf_token": browser.csrf}))
+    for response in attempts:
+        assert needs("manage_environments", None) in refusal_sentence(response, "token" if response.is_json else "form")
+    assert changed_tables(before, snapshot(world.app)) == []
+
+    # ... while prod itself, through either door, is theirs to manage
+    assert api.patch(API_ENV, json={"hook_timeout_seconds": 100}).status_code == 200
+    response = browser.post(f"{PAGE_ENV}/settings", data={**SETTINGS_FORM, "csrf_token": browser.csrf})
+    assert response.status_code == 303
+    with world.app.app_context():
+        assert world.environment(ENV).hook_timeout_seconds == 120
