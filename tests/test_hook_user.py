@@ -53,6 +53,7 @@ def probe(app_dir: Path, database: str) -> str:
     """A shell script that reports, line by line, who it runs as and what it could touch."""
     return (
         'echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"\n'
+        'grep CapEff /proc/self/status\n'
         f'for target in {app_dir}/.env {app_dir}/instance/releasegate.db {database}; do\n'
         '  if cat "$target" >/dev/null 2>&1; then echo "READ $target"; else echo "DENIED $target"; fi\n'
         'done\n'
@@ -72,6 +73,7 @@ def sqlite_file(app_config) -> str:
 def assert_confined(output: str, account: pwd.struct_passwd, app_dir: Path, database: str) -> None:
     lines = output.splitlines()
     assert f"uid={account.pw_uid} gid={account.pw_gid} groups={account.pw_gid}" in lines
+    assert "CapEff:\t0000000000000000" in lines  # leaving root dropped every capability
     assert f"DENIED {app_dir}/.env" in lines
     assert f"DENIED {app_dir}/instance/releasegate.db" in lines
     assert f"DENIED {database}" in lines
@@ -122,3 +124,32 @@ def test_the_worker_will_not_start_when_hook_user_is_root(app_config):
     finished = worker_refusal("root", app_config)
     assert finished.returncode == 2
     assert "HOOK_USER names root; hooks must run as an account without privileges." in finished.stderr
+
+
+def test_hook_user_is_refused_unless_the_worker_runs_as_root():
+    """A forked child that left root asks for HOOK_USER, as a worker started as another user would."""
+    from webapp.hook_account import HookUserError, resolve
+
+    account = pwd.getpwnam(HOOK_USER)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: leave root, try, report, exit
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(account.pw_gid)
+            os.setuid(account.pw_uid)
+            try:
+                resolve(HOOK_USER)
+                message = "accepted"
+            except HookUserError as error:
+                message = str(error)
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as answer:
+        message = answer.read()
+    os.waitpid(pid, 0)
+    assert message == (f"HOOK_USER is set, but this worker does not run as root, so it cannot run hooks as "
+                       f"'{HOOK_USER}': run the worker as root (docs/operations.md), or unset HOOK_USER.")

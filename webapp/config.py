@@ -69,6 +69,9 @@ def load_config() -> dict:
         "HOOK_PYTHON": env.get("HOOK_PYTHON", "python3"),
         # An operating-system account that hooks and release commands run as (docs/operations.md).
         "HOOK_USER": env.get("HOOK_USER", "").strip(),
+        # argon2id cost of new password hashes (existing hashes keep theirs until the next sign-in).
+        "ARGON2_TIME_COST": _int("ARGON2_TIME_COST", 3),
+        "ARGON2_MEMORY_KIB": _int("ARGON2_MEMORY_KIB", 65536),
         "HOOK_OUTPUT_CAP": _int("HOOK_OUTPUT_CAP", 256 * 1024),
         "WORKER_LOST_SECONDS": _int("WORKER_LOST_SECONDS", 60),
         "RECONCILE_SECONDS": _int("RECONCILE_SECONDS", 5),

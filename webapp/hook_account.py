@@ -13,9 +13,6 @@ from pathlib import Path
 
 from .supervise import Account
 
-# CAP_CHOWN (hand the workspace over), CAP_SETGID and CAP_SETUID (become the account).
-_NEEDED_CAPABILITIES = {"CAP_CHOWN": 0, "CAP_SETGID": 6, "CAP_SETUID": 7}
-
 
 class HookUserError(Exception):
     pass
@@ -30,25 +27,13 @@ def resolve(name: str) -> Account:
                             f"create it (useradd --system --no-create-home {name}) or fix HOOK_USER.") from None
     if entry.pw_uid == 0:
         raise HookUserError("HOOK_USER names root; hooks must run as an account without privileges.")
-    missing = _missing_capabilities()
-    if missing:
-        raise HookUserError(f"HOOK_USER is set, but this worker cannot switch to '{name}': it needs to run as "
-                            f"root or with {', '.join(missing)} (systemd: AmbientCapabilities=).")
+    if os.geteuid() != 0:
+        # Root, because leaving root is what drops every capability: a worker switching users
+        # by capabilities would pass them on to the hook, and could not kill its processes.
+        raise HookUserError(f"HOOK_USER is set, but this worker does not run as root, so it cannot run hooks "
+                            f"as '{name}': run the worker as root (docs/operations.md), or unset HOOK_USER.")
     groups = sorted(set(os.getgrouplist(name, entry.pw_gid)))
     return entry.pw_uid, entry.pw_gid, groups
-
-
-def _missing_capabilities() -> list[str]:
-    if os.geteuid() == 0:
-        return []
-    effective = 0
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapEff:"):
-                effective = int(line.split()[1], 16)
-    except OSError:
-        pass
-    return [name for name, bit in _NEEDED_CAPABILITIES.items() if not effective & (1 << bit)]
 
 
 def hand_over(root: Path, account: Account) -> None:
