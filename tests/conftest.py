@@ -29,6 +29,16 @@ POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
 _counter = itertools.count()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `postgresql` (the soak) are deselected, not skipped, on SQLite."""
+    if POSTGRES_URL:
+        return
+    deselected = [item for item in items if item.get_closest_marker("postgresql")]
+    if deselected:
+        items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
+        config.hook.pytest_deselected(items=deselected)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

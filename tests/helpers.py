@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@localhost",
@@ -91,3 +91,18 @@ def release(api, release_id: int) -> dict:
 
 def state(api, release_id: int) -> str:
     return release(api, release_id)["state"]
+
+
+SLOT_STATES = ("READY", "PENDING_APPROVAL", "IN_PROGRESS")
+
+
+def assert_one_slot_holder_at_a_time(transitions: Iterable[tuple[int, str]]) -> None:
+    """Replay (release id, new state) audit events of one serial environment in commit order:
+    never two releases in a slot-holding state at once."""
+    holding: set[int] = set()
+    for release_id, to_state in transitions:
+        if to_state in SLOT_STATES:
+            holding.add(release_id)
+        else:
+            holding.discard(release_id)
+        assert len(holding) <= 1, holding

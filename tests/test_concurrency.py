@@ -8,6 +8,7 @@ import time
 
 import sqlalchemy as sa
 
+from tests.helpers import assert_one_slot_holder_at_a_time
 from webapp.extensions import db
 from webapp.models import AuditEvent, Decision, Release
 
@@ -75,12 +76,6 @@ def test_concurrent_processes_keep_every_invariant(app, app_config, api, people,
                                        .where(Release.kind == "BOT").group_by(Release.parent_release_id)).all())
         assert sorted(bots) == sorted(approved) and set(bots.values()) <= {1}
         # Replaying the audit trail: never two slot holders at once.
-        holding: set[int] = set()
-        for release_id, to_state in db.session.execute(
-                sa.select(AuditEvent.release_id, AuditEvent.to_state)
-                .where(AuditEvent.action == "state").order_by(AuditEvent.id)):
-            if to_state in ("READY", "PENDING_APPROVAL", "IN_PROGRESS"):
-                holding.add(release_id)
-            else:
-                holding.discard(release_id)
-            assert len(holding) <= 1, holding
+        assert_one_slot_holder_at_a_time(db.session.execute(
+            sa.select(AuditEvent.release_id, AuditEvent.to_state)
+            .where(AuditEvent.action == "state").order_by(AuditEvent.id)))
