@@ -30,12 +30,16 @@ _counter = itertools.count()
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `postgresql` (the soak) are deselected, not skipped, on SQLite."""
-    if POSTGRES_URL:
-        return
-    deselected = [item for item in items if item.get_closest_marker("postgresql")]
+    """Tests that cannot run here are deselected, not skipped: those marked `postgresql` (the
+    soak) on SQLite, those marked `root` (switching users) when not run as root, as CI is."""
+    def runs_here(item) -> bool:
+        if item.get_closest_marker("postgresql") and not POSTGRES_URL:
+            return False
+        return not (item.get_closest_marker("root") and os.geteuid() != 0)
+
+    deselected = [item for item in items if not runs_here(item)]
     if deselected:
-        items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
+        items[:] = [item for item in items if runs_here(item)]
         config.hook.pytest_deselected(items=deselected)
 
 

@@ -21,7 +21,7 @@ from tests.helpers import release, state, trigger
 ROOT = Path(__file__).resolve().parent.parent
 HOOK_USER = "nobody"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root, as in CI")
+pytestmark = pytest.mark.root  # deselected unless run as root
 
 
 @pytest.fixture()
@@ -153,3 +153,13 @@ def test_hook_user_is_refused_unless_the_worker_runs_as_root():
     os.waitpid(pid, 0)
     assert message == (f"HOOK_USER is set, but this worker does not run as root, so it cannot run hooks as "
                        f"'{HOOK_USER}': run the worker as root (docs/operations.md), or unset HOOK_USER.")
+
+
+def test_a_hook_running_as_hook_user_cannot_signal_its_supervisor(hook_user, api, new_environment, run_jobs):
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": (
+        'if kill -0 "$PPID" 2>/dev/null; then echo "REACHED the supervisor"; else echo "supervisor out of reach"; fi\n'
+        'exit 0\n')})
+    release_id = trigger(api)
+    run_jobs()
+    assert state(api, release_id) == "SUCCEEDED"
+    assert "supervisor out of reach" in release(api, release_id)["hook"]["output"]
