@@ -147,6 +147,10 @@ class Release(db.Model):
                  sqlite_where=sa.text("holds_slot"), postgresql_where=sa.text("holds_slot")),
         sa.Index("ix_releases_environment_state", "environment_id", "state", "id"),
         sa.Index("ix_releases_state", "state"),
+        # An environment's history, newest first, a page at a time, without reading all of it.
+        sa.Index("ix_releases_environment_history", "environment_id", "id"),
+        # Retention walks finished releases in finishing order (retention.py).
+        sa.Index("ix_releases_finished", "finished_at", "id"),
         sa.UniqueConstraint("environment_id", "triggered_by_id", "idempotency_key",
                             name="uq_releases_idempotency"),
         sa.CheckConstraint("NOT holds_slot OR state IN ('READY', 'PENDING_APPROVAL', 'IN_PROGRESS')",
@@ -214,7 +218,12 @@ class Decision(db.Model):
 
 class AuditEvent(db.Model):
     __tablename__ = "audit_events"
-    __table_args__ = (sa.Index("ix_audit_events_release", "release_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_audit_events_release", "release_id", "id"),
+        # An environment's settings changes, newest first, without walking its releases' events.
+        sa.Index("ix_audit_events_environment_settings", "environment_id", "id",
+                 sqlite_where=sa.text("release_id IS NULL"), postgresql_where=sa.text("release_id IS NULL")),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     release_id: Mapped[int | None] = mapped_column(sa.ForeignKey("releases.id", ondelete="CASCADE"))
     environment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("environments.id", ondelete="CASCADE"),

@@ -1,6 +1,7 @@
 """Repairs what lost workers, lost queue entries and passing time leave behind.
 
-Run periodically by the worker (one reconciler at a time, under a Redis lock). Every
+Run periodically by the worker (one reconciler at a time, under a Redis lock), which
+also prunes old output and delivery logs now and then (retention.py). Every
 repair goes through the state machine's compare-and-set, so running it twice, or
 from two hosts at once, changes nothing more.
 """
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from . import releases
+from . import releases, retention
 from .extensions import db
 from .models import Environment, Release, utcnow
 from .releases import SYSTEM
@@ -27,6 +28,7 @@ def reconcile(now: datetime | None = None) -> dict[str, list[int]]:
     }
     redispatch_queues()
     db.session.rollback()
+    retention.prune_if_due(now)  # at most hourly, among all workers
     return report
 
 

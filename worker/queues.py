@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from flask import current_app
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job, JobStatus
@@ -23,6 +24,12 @@ def job_id(kind: str, release_id: int) -> str:
     return f"{kind}-{release_id}"
 
 
+def _ttls() -> dict[str, int]:
+    """How long Redis keeps a job and its result once it ran, or failed: not forever."""
+    config = current_app.config
+    return {"result_ttl": config["RQ_RESULT_TTL_SECONDS"], "failure_ttl": config["RQ_FAILURE_TTL_SECONDS"]}
+
+
 def enqueue_release_job(kind: str, release_id: int, *, only_if_missing: bool = False) -> bool:
     """Queue a release's hook or apply. Jobs re-read the release, so a duplicate is harmless.
 
@@ -33,8 +40,8 @@ def enqueue_release_job(kind: str, release_id: int, *, only_if_missing: bool = F
         queue = release_queue()
         if only_if_missing and _job_alive(queue, job_id(kind, release_id)):
             return False
-        queue.enqueue(JOBS[kind], release_id, job_id=job_id(kind, release_id), job_timeout=-1,
-                      result_ttl=3600, failure_ttl=7 * 24 * 3600, description=f"{kind} release #{release_id}")
+        queue.enqueue(JOBS[kind], release_id, job_id=job_id(kind, release_id), job_timeout=-1, **_ttls(),
+                      description=f"{kind} release #{release_id}")
         return True
     except (RedisError, RuntimeError) as error:  # RuntimeError: REDIS_URL is not set
         # The release is safe in the database; the reconciler enqueues it again.
@@ -73,8 +80,8 @@ def enqueue_notify_job(kind: str, row_id: int, *, only_if_missing: bool = False)
         queue = notify_queue()
         if only_if_missing and _job_alive(queue, job_id(kind, row_id)):
             return False
-        queue.enqueue(NOTIFY_JOBS[kind], row_id, job_id=job_id(kind, row_id), job_timeout=180,
-                      result_ttl=600, failure_ttl=7 * 24 * 3600, description=f"{kind} #{row_id}")
+        queue.enqueue(NOTIFY_JOBS[kind], row_id, job_id=job_id(kind, row_id), job_timeout=180, **_ttls(),
+                      description=f"{kind} #{row_id}")
         return True
     except (RedisError, RuntimeError) as error:
         log.warning("Could not enqueue %s #%s: %s", kind, row_id, error)
