@@ -13,7 +13,6 @@ from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from tests.conftest import POSTGRES_URL
 from webapp import retention
 from webapp.extensions import db
 from webapp.models import (
@@ -468,10 +467,6 @@ def test_the_dashboards_live_query_finds_live_releases_by_state(app, long_histor
     assert full_scans(plan) == [] and "state" in index_searches(plan), plan
 
 
-@pytest.mark.xfail(not POSTGRES_URL, strict=True, reason=(
-    "pages._live_releases(environment_id) orders by id in SQL, so SQLite (no statistics) prefers walking "
-    "the environment's whole history in id order (ix_releases_environment_history) to sorting the few live "
-    "rows; sorting them in Python instead fixes it. PostgreSQL already searches by state."))
 def test_an_environments_live_query_finds_live_releases_by_state(app, long_history):
     with app.app_context():
         plan = live_query_plan(long_history["environment"])

@@ -66,11 +66,13 @@ def _live_releases(environment_id: int | None = None) -> dict[int, dict[str, lis
     query = (sa.select(Release.id, Release.kind, Release.state, Release.environment_id, Release.created_at,
                        Release.started_at, User.username.label("triggered_by_name"))
              .outerjoin(User, User.id == Release.triggered_by_id)
-             .where(Release.state.in_(LIVE_STATES)).order_by(Release.id))
+             .where(Release.state.in_(LIVE_STATES)))
     if environment_id is not None:
         query = query.where(Release.environment_id == environment_id)
     live: dict[int, dict[str, list[sa.Row]]] = {}
-    for release in db.session.execute(query):
+    # Sorted here, not by the database: with ORDER BY id, SQLite (no statistics) would walk the
+    # environment's whole history in id order rather than look the few live releases up by state.
+    for release in sorted(db.session.execute(query), key=lambda row: row.id):
         lists = live.setdefault(release.environment_id, {"active": [], "queue": []})
         lists["queue" if release.state == "QUEUED" else "active"].append(release)
     return live
