@@ -9,10 +9,21 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from webapp import supervise
 from webapp.supervise import RunResult, run_limited
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, params=["spawner", "fork"])
+def supervisor_from(request, monkeypatch) -> str:
+    """Each test runs twice: supervisors forked by the spawner, and by the caller (the fallback)."""
+    if request.param == "fork":
+        monkeypatch.setattr(supervise, "_spawner_for", lambda user: None)
+    return request.param
 
 
 def sh(command: str, *, timeout: float = 10, output_cap: int = 65536, cwd: Path = Path("/"),
@@ -161,17 +172,20 @@ def test_a_secret_crossing_the_cap_is_still_masked():
 VICTIM = """\
 import sys
 from pathlib import Path
+from webapp import supervise
 from webapp.supervise import run_limited
 
+if sys.argv[2] == "fork":
+    supervise._spawner_for = lambda user: None
 pids = sys.argv[1]
 script = f"echo $$ > {pids}; (trap '' TERM; sleep 100) & echo $! >> {pids}; sleep 100"
 run_limited(["bash", "-c", script], cwd=Path("/"), env={"PATH": "/usr/bin:/bin"}, timeout=60, output_cap=100)
 """
 
 
-def test_the_command_and_its_grandchildren_die_when_the_caller_is_sigkilled(tmp_path):
+def test_the_command_and_its_grandchildren_die_when_the_caller_is_sigkilled(tmp_path, supervisor_from):
     pids = tmp_path / "pids"
-    caller = subprocess.Popen([sys.executable, "-c", VICTIM, str(pids)], cwd=PROJECT_ROOT,
+    caller = subprocess.Popen([sys.executable, "-c", VICTIM, str(pids), supervisor_from], cwd=PROJECT_ROOT,
                               env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
     try:
         assert wait_until(lambda: pids.exists() and len(read_pids(pids)) == 2, 10)

@@ -1,41 +1,39 @@
 """Run a command within limits: its own process group killed as a whole, a wall-clock
-timeout, an output cap with secrets masked, and exactly the environment it is given."""
+timeout, an output cap with secrets masked, and exactly the environment it is given.
+
+The supervisor that watches the command is forked by the spawner (spawner.py), a small
+process started once from the thread that runs commands; other threads fork their own."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import fcntl
+import logging
 import os
 import select
 import shutil
 import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import spawner
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MASK = "****"
 KILL_GRACE = 2.0  # seconds the supervisor gets to clean up after being told to stop
 DRAIN_GRACE = 0.5  # seconds to keep reading output once the command has exited
+SPAWNER_TIMEOUT = 10.0  # seconds the spawner may take to start or to answer a request
 _READ_SIZE = 65536
-_PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
-# Reset for the command: Python ignores SIGPIPE and SIGXFSZ, a daemon may ignore more.
-_DEFAULT_SIGNALS = (
-    signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE, signal.SIGXFSZ,
-    signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGCHLD,
-)
-try:  # resolved at import so the forked supervisor only makes the call
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux: no parent-death signal
-    _prctl = None
+log = logging.getLogger(__name__)
 
 Tick = Callable[[str, bool], bool]
 Account = tuple[int, int, list[int]]  # uid, gid, supplementary groups
-Spawn = tuple[bytes, list[bytes], dict[bytes, bytes], bytes, Account | None]
 
 
 @dataclass
@@ -60,7 +58,8 @@ def run_limited(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: flo
     stays with the caller, out of the command's reach.
 
     Call this from the thread that lives as long as the run (the worker's main
-    thread): the command is killed when that thread dies (PR_SET_PDEATHSIG).
+    thread): the command is killed when that thread dies (PR_SET_PDEATHSIG). In the main
+    thread the spawner (started on first use, or by start_spawner()) forks the supervisor.
     """
     exe = argv[0] if os.sep in argv[0] else shutil.which(
         argv[0], path=env.get("PATH", DEFAULT_PATH))
@@ -138,11 +137,8 @@ class _Output:
 
 
 class _Supervised:
-    """The parent's side of a supervisor process and the command it runs.
-
-    Status pipe protocol, one line each: `started <pid>`, then `exit <code>`,
-    `error <errno> <cwd|exec>`, `stopped` or `failed`.
-    """
+    """The parent's side of a supervisor process and the command it runs (the status pipe
+    protocol is in spawner.supervise)."""
 
     def __init__(self, exe: str, argv: list[str], env: dict[str, str], cwd: Path,
                  user: Account | None = None) -> None:
@@ -152,15 +148,19 @@ class _Supervised:
             raise ValueError("a command argument contains a NUL byte")
         self.out_r, out_w = _pipe()
         self.status_r, status_w = _pipe()
-        parent, maxfd = os.getpid(), _max_fd()
-        # Blocked across fork so a stop cannot reach the supervisor before its handler.
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        self.pidfd: int | None = None
+        self.forked = False  # our own child (the fallback), not the spawner's
         try:
-            self.pid = os.fork()
-            if self.pid == 0:
-                _supervise(spawn, out_w, status_w, parent, maxfd)
+            helper = _spawner_for(user)
+            if helper is not None:
+                self.pid, self.pidfd = helper.spawn(spawn, out_w, status_w)
+            else:
+                self.pid, self.forked = _fork_supervisor(spawn, out_w, status_w), True
+        except BaseException:
+            os.close(self.out_r)
+            os.close(self.status_r)
+            raise
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             os.close(out_w)
             os.close(status_w)
         self.poller = select.poll()
@@ -221,11 +221,19 @@ class _Supervised:
         if self.stopped:
             return
         self.stopped = True
-        _signal(os.kill, self.pid, signal.SIGTERM)
+        self._signal_supervisor(signal.SIGTERM)
         if not self._supervisor_gone_within(KILL_GRACE):
             if self.group:
                 _signal(os.killpg, self.group, signal.SIGKILL)
-            _signal(os.kill, self.pid, signal.SIGKILL)
+            self._signal_supervisor(signal.SIGKILL)
+
+    def _signal_supervisor(self, signum: int) -> None:
+        # The spawner reaps its children at once: a pidfd cannot name a recycled pid.
+        if self.pidfd is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                signal.pidfd_send_signal(self.pidfd, signum)
+        else:
+            _signal(os.kill, self.pid, signum)
 
     def _supervisor_gone_within(self, seconds: float) -> bool:
         until = time.monotonic() + seconds
@@ -244,7 +252,10 @@ class _Supervised:
             self.stop()
         for fd in (self.out_r, self.status_r):
             os.close(fd)
-        _exiting.add(self.pid)  # it has reported and is exiting: reap it without waiting
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+        if self.forked:
+            _exiting.add(self.pid)  # it has reported and is exiting: reap it without waiting
         _reap_exited()
 
 
@@ -279,13 +290,6 @@ def _pipe() -> tuple[int, int]:
     return ends[0], ends[1]
 
 
-def _max_fd() -> int:
-    try:
-        return max(os.sysconf("SC_OPEN_MAX"), 256)
-    except (OSError, ValueError):
-        return 65536
-
-
 def _encode_env(env: dict[str, str]) -> dict[bytes, bytes]:
     encoded = {}
     for key, value in env.items():
@@ -295,126 +299,114 @@ def _encode_env(env: dict[str, str]) -> dict[bytes, bytes]:
     return encoded
 
 
-# -- the supervisor: runs in the forked child, os-level calls only -------------
+# -- starting supervisors ---------------------------------------------------------------
 
 
-class _Stop(Exception):
-    pass
-
-
-def _supervise(spawn: Spawn,
-               out_w: int, status_w: int, parent: int, maxfd: int) -> None:
-    """Never returns. Runs the command in its own group and kills that group when
-    the command exits, when told to stop (SIGTERM) or when the parent dies."""
-    spawned = [0]
-
-    def on_term(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough
-        if spawned[0]:
-            os.killpg(spawned[0], signal.SIGKILL)
-        raise _Stop
-
+def _fork_supervisor(spawn: spawner.Spawn, out_w: int, status_w: int) -> int:
+    """The fallback: fork the supervisor from this process (what the spawner saves)."""
+    parent, maxfd = os.getpid(), spawner.max_fd()
+    # Blocked across fork so a stop cannot reach the supervisor before its handler.
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
-        status = b"failed\n"
-        try:
-            signal.signal(signal.SIGTERM, on_term)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            status = _spawn_and_wait(spawn, out_w, status_w, parent, maxfd, spawned)
-        except _Stop:
-            status = b"stopped\n"
-        except BaseException:
-            pass
-        for _ in range(2):  # a stop can land once more, in the middle of this
-            try:
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-                if spawned[0]:
-                    _kill_and_reap(spawned[0])
-                os.write(status_w, status)
-                break
-            except _Stop:
-                status = b"stopped\n"
+        pid = os.fork()
+        if pid == 0:
+            spawner.supervise(spawn, out_w, status_w, parent, maxfd)
     finally:
-        os._exit(0)
-
-
-def _spawn_and_wait(spawn: Spawn, out_w: int, status_w: int, parent: int, maxfd: int,
-                    spawned: list[int]) -> bytes:
-    exe, argv, env, cwd, user = spawn
-    os.setsid()
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # orphans of the command come to us
-    if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
-        return b"failed\n"
-    _wire_fds(out_w, status_w, maxfd)
-    stage = b"cwd"
-    try:
-        os.chdir(cwd)
-        stage = b"exec"
-        if user is None:
-            spawned[0] = os.posix_spawn(exe, argv, env, setpgroup=0, setsigmask=(),
-                                        setsigdef=_DEFAULT_SIGNALS)
-        else:
-            spawned[0] = _spawn_as(user, exe, argv, env)
-    except OSError as exc:
-        return b"error %d %s\n" % (exc.errno or errno.EIO, stage)
-    os.write(status_w, b"started %d\n" % spawned[0])
-    os.dup2(0, 1)  # let go of the output pipe: EOF must depend on the group alone
-    os.dup2(0, 2)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # pid now known
-    info = os.waitid(os.P_PID, spawned[0], os.WEXITED | os.WNOWAIT)
-    code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
-    return b"exit %d\n" % code
-
-
-def _spawn_as(user: Account, exe: bytes, argv: list[bytes], env: dict[bytes, bytes]) -> int:
-    """posix_spawn with a change of user, which it cannot do: fork, drop to `user`, exec.
-    An exec failure comes back through a close-on-exec pipe as the child's errno."""
-    uid, gid, groups = user
-    error_r, error_w = _pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(error_r)
-            os.setpgid(0, 0)
-            for signum in _DEFAULT_SIGNALS:
-                signal.signal(signum, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, ())
-            os.setgroups(groups)
-            os.setgid(gid)
-            os.setuid(uid)  # last: after it, nothing of the above could be undone
-            os.execve(exe, argv, env)
-        except OSError as exc:
-            os.write(error_w, b"%d" % (exc.errno or errno.EIO))
-        finally:
-            os._exit(127)
-    with contextlib.suppress(OSError):  # also here, so a kill of the group never misses it
-        os.setpgid(pid, pid)
-    os.close(error_w)
-    failed = os.read(error_r, 32)
-    os.close(error_r)
-    if failed:
-        os.waitpid(pid, 0)
-        raise OSError(int(failed), os.strerror(int(failed)))
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return pid
 
 
-def _wire_fds(out_w: int, status_w: int, maxfd: int) -> None:
-    """stdin from /dev/null, stdout and stderr to the pipe, nothing else inherited."""
-    os.dup2(out_w, 1)
-    os.dup2(out_w, 2)
-    null = os.open(os.devnull, os.O_RDONLY)
-    if null != 0:
-        os.dup2(null, 0)
-    os.closerange(3, status_w)  # status_w is close-on-exec: the command never has it
-    os.closerange(status_w + 1, maxfd)
+class SpawnerError(OSError):
+    pass
 
 
-def _kill_and_reap(group: int) -> None:
-    # The command is a zombie (WNOWAIT), so its pid still names the group.
-    _signal(os.killpg, group, signal.SIGKILL)
-    while True:
+class _Spawner:
+    """The worker's side of the spawner process: one request at a time, from one thread."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            os.waitpid(-group, 0)
-        except ChildProcessError:
-            return
+            # A new session: a terminal's signals are for the worker. No environment: the
+            # spawner and its supervisors hold none of the application's settings.
+            self.process = subprocess.Popen(
+                [sys.executable, "-S", "-I", spawner.__file__, str(theirs.fileno()), str(os.getpid())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env={}, start_new_session=True)
+        finally:
+            theirs.close()
+        self.socket, self.owner = ours, os.getpid()
+        ours.settimeout(SPAWNER_TIMEOUT)
+        try:
+            hello = spawner.receive(ours, max_fds=0)
+        except OSError as exc:
+            self.close()
+            raise SpawnerError(f"the spawner did not start: {exc}") from None
+        if hello is None or hello[0][0] != "ready":
+            self.close()
+            raise SpawnerError("the spawner did not start")
+        self.can_switch_user = spawner.can_switch_user(hello[0][1])
+
+    @property
+    def alive(self) -> bool:
+        return self.owner == os.getpid() and self.process.poll() is None
+
+    def spawn(self, spec: spawner.Spawn, out_w: int, status_w: int) -> tuple[int, int | None]:
+        """(supervisor pid, its pidfd or None). Raises SpawnerError when the spawner failed us;
+        the command may then have started and been killed with its supervisor, so the run fails."""
+        try:
+            spawner.send(self.socket, spec, [out_w, status_w])
+            answer = spawner.receive(self.socket, max_fds=1)
+        except OSError as exc:
+            self.close()
+            raise SpawnerError(f"the spawner stopped answering ({exc})") from None
+        if answer is None:
+            self.close()
+            raise SpawnerError("the spawner exited")
+        (word, value), fds = answer
+        if word != "ok":
+            raise OSError(value, os.strerror(value))
+        return value, (fds[0] if fds else None)
+
+    def close(self) -> None:
+        """Stop the spawner (supervisors it forked die with it)."""
+        self.socket.close()
+        if self.process.poll() is None:
+            self.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+
+
+_spawner: list[_Spawner] = []
+_spawner_lock = threading.Lock()
+_spawner_failed_at = [float("-inf")]
+RETRY_SPAWNER_SECONDS = 60.0
+
+
+def start_spawner() -> bool:
+    """Start the spawner now (the worker does, at boot, from its main thread); False when it cannot
+    run here, and supervisors are then forked from this process."""
+    return _spawner_for(None) is not None
+
+
+def _spawner_for(user: Account | None) -> _Spawner | None:
+    """The spawner, when this thread may use it. Its parent-death signal follows the thread that
+    started it, so only the main thread starts and uses one; a dead one is replaced first."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    with _spawner_lock:
+        if _spawner and not _spawner[0].alive:
+            stale = _spawner.pop()
+            if stale.owner == os.getpid():
+                stale.close()
+        if not _spawner:
+            if time.monotonic() - _spawner_failed_at[0] < RETRY_SPAWNER_SECONDS:
+                return None
+            try:
+                _spawner.append(_Spawner())
+            except (OSError, ValueError) as exc:
+                _spawner_failed_at[0] = time.monotonic()
+                log.warning("supervisors are forked from this process for a while: %s", exc)
+                return None
+        helper = _spawner[0]
+    if user is not None and not helper.can_switch_user:
+        return None  # the spawner lacks CAP_SETUID/CAP_SETGID the worker has: fork it here
+    return helper

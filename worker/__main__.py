@@ -17,6 +17,7 @@ from webapp.extensions import db, redis_connection
 from webapp.notify import resume_due
 from webapp.reconcile import reconcile
 from webapp.runner import sweep_workspaces
+from webapp.supervise import start_spawner
 from worker import jobs  # noqa: F401  (a broken import stops the worker here, not at its first job)
 from worker.queues import NOTIFY_QUEUE, RELEASES_QUEUE
 
@@ -78,7 +79,9 @@ def main() -> int:
         threading.Thread(target=reconcile_forever, args=(app, app.config["RECONCILE_SECONDS"], stop),
                          name="reconciler", daemon=True).start()
         # Jobs run in this process's main thread: hook supervisors die with it (PDEATHSIG),
-        # and nothing is imported or forked per job.
+        # and nothing is imported or forked per job. The spawner, a small process that forks
+        # the supervisors (forking this one costs milliseconds), starts now from this thread.
+        start_spawner()
         # Release jobs first; mail and webhooks run between them and never hold a release up.
         worker = ReleaseWorker([RELEASES_QUEUE, NOTIFY_QUEUE], connection=connection, serializer=JSONSerializer)
         try:
