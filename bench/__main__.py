@@ -26,12 +26,17 @@ REPS = int(os.environ.get("BENCH_REPS", "5"))
 FIRST_LINE_SAMPLES = int(os.environ.get("BENCH_FIRST_LINE_SAMPLES", "20"))  # per repetition
 BATCH = int(os.environ.get("BENCH_BATCH", "40"))  # releases per throughput repetition
 HISTORY = (1_000, 100_000)
+# BENCH_ONLY=pipeline: only the worker's figures (1, 2 and the worker's memory), to iterate faster.
+ONLY = os.environ.get("BENCH_ONLY", "").strip()
 
 
 def main() -> int:
     if REPS < 3:
         raise SystemExit("BENCH_REPS must be at least 3: medians of fewer runs say little.")
-    load.wrk_path()
+    if ONLY not in ("", "pipeline"):
+        raise SystemExit(f"BENCH_ONLY={ONLY!r}: the only subset is 'pipeline' (figures 1, 2 and 6b).")
+    if not ONLY:
+        load.wrk_path()
     RESULTS.mkdir(exist_ok=True)
     for old in RESULTS.glob("*.log"):
         old.unlink()
@@ -48,14 +53,19 @@ def main() -> int:
                               lambda: measure.first_line(pipeline, REPS, FIRST_LINE_SAMPLES)),
                 measure.timed(f"2: throughput, {REPS} × {BATCH} releases each",
                               lambda: measure.throughput(pipeline, REPS, BATCH))]
-        hello = stack.serve_hello()
-        small, large = (measure.timed(f"dashboard with {n:,} past releases",
-                                      lambda n=n: Board(stack, repo, f"board-{n // 1000}k", n)) for n in HISTORY)
-        rows += measure.timed(f"3-5: wrk, {REPS} rounds of 4 × {load.WRK_SECONDS:g} s",
-                              lambda: measure.http(hello, small, large, REPS))
-        rows.append(measure.timed("5b: renders right after a change",
-                                  lambda: measure.render_after_change(small, large, REPS)))
-        rows += measure.memory([pipeline.server, small.server, large.server], pipeline.worker.pid)
+        if ONLY == "pipeline":
+            rows += [row for row in measure.memory([pipeline.server], pipeline.worker.pid) if row.key == "6b"]
+            small = None
+        else:
+            hello = stack.serve_hello()
+            small, large = (measure.timed(f"dashboard with {n:,} past releases",
+                                          lambda n=n: Board(stack, repo, f"board-{n // 1000}k", n))
+                            for n in HISTORY)
+            rows += measure.timed(f"3-5: wrk, {REPS} rounds of 4 × {load.WRK_SECONDS:g} s",
+                                  lambda: measure.http(hello, small, large, REPS))
+            rows.append(measure.timed("5b: renders right after a change",
+                                      lambda: measure.render_after_change(small, large, REPS)))
+            rows += measure.memory([pipeline.server, small.server, large.server], pipeline.worker.pid)
         if os.environ.get("BENCH_PROFILE"):
             from .profile import profile_all
 
@@ -96,7 +106,8 @@ def write_json(rows: list[measure.Row], seconds: float, loadavg: dict, problems:
                      "gunicorn": GUNICORN_SETTINGS, "wrk": {"threads": load.WRK_THREADS,
                                                             "connections": load.WRK_CONNECTIONS,
                                                             "seconds": load.WRK_SECONDS},
-                     "database": "postgresql" if os.environ.get("BENCH_DATABASE_URL") else "sqlite"},
+                     "database": "postgresql" if os.environ.get("BENCH_DATABASE_URL") else "sqlite",
+                     "only": ONLY or "all"},
         "seconds": round(seconds, 1),
         "loadavg": loadavg,
         "log_problems": problems,

@@ -80,11 +80,14 @@ def _name(frame: str) -> str:
     return f"{file}:{match['function']}"
 
 
-def profile_all(pipeline: Pipeline, board: Board) -> None:
-    """The worker through a throughput batch; the web processes under the fragment and the poll."""
+def profile_all(pipeline: Pipeline, board: Board | None) -> None:
+    """The worker through a throughput batch; the web processes under the fragment and the poll
+    (without a board, as with BENCH_ONLY=pipeline, only the worker)."""
     spy = record(pipeline.worker.pid, "worker", idle=True)
     pipeline.throughput_ours(60)
     finish(spy, "worker", only_thread="MainThread")
+    if board is None:
+        return
     for target in (board.fragment, board.poll):
         spy = record(board.server.process.pid, f"web-{target.name.split('-')[0]}", subprocesses=True)
         load.run(target)
