@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -204,3 +205,111 @@ def test_concurrent_first_fetches_share_one_clone(source, cache):
         dirs = set(pool.map(lambda _: repos.fetch(str(source), cache), range(4)))
     assert dirs == {repos.mirror_path(str(source), cache)}
     assert sorted(p.name for p in cache.iterdir() if p.is_dir()) == [next(iter(dirs)).name]
+
+
+# -- checkouts written from the object reader --------------------------------------------------
+
+
+def archive_copy(git_dir: Path, sha: str, dest: Path) -> None:
+    dest.mkdir()
+    repos._archive(git_dir, sha, dest)
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under `root`: (kind, mode bits, content or link target)."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        info = os.lstat(path)
+        name = str(path.relative_to(root))
+        if stat.S_ISLNK(info.st_mode):
+            found[name] = ("link", None, os.readlink(path))
+        elif stat.S_ISDIR(info.st_mode):
+            found[name] = ("dir", stat.S_IMODE(info.st_mode), None)
+        else:
+            found[name] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
+    return found
+
+
+def test_a_checkout_from_the_reader_matches_git_archive_and_the_cache_changes_nothing(source, cache, tmp_path,
+                                                                                      monkeypatch):
+    files = {f"many/f{n:03d}.txt": f"file {n}\n" for n in range(120)}  # more than one pipelined batch
+    files["big/blob.bin"] = "x" * (3 << 20)  # streamed, not cached
+    files["deep/er/still/deeper/file.txt"] = "deep\n"
+    symlink(source, "links/outside", "/etc/passwd")  # a link may point anywhere; nothing is written through it
+    symlink(source, "links/readme", "../README")
+    pinned = commit(source, files)
+    git_dir = repos.fetch(str(source), cache)
+    expected = tmp_path / "archive"
+    archive_copy(git_dir, pinned, expected)
+    monkeypatch.setattr(repos, "_archive", None)  # written from the reader's answers, not by git archive
+    for attempt in ("first", "cached"):
+        dest = tmp_path / attempt
+        repos.checkout(git_dir, pinned, dest)
+        assert snapshot(dest) == snapshot(expected)
+    assert stat.S_IMODE(os.stat(tmp_path / "cached" / "bin" / "deploy.sh").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(tmp_path / "cached" / "README").st_mode) == 0o644
+
+
+def test_git_filters_send_the_checkout_through_git_archive(source, cache, tmp_path):
+    pinned = commit(source, {"notes.txt": "one\ntwo\n"})
+    git_dir = repos.fetch(str(source), cache)
+    git(git_dir, "config", "core.autocrlf", "true")
+    repos.checkout(git_dir, pinned, tmp_path / "crlf")
+    assert (tmp_path / "crlf" / "notes.txt").read_bytes() == b"one\r\ntwo\r\n"
+
+
+def raw_tree(repo: Path, entries: list[tuple[str, str, str]]) -> str:
+    """A tree object git itself would refuse to make (mode, name, sha), written as is."""
+    data = b"".join(f"{mode} {name}".encode() + b"\0" + bytes.fromhex(sha) for mode, name, sha in entries)
+    proc = subprocess.run(["git", "-C", str(repo), "hash-object", "-t", "tree", "-w", "--literally", "--stdin"],
+                          input=data, capture_output=True, check=True)
+    return proc.stdout.decode().strip()
+
+
+def commit_tree(repo: Path, tree: str) -> str:
+    sha = git(repo, "commit-tree", tree, "-m", "crafted")
+    git(repo, "update-ref", "refs/heads/crafted", sha)
+    return sha
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b"])
+def test_a_tree_entry_that_is_no_file_name_is_refused(source, cache, tmp_path, name):
+    blob = subprocess.run(["git", "-C", str(source), "hash-object", "-w", "--stdin"], input=b"escaped\n",
+                          capture_output=True, check=True).stdout.decode().strip()
+    crafted = commit_tree(source, raw_tree(source, [("100644", name, blob)]))
+    git_dir = repos.fetch(str(source), cache)
+    with pytest.raises(RepoError, match="cannot be a file name"):
+        repos.checkout(git_dir, crafted, tmp_path / "checkout")
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_a_symlink_and_a_folder_of_the_same_name_cannot_write_through_the_link(source, cache, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    hash_object = ["git", "-C", str(source), "hash-object", "-w", "--stdin"]
+    link = subprocess.run(hash_object, input=str(outside).encode(), capture_output=True, check=True).stdout
+    blob = subprocess.run(hash_object, input=b"written\n", capture_output=True, check=True).stdout
+    inner = raw_tree(source, [("100644", "file", blob.decode().strip())])
+    crafted = commit_tree(source, raw_tree(source, [("120000", "a", link.decode().strip()), ("40000", "a", inner)]))
+    git_dir = repos.fetch(str(source), cache)
+    with pytest.raises(RepoError):
+        repos.checkout(git_dir, crafted, tmp_path / "checkout")
+    assert list(outside.iterdir()) == []
+
+
+def test_the_long_lived_reader_sees_a_branch_another_process_fetched(source, cache):
+    git_dir = repos.fetch(str(source), cache)
+    first = repos.resolve_commit(git_dir, "main")
+    newer = commit(source, {"README": "newer\n"})
+    subprocess.run(["git", f"--git-dir={git_dir}", "fetch", "-q", "origin"], check=True)  # not through repos
+    assert repos.resolve_commit(git_dir, "main") == newer != first
+
+
+def test_a_mirror_removed_and_cloned_again_gets_a_new_reader(source, cache, tmp_path):
+    git_dir = repos.fetch(str(source), cache)
+    head = repos.resolve_commit(git_dir, "main")
+    shutil.rmtree(git_dir)
+    git_dir.with_suffix(".fetched").unlink()
+    assert repos.fetch(str(source), cache) == git_dir
+    repos.checkout(git_dir, head, tmp_path / "again")
+    assert (tmp_path / "again" / "README").read_text() == "hello\n"

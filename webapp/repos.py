@@ -1,5 +1,9 @@
 """Git access for releases: a bare mirror per repository in a local cache, commit
-resolution, cheap checkouts of a pinned commit and lookup of the pre-release hook."""
+resolution, cheap checkouts of a pinned commit and lookup of the pre-release hook.
+
+Questions about objects go to one long-lived `git cat-file --batch` per mirror, and a
+checkout is written from its answers (gitobjects.py); `git archive` writes it instead when
+git's filters could change the files (.gitattributes, core.autocrlf)."""
 
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from . import gitobjects
+from .gitobjects import ObjectError, ObjectReader
 
 HOOK_DIR = "pre_release_hooks"
 HOOK_NAMES = (("pre_release_hook.py", "py"), ("pre_release_hook.sh", "sh"))
@@ -75,6 +82,7 @@ def fetch(repo: str, cache_dir: Path, *, commit: str | None = None,
     with _locked(git_dir.with_suffix(".lock")):
         if not (git_dir / "HEAD").exists():
             _clone(repo, git_dir)
+            gitobjects.forget(git_dir)
             stamp.write_text(repr(asked_at))
             return git_dir
         last = _read_stamp(stamp)
@@ -83,19 +91,19 @@ def fetch(repo: str, cache_dir: Path, *, commit: str | None = None,
         started = time.time()
         _run_network(repo, ["git", f"--git-dir={git_dir}", "fetch", "--prune",
                             "--quiet", "origin"], "fetch")
+        gitobjects.forget(git_dir)  # belt and braces: the next question starts a fresh reader
         stamp.write_text(repr(started))
     return git_dir
 
 
 def resolve_commit(git_dir: Path, ref: str) -> str:
     """The full sha of the commit `ref` (branch, tag, full or short sha) names."""
-    if ref and not ref.startswith("-") and "\n" not in ref and "\0" not in ref:
-        proc = _git(git_dir, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-        sha = proc.stdout.decode().strip()
-        if proc.returncode == 0 and is_full_commit(sha):
-            return sha
-    raise RepoError(f"Ref '{ref}' was not found in repository {_origin(git_dir)}; "
-                    "push it or pass a full commit.")
+    with _objects(git_dir) as objects:
+        sha = objects.resolve(ref)
+    if sha is None:
+        raise RepoError(f"Ref '{ref}' was not found in repository {_origin(git_dir)}; "
+                        "push it or pass a full commit.")
+    return sha
 
 
 def checkout(git_dir: Path, commit: str, dest: Path) -> None:
@@ -105,6 +113,23 @@ def checkout(git_dir: Path, commit: str, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise ValueError(f"checkout destination {dest} is not empty")
+    with _objects(git_dir) as objects:
+        root = objects.commit_tree(commit)
+        if root is None:
+            raise RepoError(f"Commit '{commit}' could not be checked out from {_origin(git_dir)}: "
+                            "it is not in the repository.")
+        files = objects.files(root)
+        if _converts_nothing(objects) and not any(name == ".gitattributes" for _, (_, name, _) in files):
+            try:
+                objects.write(files, dest)
+            except OSError as exc:
+                raise RepoError(f"Commit '{commit}' could not be checked out: {exc}.") from None
+            return
+    _archive(git_dir, commit, dest)
+
+
+def _archive(git_dir: Path, commit: str, dest: Path) -> None:
+    """The checkout through `git archive`, which applies git's filters as a checkout would."""
     tar_error = None
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
@@ -131,18 +156,18 @@ def find_hook(git_dir: Path, commit: str, project_name: str) -> HookScript | Non
     """The pre-release hook of `project_name` in the tree of `commit`, or None.
 
     A symlinked hook is followed while it stays inside the repository and ends
-    at a regular file; anything else raises RepoError. One git process reads it all.
+    at a regular file; anything else raises RepoError.
     """
     _check_commit_arg(commit)
-    with _ObjectReader(git_dir) as objects:
+    with _objects(git_dir) as objects:
         return _find_hook(objects, git_dir, commit, project_name)
 
 
 def find_hooks(git_dir: Path, hook_ref: str, commit: str,
                project_name: str) -> tuple[str, HookScript | None, HookScript | None]:
-    """(the commit `hook_ref` names, the hook there, the hook at `commit`), read by one git process."""
+    """(the commit `hook_ref` names, the hook there, the hook at `commit`)."""
     _check_commit_arg(commit)
-    with _ObjectReader(git_dir) as objects:
+    with _objects(git_dir) as objects:
         ref_commit = objects.resolve(hook_ref)
         if ref_commit is None:
             raise RepoError(f"Ref '{hook_ref}' was not found in repository {_origin(git_dir)}; "
@@ -151,12 +176,12 @@ def find_hooks(git_dir: Path, hook_ref: str, commit: str,
                 _find_hook(objects, git_dir, commit, project_name))
 
 
-def _find_hook(objects: _ObjectReader, git_dir: Path, commit: str, project_name: str) -> HookScript | None:
+def _find_hook(objects: ObjectReader, git_dir: Path, commit: str, project_name: str) -> HookScript | None:
     folder = f"{project_name}/{HOOK_DIR}"
-    if objects.read(f"{commit}^{{commit}}") is None:
+    if objects.commit_tree(commit) is None:
         raise RepoError(f"Commit '{commit}' was not found in repository "
                         f"{_origin(git_dir)}; fetch it or pass another commit.")
-    entries = objects.tree(commit, folder)
+    entries = objects.folder(commit, folder)
     for name, kind in HOOK_NAMES:
         if name in entries:
             path, blob, content = _follow(objects, commit, f"{folder}/{name}", entries[name])
@@ -182,7 +207,40 @@ def _git(git_dir: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
 def _has_commit(git_dir: Path, sha: str) -> bool:
     if not (git_dir / "HEAD").exists():
         return False
-    return _git(git_dir, "cat-file", "-e", f"{sha}^{{commit}}").returncode == 0
+    try:
+        with _objects(git_dir) as objects:
+            return objects.commit_tree(sha) is not None
+    except RepoError:
+        return False
+
+
+@contextlib.contextmanager
+def _objects(git_dir: Path) -> Iterator[ObjectReader]:
+    """The mirror's long-lived object reader; its failures read as RepoError."""
+    try:
+        with gitobjects.reader(git_dir, _git_env()) as objects:
+            yield objects
+    except ObjectError as error:
+        raise RepoError(f"The repository {_origin(git_dir)} could not be read: {error}; remove its "
+                        f"mirror {git_dir} to have it cloned again.") from None
+
+
+def _converts_nothing(objects: ObjectReader) -> bool:
+    """Whether git's filters could leave a checkout different from the raw blobs (asked once per
+    reader): core.autocrlf, or attributes from outside the tree. .gitattributes in the tree are
+    looked for in the checkout itself."""
+    if objects.converts_nothing is None:
+        config = _git(objects.git_dir, "config", "--get-regexp", r"^core\.(autocrlf|attributesfile)$")
+        settings = dict(line.partition(" ")[::2] for line in config.stdout.decode(errors="replace").splitlines())
+        home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+        outside = [Path(home) / "git" / "attributes", Path("/etc/gitattributes"), Path("/usr/local/etc/gitattributes")]
+        info = objects.git_dir / "info" / "attributes"
+        objects.converts_nothing = (
+            settings.get("core.autocrlf", "false").strip().lower() in ("false", "input", "")
+            and "core.attributesfile" not in settings
+            and not any(path.exists() for path in outside)
+            and (not info.exists() or info.read_bytes() == _ATTRIBUTES))
+    return objects.converts_nothing
 
 
 @contextlib.contextmanager
@@ -274,60 +332,7 @@ def _check_commit_arg(commit: str) -> None:
         raise RepoError(f"'{commit}' is not a commit; pass a full commit sha.")
 
 
-class _ObjectReader:
-    """Reads objects through one `git cat-file --batch` process."""
-
-    def __init__(self, git_dir: Path) -> None:
-        self.proc = subprocess.Popen(["git", f"--git-dir={git_dir}", "cat-file", "--batch"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env=_git_env())
-
-    def __enter__(self) -> _ObjectReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(BrokenPipeError):
-            self.proc.stdin.close()
-        self.proc.stdout.close()
-        self.proc.wait()
-
-    def read(self, name: str) -> tuple[str, str, bytes] | None:
-        """(sha, type, content) of the object `name`, or None when there is none."""
-        try:
-            self.proc.stdin.write(name.encode(errors="surrogateescape") + b"\n")
-            self.proc.stdin.flush()
-        except BrokenPipeError:  # git could not open the repository
-            return None
-        header = self.proc.stdout.readline().split()
-        if len(header) != 3:  # "<name> missing" or "<name> ambiguous"
-            return None
-        sha, kind, size = header
-        content = self.proc.stdout.read(int(size) + 1)[:-1]
-        return sha.decode(), kind.decode(), content
-
-    def resolve(self, ref: str) -> str | None:
-        """The full sha of the commit `ref` names, or None (as `rev-parse --verify ref^{commit}`)."""
-        if not ref or ref.startswith("-") or "\n" in ref or "\0" in ref:
-            return None
-        found = self.read(f"{ref}^{{commit}}")
-        return found[0] if found is not None and found[1] == "commit" and is_full_commit(found[0]) else None
-
-    def tree(self, commit: str, folder: str) -> dict[str, tuple[str, str]]:
-        """{name: (mode, sha)} of the folder `folder` of `commit`; {} when it is not one."""
-        found = self.read(f"{commit}:{folder}")
-        if found is None or found[1] != "tree":
-            return {}
-        sha_size = len(found[0]) // 2
-        entries, data, at = {}, found[2], 0
-        while at < len(data):
-            space, nul = data.index(b" ", at), data.index(b"\0", at)
-            name = data[space + 1:nul].decode(errors="surrogateescape")
-            entries[name] = (data[at:space].decode(), data[nul + 1:nul + 1 + sha_size].hex())
-            at = nul + 1 + sha_size
-        return entries
-
-
-def _follow(objects: _ObjectReader, commit: str, path: str,
+def _follow(objects: ObjectReader, commit: str, path: str,
             entry: tuple[str, str]) -> tuple[str, str, bytes]:
     """(path, blob, content) of the regular file `path` is or links to."""
     hook = path
@@ -336,10 +341,9 @@ def _follow(objects: _ObjectReader, commit: str, path: str,
         if mode not in ("100644", "100755", "120000"):
             raise RepoError(f"The pre-release hook {hook} is not a regular file; "
                             "commit the script itself at that path.")
-        blob = objects.read(sha)
-        if blob is None:
+        content = objects.blob(sha)
+        if content is None:
             raise RepoError(f"The pre-release hook {hook} could not be read from the repository.")
-        content = blob[2]
         if mode != "120000":
             return path, sha, content
         target = content.decode(errors="surrogateescape")
@@ -348,7 +352,7 @@ def _follow(objects: _ObjectReader, commit: str, path: str,
             raise RepoError(f"The pre-release hook {hook} is a symlink that leaves the "
                             "repository; commit the script itself at that path.")
         folder, name = posixpath.split(path)
-        target_entry = objects.tree(commit, folder).get(name)
+        target_entry = objects.folder(commit, folder).get(name)
         if target_entry is None:
             break
         entry = target_entry
