@@ -31,3 +31,15 @@ def test_a_rolled_back_transaction_runs_nothing(app):
         db.session.rollback()
         db.session.commit()
     assert ran == []
+
+
+def test_a_released_savepoint_runs_nothing_until_the_transaction_commits(app):
+    ran = []
+    with app.app_context():
+        db.session.execute(sa.text("SELECT 1"))
+        after_commit(ran.append, "before savepoint")
+        with db.session.begin_nested():
+            after_commit(ran.append, "inside savepoint")
+        assert ran == []  # a dispatch's savepoint must not announce what is not committed yet
+        db.session.commit()
+    assert ran == ["before savepoint", "inside savepoint"]

@@ -39,6 +39,9 @@ def after_commit(fn, *args: Any) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # SQLAlchemy fires this for a released savepoint too: nothing is committed yet
+    session.info.pop("savepoint_marks", None)
     session.info.pop("bumps_version", None)
     session.info.pop("writing", None)
     for fn, args in session.info.pop("after_commit", []):
