@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import sqlalchemy as sa
 
@@ -14,16 +13,46 @@ from webapp.extensions import db
 from webapp.models import Release
 
 
-def test_keepalive_heartbeats_while_slow_work_runs(app, api, new_environment):
-    new_environment({"README": "x\n"}, approval_workflow=False, wait_for_external_finish=True)
+def test_nothing_is_claimed_while_git_works_so_a_slow_fetch_is_never_taken_for_a_lost_worker(
+        app, api, new_environment, run_jobs, monkeypatch):
+    from datetime import timedelta
+
+    from tests.helpers import state
+    from webapp import repos
+    from webapp.models import utcnow
+    from webapp.reconcile import reconcile
+
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
     release_id = trigger(api)
+    seen = []
+    find_hooks = repos.find_hooks
+
+    def slow_find_hooks(*args, **kwargs):
+        started = db.session.scalar(sa.select(Release.hook_started_at).where(Release.id == release_id))
+        report = reconcile(utcnow() + timedelta(hours=1))  # long past WORKER_LOST_SECONDS
+        seen.append((started, report["worker_lost"]))
+        return find_hooks(*args, **kwargs)
+
+    monkeypatch.setattr(repos, "find_hooks", slow_find_hooks)
+    run_jobs()
+    assert seen == [(None, [])]
+    assert state(api, release_id) == "PENDING_APPROVAL"
+
+
+def test_a_second_job_for_a_claimed_run_does_nothing(app, api, new_environment, run_jobs, tmp_path):
+    from tests.helpers import state
+    from worker.queues import enqueue_release_job
+
+    runs = tmp_path / "runs"
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": f"echo run >> {runs}\nexit 2\n"})
+    release_id = trigger(api)
+    run_jobs()
     with app.app_context():
-        db.session.execute(sa.update(Release).values(heartbeat_at=None))
+        db.session.execute(sa.update(Release).where(Release.id == release_id).values(state="READY"))
         db.session.commit()
-        with runner.keepalive(release_id, "IN_PROGRESS", 0.1):
-            time.sleep(0.5)  # a slow fetch
-        beats = db.session.scalar(sa.select(Release.heartbeat_at).where(Release.id == release_id))
-    assert beats is not None
+        assert enqueue_release_job("hook", release_id)  # a duplicate: READY, but its run was claimed
+    run_jobs()
+    assert runs.read_text() == "run\n" and state(api, release_id) == "READY"
 
 
 def test_sweep_removes_workspaces_of_dead_workers_only(tmp_path, monkeypatch):

@@ -11,6 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .extensions import db
 from .models import SLOT_STATES, Decision, Environment, Grant, Release, User, utcnow
@@ -65,7 +67,13 @@ def _move(release: Release, to_state: str, actor: Actor, *, expect: tuple[str, .
     if result.rowcount != 1:
         db.session.refresh(release)
         return False
-    db.session.expire(release)
+    # The row is ours until commit, so what we wrote is what it holds: no reload. (Expiring the
+    # whole object cost a SELECT of the full row at the audit below and at every later read.)
+    for key, value in (("state", to_state), *values.items()):
+        if isinstance(value, sa.sql.ClauseElement):
+            db.session.expire(release, [key])
+        else:
+            set_committed_value(release, key, value)
     audit(actor, "state", release=release, from_state=from_state, to_state=to_state, reason=reason)
     return True
 
@@ -165,16 +173,18 @@ def _by_idempotency_key(environment: Environment, user: User | None, key: str | 
 # -- what the worker reports ----------------------------------------------------------------
 
 @transition  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
-def claim_run(release_id: int, stage: str) -> Release | None:
-    """Mark a hook ("hook") or apply ("execute") as started, once. None: nothing to do."""
+def claim_run(release_id: int, stage: str, **pinned: Any) -> bool:
+    """Mark a hook ("hook") or apply ("execute") as started, once, and record in the same
+    compare-and-set what it runs (`pinned`: commit, hook ref commit and path, or command).
+    False: nothing to do (another job claimed it, or the release moved on)."""
     expect, started = (("READY", Release.hook_started_at) if stage == "hook"
                        else ("IN_PROGRESS", Release.exec_started_at))
     now = utcnow()
     result = db.session.execute(
         sa.update(Release).where(Release.id == release_id, Release.state == expect, started.is_(None))
-        .values({started.key: now, "heartbeat_at": now}).execution_options(synchronize_session=False))
+        .values({started.key: now, "heartbeat_at": now, **pinned}).execution_options(synchronize_session=False))
     commit_changes()
-    return db.session.get(Release, release_id) if result.rowcount == 1 else None
+    return result.rowcount == 1
 
 
 @transition  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
@@ -185,14 +195,6 @@ def heartbeat(release_id: int, state: str, **output: Any) -> bool:
         .values(heartbeat_at=utcnow(), **output).execution_options(synchronize_session=False))
     commit_changes()
     return result.rowcount == 1
-
-
-@transition  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
-def pin_commit(release_id: int, commit: str, **hook: Any) -> None:
-    """Record the commit the release applies (and which hook judges it)."""
-    db.session.execute(sa.update(Release).where(Release.id == release_id)
-                       .values(commit=commit, **hook).execution_options(synchronize_session=False))
-    commit_changes()
 
 
 @transition
@@ -215,7 +217,9 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
     `needs_approval_reason` (the hook differs from the hook ref) turns a 0 into a wait:
     fail closed. Returns the new state, or None when the release had moved on.
     """
-    release = get_release(release_id)
+    release = db.session.get(Release, release_id, options=[joinedload(Release.environment)])
+    if release is None:
+        raise NotFound(f"Release #{release_id} does not exist.")
     record = {"hook_exit_code": exit_code, "hook_output": output, "hook_truncated": truncated}
     if error is None and exit_code in (0, 2):
         if exit_code == 2 or needs_approval_reason:

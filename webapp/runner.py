@@ -3,6 +3,11 @@
 Called by the worker's jobs. What a result means for the release is decided by
 releases.py; this module only fetches, checks out, runs within limits and reports.
 No database transaction stays open while a hook or command runs.
+
+Everything before the run has no side effect outside the workspace (reading the release,
+git, the checkout, the pre-flight check), so it happens before the run is claimed: the claim
+and the pinned commit are then one compare-and-set, and a worker lost before it is simply
+queued again by the reconciler, nothing having run.
 """
 from __future__ import annotations
 
@@ -17,12 +22,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
 from flask import current_app
 
 from . import hook_account, hooks, releases, repos, supervise
 from .extensions import db
-from .models import Release
+from .models import Environment, Project, Release, Variable
 from .outage import persist, unless_down
+
+# What a job may do before claiming its run: fail the release, but only while nobody claimed it.
+UNCLAIMED = {"hook": (Release.hook_started_at.is_(None),), "execute": (Release.exec_started_at.is_(None),)}
 
 
 @dataclass(frozen=True)
@@ -46,19 +55,33 @@ class RunContext:
     variables: tuple[tuple[str, str, bool, bool], ...]  # name, value, secret, for_hooks
 
     @classmethod
-    def of(cls, release: Release) -> RunContext:
-        project, environment = release.project, release.environment
-        context = cls(
-            release_id=release.id, project=project.name, repo=project.repo, branch=project.branch,
-            hook_ref=environment.hook_ref or project.hook_ref, environment=environment.name,
-            release_stream=environment.release_stream,
-            ref=release.ref, commit=release.commit, resources=list(release.resources or []),
-            hook_timeout=environment.hook_timeout_seconds, release_timeout=environment.release_timeout_seconds,
-            release_command=(environment.release_command or "").strip() or None,
-            wait_for_external_finish=environment.wait_for_external_finish,
-            variables=tuple((v.name, v.value, v.secret, v.for_hooks) for v in environment.variables))
+    def read(cls, release_id: int, stage: str) -> RunContext | None:
+        """The settings of a hook ("hook") or apply ("execute") run, in one read; None when the
+        release is not in that stage's state or the run was claimed already."""
+        expect, started = (("READY", Release.hook_started_at) if stage == "hook"
+                           else ("IN_PROGRESS", Release.exec_started_at))
+        row = db.session.execute(
+            sa.select(Release.ref, Release.commit, Release.resources, Release.environment_id,
+                      Project.name, Project.repo, Project.branch, Project.hook_ref.label("project_hook_ref"),
+                      Environment.hook_ref, Environment.name.label("environment"), Environment.release_stream,
+                      Environment.hook_timeout_seconds, Environment.release_timeout_seconds,
+                      Environment.release_command, Environment.wait_for_external_finish)
+            .join(Project, Release.project_id == Project.id)
+            .join(Environment, Release.environment_id == Environment.id)
+            .where(Release.id == release_id, Release.state == expect, started.is_(None))).one_or_none()
+        variables = () if row is None else tuple(tuple(variable) for variable in db.session.execute(
+            sa.select(Variable.name, Variable.value, Variable.secret, Variable.for_hooks)
+            .where(Variable.environment_id == row.environment_id).order_by(Variable.name)))
         db.session.rollback()  # end the read transaction before any slow work
-        return context
+        if row is None:
+            return None
+        return cls(
+            release_id=release_id, project=row.name, repo=row.repo, branch=row.branch,
+            hook_ref=row.hook_ref or row.project_hook_ref, environment=row.environment,
+            release_stream=row.release_stream, ref=row.ref, commit=row.commit, resources=list(row.resources or []),
+            hook_timeout=row.hook_timeout_seconds, release_timeout=row.release_timeout_seconds,
+            release_command=(row.release_command or "").strip() or None,
+            wait_for_external_finish=row.wait_for_external_finish, variables=variables)
 
     def payload(self, commit: str) -> dict:
         return {"environmentName": self.environment, "releaseStream": self.release_stream,
@@ -138,29 +161,6 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-@contextmanager
-def keepalive(release_id: int, state: str, seconds: float) -> Iterator[None]:
-    """Heartbeat from a side thread while slow work (fetch, checkout) runs, so a long
-    clone is not mistaken for a lost worker."""
-    app = current_app._get_current_object()
-    done = threading.Event()
-
-    def beat() -> None:
-        with app.app_context():
-            while not done.wait(seconds):
-                if not unless_down(releases.heartbeat, True, release_id, state):
-                    break
-            db.session.remove()
-
-    thread = threading.Thread(target=beat, name=f"keepalive-{release_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-
-
 def _settings() -> tuple[Path, str, int, float]:
     config = current_app.config
     lost = config["WORKER_LOST_SECONDS"]
@@ -180,38 +180,32 @@ def _hook_account(root: Path) -> supervise.Account | None:
     return account
 
 
-def _fetch_and_pin(context: RunContext) -> tuple[Path, str]:
-    """Fetch the mirror (skipped when a pinned commit is already in it) and pin the commit."""
+def _fetch(context: RunContext) -> tuple[Path, str]:
+    """Fetch the mirror (skipped when a pinned commit is already in it) and resolve the commit."""
     cache_dir, *_ = _settings()
     git_dir = repos.fetch(context.repo, cache_dir, commit=context.commit)
     commit = context.commit or repos.resolve_commit(git_dir, context.ref or context.branch)
     return git_dir, commit
 
 
-def _claim(release_id: int, stage: str) -> RunContext | None:
-    release = releases.claim_run(release_id, stage)
-    return RunContext.of(release) if release is not None else None
-
-
 def run_pre_release_hook(release_id: int) -> None:
-    context = persist(_claim, release_id, "hook")
+    context = persist(RunContext.read, release_id, "hook")
     if context is None:
         return  # already run or no longer READY: jobs are at-least-once
     _cache, python, cap, tick = _settings()
     hook_ref = context.hook_ref or context.branch
     try:
-        with keepalive(release_id, "READY", tick):
-            git_dir, commit = _fetch_and_pin(context)
-            hook_ref_commit, hook, own = repos.find_hooks(git_dir, hook_ref, commit, context.project)
+        git_dir, commit = _fetch(context)
+        hook_ref_commit, hook, own = repos.find_hooks(git_dir, hook_ref, commit, context.project)
     except repos.RepoError as error:
-        persist(releases.fail, release_id, str(error), expect=("READY",))
+        persist(releases.fail, release_id, str(error), expect=("READY",), where=UNCLAIMED["hook"])
         return
-    persist(releases.pin_commit, release_id, commit, hook_ref_commit=hook_ref_commit,
-            hook_path=hook.path if hook else None)
+    pinned = {"commit": commit, "hook_ref_commit": hook_ref_commit, "hook_path": hook.path if hook else None}
     if hook is None:
-        persist(releases.record_hook_result, release_id, exit_code=None, output="", truncated=False, error=(
-            f"No pre-release hook was found at {hook_ref} ({hook_ref_commit[:12]}): add "
-            f"{context.project}/pre_release_hooks/pre_release_hook.py or .sh to the repository."))
+        if persist(releases.claim_run, release_id, "hook", **pinned):
+            persist(releases.record_hook_result, release_id, exit_code=None, output="", truncated=False, error=(
+                f"No pre-release hook was found at {hook_ref} ({hook_ref_commit[:12]}): add "
+                f"{context.project}/pre_release_hooks/pre_release_hook.py or .sh to the repository."))
         return
     differs = None
     if own is None or (own.path, own.blob) != (hook.path, hook.blob):
@@ -223,11 +217,16 @@ def run_pre_release_hook(release_id: int) -> None:
                            hook_truncated=truncated)
 
     with workspace(context, commit) as (checkout, payload, home):
-        with keepalive(release_id, "READY", tick):
+        try:
             repos.checkout(git_dir, commit, checkout)
+        except repos.RepoError as error:
+            persist(releases.fail, release_id, str(error), expect=("READY",), where=UNCLAIMED["hook"])
+            return
         script = checkout / hook.path
         _place_hook(script, hook.content)
         problem = hooks.preflight(script, hook.kind)
+        if not persist(releases.claim_run, release_id, "hook", **pinned):
+            return  # another job of this release claimed it first
         if problem:
             persist(releases.record_hook_result, release_id, exit_code=None, output="", truncated=False,
                     error=problem)
@@ -254,10 +253,12 @@ def _place_hook(script: Path, content: bytes) -> None:
 
 
 def execute_release(release_id: int) -> None:
-    context = persist(_claim, release_id, "execute")
+    context = persist(RunContext.read, release_id, "execute")
     if context is None:
         return
     if context.release_command is None:
+        if not persist(releases.claim_run, release_id, "execute"):
+            return
         if context.wait_for_external_finish:
             persist(releases.await_external_finish, release_id)
         else:
@@ -265,20 +266,24 @@ def execute_release(release_id: int) -> None:
         return
     _cache, _python, cap, tick = _settings()
     try:
-        with keepalive(release_id, "IN_PROGRESS", tick):
-            git_dir, commit = _fetch_and_pin(context)
+        git_dir, commit = _fetch(context)
     except repos.RepoError as error:
-        persist(releases.fail, release_id, str(error), expect=("IN_PROGRESS",))
+        persist(releases.fail, release_id, str(error), expect=("IN_PROGRESS",), where=UNCLAIMED["execute"])
         return
-    persist(releases.pin_commit, release_id, commit, exec_command=context.release_command)
 
     def on_tick(output: str, truncated: bool) -> bool:
         return unless_down(releases.heartbeat, True, release_id, "IN_PROGRESS", exec_output=output,
                            exec_truncated=truncated)
 
     with workspace(context, commit) as (checkout, payload, home):
-        with keepalive(release_id, "IN_PROGRESS", tick):
+        try:
             repos.checkout(git_dir, commit, checkout)
+        except repos.RepoError as error:
+            persist(releases.fail, release_id, str(error), expect=("IN_PROGRESS",), where=UNCLAIMED["execute"])
+            return
+        if not persist(releases.claim_run, release_id, "execute", commit=commit,
+                       exec_command=context.release_command):
+            return
         env = context.environ(home, hooks_only=False) | {"RELEASE_PAYLOAD": str(payload)}
         # The payload is the shell's $1 and RELEASE_PAYLOAD: `./deploy.sh "$1"` passes it on.
         argv = ["bash", "-c", context.release_command, "release_command", str(payload)]
