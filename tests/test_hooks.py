@@ -83,6 +83,18 @@ def test_preflight_reports_a_bash_syntax_error_with_bashs_message(tmp_path):
     assert "line 2" in message and "syntax error" in message
 
 
+def test_preflight_checks_a_source_once_and_still_checks_the_file_each_time(tmp_path, monkeypatch):
+    from webapp import hooks
+
+    script = write_hook(tmp_path, "sh", "exit 0\n")
+    assert preflight(script, "sh") is None
+    monkeypatch.setattr(hooks, "_bash_syntax_error", lambda script: "checked again")
+    assert preflight(script, "sh") is None  # the same source passed before
+    assert preflight(write_hook(tmp_path, "sh", "exit 1\n"), "sh") == "checked again"  # a new one is checked
+    script.unlink()
+    assert "does not exist" in preflight(script, "sh")
+
+
 # -- environment -------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import sqlalchemy as sa
 
@@ -87,3 +88,38 @@ def test_a_release_whose_job_redis_lost_is_queued_again_by_the_reconciler(app, a
         assert reconcile(utcnow() + timedelta(seconds=30))["requeued"] == []  # its job is queued now
     run_jobs()
     assert state(api, release_id) == "PENDING_APPROVAL"
+
+
+def test_a_trigger_queues_its_hook_before_its_announcement(app, api, new_environment):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from webapp.extensions import redis_connection
+    from worker.queues import notify_queue
+
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
+    release_id = trigger(api)
+    with app.app_context():
+        hook = Job.fetch(f"hook-{release_id}", connection=redis_connection(), serializer=JSONSerializer)
+        announcements = notify_queue().get_jobs()
+    assert announcements  # QUEUED is announced…
+    assert all(hook.enqueued_at <= job.enqueued_at for job in announcements)  # …after the hook is queued
+
+
+def test_finished_workspaces_are_removed_while_a_command_runs_or_after_a_while(tmp_path, monkeypatch):
+    from tests.helpers import wait_for
+
+    with runner._command():  # what earlier tests left goes first
+        wait_for(runner._trash.empty, timeout=3)
+        time.sleep(0.1)
+    monkeypatch.setattr(runner, "TRASH_WAIT", 1.0)
+    idle, busy = tmp_path / "idle", tmp_path / "busy"
+    idle.mkdir()
+    runner._discard(idle)
+    time.sleep(0.3)
+    assert idle.exists()  # the next run's preparation is not slowed down by the removal…
+    wait_for(lambda: not idle.exists(), timeout=3)  # …but it does not wait forever
+    with runner._command():
+        busy.mkdir()
+        runner._discard(busy)
+        wait_for(lambda: not busy.exists(), timeout=0.5)  # while a command runs, at once

@@ -43,3 +43,15 @@ def test_a_released_savepoint_runs_nothing_until_the_transaction_commits(app):
         assert ran == []  # a dispatch's savepoint must not announce what is not committed yet
         db.session.commit()
     assert ran == ["before savepoint", "inside savepoint"]
+
+
+def test_side_effects_marked_first_run_before_the_others_in_order(app):
+    ran = []
+    with app.app_context():
+        db.session.execute(sa.text("SELECT 1"))
+        after_commit(ran.append, "announce")
+        after_commit(ran.append, "job 1", first=True)
+        after_commit(ran.append, "version")
+        after_commit(ran.append, "job 2", first=True)
+        db.session.commit()
+    assert ran == ["job 1", "job 2", "announce", "version"]

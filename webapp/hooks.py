@@ -3,15 +3,24 @@ release command, and run a hook through supervise.run_limited."""
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from .supervise import DEFAULT_PATH, Account, RunResult, Tick, run_limited
+
+# Sources that passed the syntax check, by digest: the same hook is checked once per process,
+# not once per release (`bash -n` is a process of its own).
+_PASSED: collections.OrderedDict[tuple[str, bytes], None] = collections.OrderedDict()
+_PASSED_SIZE = 256
+_passed_lock = threading.Lock()
 
 
 def preflight(script: Path, kind: str) -> str | None:
@@ -32,9 +41,17 @@ def preflight(script: Path, kind: str) -> str | None:
             source = handle.read()
     except OSError as exc:
         return f"The hook {name} cannot be read ({exc.strerror}); check its permissions."
-    if kind == "py":
-        return _python_syntax_error(source, script)
-    return _bash_syntax_error(script)
+    key = (kind, hashlib.sha256(source).digest())
+    with _passed_lock:
+        if key in _PASSED:
+            return None
+    problem = _python_syntax_error(source, script) if kind == "py" else _bash_syntax_error(script)
+    if problem is None:
+        with _passed_lock:
+            _PASSED[key] = None
+            if len(_PASSED) > _PASSED_SIZE:
+                _PASSED.popitem(last=False)
+    return problem
 
 
 def _python_syntax_error(source: bytes, script: Path) -> str | None:

@@ -41,7 +41,7 @@ class WrongState(ReleaseError):
 def _enqueue(kind: str, release_id: int) -> None:
     from worker.queues import enqueue_release_job  # the one worker piece the webapp uses
 
-    after_commit(enqueue_release_job, kind, release_id)
+    after_commit(enqueue_release_job, kind, release_id, first=True)
 
 
 # -- helpers ------------------------------------------------------------------------------

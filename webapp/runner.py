@@ -123,6 +123,8 @@ def workspace(context: RunContext, commit: str) -> Iterator[tuple[Path, Path, Pa
 
 _trash: queue.SimpleQueue[Path] = queue.SimpleQueue()
 _janitor: list[threading.Thread] = []
+_command_running = threading.Event()  # the main thread is only waiting for a hook or command
+TRASH_WAIT = 5.0  # seconds a workspace waits for such a moment before it is removed anyway
 
 
 def _discard(root: Path) -> None:
@@ -137,7 +139,21 @@ def _discard(root: Path) -> None:
 
 def _empty_trash() -> None:
     while True:
-        shutil.rmtree(_trash.get(), ignore_errors=True)
+        root = _trash.get()
+        # Unlinking takes the GIL between system calls, which would slow the next run's
+        # preparation down by a switch interval at a time: wait until a command runs instead.
+        _command_running.wait(TRASH_WAIT)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def _command() -> Iterator[None]:
+    """Mark the time the main thread spends waiting for a hook or command (see _empty_trash)."""
+    _command_running.set()
+    try:
+        yield
+    finally:
+        _command_running.clear()
 
 
 def sweep_workspaces() -> list[Path]:
@@ -231,10 +247,12 @@ def run_pre_release_hook(release_id: int) -> None:
             persist(releases.record_hook_result, release_id, exit_code=None, output="", truncated=False,
                     error=problem)
             return
-        result = hooks.run_hook(script, hook.kind, payload, cwd=checkout,
-                                env=context.environ(home, hooks_only=True), timeout=context.hook_timeout,
-                                output_cap=cap, python=python, on_tick=on_tick, tick_seconds=tick,
-                                mask=context.secrets, user=_hook_account(checkout.parent))
+        user = _hook_account(checkout.parent)
+        with _command():
+            result = hooks.run_hook(script, hook.kind, payload, cwd=checkout,
+                                    env=context.environ(home, hooks_only=True), timeout=context.hook_timeout,
+                                    output_cap=cap, python=python, on_tick=on_tick, tick_seconds=tick,
+                                    mask=context.secrets, user=user)
     if result.stopped:
         return  # aborted: the release already moved on
     output = result.output + (f"\n[releasegate] {differs}\n" if differs else "")
@@ -287,9 +305,11 @@ def execute_release(release_id: int) -> None:
         env = context.environ(home, hooks_only=False) | {"RELEASE_PAYLOAD": str(payload)}
         # The payload is the shell's $1 and RELEASE_PAYLOAD: `./deploy.sh "$1"` passes it on.
         argv = ["bash", "-c", context.release_command, "release_command", str(payload)]
-        result = supervise.run_limited(argv, cwd=checkout, env=env, timeout=context.release_timeout, output_cap=cap,
-                                       on_tick=on_tick, tick_seconds=tick, mask=context.secrets,
-                                       user=_hook_account(checkout.parent))
+        user = _hook_account(checkout.parent)
+        with _command():
+            result = supervise.run_limited(argv, cwd=checkout, env=env, timeout=context.release_timeout,
+                                           output_cap=cap, on_tick=on_tick, tick_seconds=tick, mask=context.secrets,
+                                           user=user)
     if result.stopped:
         return
     error = (f"The release command timed out after {context.release_timeout} seconds and was killed."

@@ -32,9 +32,11 @@ SYSTEM = Actor(None, "system")
 WORKER = Actor(None, "worker")
 
 
-def after_commit(fn, *args: Any) -> None:
-    """Run fn(*args) once the current transaction commits; drop it on rollback."""
-    db.session.info.setdefault("after_commit", []).append((fn, args))
+def after_commit(fn, *args: Any, first: bool = False) -> None:
+    """Run fn(*args) once the current transaction commits; drop it on rollback. `first` runs
+    it before the others (a release's job before announcements: an idle worker takes
+    whichever job reaches Redis first, whatever the order of its queues)."""
+    db.session.info.setdefault("after_commit", []).append((fn, args, first))
 
 
 @event.listens_for(Session, "after_commit")
@@ -44,7 +46,7 @@ def _run_after_commit(session: Session) -> None:
     session.info.pop("savepoint_marks", None)
     session.info.pop("bumps_version", None)
     session.info.pop("writing", None)
-    for fn, args in session.info.pop("after_commit", []):
+    for fn, args, _first in sorted(session.info.pop("after_commit", []), key=lambda call: not call[2]):
         fn(*args)
 
 
