@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from .extensions import db
 from .models import SLOT_STATES, Decision, Environment, Grant, Release, User, utcnow
@@ -53,27 +54,43 @@ def get_release(release_id: int) -> Release:
     return release
 
 
-def _move(release: Release, to_state: str, actor: Actor, *, expect: tuple[str, ...], reason: str = "",
-          where: tuple = (), **values: Any) -> bool:
-    """Compare-and-set the state; on success write the audit event and return True."""
-    from_state = release.state
-    now = utcnow()
+def _set_state(release_id: int, to_state: str, *, expect: tuple[str, ...], where: tuple = (),
+               **values: Any) -> bool:
+    """The compare-and-set itself, on the row alone: True when it changed the release."""
     if to_state not in SLOT_STATES:
         values.setdefault("holds_slot", False)
-        values.setdefault("finished_at", now)
+        values.setdefault("finished_at", utcnow())
     result = db.session.execute(
-        sa.update(Release).where(Release.id == release.id, Release.state.in_(expect), *where)
+        sa.update(Release).where(Release.id == release_id, Release.state.in_(expect), *where)
         .values(state=to_state, **values).execution_options(synchronize_session=False))
     if result.rowcount != 1:
+        return False
+    # The row is ours until commit, so what we wrote is what it holds: an instance of it in the
+    # session is told so, and nothing is reloaded (expiring it cost a SELECT of the full row at
+    # its audit and at every later read).
+    instance = db.session.identity_map.get(identity_key(Release, release_id))
+    if instance is not None:
+        for key, value in (("state", to_state), *values.items()):
+            if isinstance(value, sa.sql.ClauseElement):
+                db.session.expire(instance, [key])
+            else:
+                set_committed_value(instance, key, value)
+    return True
+
+
+def _move(release: Release, to_state: str, actor: Actor, *, expect: tuple[str, ...], reason: str = "",
+          where: tuple = (), through: tuple[str, str] | None = None, **values: Any) -> bool:
+    """Compare-and-set the state; on success write the audit event and return True.
+
+    `through` (state, reason): a state passed through on the way, in the same compare-and-set,
+    audited as a move of its own."""
+    from_state = release.state
+    if not _set_state(release.id, to_state, expect=expect, where=where, **values):
         db.session.refresh(release)
         return False
-    # The row is ours until commit, so what we wrote is what it holds: no reload. (Expiring the
-    # whole object cost a SELECT of the full row at the audit below and at every later read.)
-    for key, value in (("state", to_state), *values.items()):
-        if isinstance(value, sa.sql.ClauseElement):
-            db.session.expire(release, [key])
-        else:
-            set_committed_value(release, key, value)
+    if through is not None:
+        audit(actor, "state", release=release, from_state=from_state, to_state=through[0], reason=through[1])
+        from_state = through[0]
     audit(actor, "state", release=release, from_state=from_state, to_state=to_state, reason=reason)
     return True
 
@@ -92,15 +109,14 @@ def dispatch_queue(environment_id: int) -> None:
     # a trigger and a slot release committing together cannot both miss the queue.
     # NO KEY UPDATE does not conflict with the KEY SHARE lock a new release's foreign
     # key takes, so a trigger (insert, then dispatch) cannot deadlock with another.
-    environment = db.session.execute(
-        sa.select(Environment).where(Environment.id == environment_id)
-        .with_for_update(key_share=True)  # PostgreSQL: FOR NO KEY UPDATE
-        .execution_options(populate_existing=True)).scalar_one()
-    queued = sa.select(Release).where(Release.environment_id == environment_id,
-                                      Release.state == "QUEUED").order_by(Release.id)
+    parallel, approval = db.session.execute(
+        sa.select(Environment.parallel_releases, Environment.approval_workflow)
+        .where(Environment.id == environment_id)
+        .with_for_update(key_share=True)).one()  # PostgreSQL: FOR NO KEY UPDATE
+    queued = (Release.environment_id == environment_id, Release.state == "QUEUED")
     now = utcnow()
-    if environment.parallel_releases:
-        for release in db.session.scalars(queued).all():
+    if parallel:
+        for release in db.session.scalars(sa.select(Release).where(*queued).order_by(Release.id)).all():
             if _move(release, "IN_PROGRESS", WORKER, expect=("QUEUED",), started_at=now,
                      reason="started at once (parallel releases)"):
                 _enqueue("execute", release.id)
@@ -109,20 +125,22 @@ def dispatch_queue(environment_id: int) -> None:
                                                            Release.holds_slot))
     if holder is not None:
         return
-    release = db.session.scalars(queued.limit(1)).first()
-    if release is None:
+    release_id = db.session.scalar(sa.select(Release.id).where(*queued).order_by(Release.id).limit(1))
+    if release_id is None:
         return
-    to_state, job, reason = (("READY", "hook", "took the slot; running the pre-release hook")
-                             if environment.approval_workflow else
+    to_state, job, reason = (("READY", "hook", "took the slot; running the pre-release hook") if approval else
                              ("IN_PROGRESS", "execute", "took the slot; approval workflow is off"))
     try:
         with db.session.begin_nested():
-            moved = _move(release, to_state, WORKER, expect=("QUEUED",), holds_slot=True, started_at=now,
-                          heartbeat_at=None, reason=reason)
+            moved = _set_state(release_id, to_state, expect=("QUEUED",), holds_slot=True, started_at=now,
+                               heartbeat_at=None)
+            if moved:
+                audit(WORKER, "state", release_id=release_id, environment_id=environment_id,
+                      from_state="QUEUED", to_state=to_state, reason=reason)
     except IntegrityError:
         return  # another transaction took the slot first; it dispatches in turn
     if moved:
-        _enqueue(job, release.id)
+        _enqueue(job, release_id)
 
 
 @transition
@@ -227,15 +245,20 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
             moved = _move(release, "PENDING_APPROVAL", WORKER, expect=("READY",), reason=reason,
                           pending_since=utcnow(), **record)
             new_state = "PENDING_APPROVAL"
+        elif _nothing_to_run(release.environment):
+            # Nothing to execute: through IN_PROGRESS to SUCCEEDED in one compare-and-set, rather
+            # than through a second job.
+            moved = _move(release, "SUCCEEDED", WORKER, expect=("READY",), reason=NOTHING_RUN,
+                          through=("IN_PROGRESS", "pre-release hook exited 0"), exec_output=NOTHING_RUN + "\n",
+                          **record)
+            new_state = "SUCCEEDED"
+            if moved:
+                dispatch_queue(release.environment_id)
         else:
             moved = _move(release, "IN_PROGRESS", WORKER, expect=("READY",), reason="pre-release hook exited 0",
                           **record)
             new_state = "IN_PROGRESS"
-            if moved and _nothing_to_run(release.environment):
-                # Nothing to execute: finish here rather than through a second job (same transaction).
-                _succeed_without_command(release)
-                new_state = "SUCCEEDED"
-            elif moved:
+            if moved:
                 _enqueue("execute", release.id)
     else:
         error = error or f"The pre-release hook exited {exit_code}."

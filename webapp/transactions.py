@@ -73,13 +73,14 @@ def _drop_after_commit(session: Session, previous) -> None:
 
 def audit(actor: Actor, action: str, *, release: Release | None = None, environment_id: int | None = None,
           from_state: str | None = None, to_state: str | None = None, reason: str = "",
-          details: dict | None = None) -> None:
-    """Record who did what; also tells live pages, after commit, that something changed."""
+          details: dict | None = None, release_id: int | None = None) -> None:
+    """Record who did what; also tells live pages, after commit, that something changed.
+    A release is named by `release`, or by `release_id` with `environment_id` (no object loaded)."""
     if not db.session.info.get("bumps_version"):
         db.session.info["bumps_version"] = True
         after_commit(bump_version)
     audit_event = AuditEvent(
-        release_id=release.id if release is not None else None,
+        release_id=release.id if release is not None else release_id,
         environment_id=environment_id if release is None else release.environment_id,
         actor_id=actor.user.id if actor.user is not None else None, action=action,
         from_state=from_state, to_state=to_state, reason=reason, via=actor.via, details=details)

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 from redis.exceptions import RedisError
 from rq import SimpleWorker
@@ -46,6 +47,17 @@ def reconcile_forever(app, period: int, stop: threading.Event) -> None:
 
 class ReleaseWorker(SimpleWorker):
     """Every job starts with a fresh database session: no read snapshot or lock outlives its job."""
+
+    # RQ renews the worker's key three times per job (three round trips each); its TTL is minutes.
+    HEARTBEAT_SECONDS = 1.0
+    _beat_at = float("-inf")
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        if timeout is None and pipeline is None:
+            if time.monotonic() - self._beat_at < self.HEARTBEAT_SECONDS:
+                return
+            self._beat_at = time.monotonic()
+        super().heartbeat(timeout, pipeline)
 
     def execute_job(self, job, queue):
         try:
