@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .supervise import DEFAULT_PATH, Account, RunResult, Tick, run_limited
@@ -110,11 +110,12 @@ def _path_without_virtualenv() -> str:
 def run_hook(script: Path, kind: str, payload_path: Path, *, cwd: Path,
              env: dict[str, str], timeout: float, output_cap: int,
              python: str = "python3", on_tick: Tick | None = None,
-             tick_seconds: float = 2.0, mask: Sequence[str] = (), user: Account | None = None) -> RunResult:
+             tick_seconds: float = 2.0, mask: Sequence[str] = (), user: Account | None = None,
+             on_start: Callable[[], None] | None = None) -> RunResult:
     """Run a hook as `python3 <script> <payload>` or `bash <script> <payload>` (as `user` if given)."""
     if kind not in ("py", "sh"):
         raise ValueError(f"unknown hook kind {kind!r}")
     interpreter = python if kind == "py" else "bash"
     argv = [interpreter, str(Path(script).resolve()), str(Path(payload_path).resolve())]
     return run_limited(argv, cwd=cwd, env=env, timeout=timeout, output_cap=output_cap,
-                       on_tick=on_tick, tick_seconds=tick_seconds, mask=mask, user=user)
+                       on_tick=on_tick, tick_seconds=tick_seconds, mask=mask, user=user, on_start=on_start)

@@ -11,7 +11,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -78,21 +77,30 @@ def _set_state(release_id: int, to_state: str, *, expect: tuple[str, ...], where
     return True
 
 
-def _move(release: Release, to_state: str, actor: Actor, *, expect: tuple[str, ...], reason: str = "",
-          where: tuple = (), through: tuple[str, str] | None = None, **values: Any) -> bool:
-    """Compare-and-set the state; on success write the audit event and return True.
+def _move_row(release_id: int, environment_id: int, from_state: str, to_state: str, actor: Actor, *,
+              expect: tuple[str, ...], reason: str = "", where: tuple = (), through: tuple[str, str] | None = None,
+              **values: Any) -> bool:
+    """Compare-and-set the state of a release known by id; on success write the audit event
+    and return True.
 
     `through` (state, reason): a state passed through on the way, in the same compare-and-set,
     audited as a move of its own."""
-    from_state = release.state
-    if not _set_state(release.id, to_state, expect=expect, where=where, **values):
-        db.session.refresh(release)
+    if not _set_state(release_id, to_state, expect=expect, where=where, **values):
         return False
+    named = {"release_id": release_id, "environment_id": environment_id}
     if through is not None:
-        audit(actor, "state", release=release, from_state=from_state, to_state=through[0], reason=through[1])
+        audit(actor, "state", **named, from_state=from_state, to_state=through[0], reason=through[1])
         from_state = through[0]
-    audit(actor, "state", release=release, from_state=from_state, to_state=to_state, reason=reason)
+    audit(actor, "state", **named, from_state=from_state, to_state=to_state, reason=reason)
     return True
+
+
+def _move(release: Release, to_state: str, actor: Actor, **options: Any) -> bool:
+    """_move_row() for a loaded release, which is reloaded when the move did not happen."""
+    if _move_row(release.id, release.environment_id, release.state, to_state, actor, **options):
+        return True
+    db.session.refresh(release)
+    return False
 
 
 def _wrong_state(release: Release, doing: str, needs: str) -> WrongState:
@@ -109,9 +117,11 @@ def dispatch_queue(environment_id: int) -> None:
     # a trigger and a slot release committing together cannot both miss the queue.
     # NO KEY UPDATE does not conflict with the KEY SHARE lock a new release's foreign
     # key takes, so a trigger (insert, then dispatch) cannot deadlock with another.
+    db.session.flush()  # the queries below are Core (a fraction of the ORM's cost): no autoflush
+    releases, environments = Release.__table__, Environment.__table__
     parallel, approval = db.session.execute(
-        sa.select(Environment.parallel_releases, Environment.approval_workflow)
-        .where(Environment.id == environment_id)
+        sa.select(environments.c.parallel_releases, environments.c.approval_workflow)
+        .where(environments.c.id == environment_id)
         .with_for_update(key_share=True)).one()  # PostgreSQL: FOR NO KEY UPDATE
     queued = (Release.environment_id == environment_id, Release.state == "QUEUED")
     now = utcnow()
@@ -121,22 +131,20 @@ def dispatch_queue(environment_id: int) -> None:
                      reason="started at once (parallel releases)"):
                 _enqueue("execute", release.id)
         return
-    holder = db.session.scalar(sa.select(Release.id).where(Release.environment_id == environment_id,
-                                                           Release.holds_slot))
+    holder = db.session.scalar(sa.select(releases.c.id).where(releases.c.environment_id == environment_id,
+                                                              releases.c.holds_slot))
     if holder is not None:
         return
-    release_id = db.session.scalar(sa.select(Release.id).where(*queued).order_by(Release.id).limit(1))
+    release_id = db.session.scalar(sa.select(releases.c.id).where(
+        releases.c.environment_id == environment_id, releases.c.state == "QUEUED").order_by(releases.c.id).limit(1))
     if release_id is None:
         return
     to_state, job, reason = (("READY", "hook", "took the slot; running the pre-release hook") if approval else
                              ("IN_PROGRESS", "execute", "took the slot; approval workflow is off"))
     try:
         with db.session.begin_nested():
-            moved = _set_state(release_id, to_state, expect=("QUEUED",), holds_slot=True, started_at=now,
-                               heartbeat_at=None)
-            if moved:
-                audit(WORKER, "state", release_id=release_id, environment_id=environment_id,
-                      from_state="QUEUED", to_state=to_state, reason=reason)
+            moved = _move_row(release_id, environment_id, "QUEUED", to_state, WORKER, expect=("QUEUED",),
+                              holds_slot=True, started_at=now, heartbeat_at=None, reason=reason)
     except IntegrityError:
         return  # another transaction took the slot first; it dispatches in turn
     if moved:
@@ -235,37 +243,44 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
     `needs_approval_reason` (the hook differs from the hook ref) turns a 0 into a wait:
     fail closed. Returns the new state, or None when the release had moved on.
     """
-    release = db.session.get(Release, release_id, options=[joinedload(Release.environment)])
-    if release is None:
+    releases, environments = Release.__table__, Environment.__table__
+    row = db.session.execute(  # Core, and no ORM object: the worker does this after every hook
+        sa.select(releases.c.state, releases.c.environment_id, environments.c.release_command,
+                  environments.c.wait_for_external_finish)
+        .select_from(releases.join(environments, releases.c.environment_id == environments.c.id))
+        .where(releases.c.id == release_id)).one_or_none()
+    if row is None:
         raise NotFound(f"Release #{release_id} does not exist.")
-    record = {"hook_exit_code": exit_code, "hook_output": output, "hook_truncated": truncated}
+    environment_id = row.environment_id
+
+    def move(to_state: str, **options: Any) -> bool:
+        return _move_row(release_id, environment_id, row.state, to_state, WORKER, expect=("READY",),
+                         hook_exit_code=exit_code, hook_output=output, hook_truncated=truncated, **options)
+
     if error is None and exit_code in (0, 2):
         if exit_code == 2 or needs_approval_reason:
-            reason = needs_approval_reason or "pre-release hook exited 2"
-            moved = _move(release, "PENDING_APPROVAL", WORKER, expect=("READY",), reason=reason,
-                          pending_since=utcnow(), **record)
+            moved = move("PENDING_APPROVAL", reason=needs_approval_reason or "pre-release hook exited 2",
+                         pending_since=utcnow())
             new_state = "PENDING_APPROVAL"
-        elif _nothing_to_run(release.environment):
+        elif _nothing_to_run(row):
             # Nothing to execute: through IN_PROGRESS to SUCCEEDED in one compare-and-set, rather
             # than through a second job.
-            moved = _move(release, "SUCCEEDED", WORKER, expect=("READY",), reason=NOTHING_RUN,
-                          through=("IN_PROGRESS", "pre-release hook exited 0"), exec_output=NOTHING_RUN + "\n",
-                          **record)
+            moved = move("SUCCEEDED", reason=NOTHING_RUN, through=("IN_PROGRESS", "pre-release hook exited 0"),
+                         exec_output=NOTHING_RUN + "\n")
             new_state = "SUCCEEDED"
             if moved:
-                dispatch_queue(release.environment_id)
+                dispatch_queue(environment_id)
         else:
-            moved = _move(release, "IN_PROGRESS", WORKER, expect=("READY",), reason="pre-release hook exited 0",
-                          **record)
+            moved = move("IN_PROGRESS", reason="pre-release hook exited 0")
             new_state = "IN_PROGRESS"
             if moved:
-                _enqueue("execute", release.id)
+                _enqueue("execute", release_id)
     else:
         error = error or f"The pre-release hook exited {exit_code}."
-        moved = _move(release, "FAILED", WORKER, expect=("READY",), reason=error, error=error, **record)
+        moved = move("FAILED", reason=error, error=error)
         new_state = "FAILED"
         if moved:
-            dispatch_queue(release.environment_id)
+            dispatch_queue(environment_id)
     commit_changes()
     return new_state if moved else None
 
@@ -298,7 +313,7 @@ def succeed_without_command(release_id: int) -> bool:
 NOTHING_RUN = "No release command is set for this environment, so nothing was run."
 
 
-def _nothing_to_run(environment: Environment) -> bool:
+def _nothing_to_run(environment: Environment | sa.Row) -> bool:
     return not (environment.release_command or "").strip() and not environment.wait_for_external_finish
 
 

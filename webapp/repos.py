@@ -75,7 +75,7 @@ def fetch(repo: str, cache_dir: Path, *, commit: str | None = None,
     """
     asked_at = time.time()
     git_dir = mirror_path(repo, cache_dir)
-    if commit and is_full_commit(commit) and _has_commit(git_dir, commit):
+    if commit and is_full_commit(commit) and has_commit(git_dir, commit):
         return git_dir
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     stamp = git_dir.with_suffix(".fetched")
@@ -204,7 +204,8 @@ def _git(git_dir: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
                           stdin=subprocess.DEVNULL, capture_output=True, env=_git_env())
 
 
-def _has_commit(git_dir: Path, sha: str) -> bool:
+def has_commit(git_dir: Path, sha: str) -> bool:
+    """Whether the mirror `git_dir` holds the commit `sha` (no network)."""
     if not (git_dir / "HEAD").exists():
         return False
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from flask import current_app
 
-from . import hook_account, hooks, releases, repos, supervise
+from . import ahead, hook_account, hooks, releases, repos, supervise
 from .extensions import db
 from .models import Environment, Project, Release, Variable
 from .outage import persist, unless_down
@@ -53,35 +53,26 @@ class RunContext:
     release_command: str | None
     wait_for_external_finish: bool
     variables: tuple[tuple[str, str, bool, bool], ...]  # name, value, secret, for_hooks
+    environment_id: int = 0
 
     @classmethod
-    def read(cls, release_id: int, stage: str) -> RunContext | None:
-        """The settings of a hook ("hook") or apply ("execute") run, in one read; None when the
-        release is not in that stage's state or the run was claimed already."""
-        expect, started = (("READY", Release.hook_started_at) if stage == "hook"
-                           else ("IN_PROGRESS", Release.exec_started_at))
-        row = db.session.execute(
-            sa.select(Release.ref, Release.commit, Release.resources, Release.environment_id,
-                      Project.name, Project.repo, Project.branch, Project.hook_ref.label("project_hook_ref"),
-                      Environment.hook_ref, Environment.name.label("environment"), Environment.release_stream,
-                      Environment.hook_timeout_seconds, Environment.release_timeout_seconds,
-                      Environment.release_command, Environment.wait_for_external_finish)
-            .join(Project, Release.project_id == Project.id)
-            .join(Environment, Release.environment_id == Environment.id)
-            .where(Release.id == release_id, Release.state == expect, started.is_(None))).one_or_none()
-        variables = () if row is None else tuple(tuple(variable) for variable in db.session.execute(
-            sa.select(Variable.name, Variable.value, Variable.secret, Variable.for_hooks)
-            .where(Variable.environment_id == row.environment_id).order_by(Variable.name)))
+    def read(cls, release_id: int, stage: str, *, state: str | None = None) -> RunContext | None:
+        """The settings of a hook ("hook") or apply ("execute") run, in one query; None when the
+        release is not in that stage's state (or `state`) or the run was claimed already."""
+        rows = db.session.execute(_CONTEXT[stage], {"release_id": release_id,
+                                                     "state": state or _STAGE_STATE[stage]}).all()
         db.session.rollback()  # end the read transaction before any slow work
-        if row is None:
+        if not rows:
             return None
+        row = rows[0]
         return cls(
             release_id=release_id, project=row.name, repo=row.repo, branch=row.branch,
             hook_ref=row.hook_ref or row.project_hook_ref, environment=row.environment,
             release_stream=row.release_stream, ref=row.ref, commit=row.commit, resources=list(row.resources or []),
             hook_timeout=row.hook_timeout_seconds, release_timeout=row.release_timeout_seconds,
             release_command=(row.release_command or "").strip() or None,
-            wait_for_external_finish=row.wait_for_external_finish, variables=variables)
+            wait_for_external_finish=row.wait_for_external_finish, environment_id=row.environment_id,
+            variables=tuple((r.variable, r.value, r.secret, r.for_hooks) for r in rows if r.variable is not None))
 
     def payload(self, commit: str) -> dict:
         return {"environmentName": self.environment, "releaseStream": self.release_stream,
@@ -100,23 +91,50 @@ class RunContext:
         return [value for _name, value, secret, _hooks in self.variables if secret and value]
 
 
+def _context_query(started: sa.Column) -> sa.Select:
+    """The release, its project and environment, and one row per variable (Core: a fraction of
+    the ORM's cost per query, and this runs before every hook)."""
+    release, project = Release.__table__, Project.__table__
+    environment, variable = Environment.__table__, Variable.__table__
+    return (sa.select(release.c.ref, release.c.commit, release.c.resources, release.c.environment_id,
+                      project.c.name, project.c.repo, project.c.branch,
+                      project.c.hook_ref.label("project_hook_ref"), environment.c.hook_ref,
+                      environment.c.name.label("environment"), environment.c.release_stream,
+                      environment.c.hook_timeout_seconds, environment.c.release_timeout_seconds,
+                      environment.c.release_command, environment.c.wait_for_external_finish,
+                      variable.c.name.label("variable"), variable.c.value, variable.c.secret, variable.c.for_hooks)
+            .select_from(release.join(project, release.c.project_id == project.c.id)
+                         .join(environment, release.c.environment_id == environment.c.id)
+                         .outerjoin(variable, variable.c.environment_id == environment.c.id))
+            .where(release.c.id == sa.bindparam("release_id"), release.c.state == sa.bindparam("state"),
+                   started.is_(None))
+            .order_by(variable.c.name))
+
+
+_CONTEXT = {"hook": _context_query(Release.__table__.c.hook_started_at),
+            "execute": _context_query(Release.__table__.c.exec_started_at)}
+_STAGE_STATE = {"hook": "READY", "execute": "IN_PROGRESS"}
+
 WORK_ROOT = Path(tempfile.gettempdir()) / "releasegate-work"
+
+
+def new_workspace(context: RunContext, commit: str) -> Path:
+    """A fresh directory with the payload (payload.json), a private HOME (home/) and room for
+    the checkout (checkout/). Its name starts with this worker's pid, so sweep_workspaces()
+    can remove what a killed worker left behind."""
+    WORK_ROOT.mkdir(mode=0o711, exist_ok=True)  # others may enter (a HOOK_USER their own), not list
+    root = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{context.release_id}-", dir=WORK_ROOT))
+    (root / "payload.json").write_text(json.dumps(context.payload(commit), indent=2))
+    (root / "home").mkdir()
+    return root
 
 
 @contextmanager
 def workspace(context: RunContext, commit: str) -> Iterator[tuple[Path, Path, Path]]:
-    """A fresh directory with the payload, a private HOME and room for the checkout; removed after.
-
-    Its name starts with this worker's pid, so sweep_workspaces() can remove what a
-    killed worker left behind.
-    """
-    WORK_ROOT.mkdir(mode=0o711, exist_ok=True)  # others may enter (a HOOK_USER their own), not list
-    root = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{context.release_id}-", dir=WORK_ROOT))
+    """new_workspace() as (checkout, payload, home), removed after."""
+    root = new_workspace(context, commit)
     try:
-        payload, home, checkout = root / "payload.json", root / "home", root / "checkout"
-        payload.write_text(json.dumps(context.payload(commit), indent=2))
-        home.mkdir()
-        yield checkout, payload, home
+        yield root / "checkout", root / "payload.json", root / "home"
     finally:
         _discard(root)
 
@@ -204,27 +222,84 @@ def _fetch(context: RunContext) -> tuple[Path, str]:
     return git_dir, commit
 
 
+@dataclass
+class Prepared:
+    """Everything a hook run needs before it is claimed (none of it has a side effect outside
+    the workspace): git's answers, and the workspace with the checkout and the hook in place."""
+
+    context: RunContext
+    git_dir: Path
+    commit: str
+    hook_ref_commit: str
+    hook: repos.HookScript | None
+    own: repos.HookScript | None  # the hook at the release's own commit
+    root: Path | None = None  # the workspace, when there is a hook to run
+    problem: str | None = None  # what the pre-flight check found
+
+    @property
+    def pinned(self) -> dict:
+        return {"commit": self.commit, "hook_ref_commit": self.hook_ref_commit,
+                "hook_path": self.hook.path if self.hook else None}
+
+    @property
+    def script(self) -> Path:
+        return self.root / "checkout" / self.hook.path
+
+    def discard(self) -> None:
+        if self.root is not None:
+            _discard(self.root)
+
+
+def prepare_hook(context: RunContext) -> Prepared:
+    """Fetch, resolve, find the hooks, write the workspace and check the hook; RepoError on a
+    repository problem (the workspace is then gone again)."""
+    git_dir, commit = _fetch(context)
+    hook_ref_commit, hook, own = repos.find_hooks(git_dir, context.hook_ref or context.branch, commit,
+                                                  context.project)
+    prepared = Prepared(context, git_dir, commit, hook_ref_commit, hook, own)
+    if hook is not None:
+        prepared.root = new_workspace(context, commit)
+        try:
+            repos.checkout(git_dir, commit, prepared.root / "checkout")
+            _place_hook(prepared.script, hook.content)
+            prepared.problem = hooks.preflight(prepared.script, hook.kind)
+        except BaseException:
+            prepared.discard()
+            raise
+    return prepared
+
+
 def run_pre_release_hook(release_id: int) -> None:
     context = persist(RunContext.read, release_id, "hook")
     if context is None:
         return  # already run or no longer READY: jobs are at-least-once
-    _cache, python, cap, tick = _settings()
-    hook_ref = context.hook_ref or context.branch
     try:
-        git_dir, commit = _fetch(context)
-        hook_ref_commit, hook, own = repos.find_hooks(git_dir, hook_ref, commit, context.project)
+        prepared = ahead.take(context) or prepare_hook(context)
     except repos.RepoError as error:
         persist(releases.fail, release_id, str(error), expect=("READY",), where=UNCLAIMED["hook"])
         return
-    pinned = {"commit": commit, "hook_ref_commit": hook_ref_commit, "hook_path": hook.path if hook else None}
+    try:
+        _run_prepared_hook(prepared)
+    finally:
+        prepared.discard()
+
+
+def _run_prepared_hook(prepared: Prepared) -> None:
+    context, hook, release_id = prepared.context, prepared.hook, prepared.context.release_id
+    hook_ref, hook_ref_commit, commit = context.hook_ref or context.branch, prepared.hook_ref_commit, prepared.commit
+    if not persist(releases.claim_run, release_id, "hook", **prepared.pinned):
+        return  # another job of this release claimed it first
     if hook is None:
-        if persist(releases.claim_run, release_id, "hook", **pinned):
-            persist(releases.record_hook_result, release_id, exit_code=None, output="", truncated=False, error=(
-                f"No pre-release hook was found at {hook_ref} ({hook_ref_commit[:12]}): add "
-                f"{context.project}/pre_release_hooks/pre_release_hook.py or .sh to the repository."))
+        persist(releases.record_hook_result, release_id, exit_code=None, output="", truncated=False, error=(
+            f"No pre-release hook was found at {hook_ref} ({hook_ref_commit[:12]}): add "
+            f"{context.project}/pre_release_hooks/pre_release_hook.py or .sh to the repository."))
+        return
+    if prepared.problem:
+        persist(releases.record_hook_result, release_id, exit_code=None, output="", truncated=False,
+                error=prepared.problem)
         return
     differs = None
-    if own is None or (own.path, own.blob) != (hook.path, hook.blob):
+    if prepared.own is None or (prepared.own.path, prepared.own.blob) != (hook.path, hook.blob):
         differs = (f"The pre-release hook at commit {commit[:12]} differs from the one at the hook ref "
                    f"{hook_ref} ({hook_ref_commit[:12]}), so this release needs approval whatever the hook says.")
 
@@ -232,27 +307,17 @@ def run_pre_release_hook(release_id: int) -> None:
         return unless_down(releases.heartbeat, True, release_id, "READY", hook_output=output,
                            hook_truncated=truncated)
 
-    with workspace(context, commit) as (checkout, payload, home):
-        try:
-            repos.checkout(git_dir, commit, checkout)
-        except repos.RepoError as error:
-            persist(releases.fail, release_id, str(error), expect=("READY",), where=UNCLAIMED["hook"])
-            return
-        script = checkout / hook.path
-        _place_hook(script, hook.content)
-        problem = hooks.preflight(script, hook.kind)
-        if not persist(releases.claim_run, release_id, "hook", **pinned):
-            return  # another job of this release claimed it first
-        if problem:
-            persist(releases.record_hook_result, release_id, exit_code=None, output="", truncated=False,
-                    error=problem)
-            return
-        user = _hook_account(checkout.parent)
-        with _command():
-            result = hooks.run_hook(script, hook.kind, payload, cwd=checkout,
-                                    env=context.environ(home, hooks_only=True), timeout=context.hook_timeout,
-                                    output_cap=cap, python=python, on_tick=on_tick, tick_seconds=tick,
-                                    mask=context.secrets, user=user)
+    _cache, python, cap, tick = _settings()
+    user = _hook_account(prepared.root)
+    with _command():
+        # Once the hook is on its way (not before: the side thread would take the GIL from the
+        # spawn), the release queued behind this one is prepared while the hook runs.
+        result = hooks.run_hook(prepared.script, hook.kind, prepared.root / "payload.json",
+                                cwd=prepared.root / "checkout", env=context.environ(prepared.root / "home",
+                                                                                    hooks_only=True),
+                                timeout=context.hook_timeout, output_cap=cap, python=python, on_tick=on_tick,
+                                tick_seconds=tick, mask=context.secrets, user=user,
+                                on_start=lambda: ahead.prepare_next(context))
     if result.stopped:
         return  # aborted: the release already moved on
     output = result.output + (f"\n[releasegate] {differs}\n" if differs else "")

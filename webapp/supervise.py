@@ -48,14 +48,16 @@ class RunResult:
 
 def run_limited(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float,
                 output_cap: int, on_tick: Tick | None = None, tick_seconds: float = 2.0,
-                mask: Sequence[str] = (), user: Account | None = None) -> RunResult:
+                mask: Sequence[str] = (), user: Account | None = None,
+                on_start: Callable[[], None] | None = None) -> RunResult:
     """Run `argv` in its own process group with exactly `env`, within limits.
 
     stdout and stderr are merged and kept up to `output_cap` bytes. Every
     `tick_seconds` `on_tick(output, truncated)` is called; False stops the run.
     On timeout or stop the whole group is killed. Strings in `mask` read as ****.
     With `user`, the command runs as that account (its own groups only); the supervisor
-    stays with the caller, out of the command's reach.
+    stays with the caller, out of the command's reach. `on_start()` is called once the
+    command is on its way, before the wait for it begins.
 
     Call this from the thread that lives as long as the run (the worker's main
     thread): the command is killed when that thread dies (PR_SET_PDEATHSIG). In the main
@@ -73,6 +75,8 @@ def run_limited(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: flo
     except OSError as exc:
         return RunResult(None, "", error=f"The command could not be started: {exc}.")
     try:
+        if on_start is not None:
+            on_start()
         result = _watch(child, output, timeout, on_tick, tick_seconds)
     finally:
         child.close()
