@@ -328,9 +328,12 @@ def _run_prepared_hook(prepared: Prepared) -> None:
 
 
 def _place_hook(script: Path, content: bytes) -> None:
-    """Run the hook ref's version of the hook, as a regular file inside the checkout."""
+    """Run the hook ref's version of the hook, as a regular file inside the checkout (usually
+    it is there already: then nothing is written)."""
     script.parent.mkdir(parents=True, exist_ok=True)
     if script.is_symlink() or script.exists():
+        if not script.is_symlink() and script.is_file() and script.read_bytes() == content:
+            return
         script.unlink()
     script.write_bytes(content)
 

@@ -48,9 +48,10 @@ def reconcile_forever(app, period: int, stop: threading.Event) -> None:
 class ReleaseWorker(SimpleWorker):
     """Every job starts with a fresh database session: no read snapshot or lock outlives its job."""
 
-    # RQ renews the worker's key three times per job (three round trips each); its TTL is minutes.
+    # RQ renews the worker's key three times per job (three round trips each) and asks whether
+    # `rq suspend` was run before each job; its key lives minutes, and a suspension may wait a second.
     HEARTBEAT_SECONDS = 1.0
-    _beat_at = float("-inf")
+    _beat_at = _suspension_checked_at = float("-inf")
 
     def heartbeat(self, timeout=None, pipeline=None):
         if timeout is None and pipeline is None:
@@ -58,6 +59,12 @@ class ReleaseWorker(SimpleWorker):
                 return
             self._beat_at = time.monotonic()
         super().heartbeat(timeout, pipeline)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        if time.monotonic() - self._suspension_checked_at < self.HEARTBEAT_SECONDS:
+            return
+        super().check_for_suspension(burst)
+        self._suspension_checked_at = time.monotonic()
 
     def execute_job(self, job, queue):
         try:
