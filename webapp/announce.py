@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
-
 log = logging.getLogger(__name__)
 
 # Release states that are announced (webhook event names are in notify.EVENT_OF_STATE).
@@ -29,18 +27,16 @@ def worth_announcing(action: str, to_state: str | None, details: dict | None) ->
     return False
 
 
-def publish(event) -> None:
-    """After commit: queue the announcement of a committed audit event (by id only).
+def publish(audit_event_id: int) -> None:
+    """After commit: queue the announcement of a committed audit event (by id only; one
+    written inside a savepoint that rolled back never gets here, see transactions.py).
 
     Never raises: the change is committed, and a lost announcement must not turn it
     into an error for whoever made it.
     """
     try:
-        identity = sa.inspect(event).identity  # read without SQL: the row was just written
-        if identity is None:  # rolled back with a savepoint: nothing happened
-            return
         from worker.queues import enqueue_notify_job  # the one worker piece the webapp uses
 
-        enqueue_notify_job("announce", identity[0])
+        enqueue_notify_job("announce", audit_event_id)
     except Exception:
         log.exception("could not announce an audit event")

@@ -55,13 +55,19 @@ def get_release(release_id: int) -> Release:
 
 def _set_state(release_id: int, to_state: str, *, expect: tuple[str, ...], where: tuple = (),
                **values: Any) -> bool:
-    """The compare-and-set itself, on the row alone: True when it changed the release."""
+    """The compare-and-set itself, on the row alone: True when it changed the release.
+
+    A Core UPDATE (the ORM's costs several times as much, and this runs on every move), so
+    what the session holds unsaved is flushed first, as the ORM's autoflush did."""
     if to_state not in SLOT_STATES:
         values.setdefault("holds_slot", False)
         values.setdefault("finished_at", utcnow())
+    if db.session.new or db.session.dirty or db.session.deleted:
+        db.session.flush()
+    releases = Release.__table__
     result = db.session.execute(
-        sa.update(Release).where(Release.id == release_id, Release.state.in_(expect), *where)
-        .values(state=to_state, **values).execution_options(synchronize_session=False))
+        sa.update(releases).where(releases.c.id == release_id, releases.c.state.in_(expect), *where)
+        .values(state=to_state, **values))
     if result.rowcount != 1:
         return False
     # The row is ours until commit, so what we wrote is what it holds: an instance of it in the

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -75,18 +76,25 @@ def audit(actor: Actor, action: str, *, release: Release | None = None, environm
           from_state: str | None = None, to_state: str | None = None, reason: str = "",
           details: dict | None = None, release_id: int | None = None) -> None:
     """Record who did what; also tells live pages, after commit, that something changed.
-    A release is named by `release`, or by `release_id` with `environment_id` (no object loaded)."""
+    A release is named by `release`, or by `release_id` with `environment_id` (no object loaded).
+
+    The row is written at once with a Core INSERT: the ORM's unit of work cost several times as
+    much, and every state change writes one or two."""
     if not db.session.info.get("bumps_version"):
         db.session.info["bumps_version"] = True
         after_commit(bump_version)
-    audit_event = AuditEvent(
+    insert = sa.insert(_AUDIT_EVENTS).values(
         release_id=release.id if release is not None else release_id,
         environment_id=environment_id if release is None else release.environment_id,
         actor_id=actor.user.id if actor.user is not None else None, action=action,
         from_state=from_state, to_state=to_state, reason=reason, via=actor.via, details=details)
-    db.session.add(audit_event)
     if worth_announcing(action, to_state, details):  # mail and webhooks (notify.py), by id, after commit
-        after_commit(publish, audit_event)
+        after_commit(publish, db.session.execute(insert.returning(_AUDIT_EVENTS.c.id)).scalar_one())
+    else:
+        db.session.execute(insert)
+
+
+_AUDIT_EVENTS = AuditEvent.__table__
 
 
 def write_transaction() -> None:
