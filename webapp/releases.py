@@ -209,12 +209,13 @@ def claim_run(release_id: int, stage: str, **pinned: Any) -> bool:
     """Mark a hook ("hook") or apply ("execute") as started, once, and record in the same
     compare-and-set what it runs (`pinned`: commit, hook ref commit and path, or command).
     False: nothing to do (another job claimed it, or the release moved on)."""
-    expect, started = (("READY", Release.hook_started_at) if stage == "hook"
-                       else ("IN_PROGRESS", Release.exec_started_at))
+    releases = Release.__table__  # Core: this is on the way of every hook and apply
+    expect, started = (("READY", releases.c.hook_started_at) if stage == "hook"
+                       else ("IN_PROGRESS", releases.c.exec_started_at))
     now = utcnow()
     result = db.session.execute(
-        sa.update(Release).where(Release.id == release_id, Release.state == expect, started.is_(None))
-        .values({started.key: now, "heartbeat_at": now, **pinned}).execution_options(synchronize_session=False))
+        sa.update(releases).where(releases.c.id == release_id, releases.c.state == expect, started.is_(None))
+        .values({started.key: now, "heartbeat_at": now, **pinned}))
     commit_changes()
     return result.rowcount == 1
 
@@ -222,9 +223,10 @@ def claim_run(release_id: int, stage: str, **pinned: Any) -> bool:
 @transition  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
 def heartbeat(release_id: int, state: str, **output: Any) -> bool:
     """Record liveness and output so far; False when the release left `state` (e.g. aborted)."""
+    releases = Release.__table__
     result = db.session.execute(
-        sa.update(Release).where(Release.id == release_id, Release.state == state)
-        .values(heartbeat_at=utcnow(), **output).execution_options(synchronize_session=False))
+        sa.update(releases).where(releases.c.id == release_id, releases.c.state == state)
+        .values(heartbeat_at=utcnow(), **output))
     commit_changes()
     return result.rowcount == 1
 
