@@ -123,3 +123,19 @@ def test_finished_workspaces_are_removed_while_a_command_runs_or_after_a_while(t
         busy.mkdir()
         runner._discard(busy)
         wait_for(lambda: not busy.exists(), timeout=0.5)  # while a command runs, at once
+
+
+def test_a_backlog_of_finished_workspaces_waits_once_not_once_per_workspace(tmp_path, monkeypatch):
+    from tests.helpers import wait_for
+
+    with runner._command():
+        wait_for(runner._trash.empty, timeout=3)
+        time.sleep(0.1)
+    monkeypatch.setattr(runner, "TRASH_WAIT", 1.0)
+    backlog = [tmp_path / f"w{n}" for n in range(4)]
+    for workspace in backlog:
+        workspace.mkdir()
+        runner._discard(workspace)
+    # Each waited TRASH_WAIT from when it was discarded, so all four are gone after about
+    # one TRASH_WAIT, not four.
+    wait_for(lambda: not any(workspace.exists() for workspace in backlog), timeout=2.5)

@@ -17,6 +17,7 @@ import queue
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ def workspace(context: RunContext, commit: str) -> Iterator[tuple[Path, Path, Pa
         _discard(root)
 
 
-_trash: queue.SimpleQueue[Path] = queue.SimpleQueue()
+_trash: queue.SimpleQueue[tuple[Path, float]] = queue.SimpleQueue()  # (workspace, when discarded)
 _janitor: list[threading.Thread] = []
 _command_running = threading.Event()  # the main thread is only waiting for a hook or command
 TRASH_WAIT = 5.0  # seconds a workspace waits for such a moment before it is removed anyway
@@ -152,15 +153,17 @@ def _discard(root: Path) -> None:
     if not _janitor or not _janitor[0].is_alive():
         _janitor[:] = [threading.Thread(target=_empty_trash, name="workspace-janitor", daemon=True)]
         _janitor[0].start()
-    _trash.put(root)
+    _trash.put((root, time.monotonic()))
 
 
 def _empty_trash() -> None:
     while True:
-        root = _trash.get()
+        root, discarded_at = _trash.get()
         # Unlinking takes the GIL between system calls, which would slow the next run's
-        # preparation down by a switch interval at a time: wait until a command runs instead.
-        _command_running.wait(TRASH_WAIT)
+        # preparation down by a switch interval at a time: wait until a command runs instead,
+        # but never longer than TRASH_WAIT after the workspace was discarded, so a backlog
+        # left by an idle spell drains at once rather than TRASH_WAIT per workspace.
+        _command_running.wait(max(0.0, discarded_at + TRASH_WAIT - time.monotonic()))
         shutil.rmtree(root, ignore_errors=True)
 
 
