@@ -20,7 +20,11 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+# A commit keeps what the session holds: what a request just wrote is what its answer shows,
+# without reading every row back. Rules are never judged on it: each write transaction
+# begins with a rollback, which expires everything (transactions.write_transaction).
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION),
+                session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

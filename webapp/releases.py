@@ -53,6 +53,34 @@ def get_release(release_id: int) -> Release:
     return release
 
 
+# -- statements on the way of every release, built once -----------------------------------------
+# Building a statement costs more than SQLite takes to run it. An UPDATE sets the columns named
+# by the parameters it runs with; the bound values of the WHERE clause start with "_".
+_RELEASES, _ENVIRONMENTS = Release.__table__, Environment.__table__
+_SET_STATE = sa.update(_RELEASES).where(_RELEASES.c.id == sa.bindparam("_release_id"),
+                                        _RELEASES.c.state.in_(sa.bindparam("_expect", expanding=True)))
+_CLAIM = {stage: sa.update(_RELEASES).where(_RELEASES.c.id == sa.bindparam("_release_id"),
+                                             _RELEASES.c.state == expect, started.is_(None))
+          for stage, expect, started in (("hook", "READY", _RELEASES.c.hook_started_at),
+                                         ("execute", "IN_PROGRESS", _RELEASES.c.exec_started_at))}
+_HEARTBEAT = sa.update(_RELEASES).where(_RELEASES.c.id == sa.bindparam("_release_id"),
+                                        _RELEASES.c.state == sa.bindparam("_state"))
+# PostgreSQL: FOR NO KEY UPDATE (see dispatch_queue).
+_LOCK_ENVIRONMENT = (sa.select(_ENVIRONMENTS.c.parallel_releases, _ENVIRONMENTS.c.approval_workflow)
+                     .where(_ENVIRONMENTS.c.id == sa.bindparam("environment_id")).with_for_update(key_share=True))
+_SLOT = sa.select(  # who holds the environment's slot, and who is next in its queue
+    sa.select(_RELEASES.c.id).where(_RELEASES.c.environment_id == sa.bindparam("environment_id"),
+                                    _RELEASES.c.holds_slot).limit(1).scalar_subquery().label("holder"),
+    sa.select(_RELEASES.c.id).where(_RELEASES.c.environment_id == sa.bindparam("environment_id"),
+                                    _RELEASES.c.state == "QUEUED")
+    .order_by(_RELEASES.c.id).limit(1).scalar_subquery().label("next"))
+_HOOK_RESULT_CONTEXT = (
+    sa.select(_RELEASES.c.state, _RELEASES.c.environment_id, _ENVIRONMENTS.c.release_command,
+              _ENVIRONMENTS.c.wait_for_external_finish)
+    .select_from(_RELEASES.join(_ENVIRONMENTS, _RELEASES.c.environment_id == _ENVIRONMENTS.c.id))
+    .where(_RELEASES.c.id == sa.bindparam("release_id")))
+
+
 def _set_state(release_id: int, to_state: str, *, expect: tuple[str, ...], where: tuple = (),
                **values: Any) -> bool:
     """The compare-and-set itself, on the row alone: True when it changed the release.
@@ -64,10 +92,9 @@ def _set_state(release_id: int, to_state: str, *, expect: tuple[str, ...], where
         values.setdefault("finished_at", utcnow())
     if db.session.new or db.session.dirty or db.session.deleted:
         db.session.flush()
-    releases = Release.__table__
-    result = db.session.execute(
-        sa.update(releases).where(releases.c.id == release_id, releases.c.state.in_(expect), *where)
-        .values(state=to_state, **values))
+    statement = _SET_STATE.where(*where) if where else _SET_STATE
+    result = db.session.execute(statement, {"_release_id": release_id, "_expect": list(expect),
+                                            "state": to_state, **values})
     if result.rowcount != 1:
         return False
     # The row is ours until commit, so what we wrote is what it holds: an instance of it in the
@@ -124,11 +151,7 @@ def dispatch_queue(environment_id: int) -> None:
     # NO KEY UPDATE does not conflict with the KEY SHARE lock a new release's foreign
     # key takes, so a trigger (insert, then dispatch) cannot deadlock with another.
     db.session.flush()  # the queries below are Core (a fraction of the ORM's cost): no autoflush
-    releases, environments = Release.__table__, Environment.__table__
-    parallel, approval = db.session.execute(
-        sa.select(environments.c.parallel_releases, environments.c.approval_workflow)
-        .where(environments.c.id == environment_id)
-        .with_for_update(key_share=True)).one()  # PostgreSQL: FOR NO KEY UPDATE
+    parallel, approval = db.session.execute(_LOCK_ENVIRONMENT, {"environment_id": environment_id}).one()
     queued = (Release.environment_id == environment_id, Release.state == "QUEUED")
     now = utcnow()
     if parallel:
@@ -137,13 +160,8 @@ def dispatch_queue(environment_id: int) -> None:
                      reason="started at once (parallel releases)"):
                 _enqueue("execute", release.id)
         return
-    holder = db.session.scalar(sa.select(releases.c.id).where(releases.c.environment_id == environment_id,
-                                                              releases.c.holds_slot))
-    if holder is not None:
-        return
-    release_id = db.session.scalar(sa.select(releases.c.id).where(
-        releases.c.environment_id == environment_id, releases.c.state == "QUEUED").order_by(releases.c.id).limit(1))
-    if release_id is None:
+    holder, release_id = db.session.execute(_SLOT, {"environment_id": environment_id}).one()
+    if holder is not None or release_id is None:
         return
     to_state, job, reason = (("READY", "hook", "took the slot; running the pre-release hook") if approval else
                              ("IN_PROGRESS", "execute", "took the slot; approval workflow is off"))
@@ -178,7 +196,8 @@ def trigger(environment: Environment, actor: Actor, resources: list[dict], *, re
     release = Release(kind="RELEASE", project_id=environment.project_id, environment_id=environment.id,
                       state="QUEUED", ref=ref, commit=ref if ref and FULL_SHA.match(ref) else None,
                       description=description, resources=resources, triggered_by=actor.user,
-                      idempotency_key=idempotency_key or None)
+                      idempotency_key=idempotency_key or None,
+                      decisions=[], bot_release=None)  # none yet: known, so its answer reads none back
     db.session.add(release)
     try:
         db.session.flush()
@@ -209,13 +228,10 @@ def claim_run(release_id: int, stage: str, **pinned: Any) -> bool:
     """Mark a hook ("hook") or apply ("execute") as started, once, and record in the same
     compare-and-set what it runs (`pinned`: commit, hook ref commit and path, or command).
     False: nothing to do (another job claimed it, or the release moved on)."""
-    releases = Release.__table__  # Core: this is on the way of every hook and apply
-    expect, started = (("READY", releases.c.hook_started_at) if stage == "hook"
-                       else ("IN_PROGRESS", releases.c.exec_started_at))
     now = utcnow()
-    result = db.session.execute(
-        sa.update(releases).where(releases.c.id == release_id, releases.c.state == expect, started.is_(None))
-        .values({started.key: now, "heartbeat_at": now, **pinned}))
+    started = "hook_started_at" if stage == "hook" else "exec_started_at"
+    result = db.session.execute(_CLAIM[stage], {"_release_id": release_id, started: now, "heartbeat_at": now,
+                                                **pinned})
     commit_changes()
     return result.rowcount == 1
 
@@ -223,10 +239,8 @@ def claim_run(release_id: int, stage: str, **pinned: Any) -> bool:
 @transition  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
 def heartbeat(release_id: int, state: str, **output: Any) -> bool:
     """Record liveness and output so far; False when the release left `state` (e.g. aborted)."""
-    releases = Release.__table__
-    result = db.session.execute(
-        sa.update(releases).where(releases.c.id == release_id, releases.c.state == state)
-        .values(heartbeat_at=utcnow(), **output))
+    result = db.session.execute(_HEARTBEAT, {"_release_id": release_id, "_state": state, "heartbeat_at": utcnow(),
+                                             **output})
     commit_changes()
     return result.rowcount == 1
 
@@ -251,12 +265,8 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
     `needs_approval_reason` (the hook differs from the hook ref) turns a 0 into a wait:
     fail closed. Returns the new state, or None when the release had moved on.
     """
-    releases, environments = Release.__table__, Environment.__table__
-    row = db.session.execute(  # Core, and no ORM object: the worker does this after every hook
-        sa.select(releases.c.state, releases.c.environment_id, environments.c.release_command,
-                  environments.c.wait_for_external_finish)
-        .select_from(releases.join(environments, releases.c.environment_id == environments.c.id))
-        .where(releases.c.id == release_id)).one_or_none()
+    # Core, and no ORM object: the worker does this after every hook
+    row = db.session.execute(_HOOK_RESULT_CONTEXT, {"release_id": release_id}).one_or_none()
     if row is None:
         raise NotFound(f"Release #{release_id} does not exist.")
     environment_id = row.environment_id

@@ -83,18 +83,21 @@ def audit(actor: Actor, action: str, *, release: Release | None = None, environm
     if not db.session.info.get("bumps_version"):
         db.session.info["bumps_version"] = True
         after_commit(bump_version)
-    insert = sa.insert(_AUDIT_EVENTS).values(
-        release_id=release.id if release is not None else release_id,
-        environment_id=environment_id if release is None else release.environment_id,
-        actor_id=actor.user.id if actor.user is not None else None, action=action,
-        from_state=from_state, to_state=to_state, reason=reason, via=actor.via, details=details)
+    row = {"release_id": release.id if release is not None else release_id,
+           "environment_id": environment_id if release is None else release.environment_id,
+           "actor_id": actor.user.id if actor.user is not None else None, "action": action,
+           "from_state": from_state, "to_state": to_state, "reason": reason, "via": actor.via,
+           "details": details}
     if worth_announcing(action, to_state, details):  # mail and webhooks (notify.py), by id, after commit
-        after_commit(publish, db.session.execute(insert.returning(_AUDIT_EVENTS.c.id)).scalar_one())
+        after_commit(publish, db.session.execute(_INSERT_AUDIT_RETURNING_ID, row).scalar_one())
     else:
-        db.session.execute(insert)
+        db.session.execute(_INSERT_AUDIT, row)
 
 
-_AUDIT_EVENTS = AuditEvent.__table__
+# Built once (building a statement costs more than SQLite takes to run it); the parameters
+# name the columns.
+_INSERT_AUDIT = sa.insert(AuditEvent.__table__)
+_INSERT_AUDIT_RETURNING_ID = _INSERT_AUDIT.returning(AuditEvent.__table__.c.id)
 
 
 def write_transaction() -> None:
