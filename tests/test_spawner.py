@@ -107,6 +107,30 @@ def test_a_spawner_that_stops_answering_fails_the_run_within_its_timeout():
     assert sh("echo back").output == "back\n"
 
 
+def test_a_supervisor_waits_ready_for_the_next_command_and_holds_nothing_of_the_last(monkeypatch):
+    spawner = the_spawner()
+    monkeypatch.setattr(supervise, "DRAIN_GRACE", 20.0)  # how long a held output pipe would delay the end
+    started = time.monotonic()
+    for _ in range(3):
+        assert sh("true").exit_code == 0
+    assert time.monotonic() - started < 10  # no run waited for its output pipe to close
+    assert wait_until(lambda: len(children(spawner.pid)) == 1)  # the one forked ahead, waiting
+    (standby,) = children(spawner.pid)
+    assert Path(f"/proc/{standby}/stat").read_text().split()[5] == str(standby)  # in a session of its own
+    assert sh("echo $PPID").output == f"{standby}\n"  # and it is the one that runs the next command
+
+
+def test_a_supervisor_killed_while_waiting_for_its_command_is_replaced_without_failing_a_run():
+    spawner = the_spawner()
+    sh("true")
+    assert wait_until(lambda: len(children(spawner.pid)) == 1)
+    (standby,) = children(spawner.pid)
+    os.kill(standby, signal.SIGKILL)
+    assert wait_until(lambda: gone(standby))
+    result = sh("echo $PPID")
+    assert result.exit_code == 0 and int(result.output) != standby
+
+
 def test_other_threads_fork_their_own_supervisor():
     the_spawner()
     results = []
@@ -141,9 +165,11 @@ def test_the_spawner_and_the_commands_die_with_the_worker(tmp_path, kill):
         spawner = next(pid for pid in children(caller.pid)
                        if b"spawner.py" in Path(f"/proc/{pid}/cmdline").read_bytes())
         leader, grandchild = (int(pid) for pid in pids.read_text().split())
+        supervisors = children(spawner)  # the command's, and the one waiting for the next command
+        assert len(supervisors) == 2
         caller.send_signal(kill)
         caller.wait(10)
-        assert wait_until(lambda: gone(spawner) and gone(leader) and gone(grandchild), 5)
+        assert wait_until(lambda: all(gone(pid) for pid in (spawner, leader, grandchild, *supervisors)), 5)
     finally:
         caller.kill()
         caller.wait()

@@ -3,7 +3,9 @@
 Forking the ~90 MB worker for every hook costs milliseconds of page-table copying, and as much
 again to tear the copy down. The worker instead starts this file once, as
 `python -S -I spawner.py <socket fd> <worker pid>`, and asks it for each supervisor: forking a
-process that has imported nothing of the application costs a fraction of a millisecond.
+process that has imported nothing of the application costs a fraction of a millisecond. Even
+that is kept off a command's way: the spawner forks each supervisor ahead, armed and waiting
+(_Standby), and a request is only handed over to it.
 
 The chain still dies as one: the spawner gets SIGKILL when the worker dies, and each supervisor
 gets SIGTERM when the spawner dies (both PR_SET_PDEATHSIG), then kills its command's group.
@@ -25,6 +27,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -85,6 +88,7 @@ def serve(sock_fd: int, worker: int) -> None:
     sock = socket.socket(fileno=sock_fd)
     send(sock, ("ready", _effective_capabilities()))
     maxfd = max_fd()
+    standby: _Standby | int = _Standby.fork(sock, maxfd)
     while True:
         try:
             message = receive(sock)
@@ -94,39 +98,93 @@ def serve(sock_fd: int, worker: int) -> None:
             os._exit(0)
         spec, fds = message
         try:
-            reply, attached = _fork_supervisor(spec, fds, maxfd)
+            if len(fds) != 2:
+                send(sock, ("error", errno.EINVAL))
+                continue
+            supervisor, reply = _start(standby, spec, fds, sock, maxfd)
             try:
-                send(sock, reply, attached)
+                send(sock, reply, supervisor.pidfds if supervisor is not None else [])
             finally:
-                for fd in attached:
-                    os.close(fd)
+                if supervisor is not None:
+                    supervisor.close()
         finally:
-            for fd in fds:
+            for fd in fds:  # before the next fork: no other process may hold a command's pipes
                 os.close(fd)
+        standby = _Standby.fork(sock, maxfd)  # the next one, while no request waits
 
 
-def _fork_supervisor(spec: Spawn, fds: list[int], maxfd: int) -> tuple[tuple, list[int]]:
-    if len(fds) != 2:
-        return ("error", errno.EINVAL), []
-    out_w, status_w = fds
-    me = os.getpid()
-    # SIGTERM stays blocked in the child until its handler is in place; SIGCHLD is held off
-    # here until the pidfd is open, so the reaper cannot take the pid first.
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGCHLD})
+def _start(standby: _Standby | int, spec: Spawn, fds: list[int], worker: socket.socket,
+           maxfd: int) -> tuple[_Standby | None, tuple]:
+    """Hand a request over to the standby: (the supervisor now running it, the answer)."""
+    for attempt in range(2):
+        if attempt:  # the standby died waiting (someone killed it): a new one, once
+            standby.close()
+            standby = _Standby.fork(worker, maxfd)
+        if not isinstance(standby, _Standby):  # forking failed: its errno
+            return None, ("error", standby)
+        if standby.hand_over(spec, fds):
+            return standby, ("ok", standby.pid)
+    standby.close()
+    return None, ("error", errno.EPIPE)
+
+
+class _Standby:
+    """A supervisor forked ahead of its command, armed and waiting for it on a socket of its
+    own: a request is only handed over, and the fork (a millisecond or more, most of what
+    stood between a request and its command's start) happens after answering the one before."""
+
+    def __init__(self, pid: int, pidfds: list[int], handed: socket.socket) -> None:
+        self.pid, self.pidfds, self.handed = pid, pidfds, handed
+
+    @classmethod
+    def fork(cls, worker: socket.socket, maxfd: int) -> _Standby | int:
+        """The standby, or the errno of a failed fork."""
+        handed, theirs = socket.socketpair()
+        me = os.getpid()
+        # SIGTERM stays blocked in the child until its handler is in place; SIGCHLD is held
+        # off here until the pidfd is open, so the reaper cannot take the pid first.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGCHLD})
+        try:
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                handed.close()
+                theirs.close()
+                return exc.errno or errno.EAGAIN
+            if pid == 0:
+                worker.close()
+                handed.close()
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+                _supervise(lambda: _receive_quietly(theirs), me, maxfd)
+            theirs.close()
+            try:
+                return cls(pid, [os.pidfd_open(pid)], handed)
+            except (OSError, AttributeError):  # a kernel without pidfds: the pid alone
+                return cls(pid, [], handed)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+    def hand_over(self, spec: Spawn, fds: list[int]) -> bool:
+        try:
+            send(self.handed, spec, fds)
+            return True
+        except OSError:  # it died waiting (killed by someone)
+            return False
+
+    def close(self) -> None:
+        self.handed.close()
+        for fd in self.pidfds:
+            os.close(fd)
+        self.pidfds = []
+
+
+def _receive_quietly(sock: socket.socket) -> tuple[Spawn, list[int]] | None:
     try:
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            return ("error", exc.errno or errno.EAGAIN), []
-        if pid == 0:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
-            supervise(spec, out_w, status_w, me, maxfd)
-        try:
-            return ("ok", pid), [os.pidfd_open(pid)]
-        except (OSError, AttributeError):  # a kernel without pidfds: the pid alone
-            return ("ok", pid), []
+        return receive(sock)
+    except OSError:
+        return None
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        sock.close()
 
 
 def _reap(signum: int, frame: object) -> None:
@@ -180,7 +238,14 @@ def supervise(spawn: Spawn, out_w: int, status_w: int, parent: int, maxfd: int) 
     Status pipe protocol, one line each: `started <pid>`, then `exit <code>`,
     `error <errno> <cwd|exec>`, `stopped` or `failed`.
     """
+    _supervise(lambda: (spawn, [out_w, status_w]), parent, maxfd)
+
+
+def _supervise(command: Callable[[], tuple[Spawn, list[int]] | None], parent: int, maxfd: int) -> None:
+    """supervise(), with the command and its two pipes from `command()`, asked for once this
+    process is armed (its own session, a signal when `parent` dies); None: exit at once."""
     spawned = [0]
+    status_w = None
 
     def on_term(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough
@@ -193,11 +258,19 @@ def supervise(spawn: Spawn, out_w: int, status_w: int, parent: int, maxfd: int) 
         try:
             signal.signal(signal.SIGTERM, on_term)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            status = _spawn_and_wait(spawn, out_w, status_w, parent, maxfd, spawned)
+            armed = _arm(parent)
+            given = command()
+            if given is None or len(given[1]) != 2:
+                return
+            spawn, (out_w, status_w) = given
+            if armed:
+                status = _spawn_and_wait(spawn, out_w, status_w, maxfd, spawned)
         except _Stop:
             status = b"stopped\n"
         except BaseException:
             pass
+        if status_w is None:
+            return
         for _ in range(2):  # a stop can land once more, in the middle of this
             try:
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
@@ -211,15 +284,18 @@ def supervise(spawn: Spawn, out_w: int, status_w: int, parent: int, maxfd: int) 
         os._exit(0)
 
 
-def _spawn_and_wait(spawn: Spawn, out_w: int, status_w: int, parent: int, maxfd: int,
-                    spawned: list[int]) -> bytes:
-    exe, argv, env, cwd, user = spawn
+def _arm(parent: int) -> bool:
+    """A session of its own, SIGTERM when `parent` dies, the command's orphans as children;
+    False when `parent` died before that signal was armed."""
     os.setsid()
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # orphans of the command come to us
-    if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
-        return b"failed\n"
+    return os.getppid() == parent
+
+
+def _spawn_and_wait(spawn: Spawn, out_w: int, status_w: int, maxfd: int, spawned: list[int]) -> bytes:
+    exe, argv, env, cwd, user = spawn
     _wire_fds(out_w, status_w, maxfd)
     stage = b"cwd"
     try:
