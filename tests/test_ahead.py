@@ -86,3 +86,16 @@ def test_preparing_ahead_changes_nothing_and_an_unused_preparation_is_discarded(
     assert len(roots) == 2 and roots[1].exists()  # prepared ahead, waiting for its turn…
     assert ahead.take(dataclasses.replace(context, release_id=second + 1)) is None  # …until another job comes
     wait_for(lambda: not roots[1].exists(), timeout=10)
+
+
+def test_nothing_is_prepared_meanwhile_when_no_release_waited_behind(api, new_environment, run_jobs, monkeypatch):
+    repo = new_environment({HOOK: SLOW_HOOK})
+    commit = git(repo, "rev-parse", "HEAD")
+    asked = []
+    monkeypatch.setattr(ahead, "prepare_next", lambda context: asked.append(context.release_id))
+    alone = trigger(api, ref=commit)
+    run_jobs()
+    assert state(api, alone) == "SUCCEEDED" and asked == []  # no side thread, no query
+    first, second = trigger(api, ref=commit), trigger(api, ref=commit)
+    run_jobs()
+    assert asked == [first]  # while the first ran, the second waited; behind the second, nothing

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -55,6 +55,8 @@ class RunContext:
     wait_for_external_finish: bool
     variables: tuple[tuple[str, str, bool, bool], ...]  # name, value, secret, for_hooks
     environment_id: int = 0
+    # Whether a release waited behind this one when it was read: worth preparing it meanwhile.
+    queued_behind: bool = field(default=False, compare=False)
 
     @classmethod
     def read(cls, release_id: int, stage: str, *, state: str | None = None) -> RunContext | None:
@@ -73,6 +75,7 @@ class RunContext:
             hook_timeout=row.hook_timeout_seconds, release_timeout=row.release_timeout_seconds,
             release_command=(row.release_command or "").strip() or None,
             wait_for_external_finish=row.wait_for_external_finish, environment_id=row.environment_id,
+            queued_behind=bool(row.queued_behind),
             variables=tuple((r.variable, r.value, r.secret, r.for_hooks) for r in rows if r.variable is not None))
 
     def payload(self, commit: str) -> dict:
@@ -97,7 +100,11 @@ def _context_query(started: sa.Column) -> sa.Select:
     the ORM's cost per query, and this runs before every hook)."""
     release, project = Release.__table__, Project.__table__
     environment, variable = Environment.__table__, Variable.__table__
-    return (sa.select(release.c.ref, release.c.commit, release.c.resources, release.c.environment_id,
+    behind = Release.__table__.alias("behind")
+    queued_behind = sa.exists().where(behind.c.environment_id == release.c.environment_id,
+                                      behind.c.state == "QUEUED")
+    return (sa.select(queued_behind.label("queued_behind"),
+                      release.c.ref, release.c.commit, release.c.resources, release.c.environment_id,
                       project.c.name, project.c.repo, project.c.branch,
                       project.c.hook_ref.label("project_hook_ref"), environment.c.hook_ref,
                       environment.c.name.label("environment"), environment.c.release_stream,
@@ -320,7 +327,7 @@ def _run_prepared_hook(prepared: Prepared) -> None:
                                                                                     hooks_only=True),
                                 timeout=context.hook_timeout, output_cap=cap, python=python, on_tick=on_tick,
                                 tick_seconds=tick, mask=context.secrets, user=user,
-                                on_start=lambda: ahead.prepare_next(context))
+                                on_start=lambda: _prepare_next_meanwhile(context))
     if result.stopped:
         return  # aborted: the release already moved on
     output = result.output + (f"\n[releasegate] {differs}\n" if differs else "")
@@ -328,6 +335,11 @@ def _run_prepared_hook(prepared: Prepared) -> None:
              if result.timed_out else result.error)
     persist(releases.record_hook_result, release_id, exit_code=result.exit_code, output=output,
             truncated=result.truncated, error=error, needs_approval_reason=differs)
+
+
+def _prepare_next_meanwhile(context: RunContext) -> None:
+    if context.queued_behind:  # nothing waited when this release was read: no query for it
+        ahead.prepare_next(context)
 
 
 def _place_hook(script: Path, content: bytes) -> None:
