@@ -61,6 +61,25 @@ def commit_files(repo: Path, files: dict[str, str | None], message: str = "chang
     return repo
 
 
+def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Whether `condition()` came true within `timeout` seconds (wait_for() raises instead)."""
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
+
+
+def gone(pid: int) -> bool:
+    """Whether no process `pid` exists any more (a zombie still counts as there)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 15.0, interval: float = 0.05) -> object:
     deadline = time.monotonic() + timeout
     while True:

@@ -98,4 +98,5 @@ def test_nothing_is_prepared_meanwhile_when_no_release_waited_behind(api, new_en
     assert state(api, alone) == "SUCCEEDED" and asked == []  # no side thread, no query
     first, second = trigger(api, ref=commit), trigger(api, ref=commit)
     run_jobs()
+    assert state(api, second) == "SUCCEEDED"
     assert asked == [first]  # while the first ran, the second waited; behind the second, nothing

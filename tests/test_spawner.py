@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import gone, wait_until
 from webapp import supervise
 from webapp.supervise import run_limited
 
@@ -24,23 +25,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def sh(command: str, **options):
     options.setdefault("timeout", 30)
     return run_limited(["bash", "-c", command], cwd=Path("/"), env=ENV, output_cap=65536, **options)
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def wait_until(condition, timeout: float = 5.0) -> bool:
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def the_spawner() -> subprocess.Popen:

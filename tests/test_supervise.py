@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import gone, wait_until
 from webapp import supervise
 from webapp.supervise import RunResult, run_limited
 
@@ -32,29 +33,12 @@ def sh(command: str, *, timeout: float = 10, output_cap: int = 65536, cwd: Path 
                        output_cap=output_cap, **options)
 
 
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def group_gone(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return True
     return False
-
-
-def wait_until(condition, timeout: float = 5.0) -> bool:
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def read_pids(path: Path) -> list[int]:
@@ -172,6 +156,7 @@ def test_a_secret_crossing_the_cap_is_still_masked():
 VICTIM = """\
 import sys
 from pathlib import Path
+from tests.helpers import gone, wait_until
 from webapp import supervise
 from webapp.supervise import run_limited
 
