@@ -139,3 +139,26 @@ def test_a_backlog_of_finished_workspaces_waits_once_not_once_per_workspace(tmp_
     # Each waited TRASH_WAIT from when it was discarded, so all four are gone after about
     # one TRASH_WAIT, not four.
     wait_for(lambda: not any(workspace.exists() for workspace in backlog), timeout=2.5)
+
+
+def test_the_run_context_says_whether_a_release_waits_behind_never_counting_its_own(
+        app, api, new_environment):
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
+    first = trigger(api)  # READY: it holds the slot (no worker runs here)
+    with app.app_context():
+        assert runner.RunContext.read(first, "hook").queued_behind is False
+    second = trigger(api)
+    with app.app_context():
+        assert runner.RunContext.read(first, "hook").queued_behind is True
+        assert runner.RunContext.read(second, "hook", state="QUEUED").queued_behind is False  # only itself
+
+
+def test_a_state_change_naming_a_column_releases_lack_is_refused_not_dropped(app, api, new_environment):
+    import pytest
+
+    from webapp import releases
+
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
+    release_id = trigger(api)
+    with app.app_context(), pytest.raises(TypeError, match="hook_exitcode"):
+        releases._set_state(release_id, "FAILED", expect=("READY",), hook_exitcode=3)

@@ -115,6 +115,17 @@ def test_a_supervisor_killed_while_waiting_for_its_command_is_replaced_without_f
     assert result.exit_code == 0 and int(result.output) != standby
 
 
+def test_a_supervisor_told_to_stop_while_waiting_goes_and_the_next_run_is_not_stopped():
+    spawner = the_spawner()
+    sh("true")
+    assert wait_until(lambda: len(children(spawner.pid)) == 1)
+    (standby,) = children(spawner.pid)
+    os.kill(standby, signal.SIGTERM)  # e.g. someone's `kill`: it must not stop the next command
+    assert wait_until(lambda: standby not in children(spawner.pid))
+    result = sh("echo ran")
+    assert (result.exit_code, result.output, result.error) == (0, "ran\n", None)
+
+
 def test_other_threads_fork_their_own_supervisor():
     the_spawner()
     results = []

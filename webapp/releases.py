@@ -57,6 +57,7 @@ def get_release(release_id: int) -> Release:
 # Building a statement costs more than SQLite takes to run it. An UPDATE sets the columns named
 # by the parameters it runs with; the bound values of the WHERE clause start with "_".
 _RELEASES, _ENVIRONMENTS = Release.__table__, Environment.__table__
+_RELEASE_COLUMNS = frozenset(_RELEASES.c.keys())
 _SET_STATE = sa.update(_RELEASES).where(_RELEASES.c.id == sa.bindparam("_release_id"),
                                         _RELEASES.c.state.in_(sa.bindparam("_expect", expanding=True)))
 _CLAIM = {stage: sa.update(_RELEASES).where(_RELEASES.c.id == sa.bindparam("_release_id"),
@@ -84,9 +85,12 @@ _HOOK_RESULT_CONTEXT = (
 def _set_state(release_id: int, to_state: str, *, expect: tuple[str, ...], where: tuple = (),
                **values: Any) -> bool:
     """The compare-and-set itself, on the row alone: True when it changed the release.
+    `values` are plain values of columns of releases (bound as parameters, not SQL).
 
     A Core UPDATE (the ORM's costs several times as much, and this runs on every move), so
     what the session holds unsaved is flushed first, as the ORM's autoflush did."""
+    if not values.keys() <= _RELEASE_COLUMNS:  # a misspelt column would silently be left out
+        raise TypeError(f"releases has no column {sorted(values.keys() - _RELEASE_COLUMNS)}")
     if to_state not in SLOT_STATES:
         values.setdefault("holds_slot", False)
         values.setdefault("finished_at", utcnow())
@@ -103,10 +107,7 @@ def _set_state(release_id: int, to_state: str, *, expect: tuple[str, ...], where
     instance = db.session.identity_map.get(identity_key(Release, release_id))
     if instance is not None:
         for key, value in (("state", to_state), *values.items()):
-            if isinstance(value, sa.sql.ClauseElement):
-                db.session.expire(instance, [key])
-            else:
-                set_committed_value(instance, key, value)
+            set_committed_value(instance, key, value)
     return True
 
 

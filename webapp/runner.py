@@ -102,7 +102,7 @@ def _context_query(started: sa.Column) -> sa.Select:
     environment, variable = Environment.__table__, Variable.__table__
     behind = Release.__table__.alias("behind")
     queued_behind = sa.exists().where(behind.c.environment_id == release.c.environment_id,
-                                      behind.c.state == "QUEUED")
+                                      behind.c.state == "QUEUED", behind.c.id != release.c.id)
     return (sa.select(queued_behind.label("queued_behind"),
                       release.c.ref, release.c.commit, release.c.resources, release.c.environment_id,
                       project.c.name, project.c.repo, project.c.branch,

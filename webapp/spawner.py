@@ -115,17 +115,20 @@ def serve(sock_fd: int, worker: int) -> None:
 
 def _start(standby: _Standby | int, spec: Spawn, fds: list[int], worker: socket.socket,
            maxfd: int) -> tuple[_Standby | None, tuple]:
-    """Hand a request over to the standby: (the supervisor now running it, the answer)."""
-    for attempt in range(2):
-        if attempt:  # the standby died waiting (someone killed it): a new one, once
+    """Hand a request over to the standby: (the supervisor now running it, the answer). A
+    standby that could not be forked (while the last command kept the machine busy) or that
+    died waiting (someone killed it) is forked again, once."""
+    if isinstance(standby, _Standby) and not standby.hand_over(spec, fds):
+        standby.close()
+        standby = errno.EPIPE
+    if not isinstance(standby, _Standby):
+        standby = _Standby.fork(worker, maxfd)
+        if isinstance(standby, _Standby) and not standby.hand_over(spec, fds):
             standby.close()
-            standby = _Standby.fork(worker, maxfd)
-        if not isinstance(standby, _Standby):  # forking failed: its errno
-            return None, ("error", standby)
-        if standby.hand_over(spec, fds):
-            return standby, ("ok", standby.pid)
-    standby.close()
-    return None, ("error", errno.EPIPE)
+            standby = errno.EPIPE
+    if not isinstance(standby, _Standby):
+        return None, ("error", standby)
+    return standby, ("ok", standby.pid)
 
 
 class _Standby:
@@ -139,7 +142,10 @@ class _Standby:
     @classmethod
     def fork(cls, worker: socket.socket, maxfd: int) -> _Standby | int:
         """The standby, or the errno of a failed fork."""
-        handed, theirs = socket.socketpair()
+        try:
+            handed, theirs = socket.socketpair()
+        except OSError as exc:  # out of descriptors: this request fails, the spawner lives on
+            return exc.errno or errno.EMFILE
         me = os.getpid()
         # SIGTERM stays blocked in the child until its handler is in place; SIGCHLD is held
         # off here until the pidfd is open, so the reaper cannot take the pid first.
@@ -179,11 +185,16 @@ class _Standby:
 
 
 def _receive_quietly(sock: socket.socket) -> tuple[Spawn, list[int]] | None:
+    """The standby's wait for its command. A SIGTERM meanwhile (someone's `kill`) ends it at
+    once, rather than stopping the command it would be handed next; the spawner then hands
+    that command to a new standby."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     try:
         return receive(sock)
     except OSError:
         return None
     finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         sock.close()
 
 
