@@ -42,7 +42,7 @@ class Board:
                          {"resources": CHANGE, "description": "waiting on the dashboard"}, expect=202)
         worker = stack.start_worker(self.app)  # runs the 20 hooks (exit 2), then goes away
         wait_until(lambda: self._count("PENDING_APPROVAL") == ENVIRONMENTS, 120,
-                   f"{ENVIRONMENTS} pending releases on {name}", interval=0.2)
+                   f"{ENVIRONMENTS} pending releases on {name}", interval=0.2, alive=worker)
         stack.stop(worker)
         if self._count("QUEUED") != ENVIRONMENTS * QUEUE:
             raise SystemExit(f"{name}: expected {ENVIRONMENTS * QUEUE} queued releases.")

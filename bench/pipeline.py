@@ -50,7 +50,7 @@ class Pipeline:
             return (all(queue.count == 0 for queue in Queue.all(connection=self.redis))
                     and bool(workers) and all(worker.get_state() == "idle" for worker in workers))
 
-        wait_until(idle, timeout, "the worker to be idle", interval=0.01)
+        wait_until(idle, timeout, "the worker to be idle", interval=0.01, alive=self.worker)
 
     def trigger(self) -> int:
         body = {"resources": CHANGE, "ref": self.commit, "description": "benchmark release"}
@@ -69,7 +69,7 @@ class Pipeline:
             with self.app.engine.connect() as conn:
                 return conn.execute(count).scalar() == len(ids)
 
-        wait_until(finished, timeout, f"releases {ids[0]}…{ids[-1]} to finish", interval=0.02)
+        wait_until(finished, timeout, f"releases {ids[0]}…{ids[-1]} to finish", interval=0.02, alive=self.worker)
         with self.app.engine.connect() as conn:
             done = [dict(row._mapping) for row in conn.execute(query)]
         failed = [row for row in done if row["state"] != "SUCCEEDED"]

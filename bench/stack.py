@@ -230,12 +230,16 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 0.02):
+def wait_until(condition, timeout: float, what: str, interval: float = 0.02, *, alive: Process | None = None):
+    """Poll `condition` until it holds; stop at once, with its log, when `alive` has exited."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
+        if alive is not None and alive.popen.poll() is not None:
+            raise SystemExit(f"{alive.name} exited ({alive.popen.returncode}) while waiting for {what}; "
+                             f"its log ends:\n{alive.tail()}")
         if time.monotonic() > deadline:
             raise SystemExit(f"Timed out after {timeout:g} s waiting for {what}.")
         time.sleep(interval)
