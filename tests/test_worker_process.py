@@ -1,23 +1,14 @@
 """The real `python -m worker` process: killed mid-hook, its hook dies and the release fails."""
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
 
-from tests.helpers import release, trigger, wait_for
+from tests.helpers import gone, release, trigger, wait_for
 from webapp.runner import WORK_ROOT
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_worker_killed_mid_hook_takes_the_hook_along_and_the_release_fails(api, new_environment, start_worker,
@@ -35,7 +26,7 @@ def test_worker_killed_mid_hook_takes_the_hook_along_and_the_release_fails(api, 
     worker.send_signal(signal.SIGKILL)
     worker.wait(5)
     hook_pids = [int(pid) for pid in pids.read_text().split()]
-    wait_for(lambda: not any(alive(pid) for pid in hook_pids), timeout=5)
+    wait_for(lambda: all(gone(pid) for pid in hook_pids), timeout=5)
     leftovers = list(WORK_ROOT.glob(f"{worker.pid}-*"))
     assert leftovers  # the killed worker could not clean up its workspace…
 
@@ -59,7 +50,7 @@ def test_worker_killed_mid_apply_is_not_run_again(api, new_environment, start_wo
     apply_pid = int(pid_file.read_text())
     worker.send_signal(signal.SIGKILL)
     worker.wait(5)
-    wait_for(lambda: not alive(apply_pid), timeout=5)
+    wait_for(lambda: gone(apply_pid), timeout=5)
     start_worker()
     wait_for(lambda: release(api, first)["state"] == "FAILED", timeout=15)
     assert "worker lost" in release(api, first)["error"]

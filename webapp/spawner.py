@@ -118,17 +118,17 @@ def _start(standby: _Standby | int, spec: Spawn, fds: list[int], worker: socket.
     """Hand a request over to the standby: (the supervisor now running it, the answer). A
     standby that could not be forked (while the last command kept the machine busy) or that
     died waiting (someone killed it) is forked again, once."""
-    if isinstance(standby, _Standby) and not standby.hand_over(spec, fds):
+    if isinstance(standby, _Standby):
+        if standby.hand_over(spec, fds):
+            return standby, ("ok", standby.pid)
         standby.close()
-        standby = errno.EPIPE
-    if not isinstance(standby, _Standby):
-        standby = _Standby.fork(worker, maxfd)
-        if isinstance(standby, _Standby) and not standby.hand_over(spec, fds):
-            standby.close()
-            standby = errno.EPIPE
+    standby = _Standby.fork(worker, maxfd)
     if not isinstance(standby, _Standby):
         return None, ("error", standby)
-    return standby, ("ok", standby.pid)
+    if standby.hand_over(spec, fds):
+        return standby, ("ok", standby.pid)
+    standby.close()
+    return None, ("error", errno.EPIPE)
 
 
 class _Standby:
