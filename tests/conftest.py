@@ -26,14 +26,18 @@ from tests.helpers import SAMPLE_LIKE_HOOK, make_repo
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
+HOOK_SANDBOX = os.environ.get("HOOK_SANDBOX", "") or "bwrap"  # HOOK_SANDBOX=none: the sandbox-independent tests
 _counter = itertools.count()
 
 
 def pytest_collection_modifyitems(config, items):
     """Tests that cannot run here are deselected, not skipped: those marked `postgresql` (the
-    soak) on SQLite, those marked `root` (switching users) when not run as root, as CI is."""
+    soak) on SQLite, those marked `root` (switching users) when not run as root, as CI is, and those
+    marked `sandbox` when the suite runs with HOOK_SANDBOX=none."""
     def runs_here(item) -> bool:
         if item.get_closest_marker("postgresql") and not POSTGRES_URL:
+            return False
+        if item.get_closest_marker("sandbox") and HOOK_SANDBOX == "none":
             return False
         return not (item.get_closest_marker("root") and os.geteuid() != 0)
 
@@ -138,6 +142,7 @@ def app_config(database_template, redis_url, tmp_path) -> dict:
         "REPO_CACHE_DIR": str(tmp_path / "repo-cache"),
         "INSTANCE_DIR": str(tmp_path / "instance"),
         "WORKER_LOST_SECONDS": 3,
+        "HOOK_SANDBOX": HOOK_SANDBOX,
         "SECRET_KEY": "test-secret",
         "ARGON2_TIME_COST": 1,  # real argon2id, at a cost that keeps the suite quick
         "ARGON2_MEMORY_KIB": 8192,
@@ -269,6 +274,16 @@ def new_environment(api, tmp_path):
         return repo
 
     return make
+
+
+@pytest.fixture()
+def tally():
+    """Lines hooks and commands send to 127.0.0.1 (tests.helpers.Tally)."""
+    from tests.helpers import Tally
+
+    counter = Tally()
+    yield counter
+    counter.close()
 
 
 @pytest.fixture()

@@ -125,3 +125,54 @@ def assert_one_slot_holder_at_a_time(transitions: Iterable[tuple[int, str]]) -> 
         else:
             holding.discard(release_id)
         assert len(holding) <= 1, holding
+
+
+def processes_running(marker: str) -> list[int]:
+    """Pids of the processes whose command line contains `marker` (e.g. a unique `sleep 4242.17`),
+    seen from the host: a sandboxed process has another pid inside its box."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            zombie = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            continue
+        if marker in cmdline and not zombie:
+            found.append(int(entry.name))
+    return found
+
+
+class Tally:
+    """Lines that hooks and commands send to 127.0.0.1 (`echo "$RELEASE_ID" > /dev/tcp/127.0.0.1/$PORT`):
+    the sandbox lets a run reach the network but write nowhere outside its checkout, so this is how
+    a test counts what ran."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.lines: list[str] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def send(self, what: str = '"$RELEASE_ID"') -> str:
+        """A shell line that sends `what` as one line."""
+        return f"echo {what} > /dev/tcp/127.0.0.1/{self.port}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            with connection:
+                data = b""
+                while chunk := connection.recv(4096):
+                    data += chunk
+            self.lines += data.decode(errors="replace").splitlines()
+
+    def close(self) -> None:
+        self._server.close()

@@ -1,4 +1,4 @@
-"""webapp.hooks with real scripts: running a hook, preflight checks, its environment."""
+"""webapp.running.hook with real scripts: how a hook starts, preflight checks, its environment."""
 from __future__ import annotations
 
 import sys
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from webapp import hooks
-from webapp.hooks import preflight, run_hook
+from webapp.running import hook
+from webapp.running.hook import preflight
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
@@ -26,27 +26,13 @@ def write_hook(tmp_path: Path, kind: str, body: str) -> Path:
     return script
 
 
-# -- exit codes and output ----------------------------------------------------------
+# -- how a hook is started ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("code", [0, 2, 1])
-def test_python_hook_exit_code_and_payload_reach_the_caller(tmp_path, payload, code):
-    script = write_hook(tmp_path, "py", f"""\
-        import json, sys
-        print(json.load(open(sys.argv[1]))["releaseStream"])
-        sys.exit({code})
-    """)
-    result = run_hook(script, "py", payload, cwd=tmp_path, env=ENV, timeout=10, output_cap=1000,
-                      python=sys.executable)
-    assert (result.exit_code, result.output, result.timed_out, result.error) == (code, "PROD\n", False, None)
-
-
-@pytest.mark.parametrize("code", [0, 2, 1])
-def test_bash_hook_exit_code_propagates(tmp_path, payload, code):
-    script = write_hook(tmp_path, "sh", f'test -f "$1" && echo "payload at $1"; exit {code}\n')
-    result = run_hook(script, "sh", payload, cwd=tmp_path, env=ENV, timeout=10, output_cap=1000)
-    assert result.exit_code == code
-    assert result.output == f"payload at {payload}\n"
+def test_a_python_hook_runs_without_python_variables_or_user_site_and_bash_plainly(tmp_path):
+    script, payload = tmp_path / "hooks" / "pre_release_hook.py", tmp_path / "payload.json"
+    assert hook.hook_argv(script, "py", payload, "python3") == ["python3", "-E", "-s", str(script), str(payload)]
+    assert hook.hook_argv(script, "sh", payload, "python3") == ["bash", str(script), str(payload)]
 
 
 # -- preflight -------------------------------------------------------------------------
@@ -83,18 +69,6 @@ def test_preflight_reports_a_bash_syntax_error_with_bashs_message(tmp_path):
     assert "line 2" in message and "syntax error" in message
 
 
-def test_preflight_checks_a_source_once_and_still_checks_the_file_each_time(tmp_path, monkeypatch):
-    from webapp import hooks
-
-    script = write_hook(tmp_path, "sh", "exit 0\n")
-    assert preflight(script, "sh") is None
-    monkeypatch.setattr(hooks, "_bash_syntax_error", lambda script: "checked again")
-    assert preflight(script, "sh") is None  # the same source passed before
-    assert preflight(write_hook(tmp_path, "sh", "exit 1\n"), "sh") == "checked again"  # a new one is checked
-    script.unlink()
-    assert "does not exist" in preflight(script, "sh")
-
-
 # -- environment -------------------------------------------------------------------------
 
 
@@ -105,7 +79,7 @@ def test_hook_environment_is_an_allowlist(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")
     monkeypatch.setenv("LANG", "en_US.UTF-8")
     in_venv = sys.prefix != sys.base_prefix
-    env = hooks.hook_environment(release_id=42, project="shop", environment="prod", release_stream="PROD",
+    env = hook.hook_environment(release_id=42, project="shop", environment="prod", release_stream="PROD",
                                  home=tmp_path, variables={"REGION": "eu", "RELEASE_ID": "spoofed"})
     assert env == {"PATH": "/usr/bin:/bin" if in_venv else f"{venv_bin}:/usr/bin:/bin",
                    "LANG": "en_US.UTF-8", "HOME": str(tmp_path), "RELEASE_ID": "42", "PROJECT_NAME": "shop",
@@ -115,5 +89,5 @@ def test_hook_environment_is_an_allowlist(monkeypatch, tmp_path):
 def test_hook_environment_has_defaults_without_path_or_lang(monkeypatch, tmp_path):
     monkeypatch.delenv("PATH")
     monkeypatch.delenv("LANG", raising=False)
-    env = hooks.hook_environment(release_id=1, project="p", environment="e", release_stream="S", home=tmp_path)
-    assert env["PATH"] == hooks.DEFAULT_PATH and env["LANG"] == "C.UTF-8"
+    env = hook.hook_environment(release_id=1, project="p", environment="e", release_stream="S", home=tmp_path)
+    assert env["PATH"] == hook.DEFAULT_PATH and env["LANG"] == "C.UTF-8"

@@ -69,6 +69,8 @@ def load_config() -> dict:
         "HOOK_PYTHON": env.get("HOOK_PYTHON", "python3"),
         # An operating-system account that hooks and release commands run as (docs/operations.md).
         "HOOK_USER": env.get("HOOK_USER", "").strip(),
+        # The box hooks and release commands run in: bubblewrap, or "none" only when set (docs/operations.md).
+        "HOOK_SANDBOX": env.get("HOOK_SANDBOX", "").strip() or "bwrap",
         # argon2id cost of new password hashes (existing hashes keep theirs until the next sign-in).
         "ARGON2_TIME_COST": _int("ARGON2_TIME_COST", 3),
         "ARGON2_MEMORY_KIB": _int("ARGON2_MEMORY_KIB", 65536),

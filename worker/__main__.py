@@ -7,18 +7,18 @@ import os
 import socket
 import sys
 import threading
-import time
 
 from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from webapp import create_app, hook_account  # imported once, before any job runs
+from webapp import create_app  # imported once, before any job runs
+from webapp.config import ROOT
 from webapp.extensions import db, redis_connection
 from webapp.notify import resume_due
 from webapp.reconcile import reconcile
-from webapp.runner import sweep_workspaces
-from webapp.supervise import start_spawner
+from webapp.running import account, sandbox
+from webapp.running.runner import sweep_workspaces
 from worker import jobs  # noqa: F401  (a broken import stops the worker here, not at its first job)
 from worker.queues import NOTIFY_QUEUE, RELEASES_QUEUE
 
@@ -48,29 +48,33 @@ def reconcile_forever(app, period: int, stop: threading.Event) -> None:
 class ReleaseWorker(SimpleWorker):
     """Every job starts with a fresh database session: no read snapshot or lock outlives its job."""
 
-    # RQ renews the worker's key three times per job (three round trips each) and asks whether
-    # `rq suspend` was run before each job; its key lives minutes, and a suspension may wait a second.
-    HEARTBEAT_SECONDS = 1.0
-    _beat_at = _suspension_checked_at = float("-inf")
-
-    def heartbeat(self, timeout=None, pipeline=None):
-        if timeout is None and pipeline is None:
-            if time.monotonic() - self._beat_at < self.HEARTBEAT_SECONDS:
-                return
-            self._beat_at = time.monotonic()
-        super().heartbeat(timeout, pipeline)
-
-    def check_for_suspension(self, burst: bool) -> None:
-        if time.monotonic() - self._suspension_checked_at < self.HEARTBEAT_SECONDS:
-            return
-        super().check_for_suspension(burst)
-        self._suspension_checked_at = time.monotonic()
-
     def execute_job(self, job, queue):
         try:
             return super().execute_job(job, queue)
         finally:
             db.session.remove()
+
+
+def check_sandbox(config) -> str | None:
+    """A sentence when hooks could not run as configured: no sandbox, a HOOK_USER this worker
+    cannot become, or the application's own files inside what a sandbox sees."""
+    user = None
+    if config["HOOK_USER"]:
+        try:
+            user = account.resolve(config["HOOK_USER"])
+        except account.HookUserError as error:
+            return str(error)
+    problem = sandbox.check(config["HOOK_SANDBOX"], user)
+    if problem or config["HOOK_SANDBOX"] == "none":
+        return problem
+    url = config["SQLALCHEMY_DATABASE_URI"]
+    seen = sandbox.exposed([str(ROOT), config["INSTANCE_DIR"], config["REPO_CACHE_DIR"],
+                            url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""])
+    if seen:
+        return (f"The sandbox would show hooks {', '.join(seen)}, which lie under the system folders it shares "
+                f"({', '.join(sandbox.SYSTEM_DIRS)}): install Releasegate and its instance folder elsewhere, "
+                "e.g. under /srv.")
+    return None
 
 
 def main() -> int:
@@ -80,12 +84,13 @@ def main() -> int:
         print("REDIS_URL is not set: point it at a Redis server (e.g. redis://127.0.0.1:6379/0), "
               "or start everything with `make run`.", file=sys.stderr)
         return 2
-    if app.config["HOOK_USER"]:
-        try:
-            hook_account.resolve(app.config["HOOK_USER"])
-        except hook_account.HookUserError as error:
-            print(error, file=sys.stderr)
-            return 2
+    problem = check_sandbox(app.config)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    if app.config["HOOK_SANDBOX"] == "none":
+        log.warning("HOOK_SANDBOX=none: hooks and release commands run unsandboxed on this host and can read "
+                    "whatever this worker's user can (docs/operations.md)")
     with app.app_context():
         connection = redis_connection()
         try:
@@ -97,10 +102,8 @@ def main() -> int:
         stop = threading.Event()
         threading.Thread(target=reconcile_forever, args=(app, app.config["RECONCILE_SECONDS"], stop),
                          name="reconciler", daemon=True).start()
-        # Jobs run in this process's main thread: hook supervisors die with it (PDEATHSIG),
-        # and nothing is imported or forked per job. The spawner, a small process that forks
-        # the supervisors (forking this one costs milliseconds), starts now from this thread.
-        start_spawner()
+        # Jobs run in this process's main thread: a run's sandbox dies with it (bwrap's
+        # --die-with-parent follows the thread that started it).
         # Release jobs first; mail and webhooks run between them and never hold a release up.
         worker = ReleaseWorker([RELEASES_QUEUE, NOTIFY_QUEUE], connection=connection, serializer=JSONSerializer)
         try:

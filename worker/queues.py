@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 from flask import current_app
 from redis.exceptions import RedisError
@@ -43,36 +42,11 @@ def enqueue_release_job(kind: str, release_id: int, *, only_if_missing: bool = F
             return False
         queue.enqueue(JOBS[kind], release_id, job_id=job_id(kind, release_id), job_timeout=-1, **_ttls(),
                       description=f"{kind} release #{release_id}")
-        _queued_here.last = (kind, release_id)
         return True
     except (RedisError, RuntimeError) as error:  # RuntimeError: REDIS_URL is not set
         # The release is safe in the database; the reconciler enqueues it again.
         log.warning("Could not enqueue %s for release %s: %s", kind, release_id, error)
         return False
-
-
-_queued_here = threading.local()  # the release job this thread queued last
-
-
-def forget_queued() -> None:
-    _queued_here.last = None
-
-
-def take_back_queued() -> tuple[str, int] | None:
-    """(kind, release id) of the release job this thread queued last, taken back out of Redis
-    (its job deleted) so that the caller runs it at once; None when a worker took it already,
-    or when other jobs wait in the releases queue (they go first, in order)."""
-    queued, _queued_here.last = getattr(_queued_here, "last", None), None
-    if queued is None:
-        return None
-    try:
-        queue = release_queue()
-        if queue.count != 1 or not queue.remove(job_id(*queued)):
-            return None
-        queue.connection.delete(Job.key_for(job_id(*queued)))  # it never ran: nothing to keep
-    except (RedisError, RuntimeError):
-        return None
-    return queued
 
 
 def _job_alive(queue: Queue, id_: str) -> bool:

@@ -1,8 +1,8 @@
 """HOOK_USER: run hooks and release commands as another operating-system account.
 
-Hooks are the team's own code. Run as the worker's user they could read the application's
-`.env`, its `instance/` folder and database file; run as HOOK_USER they can't (given the
-file modes docs/operations.md asks for). Each workspace is handed to that account before the
+The sandbox already hides the application's files; a separate account adds that a hook which
+got out of the box still could not read them (given the file modes docs/operations.md asks
+for), and that a root worker's hooks do not run as root. Each workspace is handed to that account before the
 command starts, and the command runs with that account's uid, gid and groups only.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import pwd
 from pathlib import Path
 
-from .supervise import Account
+Account = tuple[int, int, list[int]]  # uid, gid, supplementary groups
 
 
 class HookUserError(Exception):

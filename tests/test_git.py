@@ -1,4 +1,4 @@
-"""webapp.repos against real git repositories made in each test."""
+"""webapp.running.git against real git repositories made in each test."""
 from __future__ import annotations
 
 import os
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from webapp import repos
-from webapp.repos import HookScript, RepoError
+from webapp.running import git as repos
+from webapp.running.git import RepoError
 
 GIT = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com",
        "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"]
@@ -74,14 +74,21 @@ def test_fetch_again_picks_up_a_new_commit_and_a_new_branch(source, cache):
     assert repos.resolve_commit(git_dir, "feature/x") == new
 
 
-def test_fetch_skips_the_network_for_a_commit_already_in_the_mirror(source, cache):
+def test_a_pinned_commit_already_in_the_mirror_needs_no_fetch_and_an_unknown_one_fetches(source, cache):
     git_dir = repos.fetch(str(source), cache)
     known = git(source, "rev-parse", "HEAD")
     commit(source, {"README": "later\n"})
-    repos.fetch(str(source), cache, commit=known)
+    repos.mirror_with(str(source), cache, known)
     assert repos.resolve_commit(git_dir, "main") == known  # no fetch happened
     newer = git(source, "rev-parse", "HEAD")
-    repos.fetch(str(source), cache, commit=newer)  # unknown commit: fetches
+    repos.mirror_with(str(source), cache, newer)  # unknown commit: fetches
+    assert repos.resolve_commit(git_dir, "main") == newer
+
+
+def test_fetch_always_fetches_even_when_the_mirror_has_what_was_asked_before(source, cache):
+    git_dir = repos.fetch(str(source), cache)
+    newer = commit(source, {"README": "later\n"})
+    repos.fetch(str(source), cache)
     assert repos.resolve_commit(git_dir, "main") == newer
 
 
@@ -134,72 +141,6 @@ def test_checkout_of_an_unknown_commit_raises(source, cache, tmp_path):
         repos.checkout(git_dir, "0" * 40, tmp_path / "checkout")
 
 
-HOOKS = "shop/pre_release_hooks"
-
-
-def test_find_hook_prefers_py_over_sh(source, cache):
-    both = commit(source, {f"{HOOKS}/pre_release_hook.py": "exit(0)\n",
-                           f"{HOOKS}/pre_release_hook.sh": "exit 0\n"})
-    only_sh = commit(source, {f"{HOOKS}/pre_release_hook.py": None})
-    git_dir = repos.fetch(str(source), cache)
-    found = repos.find_hook(git_dir, both, "shop")
-    blob = git(source, "rev-parse", f"{both}:{HOOKS}/pre_release_hook.py")
-    assert found == HookScript(path=f"{HOOKS}/pre_release_hook.py", kind="py", blob=blob,
-                               content=b"exit(0)\n")
-    found = repos.find_hook(git_dir, only_sh, "shop")
-    assert (found.path, found.kind, found.content) == (f"{HOOKS}/pre_release_hook.sh", "sh", b"exit 0\n")
-
-
-def test_find_hook_returns_none_without_a_hook(source, cache):
-    head = commit(source, {"other/pre_release_hooks/pre_release_hook.py": "exit(0)\n"})
-    git_dir = repos.fetch(str(source), cache)
-    assert repos.find_hook(git_dir, head, "shop") is None
-
-
-def test_find_hook_follows_a_symlink_inside_the_repository(source, cache):
-    symlink(source, f"{HOOKS}/pre_release_hook.py", "../../common/gate.py")
-    head = commit(source, {"common/gate.py": "print('gate')\n"})
-    git_dir = repos.fetch(str(source), cache)
-    found = repos.find_hook(git_dir, head, "shop")
-    assert (found.path, found.kind, found.content) == ("common/gate.py", "py", b"print('gate')\n")
-
-
-def test_find_hook_follows_a_chain_of_symlinks_to_the_repository_root(source, cache):
-    symlink(source, f"{HOOKS}/pre_release_hook.sh", "shared.sh")
-    symlink(source, f"{HOOKS}/shared.sh", "../../gate.sh")
-    head = commit(source, {"gate.sh": "exit 2\n"})
-    git_dir = repos.fetch(str(source), cache)
-    found = repos.find_hook(git_dir, head, "shop")
-    assert (found.path, found.kind, found.content) == ("gate.sh", "sh", b"exit 2\n")
-
-
-def test_find_hook_in_an_unknown_commit_raises(source, cache):
-    git_dir = repos.fetch(str(source), cache)
-    with pytest.raises(RepoError, match=f"Commit '{'1' * 40}' was not found"):
-        repos.find_hook(git_dir, "1" * 40, "shop")
-
-
-@pytest.mark.parametrize(("target", "reason"), [
-    ("../../../outside.py", "leaves the repository"),
-    ("/etc/passwd", "leaves the repository"),
-    ("missing.py", "does not resolve"),
-    ("pre_release_hook.py", "does not resolve"),  # a loop onto itself
-])
-def test_find_hook_refuses_a_symlink_that_leaves_or_does_not_resolve(source, cache, target, reason):
-    symlink(source, f"{HOOKS}/pre_release_hook.py", target)
-    head = commit(source, {})
-    git_dir = repos.fetch(str(source), cache)
-    with pytest.raises(RepoError, match=f"pre_release_hook.py is a symlink that {reason}"):
-        repos.find_hook(git_dir, head, "shop")
-
-
-def test_find_hook_refuses_a_directory_in_place_of_the_hook(source, cache):
-    head = commit(source, {f"{HOOKS}/pre_release_hook.py/inner.py": "exit(0)\n"})
-    git_dir = repos.fetch(str(source), cache)
-    with pytest.raises(RepoError, match="is not a regular file"):
-        repos.find_hook(git_dir, head, "shop")
-
-
 def test_concurrent_first_fetches_share_one_clone(source, cache):
     with ThreadPoolExecutor(4) as pool:
         dirs = set(pool.map(lambda _: repos.fetch(str(source), cache), range(4)))
@@ -207,50 +148,40 @@ def test_concurrent_first_fetches_share_one_clone(source, cache):
     assert sorted(p.name for p in cache.iterdir() if p.is_dir()) == [next(iter(dirs)).name]
 
 
-# -- checkouts written from the object reader --------------------------------------------------
+# -- what a checkout writes ---------------------------------------------------------------
 
 
-def archive_copy(git_dir: Path, sha: str, dest: Path) -> None:
-    dest.mkdir()
-    repos._archive(git_dir, sha, dest)
-
-
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Every path under `root`: (kind, mode bits, content or link target)."""
-    found = {}
-    for path in sorted(root.rglob("*")):
-        info = os.lstat(path)
-        name = str(path.relative_to(root))
-        if stat.S_ISLNK(info.st_mode):
-            found[name] = ("link", None, os.readlink(path))
-        elif stat.S_ISDIR(info.st_mode):
-            found[name] = ("dir", stat.S_IMODE(info.st_mode), None)
-        else:
-            found[name] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
-    return found
-
-
-def test_a_checkout_from_the_reader_matches_git_archive_and_the_cache_changes_nothing(source, cache, tmp_path,
-                                                                                      monkeypatch):
-    files = {f"many/f{n:03d}.txt": f"file {n}\n" for n in range(120)}  # more than one pipelined batch
-    files["big/blob.bin"] = "x" * (3 << 20)  # streamed, not cached
-    files["deep/er/still/deeper/file.txt"] = "deep\n"
-    symlink(source, "links/outside", "/etc/passwd")  # a link may point anywhere; nothing is written through it
+def test_a_link_may_point_anywhere_and_nothing_is_written_through_it(source, cache, tmp_path):
+    symlink(source, "links/outside", "/etc/passwd")
     symlink(source, "links/readme", "../README")
-    pinned = commit(source, files)
+    pinned = commit(source, {"deep/er/file.txt": "deep\n"})
     git_dir = repos.fetch(str(source), cache)
-    expected = tmp_path / "archive"
-    archive_copy(git_dir, pinned, expected)
-    monkeypatch.setattr(repos, "_archive", None)  # written from the reader's answers, not by git archive
-    for attempt in ("first", "cached"):
-        dest = tmp_path / attempt
-        repos.checkout(git_dir, pinned, dest)
-        assert snapshot(dest) == snapshot(expected)
-    assert stat.S_IMODE(os.stat(tmp_path / "cached" / "bin" / "deploy.sh").st_mode) == 0o755
-    assert stat.S_IMODE(os.stat(tmp_path / "cached" / "README").st_mode) == 0o644
+    repos.checkout(git_dir, pinned, tmp_path / "checkout")
+    assert os.readlink(tmp_path / "checkout" / "links" / "outside") == "/etc/passwd"
+    assert (tmp_path / "checkout" / "links" / "readme").read_text() == "hello\n"
+    assert (tmp_path / "checkout" / "deep" / "er" / "file.txt").read_text() == "deep\n"
 
 
-def test_git_filters_send_the_checkout_through_git_archive(source, cache, tmp_path):
+def test_only_the_paths_asked_for_are_checked_out(source, cache, tmp_path):
+    pinned = commit(source, {"shop/pre_release_hooks/a.py": "a\n", "shop/other.txt": "no\n"})
+    git_dir = repos.fetch(str(source), cache)
+    repos.checkout(git_dir, pinned, tmp_path / "part", paths=("shop/pre_release_hooks",))
+    files = sorted(str(p.relative_to(tmp_path / "part")) for p in (tmp_path / "part").rglob("*") if p.is_file())
+    assert files == ["shop/pre_release_hooks/a.py"]
+
+
+def test_a_folder_is_listed_as_git_stores_it_links_included(source, cache):
+    symlink(source, "shop/pre_release_hooks/link.py", "/etc/passwd")
+    pinned = commit(source, {"shop/pre_release_hooks/pre_release_hook.py": "x\n", "shop/else.txt": "y\n"})
+    git_dir = repos.fetch(str(source), cache)
+    listing = repos.list_folder(git_dir, pinned, "shop/pre_release_hooks")
+    assert sorted(listing) == ["shop/pre_release_hooks/link.py", "shop/pre_release_hooks/pre_release_hook.py"]
+    assert listing["shop/pre_release_hooks/link.py"].is_symlink
+    assert listing["shop/pre_release_hooks/pre_release_hook.py"].is_file
+    assert repos.list_folder(git_dir, pinned, "nowhere") == {}
+
+
+def test_git_filters_apply_to_the_checkout(source, cache, tmp_path):
     pinned = commit(source, {"notes.txt": "one\ntwo\n"})
     git_dir = repos.fetch(str(source), cache)
     git(git_dir, "config", "core.autocrlf", "true")
@@ -272,15 +203,21 @@ def commit_tree(repo: Path, tree: str) -> str:
     return sha
 
 
-@pytest.mark.parametrize("name", ["..", ".", "a/b"])
-def test_a_tree_entry_that_is_no_file_name_is_refused(source, cache, tmp_path, name):
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../../escaped"])
+def test_a_crafted_tree_entry_never_lands_outside_the_checkout(source, cache, tmp_path, name):
     blob = subprocess.run(["git", "-C", str(source), "hash-object", "-w", "--stdin"], input=b"escaped\n",
                           capture_output=True, check=True).stdout.decode().strip()
     crafted = commit_tree(source, raw_tree(source, [("100644", name, blob)]))
     git_dir = repos.fetch(str(source), cache)
-    with pytest.raises(RepoError, match="cannot be a file name"):
+    before = sorted(tmp_path.parent.iterdir())
+    try:
         repos.checkout(git_dir, crafted, tmp_path / "checkout")
-    assert not (tmp_path / "escaped").exists()
+    except RepoError as error:
+        assert "could not be checked out" in str(error)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "checkout", "source"]
+    assert sorted(tmp_path.parent.iterdir()) == before
+    written = [p for p in (tmp_path / "checkout").rglob("*") if p.is_file()]
+    assert all(p.resolve().is_relative_to((tmp_path / "checkout").resolve()) for p in written)
 
 
 def test_a_symlink_and_a_folder_of_the_same_name_cannot_write_through_the_link(source, cache, tmp_path):
@@ -297,15 +234,7 @@ def test_a_symlink_and_a_folder_of_the_same_name_cannot_write_through_the_link(s
     assert list(outside.iterdir()) == []
 
 
-def test_the_long_lived_reader_sees_a_branch_another_process_fetched(source, cache):
-    git_dir = repos.fetch(str(source), cache)
-    first = repos.resolve_commit(git_dir, "main")
-    newer = commit(source, {"README": "newer\n"})
-    subprocess.run(["git", f"--git-dir={git_dir}", "fetch", "-q", "origin"], check=True)  # not through repos
-    assert repos.resolve_commit(git_dir, "main") == newer != first
-
-
-def test_a_mirror_removed_and_cloned_again_gets_a_new_reader(source, cache, tmp_path):
+def test_a_mirror_removed_is_cloned_again(source, cache, tmp_path):
     git_dir = repos.fetch(str(source), cache)
     head = repos.resolve_commit(git_dir, "main")
     shutil.rmtree(git_dir)

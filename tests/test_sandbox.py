@@ -1,0 +1,275 @@
+"""Hooks and commands in their box (webapp.running.sandbox) within limits (webapp.running.limits),
+with real processes: exit codes, output, timeouts, stops, and that nothing a run started
+outlives it. Each test runs in the bubblewrap sandbox and under HOOK_SANDBOX=none's reaper;
+the tests of what the box hides run in the sandbox only."""
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import processes_running, wait_until
+from webapp.running import sandbox
+from webapp.running.limits import RunResult, run_limited
+from webapp.running.sandbox import Bind
+
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MODES = [pytest.param("bwrap", marks=pytest.mark.sandbox), "none"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def work(tmp_path) -> Path:
+    directory = tmp_path / "work"
+    directory.mkdir()
+    return directory
+
+
+def sh(command: str, mode: str, work: Path, *, timeout: float = 10, output_cap: int = 65536,
+       binds: tuple[Bind, ...] = (), cwd: Path | None = None, **options) -> RunResult:
+    box = sandbox.launch(["bash", "-c", command], cwd=cwd or work, binds=[Bind(str(work), True), *binds],
+                         mode=mode, account=None)
+    return run_limited(box.argv, cwd=cwd or work, env=ENV, timeout=timeout, output_cap=output_cap,
+                       popen=sandbox.popen_user(box.user), **options)
+
+
+# -- exit codes and output ----------------------------------------------------------
+
+
+def test_stdout_and_stderr_are_merged_in_order(mode, work):
+    assert sh("echo one; echo two >&2; echo three", mode, work).output == "one\ntwo\nthree\n"
+
+
+def test_exit_codes_come_through(mode, work):
+    assert [sh(f"exit {code}", mode, work).exit_code for code in (0, 2, 1, 3)] == [0, 2, 1, 3]
+
+
+def test_non_utf8_output_is_replaced_not_fatal(mode, work):
+    result = sh(r"printf 'ok \xff\xfe done\n'; exit 1", mode, work)
+    assert (result.exit_code, result.output) == (1, "ok \ufffd\ufffd done\n")
+
+
+def test_a_command_killed_by_a_signal_reads_as_128_plus_the_signal(mode, work):
+    assert sh("kill -9 $$", mode, work).exit_code == 137
+
+
+def test_the_command_gets_exactly_the_given_environment_and_cwd(mode, work):
+    lines = sh("pwd; env | grep -v '^_=' | sort", mode, work).output.splitlines()
+    assert lines[0] == str(work)
+    assert sorted(name.split("=")[0] for name in lines[1:]) == ["LANG", "PATH", "PWD", "SHLVL"]
+
+
+def test_a_missing_command_fails_and_says_so_never_reads_as_a_decision(mode, work):
+    box = sandbox.launch(["no-such-command-here"], cwd=work, binds=[Bind(str(work), True)], mode=mode, account=None)
+    result = run_limited(box.argv, cwd=work, env=ENV, timeout=5, output_cap=1000)
+    assert result.exit_code not in (0, 2)
+    assert "no-such-command-here" in result.output or "not found" in (result.error or "")
+
+
+def test_a_missing_working_directory_is_an_error(mode, work):
+    result = sh("true", mode, work, cwd=work / "absent")
+    assert result.exit_code is None
+    assert result.error == "The command could not enter its working directory: it is gone."
+
+
+# -- limits --------------------------------------------------------------------------
+
+
+def test_output_beyond_the_cap_is_drained_and_marked_with_bounded_memory(mode, work):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = sh("echo start; head -c 52428800 /dev/zero | tr '\\0' x; echo; exit 3", mode, work, output_cap=1024)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert result.exit_code == 3 and result.truncated
+    assert result.output == "start\n" + "x" * 1018 + "\n[output truncated at 1024 bytes]\n"
+    assert grown_kib < 20 * 1024
+
+
+def test_timeout_kills_everything_the_command_started_setsid_and_sigterm_proof_included(mode, work):
+    started = time.monotonic()
+    result = sh("(trap '' TERM; sleep 4242.21) & setsid sleep 4242.21 & echo waiting; sleep 4242.21",
+                mode, work, timeout=1)
+    assert time.monotonic() - started < 5
+    assert (result.exit_code, result.timed_out, result.output) == (None, True, "waiting\n")
+    assert result.error == "The command timed out after 1 s and was killed."
+    assert wait_until(lambda: processes_running("sleep 4242.21") == [], 3)
+
+
+def test_what_a_command_leaves_running_dies_when_it_exits(mode, work):
+    started = time.monotonic()
+    result = sh("sleep 4242.22 & setsid sleep 4242.22 & (setsid bash -c 'sleep 4242.22 &') ; echo done; exit 0",
+                mode, work, timeout=30)
+    assert time.monotonic() - started < 4
+    assert (result.exit_code, result.output) == (0, "done\n")
+    assert wait_until(lambda: processes_running("sleep 4242.22") == [], 3)
+
+
+def test_a_command_that_closes_its_output_still_reports_its_exit(mode, work):
+    started = time.monotonic()
+    result = sh("echo before; exec >&- 2>&-; sleep 0.5; exit 3", mode, work, timeout=30)
+    assert 0.4 < time.monotonic() - started < 3
+    assert (result.exit_code, result.output) == (3, "before\n")
+
+
+def test_on_tick_sees_output_no_more_often_than_asked_and_can_stop_the_run(mode, work):
+    ticks = []
+
+    def on_tick(output: str, truncated: bool) -> bool:
+        ticks.append((time.monotonic(), output, truncated))
+        return len(ticks) < 3
+
+    result = sh("echo working; setsid sleep 4242.23 & sleep 4242.23", mode, work, timeout=30, on_tick=on_tick,
+                tick_seconds=0.3)
+    assert (result.stopped, result.timed_out, result.exit_code) == (True, False, None)
+    assert [output for _, output, _ in ticks] == ["working\n"] * 3
+    gaps = [later[0] - earlier[0] for earlier, later in zip(ticks, ticks[1:], strict=False)]
+    assert all(gap >= 0.29 for gap in gaps)
+    assert wait_until(lambda: processes_running("sleep 4242.23") == [], 3)
+
+
+def test_mask_hides_secrets_in_the_result_and_in_ticks(mode, work):
+    seen = []
+    result = sh("echo token=s3cr3t-value; sleep 0.5; echo again s3cr3t-value", mode, work,
+                mask=["s3cr3t-value", ""], on_tick=lambda output, truncated: seen.append(output) or True,
+                tick_seconds=0.2)
+    assert result.output == "token=****\nagain ****\n"
+    assert seen and all("s3cr3t" not in output for output in seen)
+
+
+def test_a_secret_crossing_the_cap_is_still_masked(mode, work):
+    result = sh("printf 'abcdefTOPSECRET and more'", mode, work, output_cap=10, mask=["TOPSECRET"])
+    assert result.truncated and "TOP" not in result.output
+    assert result.output.startswith("abcdef****")
+
+
+# -- the death of the caller -----------------------------------------------------------
+
+VICTIM = """\
+import sys
+from pathlib import Path
+from webapp.running import sandbox
+from webapp.running.limits import run_limited
+
+work = Path(sys.argv[1])
+script = "(trap '' TERM; sleep 4242.24) & setsid sleep 4242.24 & sleep 4242.24"
+box = sandbox.launch(["bash", "-c", script], cwd=work, binds=[sandbox.Bind(str(work), True)], mode=sys.argv[2],
+                     account=None)
+run_limited(box.argv, cwd=work, env={"PATH": "/usr/bin:/bin"}, timeout=60, output_cap=100)
+"""
+
+
+def test_everything_a_command_started_dies_when_the_worker_is_sigkilled(mode, work):
+    caller = subprocess.Popen([sys.executable, "-c", VICTIM, str(work), mode], cwd=PROJECT_ROOT,
+                              env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    try:
+        assert wait_until(lambda: len(processes_running("sleep 4242.24")) >= 3, 10)
+        caller.kill()
+        caller.wait()
+        assert wait_until(lambda: processes_running("sleep 4242.24") == [], 3)
+    finally:
+        caller.kill()
+        caller.wait()
+
+
+# -- what the box hides (the sandbox only) -------------------------------------------------
+
+bwrap_only = pytest.mark.sandbox
+
+
+@bwrap_only
+def test_the_box_shows_only_the_system_folders_and_what_it_is_given(work, tmp_path):
+    host_tmp = Path("/tmp") / f"releasegate-test-{os.getpid()}"
+    host_tmp.write_text("on the host's /tmp\n")
+    (tmp_path / "elsewhere").mkdir()
+    try:
+        result = sh(f"ls -A /; test -e {host_tmp} && echo host-tmp-visible; test -e {PROJECT_ROOT} && echo app-visible;"
+                    f" test -e {tmp_path / 'elsewhere'} && echo sibling-visible; test -e /root && echo root-visible;"
+                    " test -e /home && echo home-visible; test -e /var && echo var-visible; echo checked", "bwrap",
+                    work)
+    finally:
+        host_tmp.unlink()
+    *top, last = result.output.splitlines()
+    assert last == "checked"
+    assert set(top) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr",
+                        *Path(work).parts[1:2]}, top  # the work folder is bound at its own path
+
+
+@bwrap_only
+def test_the_box_sees_no_other_process_and_no_capability(work):
+    result = sh(f"ls /proc | grep -c '^[0-9]'; cat /proc/{os.getpid()}/environ >/dev/null 2>&1 || echo no-environ;"
+                " grep CapEff /proc/self/status", "bwrap", work)
+    count, environ, caps = result.output.splitlines()
+    assert int(count) <= 4  # the box's init, bash, ls and grep
+    assert environ == "no-environ"
+    assert caps.split() == ["CapEff:", "0000000000000000"]
+
+
+@bwrap_only
+def test_a_read_only_bind_cannot_be_written_and_a_writable_one_can(work, tmp_path):
+    shared, private = tmp_path / "ro", tmp_path / "rw"
+    shared.mkdir()
+    private.mkdir()
+    result = sh(f"touch {shared}/x 2>/dev/null || echo refused; touch {private}/y && echo written; touch {work}/z",
+                "bwrap", work, binds=(Bind(str(shared)), Bind(str(private), True)))
+    assert result.output == "refused\nwritten\n"
+    assert not (shared / "x").exists() and (private / "y").exists() and (work / "z").exists()
+
+
+@bwrap_only
+def test_the_box_shares_the_network_so_a_command_reaches_127_0_0_1(work):
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    received = []
+
+    def accept():
+        connection, _ = server.accept()
+        with connection:
+            received.append(connection.recv(100))
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    result = sh(f"echo hello > /dev/tcp/127.0.0.1/{port} && echo sent", "bwrap", work)
+    thread.join(5)
+    server.close()
+    assert result.output == "sent\n" and received == [b"hello\n"]
+
+
+@bwrap_only
+def test_the_worker_checks_that_a_sandbox_can_start_here():
+    assert sandbox.check("bwrap", None) is None
+
+
+def test_without_bwrap_the_check_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(sandbox, "BWRAP", "/nonexistent/bwrap")
+    problem = sandbox.check("bwrap", None)
+    assert "bwrap is not installed" in problem and "apt-get install bubblewrap" in problem
+    assert "HOOK_SANDBOX=none" in problem
+
+
+def test_a_sandbox_that_cannot_start_is_named_with_what_to_set(monkeypatch, tmp_path):
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sandbox, "BWRAP", str(fake))
+    problem = sandbox.check("bwrap", None)
+    assert "No permissions to create new namespace" in problem and "user namespaces" in problem
+
+
+def test_an_unknown_sandbox_mode_is_refused():
+    assert "HOOK_SANDBOX must be 'bwrap'" in sandbox.check("docker", None)
+
+
+def test_the_applications_files_under_a_shared_system_folder_are_named():
+    assert sandbox.exposed(["/usr/local/releasegate", "/srv/releasegate", "/etc/releasegate.env"]) == [
+        "/usr/local/releasegate", "/etc/releasegate.env"]

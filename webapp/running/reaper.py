@@ -1,0 +1,98 @@
+"""HOOK_SANDBOX=none: run one command on the host and kill whatever it leaves behind.
+
+    python -I -S reaper.py [--account UID,GID[,GROUP...]] -- COMMAND [ARG...]
+
+A child subreaper: every process the command starts, `setsid` or double-forked ones
+included, is reparented to this process when its parent exits, and is killed when the command
+exits, when this process is told to stop (SIGTERM), or when the worker dies (the parent-death
+signal is SIGTERM, so the cleanup still runs). Exits with the command's status (128+N for a
+signal N). Imports nothing of the application and holds none of its settings.
+"""
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class Stop(Exception):
+    pass
+
+
+def _stop(signum, frame):
+    raise Stop
+
+
+def children() -> list[int]:
+    pids = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as handle:
+                pids += [int(pid) for pid in handle.read().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def kill_descendants() -> None:
+    """SIGKILL every child until none is left (a killed child's children become ours)."""
+    while True:
+        for pid in children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def main(argv: list[str]) -> int:
+    account = None
+    if argv[:1] == ["--account"]:
+        account = [int(part) for part in argv[1].split(",")]
+        argv = argv[2:]
+    if argv[:1] != ["--"] or len(argv) < 2:
+        print("usage: reaper.py [--account UID,GID[,GROUP...]] -- COMMAND [ARG...]", file=sys.stderr)
+        return 2
+    command = argv[1:]
+    parent = os.getppid()
+    signal.signal(signal.SIGTERM, _stop)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    if os.getppid() != parent:  # the worker died before the signal was armed
+        return 1
+    status = 1
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # no stop between fork and exec's reset
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+                os.setpgid(0, 0)
+                if account:
+                    os.setgroups(account[2:])
+                    os.setgid(account[1])
+                    os.setuid(account[0])
+                os.execvp(command[0], command)
+            except OSError as error:
+                print(f"The command {command[0]} could not be started: {error.strerror}.", file=sys.stderr)
+            os._exit(127)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        _, raw = os.waitpid(pid, 0)
+        status = os.waitstatus_to_exitcode(raw)
+        status = 128 - status if status < 0 else status
+    except Stop:
+        status = 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second stop must not cut the cleanup short
+        kill_descendants()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

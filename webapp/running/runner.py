@@ -1,0 +1,311 @@
+"""A release's pre-release hook or release command, read straight through:
+
+    read the release → fetch → checkout → place the trusted hook → claim → run in the sandbox → record
+
+Called by the worker's jobs. What a result means for the release is decided by releases.py;
+this module only prepares, runs within limits and reports. No database transaction stays open
+while a hook or command runs. Everything before the claim has no effect outside the workspace,
+so a worker lost before it is simply queued again by the reconciler, nothing having run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from flask import current_app
+
+from .. import releases
+from ..extensions import db
+from ..models import Environment, Project, Release, Variable
+from ..outage import persist, unless_down
+from . import account, git, hook, limits, sandbox
+
+# What a job may do before claiming its run: fail the release, but only while nobody claimed it.
+UNCLAIMED = {"hook": (Release.hook_started_at.is_(None),), "execute": (Release.exec_started_at.is_(None),)}
+WORK_ROOT = Path(tempfile.gettempdir()) / "releasegate-work"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Plain values copied out of the database, so no transaction is held during a run."""
+
+    release_id: int
+    project: str
+    repo: str
+    branch: str
+    hook_ref: str
+    environment: str
+    release_stream: str
+    ref: str | None
+    commit: str | None
+    resources: list
+    hook_timeout: int
+    release_timeout: int
+    release_command: str | None
+    wait_for_external_finish: bool
+    variables: tuple[tuple[str, str, bool, bool], ...]  # name, value, secret, for_hooks
+
+    @classmethod
+    def read(cls, release_id: int, stage: str) -> RunContext | None:
+        """The settings of a hook ("hook") or apply ("execute") run; None when the release is
+        not in that stage's state or its run was claimed already."""
+        started = Release.hook_started_at if stage == "hook" else Release.exec_started_at
+        rows = db.session.execute(
+            sa.select(Release.ref, Release.commit, Release.resources, Project.name, Project.repo, Project.branch,
+                      Project.hook_ref.label("project_hook_ref"), Environment.hook_ref,
+                      Environment.name.label("environment"), Environment.release_stream,
+                      Environment.hook_timeout_seconds, Environment.release_timeout_seconds,
+                      Environment.release_command, Environment.wait_for_external_finish,
+                      Variable.name.label("variable"), Variable.value, Variable.secret, Variable.for_hooks)
+            .join(Project, Release.project_id == Project.id)
+            .join(Environment, Release.environment_id == Environment.id)
+            .outerjoin(Variable, Variable.environment_id == Environment.id)
+            .where(Release.id == release_id, Release.state == _STAGE_STATE[stage], started.is_(None))
+            .order_by(Variable.name)).all()
+        db.session.rollback()  # end the read transaction before any slow work
+        if not rows:
+            return None
+        row = rows[0]
+        return cls(
+            release_id=release_id, project=row.name, repo=row.repo, branch=row.branch,
+            hook_ref=row.hook_ref or row.project_hook_ref or row.branch, environment=row.environment,
+            release_stream=row.release_stream, ref=row.ref, commit=row.commit, resources=list(row.resources or []),
+            hook_timeout=row.hook_timeout_seconds, release_timeout=row.release_timeout_seconds,
+            release_command=(row.release_command or "").strip() or None,
+            wait_for_external_finish=row.wait_for_external_finish,
+            variables=tuple((r.variable, r.value, r.secret, r.for_hooks) for r in rows if r.variable is not None))
+
+    def payload(self, commit: str) -> dict:
+        return {"environmentName": self.environment, "releaseStream": self.release_stream,
+                "resources": self.resources, "releaseId": self.release_id, "projectName": self.project,
+                "commit": commit}
+
+    def environ(self, home: Path, *, hooks_only: bool) -> dict[str, str]:
+        variables = {name: value for name, value, _secret, for_hooks in self.variables
+                     if for_hooks or not hooks_only}
+        return hook.hook_environment(release_id=self.release_id, project=self.project,
+                                     environment=self.environment, release_stream=self.release_stream,
+                                     home=home, variables=variables)
+
+    @property
+    def secrets(self) -> list[str]:
+        return [value for _name, value, secret, _hooks in self.variables if secret and value]
+
+
+_STAGE_STATE = {"hook": "READY", "execute": "IN_PROGRESS"}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One run's directory: checkout/ (the commit), hooks/ (the trusted hook folder), home/ and
+    payload.json. Its name starts with the worker's pid, so sweep_workspaces() can remove what a
+    killed worker left behind."""
+
+    root: Path
+
+    @property
+    def checkout(self) -> Path:
+        return self.root / "checkout"
+
+    @property
+    def hooks(self) -> Path:
+        return self.root / "hooks"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def payload(self) -> Path:
+        return self.root / "payload.json"
+
+    def binds(self, *, hook_folder: bool) -> list[sandbox.Bind]:
+        """What a run sees of the workspace: the checkout and its HOME read-write, the payload
+        (and for a hook, the trusted folder) read-only."""
+        binds = [sandbox.Bind(str(self.checkout), writable=True), sandbox.Bind(str(self.home), writable=True),
+                 sandbox.Bind(str(self.payload))]
+        return binds + ([sandbox.Bind(str(self.hooks))] if hook_folder else [])
+
+
+@contextmanager
+def workspace(context: RunContext) -> Iterator[Workspace]:
+    WORK_ROOT.mkdir(mode=0o711, exist_ok=True)  # others may enter (a HOOK_USER their own), not list
+    if WORK_ROOT.stat().st_mode & 0o011 != 0o011:
+        WORK_ROOT.chmod(0o711)
+    space = Workspace(Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{context.release_id}-", dir=WORK_ROOT)))
+    space.home.mkdir()
+    space.hooks.mkdir()
+    try:
+        yield space
+    finally:
+        shutil.rmtree(space.root, ignore_errors=True)
+
+
+def sweep_workspaces() -> list[Path]:
+    """Remove workspaces whose worker process is gone (killed mid-run); returns them."""
+    removed = []
+    for directory in WORK_ROOT.glob("*-*-*") if WORK_ROOT.is_dir() else ():
+        pid = directory.name.split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- the pre-release hook -------------------------------------------------------------------
+
+
+def run_pre_release_hook(release_id: int) -> None:
+    context = persist(RunContext.read, release_id, "hook")
+    if context is None:
+        return  # already run or no longer READY: jobs are at-least-once
+    with workspace(context) as space:
+        try:
+            # Always fetched: the hook ref must be read as it is now, never from a stale mirror.
+            git_dir = git.fetch(context.repo, _cache_dir())
+            commit = context.commit or git.resolve_commit(git_dir, context.ref or context.branch)
+            hook_ref_commit = git.resolve_commit(git_dir, context.hook_ref)
+            git.checkout(git_dir, commit, space.checkout)
+            trusted = hook.place_trusted_hook(git_dir, hook_ref_commit, context.project, space.hooks)
+            differences = hook.folder_differences(git_dir, commit, hook_ref_commit, context.project)
+        except git.RepoError as error:
+            persist(releases.fail, release_id, str(error), expect=("READY",), where=UNCLAIMED["hook"])
+            return
+        space.payload.write_text(json.dumps(context.payload(commit), indent=2))
+        if not persist(releases.claim_run, release_id, "hook", commit=commit, hook_ref_commit=hook_ref_commit,
+                       hook_path=trusted.path if trusted else None):
+            return  # another job of this release claimed it first
+        if trusted is None:
+            _record_hook_problem(release_id, f"No pre-release hook was found at {context.hook_ref} "
+                                 f"({hook_ref_commit[:12]}): add {hook.hook_folder(context.project)}/"
+                                 "pre_release_hook.py or .sh to the repository.")
+            return
+        problem = hook.preflight(trusted.script, trusted.kind)
+        if problem:
+            _record_hook_problem(release_id, problem)
+            return
+        argv = hook.hook_argv(trusted.script, trusted.kind, space.payload, _config("HOOK_PYTHON"))
+        result = _run(context, space, argv, stage="hook", env=context.environ(space.home, hooks_only=True),
+                      binds=space.binds(hook_folder=True), timeout=context.hook_timeout)
+    if result.stopped:
+        return  # aborted: the release already moved on
+    differs = _differs_reason(context, commit, hook_ref_commit, differences)
+    output = result.output
+    if differs and result.error is None and result.exit_code in (0, 2):
+        output += f"\n[releasegate] {differs}\n"
+    error = (f"The pre-release hook timed out after {context.hook_timeout} seconds and was killed."
+             if result.timed_out else result.error)
+    persist(releases.record_hook_result, release_id, exit_code=result.exit_code, output=output,
+            truncated=result.truncated, error=error, needs_approval_reason=differs)
+
+
+def _record_hook_problem(release_id: int, problem: str) -> None:
+    persist(releases.record_hook_result, release_id, exit_code=None, output="", truncated=False, error=problem)
+
+
+def _differs_reason(context: RunContext, commit: str, hook_ref_commit: str, differences: list[str]) -> str | None:
+    if not differences:
+        return None
+    return (f"The hook folder {hook.hook_folder(context.project)}/ at commit {commit[:12]} differs from the one "
+            f"at the hook ref {context.hook_ref} ({hook_ref_commit[:12]}): {', '.join(differences)}; so this "
+            "release needs approval whatever the hook says.")
+
+
+# -- the release command --------------------------------------------------------------------
+
+
+def execute_release(release_id: int) -> None:
+    context = persist(RunContext.read, release_id, "execute")
+    if context is None:
+        return
+    if context.release_command is None:
+        if not persist(releases.claim_run, release_id, "execute"):
+            return
+        if context.wait_for_external_finish:
+            persist(releases.await_external_finish, release_id)
+        else:
+            persist(releases.succeed_without_command, release_id)
+        return
+    with workspace(context) as space:
+        try:
+            # The release's own pinned commit never changes: no fetch when the mirror has it.
+            git_dir = git.mirror_with(context.repo, _cache_dir(), context.commit)
+            commit = context.commit or git.resolve_commit(git_dir, context.ref or context.branch)
+            git.checkout(git_dir, commit, space.checkout)
+        except git.RepoError as error:
+            persist(releases.fail, release_id, str(error), expect=("IN_PROGRESS",), where=UNCLAIMED["execute"])
+            return
+        space.payload.write_text(json.dumps(context.payload(commit), indent=2))
+        if not persist(releases.claim_run, release_id, "execute", commit=commit,
+                       exec_command=context.release_command):
+            return
+        env = context.environ(space.home, hooks_only=False) | {"RELEASE_PAYLOAD": str(space.payload)}
+        # The payload is the shell's $1 and RELEASE_PAYLOAD: `./deploy.sh "$1"` passes it on.
+        argv = ["bash", "-c", context.release_command, "release_command", str(space.payload)]
+        result = _run(context, space, argv, stage="execute", env=env, binds=space.binds(hook_folder=False),
+                      timeout=context.release_timeout)
+    if result.stopped:
+        return
+    error = (f"The release command timed out after {context.release_timeout} seconds and was killed."
+             if result.timed_out else result.error)
+    persist(releases.record_execution_result, release_id, exit_code=result.exit_code, output=result.output,
+            truncated=result.truncated, timed_out=result.timed_out, error=error)
+
+
+# -- running in the sandbox -----------------------------------------------------------------
+
+
+def _run(context: RunContext, space: Workspace, argv: list[str], *, stage: str, env: dict[str, str],
+         binds: list[sandbox.Bind], timeout: int) -> limits.RunResult:
+    state, column = ("READY", "hook") if stage == "hook" else ("IN_PROGRESS", "exec")
+
+    def on_tick(output: str, truncated: bool) -> bool:  # heartbeat; False once the release moved on
+        return unless_down(releases.heartbeat, True, context.release_id, state,
+                           **{f"{column}_output": output, f"{column}_truncated": truncated})
+
+    user = None
+    if _config("HOOK_USER"):
+        user = account.resolve(_config("HOOK_USER"))
+        account.hand_over(space.root, user)
+    box = sandbox.launch(argv, cwd=space.checkout, binds=binds, mode=_config("HOOK_SANDBOX"), account=user)
+    return limits.run_limited(box.argv, cwd=space.checkout, env=env, timeout=timeout,
+                              output_cap=_config("HOOK_OUTPUT_CAP"), on_tick=on_tick, tick_seconds=_tick_seconds(),
+                              mask=[*context.secrets, *application_secrets()], popen=sandbox.popen_user(box.user))
+
+
+def application_secrets() -> list[str]:
+    """The application's own secrets, masked in stored output should a run ever print one."""
+    config = current_app.config
+    urls = (config["SQLALCHEMY_DATABASE_URI"], config.get("REDIS_URL") or "")
+    return [secret for secret in (config["SECRET_KEY"], config.get("MAIL_PASSWORD"),
+                                  *(urlsplit(url).password for url in urls)) if secret]
+
+
+def _config(name: str):
+    return current_app.config[name]
+
+
+def _cache_dir() -> Path:
+    return Path(_config("REPO_CACHE_DIR"))
+
+
+def _tick_seconds() -> float:
+    return max(0.5, min(5.0, _config("WORKER_LOST_SECONDS") / 4))

@@ -1,0 +1,119 @@
+"""The box a hook or release command runs in.
+
+By default bubblewrap: its own PID, IPC and user namespaces, no capabilities, and a root that
+holds only the system's read-only directories, a fresh /tmp, /proc of its own namespace, and
+the paths it is given (the workspace's checkout, payload, HOME, trusted hook folder, and the
+environment's allowed host paths). When its first process exits, or bwrap is killed, or the
+worker dies (--die-with-parent), the kernel ends everything in the box, `setsid` children
+included. The network is shared: hooks call JIRA, commands deploy.
+
+With HOOK_SANDBOX=none (set explicitly; the worker warns) the command runs on the host under
+the reaper (reaper.py), which kills whatever it left behind.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .account import Account
+
+MODES = ("bwrap", "none")
+BWRAP = "bwrap"  # found on the PATH of the run
+# What a run sees of the host, read-only. Everything else (the application, its instance
+# folder and database, the repo cache, /home, /root, /var, /run, /srv, /opt) is not there.
+SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+REAPER = Path(__file__).with_name("reaper.py")
+
+
+@dataclass(frozen=True)
+class Bind:
+    path: str  # absolute; the same path inside the box as on the host
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start a command in the box: the argv to run and who runs it."""
+
+    argv: list[str]
+    user: Account | None  # the account the launched process itself runs as
+
+
+def launch(argv: list[str], *, cwd: Path, binds: Sequence[Bind], mode: str, account: Account | None) -> Launch:
+    """The process that runs `argv` boxed, with `cwd` as its working directory."""
+    if mode == "none":
+        # The reaper stays the worker's user, out of the command's reach, and switches the
+        # command itself to the hook account.
+        switch = ["--account", ",".join(map(str, _flat(account)))] if account else []
+        return Launch([sys.executable, "-I", "-S", str(REAPER), *switch, "--", *argv], None)
+    # bwrap runs as the hook account: inside the box it can be no one else, and a box that
+    # root starts keeps root's access to the files it sees.
+    return Launch([BWRAP, *bwrap_options(binds), "--chdir", str(cwd), "--", *argv], account)
+
+
+def bwrap_options(binds: Sequence[Bind]) -> list[str]:
+    options = ["--die-with-parent", "--new-session", "--cap-drop", "ALL",
+               "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    for directory in SYSTEM_DIRS:
+        if os.path.islink(directory):  # merged /usr: /bin -> usr/bin
+            options += ["--symlink", os.readlink(directory), directory]
+        elif os.path.isdir(directory):
+            options += ["--ro-bind", directory, directory]
+    resolver = os.path.realpath("/etc/resolv.conf")  # systemd-resolved keeps it under /run
+    if os.path.exists(resolver) and not _under(resolver, SYSTEM_DIRS):
+        options += ["--ro-bind", resolver, resolver]
+    options += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for bind in binds:
+        options += ["--bind" if bind.writable else "--ro-bind", bind.path, bind.path]
+    return options
+
+
+def check(mode: str, account: Account | None) -> str | None:
+    """None when a box can be started here, else a sentence saying what to install or set."""
+    if mode not in MODES:
+        return f"HOOK_SANDBOX must be 'bwrap' (the default) or 'none', not {mode!r}."
+    if mode == "none":
+        return None
+    box = launch(["true"], cwd=Path("/"), binds=(), mode=mode, account=account)
+    try:
+        proc = subprocess.run(box.argv, stdin=subprocess.DEVNULL, capture_output=True, env={}, cwd="/",
+                              timeout=30, **popen_user(box.user))
+    except FileNotFoundError:
+        return ("Hooks run in a bubblewrap sandbox, but bwrap is not installed: install it "
+                "(Debian: apt-get install bubblewrap), or set HOOK_SANDBOX=none to run hooks "
+                "unsandboxed (docs/operations.md says what that exposes).")
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"The bubblewrap sandbox could not be started ({error}); see docs/operations.md."
+    if proc.returncode != 0:
+        reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no reason given"]
+        return (f"bubblewrap cannot start a sandbox on this machine ({reason[0]}): allow unprivileged "
+                "user namespaces (sysctl kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0), "
+                "or set HOOK_SANDBOX=none to run hooks unsandboxed (docs/operations.md).")
+    return None
+
+
+def exposed(paths: Sequence[str]) -> list[str]:
+    """Those of `paths` (the application's own files) that a box would see."""
+    return [path for path in paths if path and _under(os.path.realpath(path), SYSTEM_DIRS)]
+
+
+def popen_user(account: Account | None) -> dict:
+    """subprocess.Popen's arguments that start a process as `account`."""
+    if account is None:
+        return {}
+    uid, gid, groups = account
+    return {"user": uid, "group": gid, "extra_groups": groups}
+
+
+def _flat(account: Account) -> list[int]:
+    uid, gid, groups = account
+    return [uid, gid, *groups]
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    real_roots = {os.path.realpath(root) for root in roots if os.path.exists(root)}
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in real_roots)
