@@ -81,10 +81,10 @@ def test_health_names_the_database_when_it_cannot_be_reached(outage, app):
 
 
 def test_a_hook_that_ends_during_an_outage_is_recorded_once_the_database_is_back_and_never_rerun(
-        outage, app_config, api, new_environment, tmp_path):
-    runs, log = tmp_path / "runs", tmp_path / "worker.log"
+        outage, app_config, api, new_environment, tmp_path, tally):
+    log = tmp_path / "worker.log"
     new_environment({"svc/pre_release_hooks/pre_release_hook.sh": (
-        f'echo "$RELEASE_ID" >> {runs}\necho "checked"\nsleep 1.5\nexit 0\n')})
+        f'{tally.send()}\necho "checked"\nsleep 1.5\nexit 0\n')})
     release_id = trigger(api)
     env = {**os.environ, "DATABASE_URL": outage.url, "REDIS_URL": app_config["REDIS_URL"],
            "REPO_CACHE_DIR": app_config["REPO_CACHE_DIR"], "RELEASEGATE_ENV": "development",
@@ -95,7 +95,7 @@ def test_a_hook_that_ends_during_an_outage_is_recorded_once_the_database_is_back
         worker = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdout=output,
                                   stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: runs.exists() and runs.read_text(), timeout=30)
+        wait_for(lambda: tally.lines, timeout=30)
         with outage.down():
             time.sleep(4)  # the hook exits after 1.5 s; its result cannot be written yet
             assert worker.poll() is None
@@ -104,6 +104,6 @@ def test_a_hook_that_ends_during_an_outage_is_recorded_once_the_database_is_back
         worker.kill()
         worker.wait(10)
         print(log.read_text())  # shown when the test fails
-    assert runs.read_text().split() == [str(release_id)]  # the hook ran once
+    assert tally.lines == [str(release_id)]  # the hook ran once
     assert "checked" in release(api, release_id)["hook"]["output"]
     assert "database unavailable during record_hook_result" in log.read_text()

@@ -1,14 +1,12 @@
 """Approve, reject, cancel, withdraw, abort and finish: who may, and what happens."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 
-import pytest
 import sqlalchemy as sa
 
-from tests.helpers import state, trigger, wait_for
+from tests.helpers import processes_running, state, trigger, wait_for, wait_until
 from webapp.extensions import db
 from webapp.models import AuditEvent, Decision, Environment, Release
 
@@ -116,15 +114,14 @@ def test_withdraw_is_for_the_triggerer_and_frees_the_slot(api, new_environment, 
     assert state(api, second) == "PENDING_APPROVAL"
 
 
-def test_abort_kills_a_running_release_command(app, api, new_environment, run_jobs, tmp_path):
-    pid_file = tmp_path / "pid"
+def test_abort_kills_a_running_release_command(app, api, new_environment, run_jobs):
     new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"},
-                    release_command=f"echo $$ > {pid_file}; sleep 60")
+                    release_command="setsid sleep 4242.41 & sleep 4242.41")
     release_id = trigger(api)
     responses = []
 
     def abort_once_running():
-        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+        wait_for(lambda: len(processes_running("sleep 4242.41")) >= 2)
         responses.append(api("dev").post(f"/api/v1/releases/{release_id}/abort"))
 
     aborter = threading.Thread(target=abort_once_running)
@@ -135,8 +132,7 @@ def test_abort_kills_a_running_release_command(app, api, new_environment, run_jo
     assert time.monotonic() - started < 15
     assert responses[0].status_code == 200
     assert responses[0].json["state"] == "FAILED" and responses[0].json["error"] == "aborted by dev"
-    with pytest.raises(ProcessLookupError):
-        os.kill(int(pid_file.read_text()), 0)
+    assert wait_until(lambda: processes_running("sleep 4242.41") == [], timeout=3)
     assert api("member").post(f"/api/v1/releases/{release_id}/abort").status_code == 403
 
 

@@ -64,15 +64,14 @@ def test_python_syntax_error_fails_with_a_message(api, new_environment, run_jobs
     assert "syntax" in data["error"].lower() and "line 2" in data["error"]
 
 
-def test_bash_syntax_error_fails_before_running_any_line(api, new_environment, run_jobs, tmp_path):
-    marker = tmp_path / "ran"
-    new_environment({f"{HOOK_DIR}/pre_release_hook.sh": f"touch {marker}\nif then fi (\n"})
+def test_bash_syntax_error_fails_before_running_any_line(api, new_environment, run_jobs, tally):
+    new_environment({f"{HOOK_DIR}/pre_release_hook.sh": f"{tally.send('ran')}\nif then fi (\n"})
     release_id = trigger(api)
     run_jobs()
     data = release(api, release_id)
     assert data["state"] == "FAILED"
     assert "syntax" in data["error"].lower()
-    assert not marker.exists()
+    assert tally.lines == []
 
 
 def test_hook_past_its_timeout_is_killed_with_its_grandchildren(api, new_environment, run_jobs):

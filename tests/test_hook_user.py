@@ -24,9 +24,11 @@ HOOK_USER = "nobody"
 pytestmark = pytest.mark.root  # deselected unless run as root
 
 
-@pytest.fixture()
-def hook_user(app_config):
+@pytest.fixture(params=[pytest.param("bwrap", marks=pytest.mark.sandbox), "none"])
+def hook_user(request, app_config):
+    """HOOK_USER in the sandbox and with HOOK_SANDBOX=none (where the modes alone keep a hook out)."""
     app_config["HOOK_USER"] = HOOK_USER
+    app_config["HOOK_SANDBOX"] = request.param
     return pwd.getpwnam(HOOK_USER)
 
 
@@ -70,7 +72,7 @@ def sqlite_file(app_config) -> str:
     return url.removeprefix("sqlite:///") if url.startswith("sqlite") else "/nonexistent-on-postgresql"
 
 
-def assert_confined(output: str, account: pwd.struct_passwd, app_dir: Path, database: str) -> None:
+def assert_confined(output: str, account: pwd.struct_passwd, app_dir: Path, database: str, sandboxed: bool) -> None:
     lines = output.splitlines()
     assert f"uid={account.pw_uid} gid={account.pw_gid} groups={account.pw_gid}" in lines
     assert "CapEff:\t0000000000000000" in lines  # leaving root dropped every capability
@@ -78,7 +80,9 @@ def assert_confined(output: str, account: pwd.struct_passwd, app_dir: Path, data
     assert f"DENIED {app_dir}/instance/releasegate.db" in lines
     assert f"DENIED {database}" in lines
     assert "DENIED instance" in lines
-    assert "anyone may read this" in lines  # the denials are the modes at work, not a broken hook
+    # Unsandboxed, the denials are the modes at work, not a broken hook; in the box, nothing of
+    # the application's folder is there at all.
+    assert ("anyone may read this" in lines) is not sandboxed
     assert "HOME writable" in lines and "checkout writable" in lines
     assert "LEAKED" not in lines
 
@@ -90,7 +94,8 @@ def test_a_hook_runs_as_hook_user_and_cannot_read_the_applications_files(
     release_id = trigger(api)
     run_jobs()
     assert state(api, release_id) == "SUCCEEDED"
-    assert_confined(release(api, release_id)["hook"]["output"], hook_user, deployment, database)
+    assert_confined(release(api, release_id)["hook"]["output"], hook_user, deployment, database,
+                    app_config["HOOK_SANDBOX"] == "bwrap")
 
 
 def test_a_release_command_runs_as_hook_user_too(hook_user, deployment, app_config, api, new_environment, run_jobs):
@@ -102,7 +107,8 @@ def test_a_release_command_runs_as_hook_user_too(hook_user, deployment, app_conf
     run_jobs()
     run_jobs()
     assert state(api, release_id) == "SUCCEEDED"
-    assert_confined(release(api, release_id)["execution"]["output"], hook_user, deployment, database)
+    assert_confined(release(api, release_id)["execution"]["output"], hook_user, deployment, database,
+                    app_config["HOOK_SANDBOX"] == "bwrap")
 
 
 def worker_refusal(hook_user: str, app_config) -> subprocess.CompletedProcess:
@@ -128,7 +134,7 @@ def test_the_worker_will_not_start_when_hook_user_is_root(app_config):
 
 def test_hook_user_is_refused_unless_the_worker_runs_as_root():
     """A forked child that left root asks for HOOK_USER, as a worker started as another user would."""
-    from webapp.hook_account import HookUserError, resolve
+    from webapp.running.account import HookUserError, resolve
 
     account = pwd.getpwnam(HOOK_USER)
     read_end, write_end = os.pipe()
@@ -155,11 +161,17 @@ def test_hook_user_is_refused_unless_the_worker_runs_as_root():
                        f"'{HOOK_USER}': run the worker as root (docs/operations.md), or unset HOOK_USER.")
 
 
-def test_a_hook_running_as_hook_user_cannot_signal_its_supervisor(hook_user, api, new_environment, run_jobs):
+@pytest.fixture()
+def hook_user_unsandboxed(app_config):
+    app_config.update(HOOK_USER=HOOK_USER, HOOK_SANDBOX="none")  # in a box, a hook's parent is the box's init
+
+
+def test_a_hook_running_as_hook_user_cannot_signal_the_reaper_without_a_sandbox(hook_user_unsandboxed, api,
+                                                                               new_environment, run_jobs):
     new_environment({"svc/pre_release_hooks/pre_release_hook.sh": (
-        'if kill -0 "$PPID" 2>/dev/null; then echo "REACHED the supervisor"; else echo "supervisor out of reach"; fi\n'
+        'if kill -0 "$PPID" 2>/dev/null; then echo "REACHED the reaper"; else echo "reaper out of reach"; fi\n'
         'exit 0\n')})
     release_id = trigger(api)
     run_jobs()
     assert state(api, release_id) == "SUCCEEDED"
-    assert "supervisor out of reach" in release(api, release_id)["hook"]["output"]
+    assert "reaper out of reach" in release(api, release_id)["hook"]["output"]
