@@ -68,7 +68,8 @@ def test_the_checkout_and_python_variables_put_nothing_on_the_hooks_import_path(
 
 def test_a_hook_may_import_a_helper_placed_next_to_it_at_the_hook_ref(api, new_environment, run_jobs):
     new_environment({f"{HOOK_DIR}/pre_release_hook.py": "import gatelib\ngatelib.decide()\n",
-                     f"{HOOK_DIR}/gatelib.py": "import sys\n\ndef decide():\n    print('helper ran')\n    sys.exit(2)\n"})
+                     f"{HOOK_DIR}/gatelib.py": ("import sys\n\ndef decide():\n"
+                                                "    print('helper ran')\n    sys.exit(2)\n")})
     release_id = trigger(api)
     run_jobs()
     data = release(api, release_id)
