@@ -1,7 +1,11 @@
 """The real `python -m worker` process: killed mid-hook, its hook dies and the release fails."""
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -52,3 +56,39 @@ def test_worker_killed_mid_apply_is_not_run_again(api, new_environment, start_wo
     assert "worker lost" in release(api, first)["error"]
     time.sleep(2)  # a re-run would have sent again by now
     assert tally.lines == [str(first)]
+
+
+def start_worker_with(app_config, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "worker"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "REDIS_URL": app_config["REDIS_URL"], "RELEASEGATE_ENV": "development",
+                               "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"], **env})
+
+
+def test_a_worker_without_bwrap_refuses_to_start_and_says_what_to_install(app_config, tmp_path):
+    bin_dir = tmp_path / "bin"  # a PATH with git and the rest, but no bwrap
+    bin_dir.mkdir()
+    for tool in ("git", "tar", "bash", "python3"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    finished = start_worker_with(app_config, PATH=str(bin_dir), HOOK_SANDBOX="")
+    assert finished.returncode == 2
+    assert "bwrap is not installed: install it (Debian: apt-get install bubblewrap)" in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
+def test_an_unknown_sandbox_setting_stops_the_worker(app_config):
+    finished = start_worker_with(app_config, HOOK_SANDBOX="off")
+    assert finished.returncode == 2 and "HOOK_SANDBOX must be 'bwrap' (the default) or 'none'" in finished.stderr
+
+
+def test_a_worker_with_hook_sandbox_none_warns_that_runs_are_unsandboxed(app_config):
+    worker = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "REDIS_URL": app_config["REDIS_URL"], "HOOK_SANDBOX": "none",
+                                   "RELEASEGATE_ENV": "development",
+                                   "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"]})
+    try:
+        first = worker.stdout.readline()
+    finally:
+        worker.kill()
+        worker.wait(10)
+    assert "HOOK_SANDBOX=none: hooks and release commands run unsandboxed" in first

@@ -13,6 +13,7 @@ the reaper (reaper.py), which kills whatever it left behind.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -22,11 +23,14 @@ from pathlib import Path
 from .account import Account
 
 MODES = ("bwrap", "none")
-BWRAP = "bwrap"  # found on the PATH of the run
+BWRAP = "bwrap"  # found on the worker's PATH
 # What a run sees of the host, read-only. Everything else (the application, its instance
 # folder and database, the repo cache, /home, /root, /var, /run, /srv, /opt) is not there.
 SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 REAPER = Path(__file__).with_name("reaper.py")
+NO_BWRAP = ("Hooks run in a bubblewrap sandbox, but bwrap is not installed: install it (Debian: apt-get "
+            "install bubblewrap), or set HOOK_SANDBOX=none to run hooks unsandboxed (docs/operations.md says "
+            "what that exposes).")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ def launch(argv: list[str], *, cwd: Path, binds: Sequence[Bind], mode: str, acco
         return Launch([sys.executable, "-I", "-S", str(REAPER), *switch, "--", *argv], None)
     # bwrap runs as the hook account: inside the box it can be no one else, and a box that
     # root starts keeps root's access to the files it sees.
-    return Launch([BWRAP, *bwrap_options(binds), "--chdir", str(cwd), "--", *argv], account)
+    return Launch([shutil.which(BWRAP) or BWRAP, *bwrap_options(binds), "--chdir", str(cwd), "--", *argv], account)
 
 
 def bwrap_options(binds: Sequence[Bind]) -> list[str]:
@@ -78,14 +82,14 @@ def check(mode: str, account: Account | None) -> str | None:
         return f"HOOK_SANDBOX must be 'bwrap' (the default) or 'none', not {mode!r}."
     if mode == "none":
         return None
+    if shutil.which(BWRAP) is None:
+        return NO_BWRAP
     box = launch(["true"], cwd=Path("/"), binds=(), mode=mode, account=account)
     try:
         proc = subprocess.run(box.argv, stdin=subprocess.DEVNULL, capture_output=True, env={}, cwd="/",
                               timeout=30, **popen_user(box.user))
     except FileNotFoundError:
-        return ("Hooks run in a bubblewrap sandbox, but bwrap is not installed: install it "
-                "(Debian: apt-get install bubblewrap), or set HOOK_SANDBOX=none to run hooks "
-                "unsandboxed (docs/operations.md says what that exposes).")
+        return NO_BWRAP
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"The bubblewrap sandbox could not be started ({error}); see docs/operations.md."
     if proc.returncode != 0:
