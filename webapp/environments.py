@@ -247,12 +247,16 @@ def _check_host_path(path: str, allowed: tuple[str, ...], protected: list[tuple[
         raise InvalidInput(f"{name}: {shown} is not under SANDBOX_ALLOWED_PATHS ({', '.join(allowed)}); "
                            "ask the operator to allow it, or choose a path under one of those.")
     for place, what in protected:
-        if _within(resolved, place):
-            raise InvalidInput(f"{name}: {shown} is inside {what} ({place}), which no release command may see; "
-                               "choose a path outside it.")
-        if _within(place, resolved):
-            raise InvalidInput(f"{name}: {shown} contains {what} ({place}), which no release command may see; "
-                               "choose a directory that does not hold it.")
+        if resolved == place:
+            relation, advice = "is", "choose another path"
+        elif _within(resolved, place):
+            relation, advice = "is inside", "choose a path outside it"
+        elif _within(place, resolved):
+            relation, advice = "contains", "choose a directory that does not hold it"
+        else:
+            continue
+        raise InvalidInput(f"{name}: {shown} {relation} {what} ({place}), which no release command may see; "
+                           f"{advice}.")
     return resolved
 
 
