@@ -134,6 +134,8 @@ REFUSALS = {
                         "sandbox_paths: 'srv/shop' is not an absolute path; write it from the root, e.g. /srv/shop."),
     "a '..' component": (lambda h: [ro(f"{h.shop}/../../../etc")], 422, "contains '..'; write the path without it."),
     "a NUL byte": (lambda h: [ro(f"{h.shop}/\x00x")], 422, "without NUL bytes."),
+    "a control character": (lambda h: [ro(f"{h.shop}/\nx")], 422, "holds control or invalid characters"),
+    "a lone surrogate": (lambda h: [ro(f"{h.shop}/\udcff")], 422, "holds control or invalid characters"),
     "/ itself": (lambda h: [ro("//")], 422,
                  "sandbox_paths cannot give the command / itself; name the directories it needs."),
     "a path twice": (lambda h: [ro(h.shop), rw(f"{h.shop}/")], 422,

@@ -197,6 +197,8 @@ def _clean_path(path: str, name: str) -> str:
     if not path or len(path) > SANDBOX_PATH_LIMIT or "\x00" in path:
         raise InvalidInput(f"{name}: {shown} must be a path of 1 to {SANDBOX_PATH_LIMIT} characters "
                            "without NUL bytes.")
+    if not path.isprintable():  # control characters, lone surrogates, direction overrides
+        raise InvalidInput(f"{name}: {shown} holds control or invalid characters; write a plain path.")
     if not path.startswith("/"):
         raise InvalidInput(f"{name}: {shown} is not an absolute path; write it from the root, e.g. /srv/shop.")
     if ".." in path.split("/"):
