@@ -18,7 +18,8 @@ SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) 
 JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
     st.text(max_size=12) | st.sampled_from(["resources", "terraform_plan", "name", "repo", "release_stream",
                                             "comment", "result", "log", "value", "secret", "ref",
-                                            "parallel_releases", "approval_workflow"]), inner, max_size=5),
+                                            "parallel_releases", "approval_workflow", "sandbox_paths", "path",
+                                            "writable"]), inner, max_size=5),
     max_leaves=12)
 BODIES = JSON | st.dictionaries(st.sampled_from(["resources", "terraform_plan", "ref", "description"]), JSON,
                                 max_size=3)

@@ -423,6 +423,7 @@ def test_the_app_works_on_an_upgraded_database(upgraded, empty_database, tmp_pat
         assert [r["id"] for r in prod["active"]] == [ids["pending"]]
         assert [r["id"] for r in prod["queue"]] == [ids["queued"]]
         assert prod["approval_timeout_hours"] == 24.5 and prod["mode"] == "approval"
+        assert prod["sandbox_paths"] == []  # 0004: no environment of before binds a host path
         assert {v["name"]: v["value"] for v in prod["variables"]} == {"DEPLOY_TOKEN": None, "REGION": "eu-west-1"}
 
         # The idempotency key of a release made before the upgrade still answers with it.
@@ -459,6 +460,43 @@ def test_the_app_works_on_an_upgraded_database(upgraded, empty_database, tmp_pat
         with app.app_context():
             for engine in db.engines.values():
                 engine.dispose()
+
+
+def test_0004_gives_existing_environments_no_host_paths_and_its_downgrade_keeps_them_and_their_check(
+        empty_database, tmp_path):
+    migrate(empty_database, tmp_path, "upgrade", "0003")
+    engine = sa.create_engine(empty_database)
+
+    def environments() -> sa.Table:
+        metadata = sa.MetaData()
+        metadata.reflect(engine, only=["projects", "environments"])
+        return metadata.tables["environments"]
+
+    try:
+        now = utcnow()
+        settings = {"release_stream": "PROD", "approval_workflow": True, "parallel_releases": False,
+                    "hook_timeout_seconds": 300, "release_timeout_seconds": 3600, "allow_self_approval": False,
+                    "wait_for_external_finish": False, "created_at": now, "updated_at": now}
+        with engine.begin() as connection:
+            project_id = connection.execute(sa.text(
+                "INSERT INTO projects (name, repo, branch, created_at) VALUES ('shop', '/r', 'main', :now) "
+                "RETURNING id"), {"now": now}).scalar_one()
+            connection.execute(environments().insert().values(project_id=project_id, name="prod", **settings))
+        migrate(empty_database, tmp_path, "upgrade", "0004")
+        table = environments()
+        with engine.begin() as connection:
+            assert connection.execute(sa.select(table.c.name, table.c.sandbox_paths)).all() == [("prod", [])]
+            connection.execute(table.insert().values(project_id=project_id, name="qa", **settings,
+                                                     sandbox_paths=[{"path": "/srv/shop", "writable": True}]))
+        migrate(empty_database, tmp_path, "downgrade", "0003")
+        table = environments()
+        assert "sandbox_paths" not in table.c
+        with engine.connect() as connection:
+            assert connection.execute(sa.select(table.c.name).order_by(table.c.id)).scalars().all() == ["prod", "qa"]
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:  # one_mode survived
+            connection.execute(table.update().values(parallel_releases=True))
+    finally:
+        engine.dispose()
 
 
 def test_every_migration_can_be_undone_and_redone(empty_database, tmp_path):

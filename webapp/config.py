@@ -37,6 +37,24 @@ def _seconds_list(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
     return seconds
 
 
+def _directories(name: str) -> tuple[str, ...]:
+    """Absolute directories separated by ':' (as in PATH), each normalised."""
+    directories = []
+    for part in os.environ.get(name, "").split(":"):
+        part = part.strip()
+        if not part:
+            continue
+        if not os.path.isabs(part):
+            raise SystemExit(f"{name} holds {part!r}, which is not an absolute path; list absolute directories "
+                             f"separated by ':' (e.g. /srv/shop:/opt/deploy).")
+        directory = "/" + os.path.normpath(part).lstrip("/")
+        if directory == "/":
+            raise SystemExit(f"{name} cannot allow / itself (every host path); name the directories that "
+                             f"release commands may use.")
+        directories.append(directory)
+    return tuple(dict.fromkeys(directories))
+
+
 def _engine_options(database_url: str) -> dict:
     options: dict = {"pool_pre_ping": True}  # a connection the server dropped is replaced, not used
     if database_url.startswith("postgresql"):
@@ -71,6 +89,9 @@ def load_config() -> dict:
         "HOOK_USER": env.get("HOOK_USER", "").strip(),
         # The box hooks and release commands run in: bubblewrap, or "none" only when set (docs/operations.md).
         "HOOK_SANDBOX": env.get("HOOK_SANDBOX", "").strip() or "bwrap",
+        # Host directories under which an environment may give its release command extra paths
+        # (the environment's sandbox_paths); none by default (README, "Host paths").
+        "SANDBOX_ALLOWED_PATHS": _directories("SANDBOX_ALLOWED_PATHS"),
         # argon2id cost of new password hashes (existing hashes keep theirs until the next sign-in).
         "ARGON2_TIME_COST": _int("ARGON2_TIME_COST", 3),
         "ARGON2_MEMORY_KIB": _int("ARGON2_MEMORY_KIB", 65536),

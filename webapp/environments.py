@@ -1,14 +1,21 @@
-"""Environment settings and variables: every change audited, the two switches kept apart."""
+"""Environment settings and variables: every change audited, the two switches kept apart,
+and the host paths an environment's release command may see checked when set and at each run."""
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 
 from . import releases
+from .config import ROOT
 from .extensions import db
 from .models import Environment, Project, Release, Variable
 from .permissions import require
+from .resources import InvalidInput
 from .transactions import Actor, audit, commit_changes, transition
 
 
@@ -58,6 +65,22 @@ def create_environment(project: Project, actor: Actor, *, name: str, **settings:
 GATE_WEAKENING = {"approval_workflow", "release_stream", "allow_self_approval", "release_command", "hook_ref"}
 
 
+def weakened_settings(changed: dict[str, dict[str, Any]]) -> list[str]:
+    """The changed settings that weaken the gate. Host paths weaken it only when a path is
+    added or turns writable; removing one, or making it read-only, does not."""
+    weakened = GATE_WEAKENING & changed.keys()
+    if "sandbox_paths" in changed and sandbox_paths_widened(changed["sandbox_paths"]["old"],
+                                                            changed["sandbox_paths"]["new"]):
+        weakened.add("sandbox_paths")
+    return sorted(weakened)
+
+
+def sandbox_paths_widened(old: list[dict] | None, new: list[dict] | None) -> bool:
+    before = {entry["path"]: entry["writable"] for entry in old or []}
+    return any(entry["path"] not in before or (entry["writable"] and not before[entry["path"]])
+               for entry in new or [])
+
+
 @transition
 def update_environment(environment: Environment, actor: Actor, changes: dict[str, Any]) -> list[str]:
     """Apply settings changes, refusing both switches on; returns the names that changed."""
@@ -84,7 +107,7 @@ def update_environment(environment: Environment, actor: Actor, changes: dict[str
     if not changed:
         return []
     audit(actor, "settings", environment_id=environment.id, reason="settings changed",
-                   details={"changes": changed, "weakens_gate": sorted(GATE_WEAKENING & changed.keys())})
+                   details={"changes": changed, "weakens_gate": weakened_settings(changed)})
     db.session.flush()
     releases.dispatch_queue(environment.id)
     commit_changes()
@@ -120,3 +143,156 @@ def delete_variable(environment: Environment, actor: Actor, name: str) -> None:
     audit(actor, "variable", environment_id=environment.id, reason=f"variable {name} deleted",
                    details={"name": name})
     commit_changes()
+
+
+# -- host paths for the release command (sandbox_paths) -------------------------------------------
+#
+# The release command's sandbox sees the release's checkout and the system's read-only
+# directories; an environment may add host paths, but only under what the operator allows
+# (SANDBOX_ALLOWED_PATHS) and never where the application keeps its code, data or workspaces.
+
+MAX_SANDBOX_PATHS = 16
+SANDBOX_PATH_LIMIT = 4096
+# Where the workers check out releases (runner.WORK_ROOT): one release must not see another's.
+WORKSPACE_ROOT = os.path.join(tempfile.gettempdir(), "releasegate-work")
+_ENTRY = '{"path": "/srv/shop", "writable": false}'
+
+
+def sandbox_path_entries(value: Any, name: str = "sandbox_paths") -> list[dict[str, Any]]:
+    """Check the shape of a sandbox_paths list; return it clean: each entry exactly
+    {"path": <absolute, normalised>, "writable": <bool, default false>}, in the order given.
+
+    Raises InvalidInput (a ValueError) with a sentence: 400 for a wrong type, 422 for a
+    value that is not acceptable.
+    """
+    if not isinstance(value, list):
+        raise InvalidInput(f"{name} must be a list of objects like {_ENTRY}.", 400)
+    if len(value) > MAX_SANDBOX_PATHS:
+        raise InvalidInput(f"{name} holds {len(value)} paths, at most {MAX_SANDBOX_PATHS} are allowed; "
+                           f"give the command a common parent directory instead.")
+    entries: list[dict[str, Any]] = []
+    for number, entry in enumerate(value, 1):
+        if not isinstance(entry, dict):
+            raise InvalidInput(f"{name}: entry {number} must be an object like {_ENTRY}.", 400)
+        unknown = sorted(set(entry) - {"path", "writable"})
+        if unknown:
+            raise InvalidInput(f"{name}: entry {number} has the unknown key{'s' if len(unknown) > 1 else ''} "
+                               f"{', '.join(map(repr, unknown))[:200]}; an entry holds only path and writable.", 400)
+        if "path" not in entry:
+            raise InvalidInput(f"{name}: entry {number} has no path; give each entry an absolute path.", 400)
+        path, writable = entry["path"], entry.get("writable", False)
+        if not isinstance(path, str):
+            raise InvalidInput(f"{name}: the path of entry {number} must be a string.", 400)
+        if not isinstance(writable, bool):
+            raise InvalidInput(f"{name}: writable of {path[:200]!r} must be true or false.", 400)
+        path = _clean_path(path, name)
+        if any(earlier["path"] == path for earlier in entries):
+            raise InvalidInput(f"{name} lists {path} twice; keep one entry (writable if the command writes there).")
+        entries.append({"path": path, "writable": writable})
+    return entries
+
+
+def _clean_path(path: str, name: str) -> str:
+    shown = repr(path[:200])
+    if not path or len(path) > SANDBOX_PATH_LIMIT or "\x00" in path:
+        raise InvalidInput(f"{name}: {shown} must be a path of 1 to {SANDBOX_PATH_LIMIT} characters "
+                           "without NUL bytes.")
+    if not path.isprintable():  # control characters, lone surrogates, direction overrides
+        raise InvalidInput(f"{name}: {shown} holds control or invalid characters; write a plain path.")
+    if not path.startswith("/"):
+        raise InvalidInput(f"{name}: {shown} is not an absolute path; write it from the root, e.g. /srv/shop.")
+    if ".." in path.split("/"):
+        raise InvalidInput(f"{name}: {shown} contains '..'; write the path without it.")
+    clean = "/" + os.path.normpath(path).lstrip("/")
+    if clean == "/":
+        raise InvalidInput(f"{name} cannot give the command / itself; name the directories it needs.")
+    return clean
+
+
+def _within(path: str, root: str) -> bool:
+    """Component by component: /srv/shop/www is within /srv/shop, /srv/shopping is not."""
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _sqlite_directory(database_uri: str | None) -> str | None:
+    """The directory of a SQLite database file (its -wal and -shm files live beside it)."""
+    try:
+        url = sa.make_url(database_uri or "")
+    except sa.exc.ArgumentError:
+        return None
+    database = (url.database or "").removeprefix("file:").split("?")[0]
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    return os.path.dirname(os.path.abspath(database))
+
+
+def protected_locations(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What no release command may see, whatever SANDBOX_ALLOWED_PATHS allows:
+    (resolved path, what it is)."""
+    places = [(str(ROOT), "the application's own directory"),
+              (config.get("INSTANCE_DIR"), "the instance directory (INSTANCE_DIR)"),
+              (config.get("REPO_CACHE_DIR"), "the repository cache (REPO_CACHE_DIR)"),
+              (_sqlite_directory(config.get("SQLALCHEMY_DATABASE_URI")), "the database's directory"),
+              (WORKSPACE_ROOT, "the workers' workspaces")]
+    return [(os.path.realpath(place), what) for place, what in places if place]
+
+
+def _check_host_path(path: str, allowed: tuple[str, ...], protected: list[tuple[str, str]], name: str) -> str:
+    """The path with its symlinks resolved on this host, if a release command may see it."""
+    resolved = os.path.realpath(path)
+    shown = path if resolved == path else f"{path} (a symlink to {resolved})"
+    roots = [os.path.realpath(root) for root in allowed if os.path.isabs(root)]
+    if not roots:
+        raise InvalidInput(f"{name}: {shown} cannot be given to the release command because this installation "
+                           "allows no host paths (SANDBOX_ALLOWED_PATHS is empty); ask the operator to allow it.")
+    if not any(_within(resolved, root) for root in roots):
+        raise InvalidInput(f"{name}: {shown} is not under SANDBOX_ALLOWED_PATHS ({', '.join(allowed)}); "
+                           "ask the operator to allow it, or choose a path under one of those.")
+    for place, what in protected:
+        if resolved == place:
+            relation, advice = "is", "choose another path"
+        elif _within(resolved, place):
+            relation, advice = "is inside", "choose a path outside it"
+        elif _within(place, resolved):
+            relation, advice = "contains", "choose a directory that does not hold it"
+        else:
+            continue
+        raise InvalidInput(f"{name}: {shown} {relation} {what} ({place}), which no release command may see; "
+                           f"{advice}.")
+    return resolved
+
+
+def check_sandbox_paths(value: Any, allowed: Iterable[str], protected: list[tuple[str, str]], *,
+                        name: str = "sandbox_paths") -> list[dict[str, Any]]:
+    """The clean list (see sandbox_path_entries) if every path may be given to the release
+    command under `allowed` and outside `protected`; else InvalidInput with a sentence.
+    Paths are stored as written: each run resolves them again (release_command_binds)."""
+    entries = sandbox_path_entries(value, name)
+    allowed = tuple(allowed)
+    for entry in entries:
+        _check_host_path(entry["path"], allowed, protected, name)
+    return entries
+
+
+def release_command_binds(sandbox_paths: Any, allowed: Iterable[str],
+                          config: Mapping[str, Any] | None = None) -> list[tuple[str, bool]]:
+    """The host paths to bind into a release command's sandbox, judged again now.
+
+    `sandbox_paths` is the environment's stored list, `allowed` the SANDBOX_ALLOWED_PATHS in
+    force now, `config` the app's config (default: current_app.config) for the locations no
+    command may see. Returns (path, writable) pairs with each path's symlinks resolved on this
+    host and sorted, so a parent comes before a path inside it: bind each at that same path,
+    read-write when writable, read-only otherwise. The first entry that may not be bound,
+    or that does not exist here, raises ValueError (InvalidInput) with a sentence; the caller
+    then fails the release rather than run it with fewer or other paths.
+    """
+    protected = protected_locations(current_app.config if config is None else config)
+    allowed = tuple(allowed)
+    binds = []
+    for entry in sandbox_path_entries(sandbox_paths):
+        resolved = _check_host_path(entry["path"], allowed, protected, "sandbox_paths")
+        if not os.path.exists(resolved):
+            raise InvalidInput(f"sandbox_paths: {entry['path']} does not exist on this worker; create it, or "
+                               "remove it from the environment's settings.")
+        binds.append((resolved, entry["writable"]))
+    return sorted(binds)

@@ -112,6 +112,10 @@ class Environment(db.Model):
     allow_self_approval: Mapped[bool] = mapped_column(default=False)
     wait_for_external_finish: Mapped[bool] = mapped_column(default=False)
     approval_timeout_hours: Mapped[float | None]
+    # Host paths the release command (never the hook) also sees in its sandbox:
+    # [{"path": "/srv/shop", "writable": true}, …], each checked against SANDBOX_ALLOWED_PATHS
+    # when set and again at every run (environments.release_command_binds).
+    sandbox_paths: Mapped[list] = mapped_column(sa.JSON, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

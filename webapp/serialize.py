@@ -10,7 +10,7 @@ from .models import AuditEvent, Decision, Environment, Project, Release, User
 
 SETTINGS = ("release_stream", "approval_workflow", "parallel_releases", "release_command", "hook_ref",
             "hook_timeout_seconds", "release_timeout_seconds", "allow_self_approval",
-            "wait_for_external_finish", "approval_timeout_hours")
+            "wait_for_external_finish", "approval_timeout_hours", "sandbox_paths")
 
 
 def iso(moment: datetime | None) -> str | None:

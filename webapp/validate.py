@@ -10,6 +10,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from flask import current_app
+
+from .environments import check_sandbox_paths, protected_locations
 from .resources import InvalidInput, check_slug
 
 Field = Callable[[Any, str], Any]
@@ -61,6 +64,14 @@ def number(low: float, high: float, *, nullable: bool = False) -> Field:
     return check
 
 
+def sandbox_paths(value: Any, name: str) -> list[dict[str, Any]]:
+    """Host paths for the release command, judged on this host against the operator's
+    SANDBOX_ALLOWED_PATHS and the application's own locations (environments.py)."""
+    config = current_app.config
+    return check_sandbox_paths(value, config.get("SANDBOX_ALLOWED_PATHS", ()), protected_locations(config),
+                               name=name)
+
+
 def slug(what: str) -> Field:
     return lambda value, _name: check_slug(value, what)
 
@@ -82,6 +93,7 @@ ENVIRONMENT_FIELDS: dict[str, Field] = {
     "allow_self_approval": boolean,
     "wait_for_external_finish": boolean,
     "approval_timeout_hours": number(0.001, 24 * 365, nullable=True),
+    "sandbox_paths": sandbox_paths,
 }
 VARIABLE_FIELDS: dict[str, Field] = {
     "value": text(100_000, required=False),

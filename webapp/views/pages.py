@@ -12,7 +12,7 @@ from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
 from .. import environments
-from ..environments import SettingsConflict
+from ..environments import SettingsConflict, sandbox_path_entries
 from ..extensions import db
 from ..live import SHARED_RENDER, current_version, remember_render, rendered
 from ..models import SLOT_STATES, STATES, AuditEvent, Environment, Project, Release, User, Variable
@@ -38,6 +38,7 @@ SETTING_LABELS = {
     "allow_self_approval": "Allow self-approval",
     "wait_for_external_finish": "Wait for an external finish",
     "approval_timeout_hours": "Approval timeout (hours)",
+    "sandbox_paths": "Host paths for the release command",
 }
 SWITCHES = ("approval_workflow", "parallel_releases", "allow_self_approval", "wait_for_external_finish")
 WHOLE_NUMBERS = ("hook_timeout_seconds", "release_timeout_seconds")
@@ -165,6 +166,8 @@ def _settings_values(environment: Environment) -> dict[str, Any]:
         value = getattr(environment, name)
         if name in SWITCHES:
             values[name] = bool(value)
+        elif name == "sandbox_paths":
+            values[name] = "\n".join(f"{entry['path']} {'rw' if entry['writable'] else 'ro'}" for entry in value)
         elif value is None:
             values[name] = ""
         elif isinstance(value, float):
@@ -226,6 +229,8 @@ def _typed_setting(name: str, raw: str, form: MultiDict) -> Any:
     if name in SWITCHES:
         return name in form
     raw = raw.replace("\r\n", "\n").strip()
+    if name == "sandbox_paths":
+        return _sandbox_lines(raw, label)
     if name in WHOLE_NUMBERS:
         if not raw:
             raise InvalidInput(f"{label} is required.")
@@ -248,13 +253,35 @@ def _typed_setting(name: str, raw: str, form: MultiDict) -> Any:
     return raw
 
 
-def _settings_from_form(form: MultiDict) -> tuple[dict[str, Any], dict[str, str]]:
+def _sandbox_lines(raw: str, label: str) -> list[dict[str, Any]]:
+    """The host paths textarea: one `PATH rw` or `PATH ro` a line (`PATH` alone is read-only)."""
+    entries = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        path, mode = line.rsplit(None, 1) if len(line.split()) > 1 else (line, "ro")
+        if mode not in ("rw", "ro"):
+            raise InvalidInput(f"{label}, line {number}: end the line with rw (writable) or ro (read-only), "
+                               "e.g. /srv/shop rw.")
+        entries.append({"path": path.rstrip(), "writable": mode == "rw"})
+    return entries
+
+
+def _settings_from_form(form: MultiDict, environment: Environment) -> tuple[dict[str, Any], dict[str, str]]:
     """Clean values for every setting, and a sentence for each field that is not acceptable."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for name, check in ENVIRONMENT_FIELDS.items():
+        label = SETTING_LABELS[name]
         try:
-            values[name] = check(_typed_setting(name, form.get(name, ""), form), SETTING_LABELS[name])
+            value = _typed_setting(name, form.get(name, ""), form)
+            if name == "sandbox_paths" and sandbox_path_entries(value, label) == environment.sandbox_paths:
+                # Sent back unchanged with the rest of the form: a change to another setting is not
+                # refused for host paths the operator has since disallowed (each run judges them again).
+                values[name] = environment.sandbox_paths
+                continue
+            values[name] = check(value, label)
         except InvalidInput as error:
             errors[name] = error.message
     return values, errors
@@ -275,7 +302,7 @@ def _back_to(environment: Environment, anchor: str):
 @require_permission("manage_environments", environment=_environment)
 def save_settings(project: str, environment: str):
     found = _environment(project, environment)
-    values, errors = _settings_from_form(request.form)
+    values, errors = _settings_from_form(request.form, found)
     if errors:
         return _render_environment(found, status=422, settings=_submitted_settings(request.form),
                                    settings_errors=errors)
