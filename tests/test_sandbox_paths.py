@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests.helpers import release, trigger
 from tests.notify_support import text_part
 from webapp.config import ROOT
 from webapp.environments import WORKSPACE_ROOT, release_command_binds
@@ -409,6 +410,42 @@ def test_release_command_binds_refuses_a_malformed_stored_value(host, stored):
 
 
 def test_the_workspace_root_is_where_the_runner_checks_releases_out():
-    from webapp.runner import WORK_ROOT
+    from webapp.running.runner import WORK_ROOT
 
     assert str(WORK_ROOT) == WORKSPACE_ROOT
+
+
+# -- what a release command sees of them, in the real sandbox --------------------------------------
+
+
+@pytest.mark.sandbox
+def test_a_release_command_writes_its_writable_host_path_reads_its_read_only_one_and_nothing_else(
+        host, api, new_environment, run_jobs):
+    (host.docs / "notes.txt").write_text("read me\n")
+    command = (f"echo deployed > {host.shop}/www/index.html && echo wrote-shop; "
+               f"cat {host.docs}/notes.txt; touch {host.docs}/x 2>/dev/null || echo docs-read-only; "
+               f"test -e {host.opt} || echo opt-not-given")
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": f"test -e {host.shop} || echo hook-sees-none\n"
+                                                                   "exit 0\n"},
+                    release_command=command,
+                    sandbox_paths=[{"path": str(host.shop), "writable": True}, {"path": str(host.docs)}])
+    release_id = trigger(api)
+    run_jobs()
+    data = release(api, release_id)
+    assert data["state"] == "SUCCEEDED", data
+    assert data["execution"]["output"].splitlines() == ["wrote-shop", "read me", "docs-read-only", "opt-not-given"]
+    assert "hook-sees-none" in data["hook"]["output"]  # host paths are the release command's, never the hook's
+    assert (host.shop / "www" / "index.html").read_text() == "deployed\n"
+    assert not (host.docs / "x").exists()
+
+
+def test_a_host_path_the_operator_no_longer_allows_fails_the_release_before_anything_runs(
+        app, host, api, new_environment, run_jobs, tally):
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 0\n"}, release_command=tally.send("ran"),
+                    sandbox_paths=[{"path": str(host.docs), "writable": True}])
+    app.config["SANDBOX_ALLOWED_PATHS"] = (str(host.shop),)  # narrowed since the path was saved
+    release_id = trigger(api)
+    run_jobs()
+    data = release(api, release_id)
+    assert data["state"] == "FAILED" and "is not under SANDBOX_ALLOWED_PATHS" in data["error"]
+    assert tally.lines == [] and data["execution"]["output"] == ""

@@ -3,7 +3,6 @@ and the host paths an environment's release command may see checked when set and
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -16,6 +15,7 @@ from .extensions import db
 from .models import Environment, Project, Release, Variable
 from .permissions import require
 from .resources import InvalidInput
+from .running import WORK_ROOT
 from .transactions import Actor, audit, commit_changes, transition
 
 
@@ -153,8 +153,8 @@ def delete_variable(environment: Environment, actor: Actor, name: str) -> None:
 
 MAX_SANDBOX_PATHS = 16
 SANDBOX_PATH_LIMIT = 4096
-# Where the workers check out releases (runner.WORK_ROOT): one release must not see another's.
-WORKSPACE_ROOT = os.path.join(tempfile.gettempdir(), "releasegate-work")
+# Where the workers check out releases: one release must not see another's.
+WORKSPACE_ROOT = str(WORK_ROOT)
 _ENTRY = '{"path": "/srv/shop", "writable": false}'
 
 

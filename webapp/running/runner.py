@@ -22,15 +22,14 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from flask import current_app
 
-from .. import releases
+from .. import environments, releases
 from ..extensions import db
 from ..models import Environment, Project, Release, Variable
 from ..outage import persist, unless_down
-from . import account, git, hook, limits, sandbox
+from . import WORK_ROOT, account, git, hook, limits, sandbox
 
 # What a job may do before claiming its run: fail the release, but only while nobody claimed it.
 UNCLAIMED = {"hook": (Release.hook_started_at.is_(None),), "execute": (Release.exec_started_at.is_(None),)}
-WORK_ROOT = Path(tempfile.gettempdir()) / "releasegate-work"
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,7 @@ class RunContext:
     release_command: str | None
     wait_for_external_finish: bool
     variables: tuple[tuple[str, str, bool, bool], ...]  # name, value, secret, for_hooks
+    sandbox_paths: tuple = ()  # the environment's extra host paths for its release command, as stored
 
     @classmethod
     def read(cls, release_id: int, stage: str) -> RunContext | None:
@@ -63,7 +63,7 @@ class RunContext:
                       Project.hook_ref.label("project_hook_ref"), Environment.hook_ref,
                       Environment.name.label("environment"), Environment.release_stream,
                       Environment.hook_timeout_seconds, Environment.release_timeout_seconds,
-                      Environment.release_command, Environment.wait_for_external_finish,
+                      Environment.release_command, Environment.wait_for_external_finish, Environment.sandbox_paths,
                       Variable.name.label("variable"), Variable.value, Variable.secret, Variable.for_hooks)
             .join(Project, Release.project_id == Project.id)
             .join(Environment, Release.environment_id == Environment.id)
@@ -81,6 +81,7 @@ class RunContext:
             hook_timeout=row.hook_timeout_seconds, release_timeout=row.release_timeout_seconds,
             release_command=(row.release_command or "").strip() or None,
             wait_for_external_finish=row.wait_for_external_finish,
+            sandbox_paths=tuple(row.sandbox_paths or ()),
             variables=tuple((r.variable, r.value, r.secret, r.for_hooks) for r in rows if r.variable is not None))
 
     def payload(self, commit: str) -> dict:
@@ -250,7 +251,10 @@ def execute_release(release_id: int) -> None:
             git_dir = git.mirror_with(context.repo, _cache_dir(), context.commit)
             commit = context.commit or git.resolve_commit(git_dir, context.ref or context.branch)
             git.checkout(git_dir, commit, space.checkout)
-        except git.RepoError as error:
+            # Judged again now: the operator may have narrowed SANDBOX_ALLOWED_PATHS since they were saved.
+            host_paths = environments.release_command_binds(list(context.sandbox_paths),
+                                                            _config("SANDBOX_ALLOWED_PATHS"))
+        except (git.RepoError, ValueError) as error:
             persist(releases.fail, release_id, str(error), expect=("IN_PROGRESS",), where=UNCLAIMED["execute"])
             return
         space.payload.write_text(json.dumps(context.payload(commit), indent=2))
@@ -260,8 +264,8 @@ def execute_release(release_id: int) -> None:
         env = context.environ(space.home, hooks_only=False) | {"RELEASE_PAYLOAD": str(space.payload)}
         # The payload is the shell's $1 and RELEASE_PAYLOAD: `./deploy.sh "$1"` passes it on.
         argv = ["bash", "-c", context.release_command, "release_command", str(space.payload)]
-        result = _run(context, space, argv, stage="execute", env=env, binds=space.binds(hook_folder=False),
-                      timeout=context.release_timeout)
+        binds = space.binds(hook_folder=False) + [sandbox.Bind(path, writable) for path, writable in host_paths]
+        result = _run(context, space, argv, stage="execute", env=env, binds=binds, timeout=context.release_timeout)
     if result.stopped:
         return
     error = (f"The release command timed out after {context.release_timeout} seconds and was killed."
