@@ -13,6 +13,7 @@ import ctypes
 import os
 import signal
 import sys
+import time
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -38,15 +39,18 @@ def children() -> list[int]:
 
 
 def kill_descendants() -> None:
-    """SIGKILL every child until none is left (a killed child's children become ours)."""
+    """SIGKILL every child until none is left. A killed child's children become ours, so the
+    list is read again on every round (never block on one wait: one of them may not be listed yet)."""
     while True:
         for pid in children():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         try:
-            os.waitpid(-1, 0)
+            reaped, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
+        if not reaped:
+            time.sleep(0.01)
 
 
 def main(argv: list[str]) -> int:
