@@ -230,3 +230,22 @@ def test_the_applications_secrets_are_masked_should_a_run_ever_print_one(app_con
     release_id = trigger(api)
     run_jobs()
     assert "key=****" in release(api, release_id)["execution"]["output"]
+
+
+def test_a_crashing_hook_on_a_differing_commit_fails_and_says_only_what_happened(api, new_environment, run_jobs):
+    repo = new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "echo crashed\nexit 1\n"})
+    branch(repo, "other", lambda r: write(r / HOOK_DIR / "extra.sh", "exit 0\n"))
+    release_id = trigger(api, ref="other")
+    run_jobs()
+    data = release(api, release_id)
+    assert data["state"] == "FAILED" and data["hook"]["output"] == "crashed\n"
+    assert "needs approval" not in str(data)
+
+
+def test_a_release_command_still_reaches_127_0_0_1_and_writes_its_checkout(api, new_environment, run_jobs, tally):
+    new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"},
+                    release_command=f"echo built > out.txt && {tally.send('$(cat out.txt)')}")
+    release_id = trigger(api)
+    run_jobs()
+    assert state(api, release_id) == "SUCCEEDED"
+    assert tally.lines == ["built"]

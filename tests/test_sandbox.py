@@ -273,3 +273,16 @@ def test_an_unknown_sandbox_mode_is_refused():
 def test_the_applications_files_under_a_shared_system_folder_are_named():
     assert sandbox.exposed(["/usr/local/releasegate", "/srv/releasegate", "/etc/releasegate.env"]) == [
         "/usr/local/releasegate", "/etc/releasegate.env"]
+
+
+@bwrap_only
+def test_the_applications_configuration_folder_is_empty_in_the_box(work, tmp_path, monkeypatch):
+    system, config = tmp_path / "system", tmp_path / "system" / "releasegate"
+    config.mkdir(parents=True)
+    (config / "releasegate.env").write_text("SECRET_KEY=never-in-a-box\n")
+    (system / "hosts").write_text("127.0.0.1 localhost\n")
+    monkeypatch.setattr(sandbox, "SYSTEM_DIRS", (*sandbox.SYSTEM_DIRS, str(system)))
+    monkeypatch.setattr(sandbox, "HIDDEN", (str(config),))
+    result = sh(f"cat {system}/hosts; ls -A {config}; cat {config}/releasegate.env 2>/dev/null || echo hidden",
+                "bwrap", work)
+    assert result.output == "127.0.0.1 localhost\nhidden\n"

@@ -27,6 +27,9 @@ BWRAP = "bwrap"  # found on the worker's PATH
 # What a run sees of the host, read-only. Everything else (the application, its instance
 # folder and database, the repo cache, /home, /root, /var, /run, /srv, /opt) is not there.
 SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Inside those, the application's own configuration (docs/operations.md keeps it here): covered by
+# an empty folder in every box.
+HIDDEN = ("/etc/releasegate",)
 REAPER = Path(__file__).with_name("reaper.py")
 NO_BWRAP = ("Hooks run in a bubblewrap sandbox, but bwrap is not installed: install it (Debian: apt-get "
             "install bubblewrap), or set HOOK_SANDBOX=none to run hooks unsandboxed (docs/operations.md says "
@@ -62,15 +65,16 @@ def launch(argv: list[str], *, cwd: Path, binds: Sequence[Bind], mode: str, acco
 def bwrap_options(binds: Sequence[Bind]) -> list[str]:
     options = ["--die-with-parent", "--new-session", "--cap-drop", "ALL",
                "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    options += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for directory in SYSTEM_DIRS:
         if os.path.islink(directory):  # merged /usr: /bin -> usr/bin
             options += ["--symlink", os.readlink(directory), directory]
         elif os.path.isdir(directory):
             options += ["--ro-bind", directory, directory]
+    options += [arg for hidden in HIDDEN if os.path.isdir(hidden) for arg in ("--tmpfs", hidden)]
     resolver = os.path.realpath("/etc/resolv.conf")  # systemd-resolved keeps it under /run
     if os.path.exists(resolver) and not _under(resolver, SYSTEM_DIRS):
         options += ["--ro-bind", resolver, resolver]
-    options += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for bind in binds:
         options += ["--bind" if bind.writable else "--ro-bind", bind.path, bind.path]
     return options
