@@ -249,3 +249,19 @@ def test_a_release_command_still_reaches_127_0_0_1_and_writes_its_checkout(api, 
     run_jobs()
     assert state(api, release_id) == "SUCCEEDED"
     assert tally.lines == ["built"]
+
+
+@pytest.mark.parametrize(("name", "value"), [("BASH_ENV", "./preamble.sh"), ("PATH", "./bin:/usr/bin:/bin"),
+                                             ("LD_PRELOAD", "./bin/shim.so")])
+def test_no_variable_lets_the_commit_run_code_before_the_trusted_hook(api, new_environment, run_jobs, name, value):
+    repo = new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "echo trusted hook\nexit 2\n"})
+    commit_files(repo, {"preamble.sh": "exit 0\n", "bin/bash": "#!/bin/sh\nexit 0\n"})
+    (repo / "bin" / "bash").chmod(0o755)
+    commit_files(repo, {"bin/README": "the commit's own bash\n"})
+    api("admin").put(f"/api/v1/projects/svc/environments/env/variables/{name}",
+                     json={"value": value, "for_hooks": True})
+    release_id = trigger(api)
+    run_jobs()
+    data = release(api, release_id)
+    assert (data["state"], data["hook"]["exit_code"]) == ("PENDING_APPROVAL", 2)
+    assert "trusted hook" in data["hook"]["output"]

@@ -1,6 +1,7 @@
 """webapp.running.hook with real scripts: how a hook starts, preflight checks, its environment."""
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -31,8 +32,16 @@ def write_hook(tmp_path: Path, kind: str, body: str) -> Path:
 
 def test_a_python_hook_runs_without_python_variables_or_user_site_and_bash_plainly(tmp_path):
     script, payload = tmp_path / "hooks" / "pre_release_hook.py", tmp_path / "payload.json"
-    assert hook.hook_argv(script, "py", payload, "python3") == ["python3", "-E", "-s", str(script), str(payload)]
-    assert hook.hook_argv(script, "sh", payload, "python3") == ["bash", str(script), str(payload)]
+    python, bash = shutil.which("python3", path=hook.DEFAULT_PATH), shutil.which("bash", path=hook.DEFAULT_PATH)
+    assert hook.hook_argv(script, "py", payload, "python3") == [python, "-E", "-s", str(script), str(payload)]
+    assert hook.hook_argv(script, "sh", payload, "python3") == [bash, str(script), str(payload)]
+    assert hook.hook_argv(script, "py", payload, "/opt/py/bin/python3")[0] == "/opt/py/bin/python3"
+
+
+def test_a_hooks_variables_never_change_how_its_interpreter_starts():
+    variables = {"REGION": "eu", "BASH_ENV": "x", "ENV": "x", "SHELLOPTS": "xtrace", "BASH_FUNC_ls%%": "() { :; }",
+                 "LD_PRELOAD": "x", "PYTHONPATH": ".", "PATH": "/usr/bin"}
+    assert hook.hook_variables(variables) == {"REGION": "eu", "PATH": "/usr/bin"}
 
 
 # -- preflight -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import subprocess
 import sys
 import warnings
@@ -86,10 +87,24 @@ def _stays_inside(git_dir: Path, path: str, entry: git.Entry, folder: str) -> bo
 
 def hook_argv(script: Path, kind: str, payload: Path, python: str) -> list[str]:
     """`python3 -E -s <hook> <payload>` (no PYTHON* variables, no user site: only the trusted
-    folder and the system are importable) or `bash <hook> <payload>`."""
+    folder and the system are importable) or `bash <hook> <payload>`. The interpreter is the
+    system's, found on the system PATH alone: a PATH the commit could add to never chooses it."""
     if kind == "py":
-        return [python, "-E", "-s", str(script), str(payload)]
-    return ["bash", str(script), str(payload)]
+        return [_system_program(python), "-E", "-s", str(script), str(payload)]
+    return [_system_program("bash"), str(script), str(payload)]
+
+
+def _system_program(name: str) -> str:
+    return name if os.path.isabs(name) else shutil.which(name, path=DEFAULT_PATH) or name
+
+
+# Variables that change how bash, python or the loader start, before the trusted hook's first
+# line: an environment's variables never set them for a hook (its release command may).
+_STARTUP_VARIABLES = ("BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_FUNC_", "LD_", "PYTHON")
+
+
+def hook_variables(variables: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in variables.items() if not name.startswith(_STARTUP_VARIABLES)}
 
 
 def preflight(script: Path, kind: str) -> str | None:
@@ -160,6 +175,7 @@ def _path_without_virtualenv() -> str:
     venv_bins = {os.path.join(sys.prefix, "bin")} if sys.prefix != sys.base_prefix else set()
     if os.environ.get("VIRTUAL_ENV"):
         venv_bins.add(os.path.join(os.environ["VIRTUAL_ENV"], "bin"))
+    # Relative entries would search the checkout.
     entries = [p for p in os.environ.get("PATH", "").split(os.pathsep)
-               if p and os.path.normpath(p) not in venv_bins]
+               if os.path.isabs(p) and os.path.normpath(p) not in venv_bins]
     return os.pathsep.join(entries) or DEFAULT_PATH

@@ -92,6 +92,8 @@ class RunContext:
     def environ(self, home: Path, *, hooks_only: bool) -> dict[str, str]:
         variables = {name: value for name, value, _secret, for_hooks in self.variables
                      if for_hooks or not hooks_only}
+        if hooks_only:
+            variables = hook.hook_variables(variables)
         return hook.hook_environment(release_id=self.release_id, project=self.project,
                                      environment=self.environment, release_stream=self.release_stream,
                                      home=home, variables=variables)
