@@ -242,3 +242,12 @@ def test_a_mirror_removed_is_cloned_again(source, cache, tmp_path):
     assert repos.fetch(str(source), cache) == git_dir
     repos.checkout(git_dir, head, tmp_path / "again")
     assert (tmp_path / "again" / "README").read_text() == "hello\n"
+
+
+def test_a_tree_named_in_place_of_a_commit_is_refused(source, cache, tmp_path):
+    tree = git(source, "rev-parse", "HEAD^{tree}")
+    git_dir = repos.fetch(str(source), cache)
+    with pytest.raises(RepoError, match="could not be checked out"):
+        repos.checkout(git_dir, tree, tmp_path / "checkout")
+    with pytest.raises(RepoError, match="was not found"):
+        repos.list_folder(git_dir, tree, "bin")

@@ -120,7 +120,9 @@ def checkout(git_dir: Path, commit: str, dest: Path, paths: tuple[str, ...] = ()
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise ValueError(f"checkout destination {dest} is not empty")
-    archive = subprocess.Popen(["git", f"--git-dir={git_dir}", "archive", "--format=tar", commit, "--", *paths],
+    # ^{commit}: a tree's or a tag's name is not a commit under review.
+    archive = subprocess.Popen(["git", f"--git-dir={git_dir}", "archive", "--format=tar", f"{commit}^{{commit}}", "--",
+                                *paths],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=_git_env())
     try:
@@ -146,7 +148,7 @@ def list_folder(git_dir: Path, commit: str, folder: str) -> dict[str, Entry]:
     """Every entry at or under `folder` in the tree of `commit`, by path, as git stores it: a
     symlink is listed as a link, never followed."""
     _check_commit_arg(commit)
-    proc = _git(git_dir, "ls-tree", "-r", "-z", "--full-tree", commit, "--", folder)
+    proc = _git(git_dir, "ls-tree", "-r", "-z", "--full-tree", f"{commit}^{{commit}}", "--", folder)
     if proc.returncode != 0:
         raise RepoError(f"Commit '{commit}' was not found in repository {_origin(git_dir)}; "
                         "fetch it or pass another commit.")
