@@ -70,9 +70,6 @@ def announce(audit_event_id: int) -> dict[str, list[int]]:
     """
     write_transaction()
     audit_event = db.session.get(AuditEvent, audit_event_id)
-    if audit_event is not None and audit_event.action == "user":
-        _end_links_of_deactivated_user(audit_event)
-        return {"mails": [], "deliveries": []}
     name = event_name(audit_event) if audit_event is not None else None
     if name is None:
         db.session.rollback()
@@ -94,16 +91,6 @@ def announce(audit_event_id: int) -> dict[str, list[int]]:
     for delivery_id in report["deliveries"]:
         enqueue_notify_job("webhook", delivery_id)
     return report
-
-
-def _end_links_of_deactivated_user(audit_event: AuditEvent) -> None:
-    # The link pages also refuse an inactive user at once; this keeps the links dead
-    # if the account is reactivated later.
-    username = (audit_event.details or {}).get("user")
-    user = db.session.scalar(sa.select(User).where(User.username == username)) if username else None
-    if user is not None and not user.active:
-        email_links.revoke(EmailLink.user_id == user.id, "the person it was sent to was deactivated")
-    commit_changes()
 
 
 def approvers(release: Release) -> list[User]:
