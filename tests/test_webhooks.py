@@ -162,6 +162,35 @@ def test_a_gate_weakening_settings_change_fires_environment_updated(api, web, ne
     assert body["environment"]["release_stream"] == "QA2"
 
 
+def test_a_project_change_that_moves_the_gate_fires_environment_updated_for_each_environment_it_moves(
+        api, web, new_environment, run_notify_jobs, httpserver):
+    httpserver.expect_request("/env").respond_with_data("ok")
+    repo = new_environment(WAITS)
+    new_environment(WAITS, name="pinned", hook_ref="refs/heads/gate")  # reads its hook from a ref of its own
+    add_webhook(web, httpserver.url_for("/env"), events=["environment.updated"])
+    admin = web("admin")
+
+    def edit(**values):
+        form = {"csrf_token": admin.csrf, "repo": str(repo), "branch": "main", "hook_ref": "", **values}
+        assert admin.post("/admin/projects/svc", data=form).status_code == 302
+
+    edit(hook_ref="refs/tags/v1")  # moves the hook of env only: pinned keeps its own hook ref
+    run_notify_jobs()
+    [(request, _)] = httpserver.log
+    body = request.get_json()
+    assert request.headers["X-Releasegate-Event"] == "environment.updated"
+    assert body["environment"]["name"] == "env" and body["by"] == "admin" and body["release"] is None
+    assert body["changes"] == {"project.hook_ref": {"old": None, "new": "refs/tags/v1"}}
+    assert body["weakens_gate"] == ["project.hook_ref"]
+    assert body["project"]["hook_ref"] == "refs/tags/v1"
+    httpserver.clear_log()
+    edit(hook_ref="refs/tags/v1", branch="release")  # the code of every environment comes from elsewhere
+    run_notify_jobs()
+    bodies = sorted((r.get_json() for r, _ in httpserver.log), key=lambda b: b["environment"]["name"])
+    assert [b["environment"]["name"] for b in bodies] == ["env", "pinned"]
+    assert all(b["changes"] == {"project.branch": {"old": "main", "new": "release"}} for b in bodies)
+
+
 # -- failures, retries, the log and redeliver ------------------------------------------------------------
 
 def test_a_receiver_that_fails_twice_gets_the_delivery_three_times_with_one_id_and_the_log_shows_it(

@@ -263,12 +263,15 @@ def _gate_weakened(mail: OutgoingMail) -> Composed | str:
     where = _where(environment)
     by = audit_event.actor.username if audit_event.actor else audit_event.via
     links = {"environment": f"{_base()}/projects/{environment.project.name}/environments/{environment.name}"}
+    if details.get("project"):  # a change of the project's repo, branch or hook ref (projects.py)
+        links["project"] = f"{_base()}/admin/projects/{environment.project.name}"
     subject = f"[Releasegate] {where}: approval gate weakened by {by}"
     context = {"environment": environment, "where": where, "by": by, "changes": details.get("changes", {}),
                "weakens": details.get("weakens_gate", []), "links": links, "user": mail.user,
                "at": audit_event.created_at}
     text, html = _render("gate_weakened", **context)
-    return Composed(subject, text, html, [{"label": "Environment page", "url": links["environment"]}])
+    return Composed(subject, text, html, [{"label": "Project page" if "project" in links else "Environment page",
+                                           "url": links.get("project", links["environment"])}])
 
 
 def message(mail: OutgoingMail, composed: Composed) -> EmailMessage:
