@@ -129,3 +129,35 @@ def test_cookies_are_secure_when_served_over_https(app_config):
 
     app = create_app({**app_config, "BASE_URL": "https://releases.example.com"})
     assert app.config["SESSION_COOKIE_SECURE"] is True and app.config["REMEMBER_COOKIE_SECURE"] is True
+
+
+# -- a bearer header means the token alone (issue 10, item 9) ------------------------------------------
+
+@pytest.mark.parametrize(("method", "url", "data"), [
+    ("post", "/api/v1/projects", None),  # the API, body sent as JSON below
+    ("post", "/admin/tokens", {"name": "made without CSRF"}),  # a page form
+])
+def test_a_bad_bearer_token_beside_a_session_is_refused_and_does_not_skip_csrf(app, web, method, url, data):
+    from webapp.models import ApiToken, Project
+
+    admin = web("admin")  # a signed-in browser; the forged request carries no CSRF token
+    headers = {"Authorization": "Bearer not-a-token"}
+    if data is None:
+        response = admin.post(url, json={"name": "forged", "repo": "/tmp/x"}, headers=headers)
+    else:
+        response = admin.post(url, data=data, headers=headers)
+    assert response.status_code == 401 and "API token is invalid" in response.text
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Project.id))) == 0
+        assert db.session.scalar(sa.select(sa.func.count(ApiToken.id)).where(ApiToken.name == "made without CSRF")) == 0
+
+
+def test_a_good_bearer_token_beside_a_session_acts_as_the_token_user_alone(app, web, people):
+    admin = web("admin")
+    response = admin.post("/api/v1/projects", json={"name": "forged", "repo": "/tmp/x"},
+                          headers=people.headers("member"))
+    assert response.status_code == 403  # the member's token, not the admin's session
+    assert admin.get("/api/v1/projects", headers=people.headers("member")).status_code == 200
+    assert admin.get("/").status_code == 200  # the browser session itself is untouched
+
