@@ -161,3 +161,21 @@ def test_a_good_bearer_token_beside_a_session_acts_as_the_token_user_alone(app, 
     assert admin.get("/api/v1/projects", headers=people.headers("member")).status_code == 200
     assert admin.get("/").status_code == 200  # the browser session itself is untouched
 
+
+# -- signing out ends the session for good (issue 10, item 11) -------------------------------------------
+
+@pytest.mark.parametrize("remember", [False, True])
+def test_a_copy_of_the_cookies_taken_before_signing_out_no_longer_works(app, people, remember):
+    client = app.test_client()
+    token = csrf_of(client.get("/sign-in"))
+    form = {"csrf_token": token, "username": "dev", "password": "dev-password-123"}
+    assert client.post("/sign-in", data={**form, **({"remember": "on"} if remember else {})}).status_code == 302
+    copied = {name: client.get_cookie(name).value for name in ("session", "remember_token")
+              if client.get_cookie(name) is not None}
+    assert client.post("/sign-out", data={"csrf_token": token}).status_code == 302
+    thief = app.test_client()
+    for name, value in copied.items():
+        thief.set_cookie(name, value)
+    response = thief.get("/")
+    assert response.status_code == 302 and "/sign-in" in response.location
+

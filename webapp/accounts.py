@@ -124,6 +124,15 @@ def reset_password(actor: Actor, user: User, password: str) -> None:
     commit_changes()
 
 
+@transition
+def sign_out(user: User) -> None:
+    """End `user`'s sessions: the session and remember-me cookies name the login id, which
+    changes, so a copy of a cookie taken before signing out no longer works. One id per user,
+    so this signs the user out in every browser."""
+    user.end_sessions()
+    commit_changes()
+
+
 def users() -> list[User]:
     return list(db.session.scalars(sa.select(User).order_by(User.username)))
 

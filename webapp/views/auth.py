@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
+from .. import accounts
 from ..auth import verify_password
 from ..extensions import db, limiter
 from ..models import User
@@ -65,5 +66,8 @@ def sign_in():
 
 @auth.post("/sign-out")
 def sign_out():
+    if current_user.is_authenticated:
+        # Clearing this browser's cookie is not enough: a copy of it would still work.
+        accounts.sign_out(current_user._get_current_object())
     logout_user()
     return redirect(url_for("auth.sign_in"))
