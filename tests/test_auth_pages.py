@@ -179,3 +179,28 @@ def test_a_copy_of_the_cookies_taken_before_signing_out_no_longer_works(app, peo
     response = thief.get("/")
     assert response.status_code == 302 and "/sign-in" in response.location
 
+
+# -- unknown usernames cost an argon2 verification too (issue 10, item 12) --------------------------------
+
+@pytest.mark.parametrize("username", ["nobody", "", "gone"])
+def test_signing_in_as_an_unknown_or_inactive_user_verifies_a_password_all_the_same(app, people, monkeypatch,
+                                                                                    username):
+    from argon2 import PasswordHasher
+
+    with app.app_context():
+        db.session.execute(sa.update(User).where(User.username == "member").values(username="gone", active=False))
+        db.session.commit()
+    client = app.test_client()
+    token = csrf_of(client.get("/sign-in"))
+    verified = []
+    real_verify = PasswordHasher.verify
+
+    def counting_verify(self, hash_, password):
+        verified.append((self.time_cost, self.memory_cost))
+        return real_verify(self, hash_, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting_verify)
+    response = client.post("/sign-in", data={"csrf_token": token, "username": username,
+                                             "password": "member-password-123"})
+    assert response.status_code == 401 and "do not match an active account" in response.text
+    assert verified == [(app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"])]
