@@ -15,6 +15,9 @@ def create_app(config: dict | None = None) -> Flask:
                 instance_path=str(ROOT / "instance"))
     app.config.update(load_config())
     app.config.update(config or {})
+    from .ids import IdConverter
+
+    app.url_map.converters["int"] = IdConverter  # every <int:…> is a row id, bounded (ids.py)
     if not app.config["SECRET_KEY"]:
         raise SystemExit("SECRET_KEY is not set: put a long random value in the environment or in .env "
                          "(only RELEASEGATE_ENV=development may run without one).")
