@@ -40,7 +40,7 @@ def create_app(config: dict | None = None) -> Flask:
         for engine in db.engines.values():
             configure_sqlite(engine, app.config.get("SQLITE_BUSY_SECONDS", 30))
 
-    from . import auth, errors, security
+    from . import auth, errors, security, storable
     from .cli import register_cli
     from .permissions import permission_context
     from .views.admin import admin
@@ -52,6 +52,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .views.release_pages import release_pages
 
     auth.init_app(app)
+    storable.init_app(app)  # after auth: who asks is known before what they sent is judged
     errors.init_app(app)
     security.init_app(app)
     app.context_processor(permission_context)
