@@ -187,14 +187,16 @@ def revoke_grant(actor: Actor, user: User, grant_id: int) -> None:
     grant = db.session.scalar(sa.select(Grant).where(Grant.id == grant_id, Grant.user_id == user.id))
     if grant is None:
         raise NotFound(f"{user.username} holds no such grant; it may have been revoked already.")
-    label = scope_label(grant.environment)
-    audit(actor, "grant", environment_id=grant.environment_id,
-          reason=f"{grant.permission} revoked from {user.username} on {label}",
-          details={"user": user.username, "permission": grant.permission, "scope": label, "revoked": True})
+    label, permission, environment_id = scope_label(grant.environment), grant.permission, grant.environment_id
     db.session.delete(grant)
-    if grant.permission == "approve_release" and not user.is_admin:
+    links = 0
+    if permission == "approve_release" and not user.is_admin:
         db.session.flush()
-        _end_links_no_longer_allowed(user)
+        links = _end_links_no_longer_allowed(user)
+    audit(actor, "grant", environment_id=environment_id,
+          reason=f"{permission} revoked from {user.username} on {label}",
+          details={"user": user.username, "permission": permission, "scope": label, "revoked": True,
+                   "links_revoked": links})
     commit_changes()
 
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import Flask, current_app, has_app_context, jsonify, make_response, redirect, request, url_for
+from flask import Flask, Response, current_app, has_app_context, jsonify, make_response, redirect, request, url_for
 
 from .extensions import csrf, db, login_manager
 from .models import ApiToken, User, utcnow
@@ -127,7 +127,7 @@ def _load_user(login_id: str) -> User | None:
 BAD_TOKEN = "The API token is invalid, expired or revoked."
 
 
-def _token_refused():
+def _token_refused() -> Response:
     if request.path.startswith("/api/"):
         response = make_response(jsonify(error=BAD_TOKEN), 401)
     else:
@@ -137,7 +137,7 @@ def _token_refused():
     return response
 
 
-def _authenticate() -> object | None:
+def _authenticate() -> Response | None:
     """Before every request: who is asking, and the CSRF check that goes with it.
 
     A request that carries a bearer token is that token's user or nobody (401): the session

@@ -30,7 +30,8 @@ class IdConverter(IntegerConverter):
         # Length first: int() of thousands of digits refuses (ValueError), or takes its time.
         number = int(value) if len(value) <= _MAX_DIGITS else 0
         if not 1 <= number <= MAX_ID:
-            raise NotFound(f"Nothing here has the number {value[:30]}{'…' if len(value) > 30 else ''}.")
+            shown = value if len(value) <= 30 else value[:29] + "…"
+            raise NotFound(f"There is nothing at this address: no record has the number {shown}.")
         return number
 
 

@@ -134,8 +134,9 @@ def _history(environment: Environment) -> dict[str, Any]:
     state = request.args.get("state", "")
     if state and state not in STATES:
         raise InvalidInput(f"There is no state {state[:40]!r}; choose one of {', '.join(STATES)}.", 400)
-    before = parse_id(request.args["before"]) if request.args.get("before") else None
-    if request.args.get("before") and before is None:
+    asked = request.args.get("before")
+    before = parse_id(asked) if asked else None
+    if asked and before is None:
         raise InvalidInput("before must be a release number.", 400)
     query = sa.select(Release).options(joinedload(Release.triggered_by)).where(
         Release.environment_id == environment.id)
