@@ -305,7 +305,8 @@ def test_editing_a_project_is_saved_and_audited_old_to_new(app, staff, web, api,
     assert "changed hook_ref" in envmgr.get(response.location).text
     assert api("member").get("/api/v1/projects").json["items"][0]["hook_ref"] == "refs/heads/gate"
     with app.app_context():
-        event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.reason == "project svc changed"))
+        event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "project",
+                                                            AuditEvent.reason == "project svc changed"))
         assert event.details["changes"] == {"hook_ref": {"old": None, "new": "refs/heads/gate"}}
         assert event.details["weakens_gate"] == ["hook_ref"] and event.actor.username == "envmgr"
 

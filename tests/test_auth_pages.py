@@ -129,3 +129,78 @@ def test_cookies_are_secure_when_served_over_https(app_config):
 
     app = create_app({**app_config, "BASE_URL": "https://releases.example.com"})
     assert app.config["SESSION_COOKIE_SECURE"] is True and app.config["REMEMBER_COOKIE_SECURE"] is True
+
+
+# -- a bearer header means the token alone (issue 10, item 9) ------------------------------------------
+
+@pytest.mark.parametrize(("method", "url", "data"), [
+    ("post", "/api/v1/projects", None),  # the API, body sent as JSON below
+    ("post", "/admin/tokens", {"name": "made without CSRF"}),  # a page form
+])
+def test_a_bad_bearer_token_beside_a_session_is_refused_and_does_not_skip_csrf(app, web, method, url, data):
+    from webapp.models import ApiToken, Project
+
+    admin = web("admin")  # a signed-in browser; the forged request carries no CSRF token
+    headers = {"Authorization": "Bearer not-a-token"}
+    if data is None:
+        response = admin.post(url, json={"name": "forged", "repo": "/tmp/x"}, headers=headers)
+    else:
+        response = admin.post(url, data=data, headers=headers)
+    assert response.status_code == 401 and "API token is invalid" in response.text
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Project.id))) == 0
+        assert db.session.scalar(sa.select(sa.func.count(ApiToken.id)).where(ApiToken.name == "made without CSRF")) == 0
+
+
+def test_a_good_bearer_token_beside_a_session_acts_as_the_token_user_alone(app, web, people):
+    admin = web("admin")
+    response = admin.post("/api/v1/projects", json={"name": "forged", "repo": "/tmp/x"},
+                          headers=people.headers("member"))
+    assert response.status_code == 403  # the member's token, not the admin's session
+    assert admin.get("/api/v1/projects", headers=people.headers("member")).status_code == 200
+    assert admin.get("/").status_code == 200  # the browser session itself is untouched
+
+
+# -- signing out ends the session for good (issue 10, item 11) -------------------------------------------
+
+@pytest.mark.parametrize("remember", [False, True])
+def test_a_copy_of_the_cookies_taken_before_signing_out_no_longer_works(app, people, remember):
+    client = app.test_client()
+    token = csrf_of(client.get("/sign-in"))
+    form = {"csrf_token": token, "username": "dev", "password": "dev-password-123"}
+    assert client.post("/sign-in", data={**form, **({"remember": "on"} if remember else {})}).status_code == 302
+    copied = {name: client.get_cookie(name).value for name in ("session", "remember_token")
+              if client.get_cookie(name) is not None}
+    assert client.post("/sign-out", data={"csrf_token": token}).status_code == 302
+    thief = app.test_client()
+    for name, value in copied.items():
+        thief.set_cookie(name, value)
+    response = thief.get("/")
+    assert response.status_code == 302 and "/sign-in" in response.location
+
+
+# -- unknown usernames cost an argon2 verification too (issue 10, item 12) --------------------------------
+
+@pytest.mark.parametrize("username", ["nobody", "", "gone"])
+def test_signing_in_as_an_unknown_or_inactive_user_verifies_a_password_all_the_same(app, people, monkeypatch,
+                                                                                    username):
+    from argon2 import PasswordHasher
+
+    with app.app_context():
+        db.session.execute(sa.update(User).where(User.username == "member").values(username="gone", active=False))
+        db.session.commit()
+    client = app.test_client()
+    token = csrf_of(client.get("/sign-in"))
+    verified = []
+    real_verify = PasswordHasher.verify
+
+    def counting_verify(self, hash_, password):
+        verified.append((self.time_cost, self.memory_cost))
+        return real_verify(self, hash_, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting_verify)
+    response = client.post("/sign-in", data={"csrf_token": token, "username": username,
+                                             "password": "member-password-123"})
+    assert response.status_code == 401 and "do not match an active account" in response.text
+    assert verified == [(app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"])]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from tests.helpers import processes_running, state, trigger, wait_for, wait_until
@@ -163,3 +164,34 @@ def test_audit_trail_records_every_step_in_order(app, api, new_environment, run_
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(AuditEvent.id)).where(
             AuditEvent.release_id == release_id)) == 4
+
+
+def test_cancel_acts_only_on_the_state_it_judged(app, api, new_environment, monkeypatch):
+    """A release read as queued that became pending before the UPDATE (another transaction
+    committed in between, as PostgreSQL's read committed allows) is not withdrawn by someone
+    who may only cancel queued releases. The change is made deterministically between the
+    read and the compare-and-set, so this holds on SQLite and PostgreSQL alike."""
+    from webapp import releases
+    from webapp.models import User
+    from webapp.transactions import Actor
+
+    new_environment(WAITS)
+    trigger(api, "approver")  # takes the slot (its hook never runs here)
+    queued = trigger(api, "approver")
+    read_release = releases.get_release
+
+    def read_then_changed_underneath(release_id: int) -> Release:
+        release = read_release(release_id)
+        db.session.execute(sa.update(Release.__table__).where(Release.__table__.c.id == release_id)
+                           .values(state="PENDING_APPROVAL"))
+        return release
+
+    monkeypatch.setattr(releases, "get_release", read_then_changed_underneath)
+    with app.app_context():
+        dev = db.session.scalar(sa.select(User).where(User.username == "dev"))  # cancel_release, not the triggerer
+        with pytest.raises(releases.WrongState, match="changed"):
+            releases.cancel(queued, Actor(dev, "api"))
+        monkeypatch.undo()
+        assert releases.get_release(queued).state == "QUEUED"
+        assert db.session.scalar(sa.select(sa.func.count(AuditEvent.id)).where(
+            AuditEvent.release_id == queued, AuditEvent.to_state == "CANCELLED")) == 0

@@ -281,6 +281,23 @@ def test_a_settings_change_that_weakens_the_gate_mails_the_admins(app, api, peop
     assert "hook_timeout_seconds: 300 -> 30" in text
 
 
+def test_a_project_change_that_moves_the_gate_mails_the_admins(app, api, web, people, new_environment,
+                                                               run_notify_jobs, smtp_server):
+    people.add("admin2", admin=True)
+    repo = new_environment(WAITS)
+    admin = web("admin")
+    response = admin.post("/admin/projects/svc", data={"csrf_token": admin.csrf, "repo": str(repo),
+                                                       "branch": "main", "hook_ref": "refs/heads/lenient"})
+    assert response.status_code == 302
+    run_notify_jobs()
+    [message] = smtp_server.messages  # the admin who made the change knows already
+    assert message["To"].addresses[0].username == "admin2"
+    assert message["Subject"] == "[Releasegate] svc/env: approval gate weakened by admin"
+    text = text_part(message)
+    assert "project.hook_ref: (none) -> refs/heads/lenient  (weakens the gate)" in text
+    assert "https://rg.example.com/admin/projects/svc" in text
+
+
 def test_a_settings_change_that_keeps_the_gate_mails_nobody(api, new_environment, run_notify_jobs, smtp_server):
     new_environment(WAITS)
     assert api("admin").patch("/api/v1/projects/svc/environments/env",

@@ -246,7 +246,7 @@ def test_a_link_of_a_deactivated_user_refuses_and_changes_nothing(app, web, mail
         admin = db.session.scalar(sa.select(User).where(User.username == "admin"))
         target = db.session.scalar(sa.select(User).where(User.username == "approver"))
         accounts.deactivate_user(Actor(admin, "ui"), target)
-    run_notify_jobs()  # the deactivation is announced: the unused links end for good
+    run_notify_jobs()  # nothing left to do: the deactivation itself ended the unused links for good
     with app.app_context():
         rows = db.session.scalars(sa.select(EmailLink).join(User).where(User.username == "approver")).all()
         assert rows and all(r.revoked_at is not None and "deactivated" in r.revoked_reason for r in rows)
@@ -319,3 +319,45 @@ def test_approve_and_reject_links_posted_at_once_give_one_decision(api, web, mai
 def test_the_other_links_of_a_decided_release_stop_working(app, web, mailed):
     assert decide(web("approver"), mailed.link("approver")).status_code == 200
     assert_refused(app, web("admin"), mailed.link("admin", "Reject"), "decided", 409, "no longer waiting")
+
+
+# -- links end in the transaction that ends the right to use them (issue 10, item 7) ----------------
+
+def _people(*names):
+    from webapp.extensions import db
+    from webapp.models import User
+
+    return [db.session.scalar(sa.select(User).where(User.username == name)) for name in names]
+
+
+def test_a_deactivation_while_redis_is_down_still_ends_the_links_for_good(app, web, mailed):
+    from redis import Redis
+
+    from tests.notify_support import free_port
+    from webapp import accounts
+    from webapp.transactions import Actor
+
+    link = mailed.link("approver")
+    with app.app_context():
+        admin, approver = _people("admin", "approver")
+        # Nothing listens there: every enqueue after the commit fails, as with Redis down.
+        app.extensions["releasegate_redis"] = Redis(port=free_port(), socket_connect_timeout=0.5)
+        try:
+            accounts.deactivate_user(Actor(admin, "ui"), approver)
+        finally:
+            app.extensions.pop("releasegate_redis")
+        accounts.reactivate_user(Actor(admin, "ui"), approver)
+    assert_refused(app, web("approver"), link, "revoked", 410, "the person it was sent to was deactivated")
+
+
+def test_revoking_the_approval_grant_ends_the_links_even_if_it_is_granted_again(app, web, mailed):
+    from webapp import accounts
+    from webapp.transactions import Actor
+
+    link = mailed.link("approver")
+    with app.app_context():
+        admin, approver = _people("admin", "approver")
+        grant_id = next(g.id for g in approver.grants if g.permission == "approve_release")
+        accounts.revoke_grant(Actor(admin, "ui"), approver, grant_id)
+        accounts.grant_permission(Actor(admin, "ui"), approver, "approve_release")
+    assert_refused(app, web("approver"), link, "revoked", 410, "lost the permission")

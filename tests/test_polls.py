@@ -92,3 +92,11 @@ def test_polls_still_work_when_redis_is_gone(app, web, new_environment):
             middleware.redis = None
     response = client.get(f"{DASHBOARD}?v={version}", headers=HTMX)
     assert response.status_code == 200 and response.text.lstrip().startswith('<div id="dashboard"')
+
+
+def test_a_poll_carrying_a_bearer_token_is_judged_by_the_token_not_the_session(app, web, new_environment):
+    new_environment(PLAIN)
+    client = web("member")
+    version = current(client)
+    response = client.get(f"{DASHBOARD}?v={version}", headers={**HTMX, "Authorization": "Bearer not-a-token"})
+    assert response.status_code == 401 and "API token is invalid" in response.text

@@ -509,6 +509,22 @@ def test_a_terraform_plan_file_upload_triggers_its_changes(api, web, new_environ
     assert "send the output of `terraform show -json &lt;planfile&gt;`" in broken.text
 
 
+def test_an_uploaded_plan_with_errored_as_a_string_is_refused_beside_the_plan_field(app, web, new_environment):
+    from webapp.extensions import db
+    from webapp.models import Release
+
+    new_environment(WAITS)
+    client = web("dev")
+    plan = {"format_version": "1.2", "errored": "yes", "resource_changes": []}
+    response = client.post("/trigger", content_type="multipart/form-data", data={
+        "csrf_token": client.csrf, "environment": "svc/env", "resources": "",
+        "plan": (io.BytesIO(json.dumps(plan).encode()), "plan.json")})
+    assert response.status_code == 422 and 'id="plan-error"' in response.text
+    assert "The Terraform plan&#39;s &#34;errored&#34; must be true or false" in response.text
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Release.id))) == 0
+
+
 def test_a_member_without_trigger_release_gets_no_form_and_a_403_on_post(app, web, new_environment):
     new_environment(WAITS)
     client = web("member")

@@ -211,6 +211,29 @@ def test_an_errored_plan_is_refused_with_422():
     assert "errored" in error.message
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("errored", "yes", "true or false"),
+        ("errored", "false", "true or false"),
+        ("errored", 0, "true or false"),
+        ("errored", None, "true or false"),
+        ("format_version", 1.2, "a string"),
+        ("applyable", "true", "true or false"),
+        ("complete", 1, "true or false"),
+        ("planned_values", [], "an object"),
+    ],
+)
+def test_plan_fields_of_the_wrong_type_are_refused_with_422_naming_the_plan(field, value, expected):
+    # "errored": "yes" once read as a plan without errors (only `is True` refused it).
+    wrong = plan()
+    wrong[field] = value
+    error = invalid(resources_from_terraform_plan, wrong)
+    assert error.status == 422
+    assert error.message.startswith(f'The Terraform plan\'s "{field}" must be {expected}')
+    assert "terraform show -json" in error.message
+
+
 @pytest.mark.parametrize("entry", [None, "aws_instance.web", 3, []])
 def test_a_plan_entry_that_is_not_an_object_is_refused_with_400(entry):
     error = invalid(resources_from_terraform_plan, plan(plan_change(["create"]), entry))

@@ -22,7 +22,10 @@ ALL_EVENTS = ["release.queued", "release.pending_approval", "release.approved", 
 
 @pytest.fixture()
 def app_config(app_config):
-    return {**app_config, "BASE_URL": "https://rg.example.com", "NOTIFY_RETRY_SECONDS": (1, 1, 1)}
+    # The receiver (pytest-httpserver) listens on this machine: local destinations allowed here;
+    # the tests of the refusal turn it off.
+    return {**app_config, "BASE_URL": "https://rg.example.com", "NOTIFY_RETRY_SECONDS": (1, 1, 1),
+            "WEBHOOK_ALLOW_LOCAL": True}
 
 
 def add_webhook(web, url: str, *, events=("release.pending_approval",), fmt: str = "json", environments=None,
@@ -162,12 +165,42 @@ def test_a_gate_weakening_settings_change_fires_environment_updated(api, web, ne
     assert body["environment"]["release_stream"] == "QA2"
 
 
+def test_a_project_change_that_moves_the_gate_fires_environment_updated_for_each_environment_it_moves(
+        api, web, new_environment, run_notify_jobs, httpserver):
+    httpserver.expect_request("/env").respond_with_data("ok")
+    repo = new_environment(WAITS)
+    new_environment(WAITS, name="pinned", hook_ref="refs/heads/gate")  # reads its hook from a ref of its own
+    add_webhook(web, httpserver.url_for("/env"), events=["environment.updated"])
+    admin = web("admin")
+
+    def edit(**values):
+        form = {"csrf_token": admin.csrf, "repo": str(repo), "branch": "main", "hook_ref": "", **values}
+        assert admin.post("/admin/projects/svc", data=form).status_code == 302
+
+    edit(hook_ref="refs/tags/v1")  # moves the hook of env only: pinned keeps its own hook ref
+    run_notify_jobs()
+    [(request, _)] = httpserver.log
+    body = request.get_json()
+    assert request.headers["X-Releasegate-Event"] == "environment.updated"
+    assert body["environment"]["name"] == "env" and body["by"] == "admin" and body["release"] is None
+    assert body["changes"] == {"project.hook_ref": {"old": None, "new": "refs/tags/v1"}}
+    assert body["weakens_gate"] == ["project.hook_ref"]
+    assert body["project"]["hook_ref"] == "refs/tags/v1"
+    httpserver.clear_log()
+    edit(hook_ref="refs/tags/v1", branch="release")  # the code of every environment comes from elsewhere
+    run_notify_jobs()
+    bodies = sorted((r.get_json() for r, _ in httpserver.log), key=lambda b: b["environment"]["name"])
+    assert [b["environment"]["name"] for b in bodies] == ["env", "pinned"]
+    assert all(b["changes"] == {"project.branch": {"old": "main", "new": "release"}} for b in bodies)
+
+
 # -- failures, retries, the log and redeliver ------------------------------------------------------------
 
 def test_a_receiver_that_fails_twice_gets_the_delivery_three_times_with_one_id_and_the_log_shows_it(
         app, api, web, new_environment, start_worker, httpserver, monkeypatch):
     """With the real worker process: its sweep queues the retries once their wait has passed."""
     monkeypatch.setenv("NOTIFY_RETRY_SECONDS", "1,2,4")
+    monkeypatch.setenv("WEBHOOK_ALLOW_LOCAL", "1")  # the worker reads its config from the environment
     for status in (500, 503, 200):
         httpserver.expect_ordered_request("/flaky", method="POST").respond_with_data("x", status=status)
     new_environment(WAITS)
@@ -282,6 +315,112 @@ def test_an_unreachable_receiver_is_a_recorded_failure(app, api, web, new_enviro
     run_notify_jobs()
     [delivery] = deliveries(app)
     assert delivery.status == "retrying" and "refused" in delivery.last_error.lower()
+
+
+# -- loopback and link-local destinations (issue 10, item 15) -------------------------------------------
+
+@pytest.mark.parametrize(("address", "local"), [
+    ("127.0.0.1", True), ("127.255.3.4", True), ("::1", True), ("169.254.169.254", True), ("fe80::1", True),
+    ("fe80::1%2", True), ("::ffff:127.0.0.1", True), ("::ffff:169.254.169.254", True), ("0.0.0.0", True),
+    ("::", True), ("10.0.0.5", False), ("172.16.1.1", False), ("192.168.1.10", False), ("fd00::5", False),
+    ("8.8.8.8", False), ("2001:db8::1", False), ("::ffff:10.0.0.5", False),
+])
+def test_loopback_link_local_and_unspecified_addresses_are_local_and_private_ranges_are_not(address, local):
+    from webapp.webhooks import local_address
+
+    assert local_address(address) is local
+
+
+def _deliver_once(app, api, web, new_environment, run_jobs, run_notify_jobs, url: str):
+    new_environment(WAITS)
+    assert add_webhook(web, url).status_code == 302
+    app.config["WEBHOOK_ALLOW_LOCAL"] = False  # checked when sending, not only when the URL was saved
+    trigger(api, "dev")
+    run_jobs()
+    run_notify_jobs()
+    [delivery] = deliveries(app)
+    return delivery
+
+
+def test_a_loopback_destination_is_refused_at_delivery_recorded_as_failed_and_never_sent(
+        app, api, web, new_environment, run_jobs, run_notify_jobs, httpserver):
+    httpserver.expect_request("/jira").respond_with_data("ok")
+    url = httpserver.url_for("/jira").replace("localhost", "127.0.0.1")
+    delivery = _deliver_once(app, api, web, new_environment, run_jobs, run_notify_jobs, url)
+    assert httpserver.log == []
+    assert delivery.status == "failed" and delivery.attempts == 1 and delivery.next_attempt_at is None
+    assert "127.0.0.1" in delivery.last_error and "WEBHOOK_ALLOW_LOCAL" in delivery.last_error
+
+
+def test_a_name_is_judged_by_the_address_it_resolves_to_when_the_delivery_is_sent(
+        app, api, web, new_environment, run_jobs, run_notify_jobs, httpserver):
+    httpserver.expect_request("/jira").respond_with_data("ok")
+    url = httpserver.url_for("/jira")
+    assert url.startswith("http://localhost:")  # a name, not an address: saved without the setting too
+    delivery = _deliver_once(app, api, web, new_environment, run_jobs, run_notify_jobs, url)
+    assert httpserver.log == []
+    assert delivery.status == "failed" and "localhost resolves to" in delivery.last_error
+
+
+def test_with_the_setting_a_local_destination_gets_the_delivery(app, api, web, new_environment, run_jobs,
+                                                                 run_notify_jobs, httpserver):
+    httpserver.expect_request("/jira").respond_with_data("ok")
+    new_environment(WAITS)
+    add_webhook(web, httpserver.url_for("/jira").replace("localhost", "127.0.0.1"))
+    trigger(api, "dev")
+    run_jobs()
+    run_notify_jobs()
+    assert len(httpserver.log) == 1 and deliveries(app)[0].status == "succeeded"
+
+
+def test_https_deliveries_still_verify_the_receivers_certificate(app, api, web, new_environment, run_jobs,
+                                                                 run_notify_jobs):
+    """The checked connection (webhooks._CheckedHTTPSConnection) keeps TLS and its verification."""
+    import http.server
+    import ssl
+    import threading
+
+    import trustme
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    trustme.CA().issue_cert("localhost").configure_cert(context)  # signed by nobody this machine trusts
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        new_environment(WAITS)
+        add_webhook(web, f"https://localhost:{server.server_address[1]}/hook")
+        trigger(api, "dev")
+        run_jobs()
+        run_notify_jobs()
+    finally:
+        server.shutdown()
+    [delivery] = deliveries(app)
+    assert delivery.status == "retrying" and "CERTIFICATE_VERIFY_FAILED" in delivery.last_error
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/hook", "https://[::1]/hook", "http://169.254.169.254/latest",
+                                 "http://[fe80::1]/x", "http://[::ffff:127.0.0.1]/x", "http://0.0.0.0:9000/",
+                                 "http://127.1/hook", "http://2130706433/hook"])
+def test_a_literal_loopback_or_link_local_address_is_refused_when_the_webhook_is_saved(app, web, url):
+    app.config["WEBHOOK_ALLOW_LOCAL"] = False
+    response = add_webhook(web, url)
+    assert response.status_code == 422 and "WEBHOOK_ALLOW_LOCAL" in response.text
+    assert "No webhooks yet" in web("admin").get("/admin/webhooks").text
+
+
+def test_private_addresses_stay_allowed_for_self_hosted_receivers(app, web):
+    app.config["WEBHOOK_ALLOW_LOCAL"] = False
+    for url in ("http://10.0.0.5/jira", "https://192.168.1.20:8443/hook", "http://[fd00::5]/x"):
+        assert add_webhook(web, url, name=url[7:20]).status_code == 302
 
 
 # -- the admin pages ---------------------------------------------------------------------------------------

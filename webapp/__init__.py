@@ -15,6 +15,9 @@ def create_app(config: dict | None = None) -> Flask:
                 instance_path=str(ROOT / "instance"))
     app.config.update(load_config())
     app.config.update(config or {})
+    from .ids import IdConverter
+
+    app.url_map.converters["int"] = IdConverter  # every <int:…> is a row id, bounded (ids.py)
     if not app.config["SECRET_KEY"]:
         raise SystemExit("SECRET_KEY is not set: put a long random value in the environment or in .env "
                          "(only RELEASEGATE_ENV=development may run without one).")
@@ -37,7 +40,7 @@ def create_app(config: dict | None = None) -> Flask:
         for engine in db.engines.values():
             configure_sqlite(engine, app.config.get("SQLITE_BUSY_SECONDS", 30))
 
-    from . import auth, errors, security
+    from . import auth, errors, security, storable
     from .cli import register_cli
     from .permissions import permission_context
     from .views.admin import admin
@@ -49,6 +52,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .views.release_pages import release_pages
 
     auth.init_app(app)
+    storable.init_app(app)  # after auth: who asks is known before what they sent is judged
     errors.init_app(app)
     security.init_app(app)
     app.context_processor(permission_context)

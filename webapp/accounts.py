@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from . import email_links
 from .auth import create_token, hash_password
 from .extensions import db
-from .models import ApiToken, Environment, Grant, Project, User, utcnow
+from .models import ApiToken, EmailLink, Environment, Grant, Project, Release, User, utcnow
 from .permissions import GLOBAL_ONLY, PERMISSIONS, PermissionDenied, require
 from .releases import NotFound, ReleaseError
 from .transactions import Actor, audit, commit_changes, transition
@@ -81,8 +82,9 @@ def create_user(actor: Actor, *, username: str, email: str, password: str, is_ad
 
 @transition
 def deactivate_user(actor: Actor, user: User) -> int:
-    """Deactivate `user`: sessions end (the user loader refuses inactive users) and every
-    API token is revoked in the same transaction. Returns how many tokens were revoked."""
+    """Deactivate `user`: sessions end (the user loader refuses inactive users), and every
+    API token and unused email link is revoked in the same transaction, so they stay dead
+    if the account is reactivated. Returns how many tokens were revoked."""
     require(actor.user, "manage_users")
     if actor.user is not None and actor.user.id == user.id:
         raise PermissionDenied("You cannot deactivate your own account; ask another user manager to do it.")
@@ -93,15 +95,17 @@ def deactivate_user(actor: Actor, user: User) -> int:
     revoked = db.session.execute(
         sa.update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())).rowcount
-    audit(actor, "user", reason=f"user {user.username} deactivated; {revoked} API token(s) revoked",
-          details={"user": user.username, "active": {"old": True, "new": False}, "tokens_revoked": revoked})
+    links = email_links.revoke(EmailLink.user_id == user.id, "the person it was sent to was deactivated")
+    audit(actor, "user", reason=f"user {user.username} deactivated; {revoked} API token(s) and {links} email "
+          "link(s) revoked", details={"user": user.username, "active": {"old": True, "new": False},
+                                      "tokens_revoked": revoked, "links_revoked": links})
     commit_changes()
     return revoked
 
 
 @transition
 def reactivate_user(actor: Actor, user: User) -> None:
-    """Let `user` sign in again. Tokens revoked on deactivation stay revoked."""
+    """Let `user` sign in again. Tokens and email links revoked on deactivation stay revoked."""
     require(actor.user, "manage_users")
     if user.active:
         raise ReleaseError(f"{user.username} is already active.")
@@ -117,6 +121,15 @@ def reset_password(actor: Actor, user: User, password: str) -> None:
     user.password_hash = hash_password(check_password(password))
     user.end_sessions()
     audit(actor, "user", reason=f"password of {user.username} reset", details={"user": user.username})
+    commit_changes()
+
+
+@transition
+def sign_out(user: User) -> None:
+    """End `user`'s sessions: the session and remember-me cookies name the login id, which
+    changes, so a copy of a cookie taken before signing out no longer works. One id per user,
+    so this signs the user out in every browser."""
+    user.end_sessions()
     commit_changes()
 
 
@@ -174,12 +187,29 @@ def revoke_grant(actor: Actor, user: User, grant_id: int) -> None:
     grant = db.session.scalar(sa.select(Grant).where(Grant.id == grant_id, Grant.user_id == user.id))
     if grant is None:
         raise NotFound(f"{user.username} holds no such grant; it may have been revoked already.")
-    label = scope_label(grant.environment)
-    audit(actor, "grant", environment_id=grant.environment_id,
-          reason=f"{grant.permission} revoked from {user.username} on {label}",
-          details={"user": user.username, "permission": grant.permission, "scope": label, "revoked": True})
+    label, permission, environment_id = scope_label(grant.environment), grant.permission, grant.environment_id
     db.session.delete(grant)
+    links = 0
+    if permission == "approve_release" and not user.is_admin:
+        db.session.flush()
+        links = _end_links_no_longer_allowed(user)
+    audit(actor, "grant", environment_id=environment_id,
+          reason=f"{permission} revoked from {user.username} on {label}",
+          details={"user": user.username, "permission": permission, "scope": label, "revoked": True,
+                   "links_revoked": links})
     commit_changes()
+
+
+def _end_links_no_longer_allowed(user: User) -> int:
+    """Within the caller's transaction: end `user`'s unused links to releases they may no
+    longer decide. The link page would refuse them today, but a later grant would bring
+    them back to life; like a deactivation, losing the right ends them for good."""
+    still_allowed = sa.select(Grant.id).where(
+        Grant.user_id == user.id, Grant.permission == "approve_release",
+        sa.or_(Grant.environment_id.is_(None), Grant.environment_id == Release.environment_id)).exists()
+    no_longer = sa.select(Release.id).where(~still_allowed)
+    return email_links.revoke((EmailLink.user_id == user.id) & EmailLink.release_id.in_(no_longer),
+                              "the person it was sent to lost the permission to decide it")
 
 
 def grants_of(user: User) -> list[Grant]:

@@ -21,9 +21,6 @@ def worth_announcing(action: str, to_state: str | None, details: dict | None) ->
         return to_state in ANNOUNCED_STATES
     if action == "settings":
         return bool(details.get("weakens_gate"))
-    if action == "user":  # a deactivation ends the user's unused email links
-        active = details.get("active")
-        return isinstance(active, dict) and active.get("new") is False
     return False
 
 

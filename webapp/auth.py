@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import Flask, current_app, g, has_app_context, jsonify, make_response, redirect, request, url_for
+from flask import Flask, Response, current_app, has_app_context, jsonify, make_response, redirect, request, url_for
 
 from .extensions import csrf, db, login_manager
 from .models import ApiToken, User, utcnow
@@ -40,10 +40,34 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(user: User, password: str) -> bool:
+    return _verify(user.password_hash, password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
     try:
-        return _current_hasher().verify(user.password_hash, password)
+        return _current_hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def _stand_in_hash(time_cost: int, memory_kib: int) -> str:
+    """The hash of a random password nobody knows, at the app's cost (made once per process)."""
+    return _hasher(time_cost, memory_kib).hash(secrets.token_urlsafe(32))
+
+
+def authenticate(username: str, password: str) -> User | None:
+    """The active user `username` if `password` is theirs, else None.
+
+    Unknown and inactive usernames cost one argon2 verification too, of a stand-in hash at the
+    same cost: a refusal that came back faster would tell which usernames exist.
+    """
+    user = db.session.scalar(sa.select(User).where(User.username == username)) if username else None
+    if user is None or not user.active:
+        hasher = _current_hasher()
+        _verify(_stand_in_hash(hasher.time_cost, hasher.memory_cost), password)
+        return None
+    return user if verify_password(user, password) else None
 
 
 def _token_hash(token: str) -> str:
@@ -100,21 +124,43 @@ def _load_user(login_id: str) -> User | None:
     return user if user is not None and user.active else None
 
 
-@login_manager.request_loader
-def _load_user_from_request(_request) -> User | None:
+BAD_TOKEN = "The API token is invalid, expired or revoked."
+
+
+def _token_refused() -> Response:
+    if request.path.startswith("/api/"):
+        response = make_response(jsonify(error=BAD_TOKEN), 401)
+    else:
+        response = make_response(BAD_TOKEN, 401)
+        response.mimetype = "text/plain"
+    response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
+
+
+def _authenticate() -> Response | None:
+    """Before every request: who is asking, and the CSRF check that goes with it.
+
+    A request that carries a bearer token is that token's user or nobody (401): the session
+    cookie beside it is never read. Otherwise a signed-in browser could add any bearer header
+    to skip the CSRF check and still act through its session. Requests without one are
+    session requests, and those that change state need the CSRF token.
+    """
     token = _bearer_token()
     if token is None:
+        if request.method in STATE_CHANGING:
+            csrf.protect()
         return None
-    g.authenticated_by_token = True
-    return user_for_token(token)
+    user = user_for_token(token)
+    if user is None:
+        return _token_refused()
+    login_manager._update_request_context_with_user(user)  # current_user, without a session
+    return None
 
 
 @login_manager.unauthorized_handler
 def _unauthorized():
     if request.path.startswith("/api/"):
-        message = ("The API token is invalid, expired or revoked." if _bearer_token()
-                   else "Sign in or send an API token (Authorization: Bearer <token>).")
-        return jsonify(error=message), 401
+        return jsonify(error="Sign in or send an API token (Authorization: Bearer <token>)."), 401
     if request.headers.get("HX-Request"):
         # A fragment must not become a sign-in page swapped into the layout: send the
         # whole tab to sign in, and back to the page it was on afterwards.
@@ -125,12 +171,6 @@ def _unauthorized():
     return redirect(url_for("auth.sign_in", next=request.full_path.rstrip("?")))
 
 
-def _csrf_unless_bearer() -> None:
-    """Session requests that change state need the CSRF token; bearer-token requests do not."""
-    if request.method in STATE_CHANGING and _bearer_token() is None:
-        csrf.protect()
-
-
 def init_app(app: Flask) -> None:
     login_manager.session_protection = "strong"
-    app.before_request(_csrf_unless_bearer)
+    app.before_request(_authenticate)

@@ -70,9 +70,6 @@ def announce(audit_event_id: int) -> dict[str, list[int]]:
     """
     write_transaction()
     audit_event = db.session.get(AuditEvent, audit_event_id)
-    if audit_event is not None and audit_event.action == "user":
-        _end_links_of_deactivated_user(audit_event)
-        return {"mails": [], "deliveries": []}
     name = event_name(audit_event) if audit_event is not None else None
     if name is None:
         db.session.rollback()
@@ -94,16 +91,6 @@ def announce(audit_event_id: int) -> dict[str, list[int]]:
     for delivery_id in report["deliveries"]:
         enqueue_notify_job("webhook", delivery_id)
     return report
-
-
-def _end_links_of_deactivated_user(audit_event: AuditEvent) -> None:
-    # The link pages also refuse an inactive user at once; this keeps the links dead
-    # if the account is reactivated later.
-    username = (audit_event.details or {}).get("user")
-    user = db.session.scalar(sa.select(User).where(User.username == username)) if username else None
-    if user is not None and not user.active:
-        email_links.revoke(EmailLink.user_id == user.id, "the person it was sent to was deactivated")
-    commit_changes()
 
 
 def approvers(release: Release) -> list[User]:
@@ -276,12 +263,15 @@ def _gate_weakened(mail: OutgoingMail) -> Composed | str:
     where = _where(environment)
     by = audit_event.actor.username if audit_event.actor else audit_event.via
     links = {"environment": f"{_base()}/projects/{environment.project.name}/environments/{environment.name}"}
+    if details.get("project"):  # a change of the project's repo, branch or hook ref (projects.py)
+        links["project"] = f"{_base()}/admin/projects/{environment.project.name}"
     subject = f"[Releasegate] {where}: approval gate weakened by {by}"
     context = {"environment": environment, "where": where, "by": by, "changes": details.get("changes", {}),
                "weakens": details.get("weakens_gate", []), "links": links, "user": mail.user,
                "at": audit_event.created_at}
     text, html = _render("gate_weakened", **context)
-    return Composed(subject, text, html, [{"label": "Environment page", "url": links["environment"]}])
+    return Composed(subject, text, html, [{"label": "Project page" if "project" in links else "Environment page",
+                                           "url": links.get("project", links["environment"])}])
 
 
 def message(mail: OutgoingMail, composed: Composed) -> EmailMessage:

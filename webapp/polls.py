@@ -4,8 +4,8 @@ A signed-in page polls its fragment every few seconds with `?v=<version>`; when 
 the live version the answer is an empty 204. Going through Flask for that (request context,
 session, flask-login's user query, after-request hooks) cost ~7 times a minimal Flask view, so
 this middleware answers it from Redis, the signed session cookie and one indexed lookup of an
-active user. Anything else (no session, another user agent, a stale `v`, Redis down) passes
-through to the views, which answer exactly as before.
+active user. Anything else (no session, a bearer header, another user agent, a stale `v`, Redis
+down) passes through to the views, which answer exactly as before.
 """
 from __future__ import annotations
 
@@ -67,6 +67,8 @@ class UnchangedPolls:
         version, or None: let Flask answer."""
         if not environ.get("PATH_INFO", "").startswith("/fragments/"):
             return None
+        if environ.get("HTTP_AUTHORIZATION"):
+            return None  # a bearer token, not the session, says who asks (auth.py): Flask judges it
         try:
             endpoint, _ = self.app.url_map.bind_to_environ(environ).match(method="GET")
         except HTTPException:

@@ -1,4 +1,5 @@
-"""Changing a project's repository, branch and hook ref, audited (old → new).
+"""Changing a project's repository, branch and hook ref, audited (old → new), and
+announced to the environments whose gate moves with it.
 
 Creating projects and environments lives in environments.py; this module only edits.
 """
@@ -33,5 +34,23 @@ def update_project(actor: Actor, project: Project, changes: dict[str, Any]) -> l
     audit(actor, "project", reason=f"project {project.name} changed",
           details={"project": project.name, "changes": changed,
                    "weakens_gate": sorted(GATE_WEAKENING & changed.keys())})
+    _announce_to_environments(actor, project, changed)
     commit_changes()
     return sorted(changed)
+
+
+def _announce_to_environments(actor: Actor, project: Project, changed: dict[str, dict]) -> None:
+    """Within the caller's transaction: a settings event for each environment whose gate the
+    change moves, announced like an environment's own (webhook environment.updated, mail to
+    admins), so an integration watching one environment hears about it too. Keys read
+    `project.<field>`, apart from the environment's own settings of the same name."""
+    for environment in project.environments:
+        moved = GATE_WEAKENING & changed.keys()
+        if environment.hook_ref:  # its own hook ref wins over the project's
+            moved -= {"hook_ref"}
+        if not moved:
+            continue
+        audit(actor, "settings", environment_id=environment.id, reason=f"project {project.name} changed",
+              details={"project": project.name,
+                       "changes": {f"project.{key}": changed[key] for key in sorted(moved)},
+                       "weakens_gate": [f"project.{key}" for key in sorted(moved)]})

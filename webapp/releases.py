@@ -423,19 +423,26 @@ def may_cancel(release: Release, user: User | None) -> bool:
 def cancel(release_id: int, actor: Actor) -> Release:
     """Cancel a queued release, or withdraw one's own pending release."""
     release = get_release(release_id)
+    judged = release.state
     own = may_cancel(release, actor.user)
-    if release.state == "PENDING_APPROVAL":
+    if judged == "PENDING_APPROVAL":
         if not own:
             raise PermissionDenied("Only the person who triggered a pending release can withdraw it; "
                                    "reviewers reject it instead.")
         reason = f"withdrawn by {actor.name}"
-    else:
+    elif judged == "QUEUED":
         if not own:
             require(actor.user, "cancel_release", release.environment)
         reason = f"cancelled by {actor.name}"
-    if not _move(release, "CANCELLED", actor, expect=("QUEUED", "PENDING_APPROVAL"), reason=reason):
-        db.session.rollback()
+    else:
         raise _wrong_state(release, "cancelled", "queued or pending approval")
+    # The rules above were judged on `judged`: the compare-and-set accepts exactly that state.
+    # A queued release that became pending meanwhile is one only its triggerer may withdraw.
+    if not _move(release, "CANCELLED", actor, expect=(judged,), reason=reason):
+        now = release.state.replace("_", " ").lower()  # _move reloaded it
+        db.session.rollback()
+        raise WrongState(f"Release #{release_id} changed while you were cancelling it (it is {now} now); "
+                         "nothing was changed. Look at it again before you retry.")
     dispatch_queue(release.environment_id)
     commit_changes()
     return release

@@ -224,7 +224,7 @@ def _check_ref(ref: object) -> str:
     if ref.startswith("-"):
         # git would read it as an option.
         raise InvalidInput(f'"ref" {_show(ref)} must not start with "-".')
-    _check_storable(ref, '"ref"')
+    check_storable(ref, '"ref"')
     return ref
 
 
@@ -238,7 +238,7 @@ def _check_description(description: object) -> str:
             f'"description" is {len(description):,} characters long; '
             f"the limit is {MAX_DESCRIPTION_LENGTH:,}."
         )
-    _check_storable(description, '"description"')
+    check_storable(description, '"description"')
     return description
 
 
@@ -255,25 +255,30 @@ def _check_text(value: object, label: str, limit: int) -> str:
         raise InvalidInput(
             f"{label} is {len(value):,} characters long; the limit is {limit:,}."
         )
-    _check_storable(value, label)
+    check_storable(value, label)
     return value
 
 
-def _check_storable(text: str, label: str) -> None:
-    # PostgreSQL text and jsonb refuse NUL, and UTF-8 cannot encode a lone surrogate
-    # (which json.loads accepts from "\ud800"): both would fail later as a server error.
-    if "\x00" in text or not _encodable(text):
-        raise InvalidInput(
-            f"{label} contains a NUL character or an unpaired surrogate: remove it."
-        )
+def unstorable(text: str) -> str | None:
+    """What in `text` a database cannot store, or None.
 
-
-def _encodable(text: str) -> bool:
+    PostgreSQL text and jsonb refuse NUL, and UTF-8 cannot encode a lone surrogate (which
+    json.loads makes out of "\ud800"): either would fail later as a server error.
+    """
+    if "\x00" in text:
+        return "a NUL character"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return True
+        return "an unpaired surrogate"
+    return None
+
+
+def check_storable(text: str, label: str) -> str:
+    found = unstorable(text)
+    if found is not None:
+        raise InvalidInput(f"{label} contains {found}, which cannot be stored: remove it.")
+    return text
 
 
 def _check_json_value(value: object, label: str) -> None:
@@ -284,7 +289,7 @@ def _check_json_value(value: object, label: str) -> None:
                 f"{label} is nested more than {MAX_EXTRA_DEPTH} levels deep."
             )
         if isinstance(item, str):
-            _check_storable(item, label)
+            check_storable(item, label)
         elif isinstance(item, float) and not math.isfinite(item):
             raise InvalidInput(
                 f"{label} holds {item}, which JSON cannot carry: send a number."

@@ -22,6 +22,16 @@ TERRAFORM_ACTIONS = {
     ("forget",): "NO_OPERATION",
 }
 TERRAFORM_SKIPPED_ACTIONS = (("read",),)
+# The plan's own fields that say what it is and whether it can be trusted, with the JSON type
+# `terraform show -json` writes them as. Another type is not guessed at: "errored": "yes"
+# once read as a plan without errors, and so as one that changes nothing.
+PLAN_FIELD_TYPES = {
+    "format_version": (str, "a string"),
+    "errored": (bool, "true or false"),
+    "applyable": (bool, "true or false"),
+    "complete": (bool, "true or false"),
+    "planned_values": (dict, "an object"),
+}
 _BMP_LAST = 0xFFFF
 
 
@@ -34,7 +44,8 @@ def resources_from_terraform_plan(plan: object) -> list[dict]:
     left out. A plan without resource_changes is Terraform saying nothing changes: an
     empty list, provided the object carries "format_version" like every `terraform show
     -json` output (a state, which has "values" instead of a plan's changes, is refused).
-    A plan marked "errored" is refused: its changes are incomplete.
+    A plan marked "errored" is refused: its changes are incomplete. The plan's own fields
+    (PLAN_FIELD_TYPES) must have the types Terraform writes, or the plan is refused (422).
     """
     if not isinstance(plan, dict):
         raise InvalidInput(
@@ -42,6 +53,7 @@ def resources_from_terraform_plan(plan: object) -> list[dict]:
             f"`terraform show -json <planfile>`, not {_json_type(plan)}.",
             400,
         )
+    _check_plan_fields(plan)
     if plan.get("errored") is True:
         raise InvalidInput(
             "The Terraform plan is marked as errored, so its changes are incomplete: "
@@ -55,6 +67,17 @@ def resources_from_terraform_plan(plan: object) -> list[dict]:
         if resource is not None:
             resources.append(resource)
     return resources
+
+
+def _check_plan_fields(plan: dict) -> None:
+    for field, (kind, words) in PLAN_FIELD_TYPES.items():
+        if field in plan and not isinstance(plan[field], kind):
+            raise InvalidInput(
+                f'The Terraform plan\'s "{field}" must be {words}, not '
+                f"{_json_type(plan[field])}: send the output of "
+                "`terraform show -json <planfile>` as Terraform wrote it.",
+                422,
+            )
 
 
 def _plan_resource_changes(plan: dict) -> list:

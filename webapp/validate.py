@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app
 
 from .environments import check_sandbox_paths, protected_locations
-from .resources import InvalidInput, check_slug
+from .resources import InvalidInput, check_slug, check_storable
 
 Field = Callable[[Any, str], Any]
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -36,8 +36,9 @@ def text(limit: int, *, nullable: bool = False, required: bool = True) -> Field:
         value = value.strip()
         if required and not value and not nullable:
             raise InvalidInput(f"{name} must not be empty.", 422)
-        if len(value) > limit or "\x00" in value:
-            raise InvalidInput(f"{name} must be at most {limit} characters without NUL bytes.", 422)
+        if len(value) > limit:
+            raise InvalidInput(f"{name} must be at most {limit} characters.", 422)
+        check_storable(value, name)
         return value or None if nullable else value
     return check
 

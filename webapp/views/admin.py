@@ -14,6 +14,7 @@ from flask_login import current_user, login_required
 
 from .. import accounts, environments, projects
 from ..extensions import db
+from ..ids import parse_id
 from ..models import Environment, Project, User, utcnow
 from ..permissions import PERMISSIONS, PermissionDenied, has_permission, has_permission_somewhere, require
 from ..permissions import require_permission as gate
@@ -163,7 +164,8 @@ def grant(user_id: int):
     values = {"permission": permission, "environment": scope}
     environment = None
     if scope:
-        environment = db.session.get(Environment, int(scope)) if scope.isdigit() else None
+        environment_id = parse_id(scope)
+        environment = db.session.get(Environment, environment_id) if environment_id is not None else None
         if environment is None:
             return _render_user(found, {"environment": "That environment does not exist any more; choose "
                                                        "another."}, values, 422)

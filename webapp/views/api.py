@@ -8,6 +8,7 @@ from redis.exceptions import RedisError
 
 from .. import environments, releases
 from ..extensions import db, redis_connection
+from ..ids import MAX_ID, parse_id
 from ..models import STATES, AuditEvent, Environment, Project, Release
 from ..permissions import require_permission
 from ..resources import InvalidInput, check_slug, parse_trigger_body
@@ -79,9 +80,14 @@ def _own_release(release_id: int, **_) -> bool:
 def _page(query, serialize) -> dict:
     try:
         limit = min(max(int(request.args.get("limit", 50)), 1), 500)
-        before = int(request.args["before"]) if "before" in request.args else None
     except ValueError:
-        raise InvalidInput("limit and before must be whole numbers.", 400) from None
+        raise InvalidInput("limit must be a whole number.", 400) from None
+    before = None
+    if "before" in request.args:
+        before = parse_id(request.args["before"])
+        if before is None:
+            raise InvalidInput(f"before must be an id from 1 to {MAX_ID}, as in the \"next\" link of the "
+                               "previous page.", 400)
     entity = query.column_descriptions[0]["entity"]
     if before is not None:
         query = query.where(entity.id < before)

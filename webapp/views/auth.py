@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-import sqlalchemy as sa
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
-from ..auth import verify_password
-from ..extensions import db, limiter
-from ..models import User
+from .. import accounts
+from ..auth import authenticate
+from ..extensions import limiter
 
 auth = Blueprint("auth", __name__)
 
@@ -53,8 +52,8 @@ def sign_in():
     username = ""
     if request.method == "POST":
         username = request.form.get("username", "").strip()
-        user = db.session.scalar(sa.select(User).where(User.username == username)) if username else None
-        if user is None or not verify_password(user, request.form.get("password", "")) or not user.active:
+        user = authenticate(username, request.form.get("password", ""))
+        if user is None:
             error = "That username and password do not match an active account; check them and try again."
         else:
             login_user(user, remember=request.form.get("remember") == "on")
@@ -65,5 +64,8 @@ def sign_in():
 
 @auth.post("/sign-out")
 def sign_out():
+    if current_user.is_authenticated:
+        # Clearing this browser's cookie is not enough: a copy of it would still work.
+        accounts.sign_out(current_user._get_current_object())
     logout_user()
     return redirect(url_for("auth.sign_in"))

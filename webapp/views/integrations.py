@@ -24,6 +24,7 @@ from flask_login import current_user, login_required
 
 from .. import notify, webhooks
 from ..extensions import db
+from ..ids import parse_id
 from ..models import Environment, OutgoingMail, Project, User, WebhookDelivery
 from ..permissions import require_permission
 from ..resources import InvalidInput
@@ -74,10 +75,11 @@ def _form() -> tuple[dict, dict[str, str]]:
     if values["secret"] and len(values["secret"]) < 16:
         errors["secret"] = "Use a secret of at least 16 characters, or leave it empty for a random one."
     if values["scope"] == "some":
-        try:
-            values["environment_ids"] = [int(v) for v in request.form.getlist("environments")]
-        except ValueError:
+        chosen = [parse_id(v) for v in request.form.getlist("environments")]
+        if None in chosen:
             errors["environments"] = "Choose environments from the list."
+        else:
+            values["environment_ids"] = chosen
         if not values["environment_ids"]:
             errors.setdefault("environments", "Choose at least one environment, or all environments.")
     return values, errors

@@ -14,6 +14,7 @@ from werkzeug.datastructures import MultiDict
 from .. import environments
 from ..environments import SettingsConflict, sandbox_path_entries
 from ..extensions import db
+from ..ids import parse_id
 from ..live import SHARED_RENDER, current_version, remember_render, rendered
 from ..models import SLOT_STATES, STATES, AuditEvent, Environment, Project, Release, User, Variable
 from ..permissions import has_permission, require_permission
@@ -134,12 +135,10 @@ def _history(environment: Environment) -> dict[str, Any]:
     state = request.args.get("state", "")
     if state and state not in STATES:
         raise InvalidInput(f"There is no state {state[:40]!r}; choose one of {', '.join(STATES)}.", 400)
-    try:
-        before = int(request.args["before"]) if request.args.get("before") else None
-        if before is not None and not 0 < before < 2**63:
-            raise ValueError
-    except ValueError:
-        raise InvalidInput("before must be a release number.", 400) from None
+    asked = request.args.get("before")
+    before = parse_id(asked) if asked else None
+    if asked and before is None:
+        raise InvalidInput("before must be a release number.", 400)
     query = sa.select(Release).options(joinedload(Release.triggered_by)).where(
         Release.environment_id == environment.id)
     if state:
