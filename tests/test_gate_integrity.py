@@ -265,3 +265,15 @@ def test_no_variable_lets_the_commit_run_code_before_the_trusted_hook(api, new_e
     data = release(api, release_id)
     assert (data["state"], data["hook"]["exit_code"]) == ("PENDING_APPROVAL", 2)
     assert "trusted hook" in data["hook"]["output"]
+
+
+def test_a_chain_of_links_in_the_hook_ref_folder_that_leads_out_of_it_is_refused(api, new_environment, run_jobs):
+    repo = new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"})
+    (repo / HOOK_DIR / "deep").mkdir()
+    (repo / HOOK_DIR / "deep" / "up").symlink_to("..")  # inside, on its own
+    (repo / HOOK_DIR / "out").symlink_to("deep/up/..")  # reads as inside, leads to svc/
+    commit_files(repo, {})
+    release_id = trigger(api)
+    run_jobs()
+    data = release(api, release_id)
+    assert data["state"] == "FAILED" and f"{HOOK_DIR}/out, a symlink that leaves" in data["error"]

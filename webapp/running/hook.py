@@ -4,7 +4,6 @@ the commit under review, the check before it runs, and the clean environment of 
 from __future__ import annotations
 
 import os
-import posixpath
 import shutil
 import subprocess
 import sys
@@ -41,13 +40,16 @@ def place_trusted_hook(git_dir: Path, hook_ref_commit: str, project: str, dest: 
     if not entries:
         return None
     for path, entry in entries.items():
-        if entry.is_symlink and not _stays_inside(git_dir, path, entry, folder):
-            raise git.RepoError(f"The hook folder at the hook ref holds {path}, a symlink that leaves "
-                                f"{folder}/; commit the file itself there.")
         if not (entry.is_file or entry.is_symlink):
             raise git.RepoError(f"The hook folder at the hook ref holds {path}, which is not a file; "
                                 f"keep only files in {folder}/.")
     git.checkout(git_dir, hook_ref_commit, dest, paths=(folder,))
+    inside = os.path.realpath(dest / folder)
+    for path, entry in entries.items():  # judged by where each link really leads, chains included
+        target = os.path.realpath(dest / path)
+        if entry.is_symlink and target != inside and not target.startswith(inside + os.sep):
+            raise git.RepoError(f"The hook folder at the hook ref holds {path}, a symlink that leaves "
+                                f"{folder}/; commit the file itself there.")
     for name, kind in HOOK_NAMES:
         script = dest / folder / name
         if f"{folder}/{name}" in entries:
@@ -79,12 +81,6 @@ def folder_differences(git_dir: Path, commit: str, hook_ref_commit: str, project
     return differences
 
 
-def _stays_inside(git_dir: Path, path: str, entry: git.Entry, folder: str) -> bool:
-    target = git.read_blob(git_dir, entry.sha).decode(errors="surrogateescape")
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-    return not target.startswith("/") and resolved.startswith(folder + "/")
-
-
 def hook_argv(script: Path, kind: str, payload: Path, python: str) -> list[str]:
     """`python3 -E -s <hook> <payload>` (no PYTHON* variables, no user site: only the trusted
     folder and the system are importable) or `bash <hook> <payload>`. The interpreter is the
@@ -100,7 +96,7 @@ def _system_program(name: str) -> str:
 
 # Variables that change how bash, python or the loader start, before the trusted hook's first
 # line: an environment's variables never set them for a hook (its release command may).
-_STARTUP_VARIABLES = ("BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_FUNC_", "LD_", "PYTHON")
+_STARTUP_VARIABLES = ("BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_FUNC_", "LD_", "GCONV_PATH", "PYTHON")
 
 
 def hook_variables(variables: dict[str, str]) -> dict[str, str]:
