@@ -277,3 +277,54 @@ def test_a_chain_of_links_in_the_hook_ref_folder_that_leads_out_of_it_is_refused
     run_jobs()
     data = release(api, release_id)
     assert data["state"] == "FAILED" and f"{HOOK_DIR}/out, a symlink that leaves" in data["error"]
+
+
+# -- what an attacker review found -------------------------------------------------------------
+
+
+def test_a_tag_named_like_the_hook_ref_branch_does_not_choose_the_trusted_hook(api, new_environment, run_jobs):
+    repo = new_environment({f"{HOOK_DIR}/pre_release_hook.py": PROD_NEEDS_APPROVAL}, release_stream="PROD",
+                           release_command="echo DEPLOYED")
+    evil = branch(repo, "evil", lambda r: write(r / HOOK_DIR / "pre_release_hook.py",
+                                                "print('attacker hook')\nraise SystemExit(0)\n"))
+    git(repo, "tag", "main", evil)
+    release_id = trigger(api, ref=evil)
+    run_jobs()
+    data = release(api, release_id)
+    assert data["state"] == "PENDING_APPROVAL" and "attacker hook" not in data["hook"]["output"]
+    assert data["hook"]["ref_commit"] == git(repo, "rev-parse", "refs/heads/main")
+
+
+def test_a_file_name_that_is_not_utf8_in_the_hook_folder_is_named_and_waits_for_approval(
+        api, new_environment, run_jobs):
+    repo = new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"})
+    branch(repo, "odd", lambda r: (r / HOOK_DIR / os.fsdecode(b"x\xff.sh")).write_text("exit 0\n"))
+    release_id = trigger(api, ref="odd")
+    run_jobs()
+    data = release(api, release_id)
+    assert data["state"] == "PENDING_APPROVAL" and f"{HOOK_DIR}/x\\xff.sh (added)" in data["hook"]["output"]
+
+
+def test_a_release_commands_loader_variables_reach_the_command_inside_not_the_launcher(
+        api, new_environment, run_jobs):
+    new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"}, release_command='echo "preload=$LD_PRELOAD"')
+    api("admin").put("/api/v1/projects/svc/environments/env/variables/LD_PRELOAD",
+                     json={"value": "./no-such-lib.so"})
+    release_id = trigger(api)
+    run_jobs()
+    data = release(api, release_id)
+    assert data["state"] == "SUCCEEDED" and "preload=./no-such-lib.so" in data["execution"]["output"]
+
+
+def test_a_ref_git_cannot_answer_in_time_fails_the_release_and_frees_the_slot(api, new_environment, run_jobs,
+                                                                             monkeypatch):
+    from webapp.running import git as gitcli
+
+    new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 2\n"})
+    monkeypatch.setattr(gitcli, "LOCAL_TIMEOUT", 0.0001)
+    first, second = trigger(api), trigger(api)
+    run_jobs()
+    assert state(api, first) == "FAILED" and "took longer than" in release(api, first)["error"]
+    monkeypatch.undo()
+    run_jobs()
+    assert state(api, second) != "QUEUED"

@@ -286,3 +286,43 @@ def test_the_applications_configuration_folder_is_empty_in_the_box(work, tmp_pat
     result = sh(f"cat {system}/hosts; ls -A {config}; cat {config}/releasegate.env 2>/dev/null || echo hidden",
                 "bwrap", work)
     assert result.output == "127.0.0.1 localhost\nhidden\n"
+
+
+def test_a_failure_while_watching_stops_the_run_before_it_is_raised(mode, work):
+    def broken_heartbeat(output: str, truncated: bool) -> bool:
+        raise RuntimeError("the database refused the heartbeat")
+
+    with pytest.raises(RuntimeError):
+        sh("setsid sleep 4242.25 & sleep 4242.25", mode, work, on_tick=broken_heartbeat, tick_seconds=0.2)
+    assert wait_until(lambda: processes_running("sleep 4242.25") == [], 3)
+
+
+def test_a_nul_in_the_output_is_replaced_so_it_can_be_stored(mode, work):
+    assert sh(r"printf 'a\0b\n'", mode, work).output == "a\ufffdb\n"
+
+
+def test_loader_variables_go_into_the_box_and_never_reach_the_launcher(mode, work):
+    box = sandbox.launch(["true"], cwd=work, binds=[], mode=mode, account=None,
+                         env={"PATH": "/usr/bin", "LD_PRELOAD": "./evil.so", "GCONV_PATH": "./g"})
+    assert box.env == {"PATH": "/usr/bin"}
+    assert "LD_PRELOAD" in " ".join(box.argv) and "./evil.so" in " ".join(box.argv)
+
+
+def test_a_workspace_root_that_is_not_the_workers_own_is_refused(tmp_path, monkeypatch):
+    from webapp.running import runner
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "link").symlink_to(elsewhere)
+    monkeypatch.setattr(runner, "WORK_ROOT", tmp_path / "link")
+    with pytest.raises(RuntimeError, match="is not a folder of this worker's own"):
+        runner.check_work_root()
+
+
+def test_a_tree_deeper_than_python_recurses_is_still_removed(tmp_path):
+    from webapp.running import runner
+
+    deep = tmp_path / "deep"
+    subprocess.run(["mkdir", "-p", str(deep) + "/d" * 1200], check=True)  # os.makedirs itself recurses
+    runner.remove(deep)
+    assert not deep.exists()

@@ -30,10 +30,10 @@ def reconcile_forever(app, period: int, stop: threading.Event) -> None:
     """Every `period` seconds, one worker among all of them repairs lost state."""
     me = f"{socket.gethostname()}:{os.getpid()}"
     while not stop.wait(period):
-        for directory in sweep_workspaces():  # this host's leftovers of killed workers
-            log.info("removed the workspace of a lost worker: %s", directory)
         with app.app_context():
             try:
+                for directory in sweep_workspaces():  # this host's leftovers of killed workers
+                    log.info("removed the workspace of a lost worker: %s", directory)
                 if redis_connection().set(RECONCILER_LOCK, me, nx=True, px=int(period * 900)):
                     report = reconcile()
                     if any(report.values()):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import subprocess
 from pathlib import Path
 
 Account = tuple[int, int, list[int]]  # uid, gid, supplementary groups
@@ -37,10 +38,8 @@ def resolve(name: str) -> Account:
 
 
 def hand_over(root: Path, account: Account) -> None:
-    """Make `root` and everything in it belong to `account` (symlinks themselves, not their targets)."""
+    """Make `root` and everything in it belong to `account` (links themselves, never their targets:
+    chown -h; -R without -L or -H follows none)."""
     uid, gid, _groups = account
-    os.lchown(root, uid, gid)
-    for folder, directories, files in os.walk(root):
-        for name in (*directories, *files):
-            os.lchown(os.path.join(folder, name), uid, gid)
-
+    subprocess.run(["chown", "-hR", f"{uid}:{gid}", "--", str(root)], check=True, stdin=subprocess.DEVNULL,
+                   capture_output=True)

@@ -103,13 +103,14 @@ def has_commit(git_dir: Path, sha: str) -> bool:
 
 def resolve_commit(git_dir: Path, ref: str) -> str:
     """The full sha of the commit `ref` (branch, tag, full or short sha) names."""
-    proc = None
-    if ref and not ref.startswith("-"):
-        proc = _git(git_dir, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
-    if proc is None or proc.returncode != 0:
-        raise RepoError(f"Ref '{ref}' was not found in repository {_origin(git_dir)}; "
-                        "push it or pass a full commit.")
-    return proc.stdout.decode().strip()
+    # A branch before a tag of the same name (git itself tries tags first): whoever may push a
+    # tag called `main` must not choose the hook ref's commit.
+    names = [ref] if is_full_commit(ref) or ref.startswith("refs/") else [f"refs/heads/{ref}", f"refs/tags/{ref}", ref]
+    for name in names if ref and not ref.startswith("-") else ():
+        proc = _git(git_dir, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}")
+        if proc.returncode == 0:
+            return proc.stdout.decode().strip()
+    raise RepoError(f"Ref '{ref}' was not found in repository {_origin(git_dir)}; push it or pass a full commit.")
 
 
 def checkout(git_dir: Path, commit: str, dest: Path, paths: tuple[str, ...] = ()) -> None:
@@ -179,8 +180,12 @@ def _git_env() -> dict[str, str]:
 
 
 def _git(git_dir: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["git", f"--git-dir={git_dir}", *args], stdin=subprocess.DEVNULL,
-                          capture_output=True, env=_git_env(), timeout=LOCAL_TIMEOUT)
+    try:
+        return subprocess.run(["git", f"--git-dir={git_dir}", *args], stdin=subprocess.DEVNULL,
+                              capture_output=True, env=_git_env(), timeout=LOCAL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise RepoError(f"git {args[0]} took longer than {LOCAL_TIMEOUT} s in repository {git_dir}; "
+                        "pass a simpler ref or a full commit.") from None
 
 
 @contextlib.contextmanager

@@ -77,7 +77,8 @@ def folder_differences(git_dir: Path, commit: str, hook_ref_commit: str, project
             what = "removed"
         else:
             what = "made a symlink" if other.is_symlink and not mine.is_symlink else "changed"
-        differences.append(f"{path} ({what})")
+        shown = path.encode(errors="surrogateescape").decode(errors="backslashreplace")  # storable
+        differences.append(f"{shown} ({what})")
     return differences
 
 

@@ -52,7 +52,11 @@ def run_limited(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: flo
     except (OSError, ValueError) as error:
         return RunResult(None, "", error=f"The command could not be started: {error}.")
     with process:
-        return _watch(process, output, timeout, on_tick, tick_seconds)
+        try:
+            return _watch(process, output, timeout, on_tick, tick_seconds)
+        except BaseException:  # a failed heartbeat, a shutdown: the run must not outlive us
+            _stop(process)
+            raise
 
 
 def _watch(process: subprocess.Popen, output: _Output, timeout: float, on_tick: Tick | None,
@@ -136,7 +140,7 @@ class _Output:
         return self.total > self.cap
 
     def text(self) -> str:
-        data = bytes(self.data)
+        data = bytes(self.data).replace(b"\0", "\ufffd".encode())  # no database stores a NUL in text
         for secret in self.secrets:
             data = data.replace(secret, MASK.encode())
         if not self.truncated:

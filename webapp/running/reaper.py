@@ -1,6 +1,6 @@
 """HOOK_SANDBOX=none: run one command on the host and kill whatever it leaves behind.
 
-    python -I -S reaper.py [--account UID,GID[,GROUP...]] -- COMMAND [ARG...]
+    python -I -S reaper.py [--account UID,GID[,GROUP...]] [--setenv NAME=VALUE]... -- COMMAND [ARG...]
 
 A child subreaper: every process the command starts, `setsid` or double-forked ones
 included, is reparented to this process when its parent exits, and is killed when the command
@@ -54,9 +54,13 @@ def kill_descendants() -> None:
 
 
 def main(argv: list[str]) -> int:
-    account = None
+    account, extra = None, {}
     if argv[:1] == ["--account"]:
         account = [int(part) for part in argv[1].split(",")]
+        argv = argv[2:]
+    while argv[:1] == ["--setenv"]:  # for the command alone, never this process (LD_PRELOAD…)
+        name, _, value = argv[1].partition("=")
+        extra[name] = value
         argv = argv[2:]
     if argv[:1] != ["--"] or len(argv) < 2:
         print("usage: reaper.py [--account UID,GID[,GROUP...]] -- COMMAND [ARG...]", file=sys.stderr)
@@ -82,7 +86,7 @@ def main(argv: list[str]) -> int:
                     os.setgroups(account[2:])
                     os.setgid(account[1])
                     os.setuid(account[0])
-                os.execvp(command[0], command)
+                os.execvpe(command[0], command, {**os.environ, **extra})
             except OSError as error:
                 print(f"The command {command[0]} could not be started: {error.strerror}.", file=sys.stderr)
             os._exit(127)

@@ -10,8 +10,10 @@ so a worker lost before it is simply queued again by the reconciler, nothing hav
 from __future__ import annotations
 
 import json
+import logging
 import os
-import shutil
+import stat
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +31,7 @@ from ..outage import persist, unless_down
 from . import WORK_ROOT, account, git, hook, limits, sandbox
 
 # What a job may do before claiming its run: fail the release, but only while nobody claimed it.
+log = logging.getLogger(__name__)
 UNCLAIMED = {"hook": (Release.hook_started_at.is_(None),), "execute": (Release.exec_started_at.is_(None),)}
 
 
@@ -140,16 +143,31 @@ class Workspace:
 
 @contextmanager
 def workspace(context: RunContext) -> Iterator[Workspace]:
-    WORK_ROOT.mkdir(mode=0o711, exist_ok=True)  # others may enter (a HOOK_USER their own), not list
-    if WORK_ROOT.stat().st_mode & 0o011 != 0o011:
-        WORK_ROOT.chmod(0o711)
+    check_work_root()
     space = Workspace(Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{context.release_id}-", dir=WORK_ROOT)))
     space.home.mkdir()
     space.hooks.mkdir()
     try:
         yield space
     finally:
-        shutil.rmtree(space.root, ignore_errors=True)
+        remove(space.root)
+
+
+def check_work_root() -> None:
+    """WORK_ROOT made, or found as this worker's own real folder: in a shared /tmp another local
+    user could have made it first, or put a link there."""
+    WORK_ROOT.mkdir(mode=0o711, exist_ok=True)  # others may enter (a HOOK_USER their own), not list
+    info = os.lstat(WORK_ROOT)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise RuntimeError(f"{WORK_ROOT} is not a folder of this worker's own: remove it, or set TMPDIR elsewhere.")
+    if stat.S_IMODE(info.st_mode) != 0o711:
+        os.chmod(WORK_ROOT, 0o711)
+
+
+def remove(path: Path) -> None:
+    """rm -rf: shutil.rmtree recurses in Python and gives up on a tree a commit made deep enough."""
+    subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], stdin=subprocess.DEVNULL,
+                   capture_output=True)
 
 
 def sweep_workspaces() -> list[Path]:
@@ -158,7 +176,7 @@ def sweep_workspaces() -> list[Path]:
     for directory in WORK_ROOT.glob("*-*-*") if WORK_ROOT.is_dir() else ():
         pid = directory.name.split("-", 1)[0]
         if pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(directory, ignore_errors=True)
+            remove(directory)
             removed.append(directory)
     return removed
 
@@ -189,8 +207,8 @@ def run_pre_release_hook(release_id: int) -> None:
             git.checkout(git_dir, commit, space.checkout)
             trusted = hook.place_trusted_hook(git_dir, hook_ref_commit, context.project, space.hooks)
             differences = hook.folder_differences(git_dir, commit, hook_ref_commit, context.project)
-        except git.RepoError as error:
-            persist(releases.fail, release_id, str(error), expect=("READY",), where=UNCLAIMED["hook"])
+        except Exception as error:  # noqa: BLE001 - nothing ran yet: fail closed, free the slot
+            persist(releases.fail, release_id, _unprepared(error), expect=("READY",), where=UNCLAIMED["hook"])
             return
         space.payload.write_text(json.dumps(context.payload(commit), indent=2))
         if not persist(releases.claim_run, release_id, "hook", commit=commit, hook_ref_commit=hook_ref_commit,
@@ -218,6 +236,14 @@ def run_pre_release_hook(release_id: int) -> None:
              if result.timed_out else result.error)
     persist(releases.record_hook_result, release_id, exit_code=result.exit_code, output=output,
             truncated=result.truncated, error=error, needs_approval_reason=differs)
+
+
+def _unprepared(error: Exception) -> str:
+    """The sentence a release fails with when its run could not be prepared."""
+    if isinstance(error, git.RepoError | ValueError):
+        return str(error)
+    log.exception("preparing a run failed")
+    return f"The run could not be prepared ({type(error).__name__}); nothing was run. See the worker's log."
 
 
 def _record_hook_problem(release_id: int, problem: str) -> None:
@@ -256,8 +282,9 @@ def execute_release(release_id: int) -> None:
             # Judged again now: the operator may have narrowed SANDBOX_ALLOWED_PATHS since they were saved.
             host_paths = environments.release_command_binds(list(context.sandbox_paths),
                                                             _config("SANDBOX_ALLOWED_PATHS"))
-        except (git.RepoError, ValueError) as error:
-            persist(releases.fail, release_id, str(error), expect=("IN_PROGRESS",), where=UNCLAIMED["execute"])
+        except Exception as error:  # noqa: BLE001 - nothing ran yet: fail closed, free the slot
+            persist(releases.fail, release_id, _unprepared(error), expect=("IN_PROGRESS",),
+                    where=UNCLAIMED["execute"])
             return
         space.payload.write_text(json.dumps(context.payload(commit), indent=2))
         if not persist(releases.claim_run, release_id, "execute", commit=commit,
@@ -291,8 +318,8 @@ def _run(context: RunContext, space: Workspace, argv: list[str], *, stage: str, 
     if _config("HOOK_USER"):
         user = account.resolve(_config("HOOK_USER"))
         account.hand_over(space.root, user)
-    box = sandbox.launch(argv, cwd=space.checkout, binds=binds, mode=_config("HOOK_SANDBOX"), account=user)
-    return limits.run_limited(box.argv, cwd=space.checkout, env=env, timeout=timeout,
+    box = sandbox.launch(argv, cwd=space.checkout, binds=binds, mode=_config("HOOK_SANDBOX"), account=user, env=env)
+    return limits.run_limited(box.argv, cwd=space.checkout, env=box.env, timeout=timeout,
                               output_cap=_config("HOOK_OUTPUT_CAP"), on_tick=on_tick, tick_seconds=_tick_seconds(),
                               mask=[*context.secrets, *application_secrets()], popen=sandbox.popen_user(box.user))
 

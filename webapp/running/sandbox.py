@@ -44,22 +44,37 @@ class Bind:
 
 @dataclass(frozen=True)
 class Launch:
-    """How to start a command in the box: the argv to run and who runs it."""
+    """How to start a command in the box: the argv to run, who runs it, and the environment the
+    launched process itself gets on the host."""
 
     argv: list[str]
     user: Account | None  # the account the launched process itself runs as
+    env: dict[str, str] | None = None
 
 
-def launch(argv: list[str], *, cwd: Path, binds: Sequence[Bind], mode: str, account: Account | None) -> Launch:
-    """The process that runs `argv` boxed, with `cwd` as its working directory."""
+# Variables the host's loader and C library act on: they would act on bwrap or the reaper, on the
+# host, before any box exists. They are set inside the box (or for the command alone) instead.
+HOST_UNSAFE = ("LD_", "GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "MALLOC_", "GLIBC_TUNABLES")
+
+
+def launch(argv: list[str], *, cwd: Path, binds: Sequence[Bind], mode: str, account: Account | None,
+           env: dict[str, str] | None = None) -> Launch:
+    """The process that runs `argv` boxed, with `cwd` as its working directory and `env` as the
+    command's environment."""
+    env = env or {}
+    unsafe = {name: value for name, value in env.items() if name.startswith(HOST_UNSAFE)}
+    host_env = {name: value for name, value in env.items() if name not in unsafe}
     if mode == "none":
         # The reaper stays the worker's user, out of the command's reach, and switches the
         # command itself to the hook account.
         switch = ["--account", ",".join(map(str, _flat(account)))] if account else []
-        return Launch([sys.executable, "-I", "-S", str(REAPER), *switch, "--", *argv], None)
+        extra = [arg for name, value in unsafe.items() for arg in ("--setenv", f"{name}={value}")]
+        return Launch([sys.executable, "-I", "-S", str(REAPER), *switch, *extra, "--", *argv], None, host_env)
     # bwrap runs as the hook account: inside the box it can be no one else, and a box that
     # root starts keeps root's access to the files it sees.
-    return Launch([shutil.which(BWRAP) or BWRAP, *bwrap_options(binds), "--chdir", str(cwd), "--", *argv], account)
+    extra = [arg for name, value in unsafe.items() for arg in ("--setenv", name, value)]
+    return Launch([shutil.which(BWRAP) or BWRAP, *bwrap_options(binds), *extra, "--chdir", str(cwd), "--", *argv],
+                  account, host_env)
 
 
 def bwrap_options(binds: Sequence[Bind]) -> list[str]:
@@ -85,7 +100,8 @@ def check(mode: str, account: Account | None) -> str | None:
     if mode not in MODES:
         return f"HOOK_SANDBOX must be 'bwrap' (the default) or 'none', not {mode!r}."
     if mode == "none":
-        return None
+        # python exits 2 on a missing script: that must never reach a hook's result
+        return None if REAPER.is_file() else f"HOOK_SANDBOX=none needs {REAPER}, which is missing: reinstall."
     if shutil.which(BWRAP) is None:
         return NO_BWRAP
     box = launch(["true"], cwd=Path("/"), binds=(), mode=mode, account=account)
