@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import threading
+from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
 from rq import SimpleWorker
@@ -88,6 +89,9 @@ def main() -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
+    if not urlsplit(app.config["REDIS_URL"]).password:
+        log.warning("REDIS_URL has no password: hooks and release commands share the network and could queue "
+                    "jobs of their own; give Redis a password (requirepass) and put it in REDIS_URL")
     if app.config["HOOK_SANDBOX"] == "none":
         log.warning("HOOK_SANDBOX=none: hooks and release commands run unsandboxed on this host and can read "
                     "whatever this worker's user can (docs/operations.md)")
