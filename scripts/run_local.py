@@ -60,7 +60,11 @@ def start_redis(port: int, *options: str, **popen_args) -> tuple[subprocess.Pope
                                stdin=subprocess.PIPE, **popen_args)
     process.stdin.write(f"requirepass {password}\n".encode())
     process.stdin.close()
-    wait_for_port(port)
+    try:
+        wait_for_port(port)
+    except SystemExit:
+        process.kill()  # not left running behind a start that failed
+        raise
     return process, f"redis://:{password}@127.0.0.1:{port}"
 
 
