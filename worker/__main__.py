@@ -19,7 +19,7 @@ from webapp.extensions import db, redis_connection
 from webapp.notify import resume_due
 from webapp.reconcile import reconcile
 from webapp.running import account, sandbox
-from webapp.running.runner import sweep_workspaces
+from webapp.running.runner import check_work_root, sweep_workspaces
 from worker import jobs  # noqa: F401  (a broken import stops the worker here, not at its first job)
 from worker.queues import NOTIFY_QUEUE, RELEASES_QUEUE
 
@@ -65,6 +65,10 @@ def check_sandbox(config) -> str | None:
             user = account.resolve(config["HOOK_USER"])
         except account.HookUserError as error:
             return str(error)
+    try:
+        check_work_root()
+    except RuntimeError as error:
+        return str(error)
     problem = sandbox.check(config["HOOK_SANDBOX"], user)
     if problem or config["HOOK_SANDBOX"] == "none":
         return problem

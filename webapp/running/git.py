@@ -162,13 +162,6 @@ def list_folder(git_dir: Path, commit: str, folder: str) -> dict[str, Entry]:
     return entries
 
 
-def read_blob(git_dir: Path, sha: str) -> bytes:
-    proc = _git(git_dir, "cat-file", "blob", sha)
-    if proc.returncode != 0:
-        raise RepoError(f"Object {sha[:12]} could not be read from repository {_origin(git_dir)}.")
-    return proc.stdout
-
-
 # -- helpers -----------------------------------------------------------------
 
 
