@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import threading
 import time
 
+import pytest
 import sqlalchemy as sa
 
-from tests.helpers import assert_one_slot_holder_at_a_time
+from tests.helpers import assert_one_slot_holder_at_a_time, state, trigger, wait_until
 from webapp.extensions import db
 from webapp.models import AuditEvent, Decision, Release
 
@@ -79,3 +81,61 @@ def test_concurrent_processes_keep_every_invariant(app, app_config, api, people,
         assert_one_slot_holder_at_a_time(db.session.execute(
             sa.select(AuditEvent.release_id, AuditEvent.to_state)
             .where(AuditEvent.action == "state").order_by(AuditEvent.id)))
+
+
+@pytest.mark.postgresql
+def test_a_move_locks_its_environment_before_its_release(app, api, people, new_environment, run_jobs):
+    """One lock order for every move (environment, then release): a reject that dispatches the
+    queue and a cancel of the release it would dispatch wait for each other, never deadlock.
+    Here another transaction holds the environment's lock; the cancel must wait for it before it
+    touches its release, so the release's row stays free to lock."""
+    from webapp import releases
+    from webapp.models import Environment, User
+
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
+    pending = trigger(api)
+    run_jobs()
+    queued = trigger(api)
+    assert (state(api, pending), state(api, queued)) == ("PENDING_APPROVAL", "QUEUED")
+    with app.app_context():
+        environment_id = db.session.scalar(sa.select(Environment.id))
+        dev_id = db.session.scalar(sa.select(User.id).where(User.username == "dev"))
+    with app.app_context():
+        holder = db.engine.connect()
+        other = db.engine.connect()
+    outcome: list[object] = []
+
+    def cancel() -> None:
+        with app.app_context():
+            try:
+                outcome.append(releases.cancel(queued, releases.Actor(db.session.get(User, dev_id), "api")).state)
+            except Exception as error:  # the test reads it below
+                outcome.append(error)
+
+    try:
+        holder.execute(sa.text("SELECT id FROM environments WHERE id = :id FOR NO KEY UPDATE"),
+                       {"id": environment_id})
+        thread = threading.Thread(target=cancel)
+        thread.start()
+        assert wait_until(lambda: waiting_for_a_lock(other) == 1), "the cancel never waited for a lock"
+        try:
+            other.execute(sa.text("SELECT id FROM releases WHERE id = :id FOR UPDATE NOWAIT"), {"id": queued})
+        except sa.exc.OperationalError as error:
+            raise AssertionError("the cancel locked its release before its environment") from error
+        finally:
+            other.rollback()
+    finally:
+        holder.rollback()
+        holder.close()
+        other.close()
+    thread.join(10)
+    assert outcome == ["CANCELLED"]
+
+
+def waiting_for_a_lock(connection) -> int:
+    """How many sessions of this database wait for a lock (its own transaction: PostgreSQL
+    keeps one snapshot of pg_stat_activity per transaction)."""
+    count = connection.execute(sa.text("SELECT count(*) FROM pg_stat_activity "
+                                       "WHERE wait_event_type = 'Lock' AND datname = current_database()")).scalar()
+    connection.rollback()
+    return count

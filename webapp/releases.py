@@ -118,7 +118,12 @@ def _move_row(release_id: int, environment_id: int, from_state: str, to_state: s
     and return True.
 
     `through` (state, reason): a state passed through on the way, in the same compare-and-set,
-    audited as a move of its own."""
+    audited as a move of its own.
+
+    The environment's row is locked before the release's: one order for every move, so two
+    moves in one environment (a reject that dispatches the queue, a cancel of the release it
+    would dispatch) wait for each other on PostgreSQL instead of deadlocking."""
+    _lock_environment(environment_id)
     if not _set_state(release_id, to_state, expect=expect, where=where, **values):
         return False
     named = {"release_id": release_id, "environment_id": environment_id}
@@ -137,6 +142,12 @@ def _move(release: Release, to_state: str, actor: Actor, **options: Any) -> bool
     return False
 
 
+def _lock_environment(environment_id: int) -> sa.Row:
+    """Lock an environment's row for this transaction (see dispatch_queue); returns its modes."""
+    db.session.flush()  # the queries that follow are Core: no autoflush
+    return db.session.execute(_LOCK_ENVIRONMENT, {"environment_id": environment_id}).one()
+
+
 def _wrong_state(release: Release, doing: str, needs: str) -> WrongState:
     return WrongState(f"Release #{release.id} is {release.state.replace('_', ' ').lower()}, so it cannot be "
                       f"{doing} (only a release that is {needs} can); nothing was changed.")
@@ -151,8 +162,7 @@ def dispatch_queue(environment_id: int) -> None:
     # a trigger and a slot release committing together cannot both miss the queue.
     # NO KEY UPDATE does not conflict with the KEY SHARE lock a new release's foreign
     # key takes, so a trigger (insert, then dispatch) cannot deadlock with another.
-    db.session.flush()  # the queries below are Core (a fraction of the ORM's cost): no autoflush
-    parallel, approval = db.session.execute(_LOCK_ENVIRONMENT, {"environment_id": environment_id}).one()
+    parallel, approval = _lock_environment(environment_id)
     queued = (Release.environment_id == environment_id, Release.state == "QUEUED")
     now = utcnow()
     if parallel:
