@@ -204,13 +204,13 @@ class People:
         self.tokens: dict[str, str] = {}
 
     def add(self, name: str, *permissions: str, admin: bool = False, environment=None):
+        from webapp.accounts import add_grant, add_user
         from webapp.auth import create_token
-        from webapp.cli import create_user, grant
 
         with self.app.app_context():
-            user = create_user(name, f"{name}@example.com", f"{name}-password-123", admin)
+            user = add_user(name, f"{name}@example.com", f"{name}-password-123", admin)
             for permission in permissions:
-                grant(user, permission, environment)
+                add_grant(user, permission, environment)
             self.tokens[name] = create_token(user, "tests")
             return user.id
 

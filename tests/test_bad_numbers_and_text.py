@@ -154,8 +154,8 @@ def test_unstorable_text_in_forms_queries_paths_and_headers_is_refused(app, api,
 
 
 def test_the_field_checks_refuse_unstorable_text_without_a_request_too():
-    from webapp.resources import InvalidInput
-    from webapp.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS, VARIABLE_FIELDS
+    from webapp.intake.resources import InvalidInput
+    from webapp.intake.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS, VARIABLE_FIELDS
 
     for check, name in ((PROJECT_FIELDS["repo"], "repo"), (VARIABLE_FIELDS["value"], "value"),
                         (ENVIRONMENT_FIELDS["release_stream"], "release_stream")):

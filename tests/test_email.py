@@ -113,9 +113,9 @@ def test_the_mail_says_who_triggered_what_changes_with_destructive_first_and_the
 
 def test_the_links_are_stored_only_as_hashes_bound_to_user_release_and_action(
         app, api, new_environment, run_jobs, run_notify_jobs, smtp_server):
-    from webapp.email_links import token_hash
     from webapp.extensions import db
     from webapp.models import EmailLink, User
+    from webapp.notify.email_links import token_hash
 
     new_environment(WAITS)
     release_id = pending(api, run_jobs, run_notify_jobs)
@@ -189,24 +189,24 @@ def test_the_triggerer_hears_when_their_release_fails(api, new_environment, run_
 
 def test_announcing_an_event_twice_sends_each_mail_once(app, api, new_environment, run_jobs, run_notify_jobs,
                                                          smtp_server):
-    from webapp import notify
     from webapp.extensions import db
     from webapp.models import AuditEvent
+    from webapp.notify import mail
 
     new_environment(WAITS)
     pending(api, run_jobs, run_notify_jobs)
     assert len(smtp_server.messages) == 2
     with app.app_context():
         event_id = db.session.scalar(sa.select(AuditEvent.id).where(AuditEvent.to_state == "PENDING_APPROVAL"))
-        assert notify.announce(event_id) == {"mails": [], "deliveries": []}
+        assert mail.announce(event_id) == {"mails": [], "deliveries": []}
     run_notify_jobs()
     assert len(smtp_server.messages) == 2
 
 
 def test_a_failed_send_is_retried_with_backoff_shown_to_admins_and_never_holds_the_release(
         app, api, web, new_environment, run_jobs, run_notify_jobs, smtp_server):
-    from webapp import notify
     from webapp.models import OutgoingMail, utcnow
+    from webapp.notify import mail
 
     app.config["NOTIFY_RETRY_SECONDS"] = (60, 600)
     smtp_server.inbox.refuse = 2  # the first send of each of the two mails is refused
@@ -227,9 +227,9 @@ def test_a_failed_send_is_retried_with_backoff_shown_to_admins_and_never_holds_t
     run_jobs()
 
     with app.app_context():  # nothing is due yet; once the wait has passed, both are
-        assert notify.resume_due() == {"mail": [], "webhook": []}
+        assert mail.resume_due() == {"mail": [], "webhook": []}
         wait_passes(OutgoingMail)
-        assert sorted(notify.resume_due()["mail"]) == [first.id, second.id]
+        assert sorted(mail.resume_due()["mail"]) == [first.id, second.id]
     run_notify_jobs()
     statuses = {m.id: (m.status, m.attempts) for m in mails(app, kind="approval_request")}
     # The release is no longer pending, so the approval requests are not worth sending any more.
@@ -238,8 +238,8 @@ def test_a_failed_send_is_retried_with_backoff_shown_to_admins_and_never_holds_t
 
 def test_a_send_that_keeps_failing_gives_up_after_the_schedule(app, api, new_environment, run_jobs,
                                                                 run_notify_jobs, smtp_server):
-    from webapp import notify
     from webapp.models import OutgoingMail
+    from webapp.notify import mail
 
     app.config["NOTIFY_RETRY_SECONDS"] = (1,)
     smtp_server.inbox.refuse = 100
@@ -247,7 +247,7 @@ def test_a_send_that_keeps_failing_gives_up_after_the_schedule(app, api, new_env
     pending(api, run_jobs, run_notify_jobs)
     with app.app_context():
         wait_passes(OutgoingMail)
-        notify.resume_due()
+        mail.resume_due()
     run_notify_jobs()
     assert {(m.status, m.attempts) for m in mails(app)} == {("failed", 2)}
 
@@ -355,7 +355,7 @@ def test_without_a_mail_server_mail_goes_to_the_log_and_the_outbox(outbox_app, a
                                                                    run_jobs, run_notify_jobs, smtp_server,
                                                                    caplog):
     new_environment(WAITS)
-    with caplog.at_level(logging.INFO, logger="webapp.notify"):
+    with caplog.at_level(logging.INFO, logger="webapp.notify.mail"):
         release_id = pending(api, run_jobs, run_notify_jobs)
     assert smtp_server.messages == []
     assert sum("kept in the outbox" in record.getMessage() for record in caplog.records) == 2

@@ -166,9 +166,9 @@ def test_an_unknown_token_is_not_found(app, web, mailed):
 # -- refusals: expired, foreign, decided, permission lost, deactivated -------------------------------
 
 def _set_link(app, link: str, **values) -> None:
-    from webapp.email_links import token_hash
     from webapp.extensions import db
     from webapp.models import EmailLink
+    from webapp.notify.email_links import token_hash
 
     with app.app_context():
         db.session.execute(sa.update(EmailLink).where(EmailLink.token_hash == token_hash(link.rsplit("/", 1)[1]))
@@ -260,9 +260,9 @@ def test_a_link_of_a_deactivated_user_refuses_and_changes_nothing(app, web, mail
 
 def test_a_link_to_ones_own_release_does_not_work_without_self_approval(app, api, web, new_environment, run_jobs,
                                                                         run_notify_jobs, smtp_server):
-    from webapp import email_links
     from webapp.extensions import db
     from webapp.models import Release, User
+    from webapp.notify import email_links
 
     new_environment(WAITS, allow_self_approval=True)
     release_id = trigger(api, "approver")

@@ -185,11 +185,11 @@ class World:
     def grant(self, name: str, permission: str, environment: str | None = None) -> None:
         """Give `name` the permission for all environments or one (the CLI's function: for
         manage_users it writes the per-environment row the admin page and the CLI refuse)."""
-        from webapp.cli import grant
+        from webapp.accounts import add_grant
 
         with self.app.app_context():
             user = db.session.get(User, self.user_id(name))
-            grant(user, permission, self.environment(environment) if environment else None)
+            add_grant(user, permission, self.environment(environment) if environment else None)
 
     def record_hook(self, release_id: int, exit_code: int) -> None:
         """What the worker records when the hook exits (2: waits for approval; 0: goes ahead)."""
@@ -250,7 +250,7 @@ def build(world: World, target: str | None) -> dict[str, Any]:
         with app.app_context():
             values["webhook"] = db.session.scalar(sa.select(sa.func.max(WebhookEndpoint.id)))
         if target == "delivery":  # a delivery of dev's release.queued event that gave up
-            from webapp import webhooks
+            from webapp.notify import webhooks
 
             release_id = trigger(world.api, "dev", path=ENV_PATH)
             with app.app_context():
@@ -422,7 +422,7 @@ def test_a_grant_for_all_environments_allows_through_the_other_door(world, case)
 
 def email_link(world: World, who: str, action: str, release_id: int) -> str:
     """An Approve or Reject link as mailed to `who`."""
-    from webapp import email_links
+    from webapp.notify import email_links
 
     with world.app.app_context():
         token = email_links.issue(world.user_id(who), release_id, action)

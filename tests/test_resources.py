@@ -1,22 +1,21 @@
-"""Tests for webapp.resources: what a trigger may carry, and what it is told if not."""
+"""Tests for webapp.intake.resources and trigger: what a trigger may carry, and what it is told if not."""
 
 import copy
 
 import pytest
 
 from tests.test_terraform import plan, plan_change
-from webapp.resources import (
+from webapp.intake.resources import (
     CHANGE_TYPES,
     DESTRUCTIVE_CHANGE_TYPES,
     MAX_RESOURCES,
     InvalidInput,
-    TriggerRequest,
     check_slug,
     is_slug,
     parse_resources,
-    parse_trigger_body,
 )
-from webapp.terraform import resources_from_terraform_plan
+from webapp.intake.terraform import resources_from_terraform_plan
+from webapp.intake.trigger import TriggerRequest, parse_trigger_body
 
 
 def resource(**overrides):

@@ -1,9 +1,9 @@
-"""Tests for webapp.terraform: a `terraform show -json` plan read as resource changes."""
+"""Tests for webapp.intake.terraform: a `terraform show -json` plan read as resource changes."""
 
 import pytest
 
-from webapp.resources import MAX_RESOURCES, InvalidInput, parse_resources
-from webapp.terraform import resources_from_terraform_plan
+from webapp.intake.resources import MAX_RESOURCES, InvalidInput, parse_resources
+from webapp.intake.terraform import resources_from_terraform_plan
 
 
 def plan_change(actions, index=None, **overrides):

@@ -228,9 +228,9 @@ def test_a_receiver_that_fails_twice_gets_the_delivery_three_times_with_one_id_a
 
 def test_a_delivery_that_keeps_failing_gives_up_and_redeliver_sends_it_again_with_the_same_id(
         app, api, web, new_environment, run_jobs, run_notify_jobs, httpserver):
-    from webapp import notify
     from webapp.extensions import db
     from webapp.models import WebhookDelivery, utcnow
+    from webapp.notify import mail
 
     app.config["NOTIFY_RETRY_SECONDS"] = ()
     httpserver.expect_ordered_request("/down").respond_with_data("nope", status=502)
@@ -244,7 +244,7 @@ def test_a_delivery_that_keeps_failing_gives_up_and_redeliver_sends_it_again_wit
     assert (delivery.status, delivery.attempts, delivery.response_code) == ("failed", 1, 502)
     assert "HTTP 502" in delivery.last_error and "nope" in delivery.last_error
     with app.app_context():
-        assert notify.resume_due()["webhook"] == []  # given up: nothing more on its own
+        assert mail.resume_due()["webhook"] == []  # given up: nothing more on its own
 
     admin = web("admin")
     page = admin.get(f"/admin/webhooks/{delivery.endpoint_id}")
@@ -326,7 +326,7 @@ def test_an_unreachable_receiver_is_a_recorded_failure(app, api, web, new_enviro
     ("8.8.8.8", False), ("2001:db8::1", False), ("::ffff:10.0.0.5", False),
 ])
 def test_loopback_link_local_and_unspecified_addresses_are_local_and_private_ranges_are_not(address, local):
-    from webapp.webhooks import local_address
+    from webapp.notify.webhooks import local_address
 
     assert local_address(address) is local
 

@@ -15,9 +15,9 @@ def create_app(config: dict | None = None) -> Flask:
                 instance_path=str(ROOT / "instance"))
     app.config.update(load_config())
     app.config.update(config or {})
-    from .ids import IdConverter
+    from .intake.ids import IdConverter
 
-    app.url_map.converters["int"] = IdConverter  # every <int:…> is a row id, bounded (ids.py)
+    app.url_map.converters["int"] = IdConverter  # every <int:…> is a row id, bounded (intake/ids.py)
     if not app.config["SECRET_KEY"]:
         raise SystemExit("SECRET_KEY is not set: put a long random value in the environment or in .env "
                          "(only RELEASEGATE_ENV=development may run without one).")
@@ -40,8 +40,9 @@ def create_app(config: dict | None = None) -> Flask:
         for engine in db.engines.values():
             configure_sqlite(engine, app.config.get("SQLITE_BUSY_SECONDS", 30))
 
-    from . import auth, errors, security, storable
+    from . import auth, errors, security
     from .cli import register_cli
+    from .intake import storable
     from .permissions import permission_context
     from .views.admin import admin
     from .views.api import api

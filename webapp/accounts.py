@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from . import email_links
 from .auth import create_token, hash_password
 from .extensions import db
 from .models import ApiToken, EmailLink, Environment, Grant, Project, Release, User, utcnow
+from .notify import email_links
 from .permissions import GLOBAL_ONLY, PERMISSIONS, PermissionDenied, require
 from .releases import NotFound, ReleaseError
 from .transactions import Actor, audit, commit_changes, transition
@@ -78,6 +78,46 @@ def create_user(actor: Actor, *, username: str, email: str, password: str, is_ad
         raise FieldError(f"A user named {username} already exists; choose another name.", "username",
                          409) from None
     return user
+
+
+# The machine's own door (CLI, demo, test set-up): whoever runs `flask` on the server may do
+# this already, so no permission is checked.
+
+def machine_actor() -> Actor:
+    """The CLI and `flask demo` act with the machine's authority, as the first admin (or nobody)."""
+    admin = db.session.scalar(sa.select(User).where(User.is_admin, User.active).order_by(User.id))
+    return Actor(admin or _MachineAdmin(), "cli")
+
+
+class _MachineAdmin:
+    """Stands in for an admin before any user exists (first `projects create`)."""
+
+    id = None
+    username = "cli"
+    is_admin = True
+    active = True
+    is_authenticated = True
+
+
+def add_user(name: str, email: str, password: str, admin: bool = False) -> User:
+    user = User(username=name, email=email, password_hash=hash_password(password), is_admin=admin)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def add_grant(user: User, permission: str, environment: Environment | None = None) -> Grant:
+    existing = db.session.scalar(sa.select(Grant).where(
+        Grant.user_id == user.id, Grant.permission == permission,
+        Grant.environment_id == environment.id if environment else Grant.environment_id.is_(None)))
+    if existing is None:
+        existing = Grant(user_id=user.id, permission=permission,
+                         environment_id=environment.id if environment else None)
+        db.session.add(existing)
+        audit(Actor(None, "cli"), "grant", environment_id=environment.id if environment else None,
+              reason=f"{permission} granted to {user.username}")
+        db.session.commit()
+    return existing
 
 
 @transition

@@ -15,7 +15,7 @@ from flask import Flask, Response, current_app, has_app_context, jsonify, make_r
 
 from .extensions import csrf, db, login_manager
 from .models import ApiToken, User, utcnow
-from .outage import is_outage
+from .running.outage import is_outage
 
 log = logging.getLogger(__name__)
 

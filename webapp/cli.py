@@ -10,14 +10,15 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from . import environments, releases
-from .auth import create_token, hash_password
+from .accounts import add_grant, add_user, machine_actor
+from .auth import create_token
 from .extensions import db
-from .models import Environment, Grant, Project, User
+from .intake.resources import InvalidInput, check_slug, parse_resources
+from .intake.terraform import resources_from_terraform_plan
+from .intake.validate import ENVIRONMENT_FIELDS, fields
+from .models import Environment, Project, User
 from .permissions import GLOBAL_ONLY, PERMISSIONS
-from .resources import InvalidInput, check_slug, parse_resources
-from .terraform import resources_from_terraform_plan
-from .transactions import Actor, audit
-from .validate import ENVIRONMENT_FIELDS, fields
+from .transactions import Actor
 
 CLI = Actor(None, "cli")
 
@@ -38,43 +39,6 @@ def _environment(path: str) -> Environment:
     return environment
 
 
-def _admin() -> Actor:
-    """CLI actions run with the machine's authority, as the first admin (or nobody)."""
-    admin = db.session.scalar(sa.select(User).where(User.is_admin, User.active).order_by(User.id))
-    return Actor(admin or _SystemAdmin(), "cli")
-
-
-class _SystemAdmin:
-    """Stands in for an admin before any user exists (first `projects create`)."""
-
-    id = None
-    username = "cli"
-    is_admin = True
-    active = True
-    is_authenticated = True
-
-
-def create_user(name: str, email: str, password: str, admin: bool = False) -> User:
-    user = User(username=name, email=email, password_hash=hash_password(password), is_admin=admin)
-    db.session.add(user)
-    db.session.commit()
-    return user
-
-
-def grant(user: User, permission: str, environment: Environment | None = None) -> Grant:
-    existing = db.session.scalar(sa.select(Grant).where(
-        Grant.user_id == user.id, Grant.permission == permission,
-        Grant.environment_id == environment.id if environment else Grant.environment_id.is_(None)))
-    if existing is None:
-        existing = Grant(user_id=user.id, permission=permission,
-                         environment_id=environment.id if environment else None)
-        db.session.add(existing)
-        audit(CLI, "grant", environment_id=environment.id if environment else None,
-              reason=f"{permission} granted to {user.username}")
-        db.session.commit()
-    return existing
-
-
 def register_cli(app: Flask) -> None:
     users = AppGroup("users", help="Create users and grant permissions.")
     tokens = AppGroup("tokens", help="API tokens.")
@@ -90,7 +54,7 @@ def register_cli(app: Flask) -> None:
     def users_create(name, email, password, admin):
         if db.session.scalar(sa.select(User.id).where(User.username == name)):
             raise click.ClickException(f"A user named {name} already exists.")
-        create_user(name, email, password, admin)
+        add_user(name, email, password, admin)
         click.echo(f"Created user {name}{' (admin)' if admin else ''}.")
 
     @users.command("grant")
@@ -101,7 +65,7 @@ def register_cli(app: Flask) -> None:
         if environment_path and permission in GLOBAL_ONLY:
             raise click.ClickException(f"{permission} exists only for all environments; drop --environment.")
         environment = _environment(environment_path) if environment_path else None
-        grant(_user(name), permission, environment)
+        add_grant(_user(name), permission, environment)
         click.echo(f"Granted {permission} to {name} on {environment_path or 'all environments'}.")
 
     @tokens.command("create")
@@ -117,7 +81,7 @@ def register_cli(app: Flask) -> None:
     @click.option("--hook-ref", default=None)
     def projects_create(name, repo, branch, hook_ref):
         try:
-            environments.create_project(_admin(), name=check_slug(name), repo=repo, branch=branch,
+            environments.create_project(machine_actor(), name=check_slug(name), repo=repo, branch=branch,
                                         hook_ref=hook_ref)
         except (InvalidInput, releases.ReleaseError) as error:
             raise click.ClickException(str(error)) from None
@@ -134,7 +98,7 @@ def register_cli(app: Flask) -> None:
             raise click.ClickException(f"There is no project {project_name}.")
         try:
             values = fields({"release_stream": release_stream, **json.loads(settings)}, ENVIRONMENT_FIELDS)
-            environments.create_environment(project, _admin(), name=check_slug(name, "environment name"),
+            environments.create_environment(project, machine_actor(), name=check_slug(name, "environment name"),
                                             **values)
         except (TypeError, ValueError, InvalidInput, releases.ReleaseError) as error:
             raise click.ClickException(str(error)) from None

@@ -110,7 +110,7 @@ def load_config() -> dict:
         "EMAIL_LINK_HOURS": _int("EMAIL_LINK_HOURS", 72),
         "WEBHOOK_TIMEOUT_SECONDS": _int("WEBHOOK_TIMEOUT_SECONDS", 10),
         # Webhooks to loopback and link-local addresses (this machine, a cloud's metadata service)
-        # are refused unless this is set; private ranges are always allowed (webhooks.py).
+        # are refused unless this is set; private ranges are always allowed (notify/webhooks.py).
         "WEBHOOK_ALLOW_LOCAL": _bool(env.get("WEBHOOK_ALLOW_LOCAL")),
         # Waits between attempts of a failed send or webhook delivery; one more attempt than entries.
         "NOTIFY_RETRY_SECONDS": _seconds_list("NOTIFY_RETRY_SECONDS", (30, 120, 480, 1920, 7680)),

@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import environments
-from .cli import _admin, create_user, grant
+from .accounts import add_grant, add_user, machine_actor
 from .extensions import db
 from .models import Environment, Project, User
 
@@ -65,17 +65,17 @@ def load_demo(instance: Path) -> list[str]:
     for name, password, admin, permissions in USERS:
         user = db.session.scalar(sa.select(User).where(User.username == name))
         if user is None:
-            user = create_user(name, f"{name}@example.com", password, admin)
+            user = add_user(name, f"{name}@example.com", password, admin)
         for permission in permissions:
-            grant(user, permission)
+            add_grant(user, permission)
     project = db.session.scalar(sa.select(Project).where(Project.name == "shop"))
     if project is None:
-        project = environments.create_project(_admin(), name="shop", repo=str(repo), branch="main")
+        project = environments.create_project(machine_actor(), name="shop", repo=str(repo), branch="main")
     for name, stream in (("qa", "QA"), ("prod", "PROD")):
         exists = db.session.scalar(sa.select(Environment.id).where(Environment.project_id == project.id,
                                                                    Environment.name == name))
         if exists is None:
-            environments.create_environment(project, _admin(), name=name, release_stream=stream,
+            environments.create_environment(project, machine_actor(), name=name, release_stream=stream,
                                             release_command='./deploy.sh "$1"')
     return ["Demo data is ready: project shop with environments qa (stream QA) and prod (stream PROD).",
             "Logins:"] + [f"  {name:<9} {password:<18} {'admin' if admin else ', '.join(perms) or 'read-only'}"

@@ -9,10 +9,10 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db, login_manager
-from .outage import is_outage
+from .intake.resources import InvalidInput
 from .permissions import PermissionDenied
 from .releases import ReleaseError
-from .resources import InvalidInput
+from .running.outage import is_outage
 from .views.web import message_response
 
 log = logging.getLogger(__name__)

@@ -244,7 +244,7 @@ class AuditEvent(db.Model):
     actor: Mapped[User | None] = relationship()
 
 
-# -- email and webhooks (notify.py, email_links.py, webhooks.py) ---------------------------------
+# -- email and webhooks (notify/) ---------------------------------
 
 class OutgoingMail(db.Model):
     """One email to one person, sent by the worker and retried with backoff.

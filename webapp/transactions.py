@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from .announce import publish, worth_announcing
 from .extensions import db
 from .live import bump_version
 from .models import AuditEvent, Release, User
+from .notify.announce import publish, worth_announcing
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def audit(actor: Actor, action: str, *, release: Release | None = None, environm
            "actor_id": actor.user.id if actor.user is not None else None, "action": action,
            "from_state": from_state, "to_state": to_state, "reason": reason, "via": actor.via,
            "details": details}
-    if worth_announcing(action, to_state, details):  # mail and webhooks (notify.py), by id, after commit
+    if worth_announcing(action, to_state, details):  # mail and webhooks (notify/mail.py), by id, after commit
         after_commit(publish, db.session.execute(_INSERT_AUDIT_RETURNING_ID, row).scalar_one())
     else:
         db.session.execute(_INSERT_AUDIT, row)

@@ -16,11 +16,11 @@ from rq.serializers import JSONSerializer
 from webapp import create_app  # imported once, before any job runs
 from webapp.config import ROOT
 from webapp.extensions import db, redis_connection
-from webapp.notify import resume_due
+from webapp.notify.mail import resume_due
 from webapp.reconcile import reconcile
 from webapp.running import account, sandbox
 from webapp.running.runner import check_work_root, sweep_workspaces
-from worker import jobs  # noqa: F401  (a broken import stops the worker here, not at its first job)
+from worker import jobs  # noqa: F401  (a broken import stops the worker here, not at its first job
 from worker.queues import NOTIFY_QUEUE, RELEASES_QUEUE
 
 log = logging.getLogger("releasegate.worker")

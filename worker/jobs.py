@@ -2,7 +2,7 @@
 the state they expect."""
 from __future__ import annotations
 
-from webapp import notify, webhooks
+from webapp.notify import mail, webhooks
 from webapp.running import runner
 
 
@@ -15,11 +15,11 @@ def execute_release(release_id: int) -> None:
 
 
 def announce_event(audit_event_id: int) -> None:
-    notify.announce(audit_event_id)
+    mail.announce(audit_event_id)
 
 
 def send_mail(mail_id: int) -> None:
-    notify.send_mail(mail_id)
+    mail.send_mail(mail_id)
 
 
 def deliver_webhook(delivery_id: int) -> None:

@@ -1,5 +1,6 @@
 """What a worker does with a release: git (git.py), the trusted hook (hook.py), the sandbox
-(sandbox.py, reaper.py), running within limits (limits.py), and the run itself (runner.py)."""
+(sandbox.py, reaper.py), running within limits (limits.py), riding out a database outage
+(outage.py), and the run itself (runner.py)."""
 
 import tempfile
 from pathlib import Path

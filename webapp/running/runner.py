@@ -27,8 +27,8 @@ from flask import current_app
 from .. import environments, releases
 from ..extensions import db
 from ..models import Environment, Project, Release, Variable
-from ..outage import persist, unless_down
 from . import WORK_ROOT, account, git, hook, limits, sandbox
+from .outage import persist, unless_down
 
 # What a job may do before claiming its run: fail the release, but only while nobody claimed it.
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Admin pages: users and grants, projects and environments, and each user's own API tokens.
 
-Thin: every change goes through accounts.py, projects.py or environments.py. Invalid
+Thin: every change goes through accounts.py or environments.py. Invalid
 input re-renders the form with a sentence beside the field (422, or 409 for a conflict).
 """
 from __future__ import annotations
@@ -12,16 +12,16 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import accounts, environments, projects
+from .. import accounts, environments
 from ..extensions import db
-from ..ids import parse_id
+from ..intake.ids import parse_id
+from ..intake.resources import InvalidInput, check_slug
+from ..intake.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS
 from ..models import Environment, Project, User, utcnow
 from ..permissions import PERMISSIONS, PermissionDenied, has_permission, has_permission_somewhere, require
 from ..permissions import require_permission as gate
 from ..releases import ReleaseError
-from ..resources import InvalidInput, check_slug
 from ..transactions import Actor
-from ..validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -233,7 +233,7 @@ def _render_project(project: Project, errors: dict[str, Errors] | None = None,
     return render_template(
         "admin/project.html", project=project,
         edit_errors=errors.get("edit", {}), env_errors=errors.get("environment", {}),
-        edit_values=values.get("edit") or {key: getattr(project, key) or "" for key in projects.EDITABLE},
+        edit_values=values.get("edit") or {key: getattr(project, key) or "" for key in environments.PROJECT_EDITABLE},
         env_values=values.get("environment") or {"approval_workflow": True}), status
 
 
@@ -249,11 +249,11 @@ def project(project: str):
 @gate("manage_environments")
 def update_project(project: str):
     found = _project(project)
-    values = {key: request.form.get(key, "") for key in projects.EDITABLE}
+    values = {key: request.form.get(key, "") for key in environments.PROJECT_EDITABLE}
     clean, errors = _check(values, _spec_checks(PROJECT_FIELDS, PROJECT_LABELS))
     if errors:
         return _render_project(found, {"edit": errors}, {"edit": values}, 422)
-    changed = projects.update_project(_actor(), found, clean)
+    changed = environments.update_project(_actor(), found, clean)
     flash(f"Saved {found.name}: changed {', '.join(changed)}." if changed else "Nothing changed.", "success")
     return redirect(url_for("admin.project", project=found.name))
 

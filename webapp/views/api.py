@@ -8,13 +8,14 @@ from redis.exceptions import RedisError
 
 from .. import environments, releases
 from ..extensions import db, redis_connection
-from ..ids import MAX_ID, parse_id
+from ..intake.ids import MAX_ID, parse_id
+from ..intake.resources import InvalidInput, check_slug
+from ..intake.serialize import environment_dict, event_dict, project_dict, release_dict
+from ..intake.trigger import parse_trigger_body
+from ..intake.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS, VARIABLE_FIELDS, fields, variable_name
 from ..models import STATES, AuditEvent, Environment, Project, Release
 from ..permissions import require_permission
-from ..resources import InvalidInput, check_slug, parse_trigger_body
-from ..serialize import environment_dict, event_dict, project_dict, release_dict
 from ..transactions import Actor
-from ..validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS, VARIABLE_FIELDS, fields, variable_name
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 PUBLIC_ENDPOINTS = frozenset({"api.health"})

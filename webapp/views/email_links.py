@@ -9,11 +9,11 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, render_template, request
 from flask_login import current_user, login_required
 
-from .. import email_links
+from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
 from ..models import EmailLink, Environment, User
-from ..notify import change_counts, hook_tail
+from ..notify import email_links
+from ..notify.mail import change_counts, hook_tail
 from ..permissions import require_permission
-from ..resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
 
 email_pages = Blueprint("email_links", __name__, url_prefix="/email")
 MAX_COMMENT_LENGTH = 5000

@@ -1,7 +1,7 @@
 """Admin pages for integrations: webhook endpoints with their delivery log ("redeliver"),
 the mail log, and the development outbox (only while MAIL_SERVER is unset).
 
-Thin: changes go through webhooks.py, which checks that the actor is an admin.
+Thin: changes go through notify/webhooks.py, which checks that the actor is an admin.
 """
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from .. import notify, webhooks
 from ..extensions import db
-from ..ids import parse_id
+from ..intake.ids import parse_id
+from ..intake.resources import InvalidInput
 from ..models import Environment, OutgoingMail, Project, User, WebhookDelivery
+from ..notify import mail as notify
+from ..notify import webhooks
 from ..permissions import require_permission
-from ..resources import InvalidInput
 from ..transactions import Actor
 
 integrations = Blueprint("integrations", __name__, url_prefix="/admin")

@@ -14,13 +14,13 @@ from werkzeug.datastructures import MultiDict
 from .. import environments
 from ..environments import SettingsConflict, sandbox_path_entries
 from ..extensions import db
-from ..ids import parse_id
+from ..intake.ids import parse_id
+from ..intake.resources import InvalidInput
+from ..intake.validate import ENVIRONMENT_FIELDS, VARIABLE_FIELDS, variable_name
 from ..live import SHARED_RENDER, current_version, remember_render, rendered
 from ..models import SLOT_STATES, STATES, AuditEvent, Environment, Project, Release, User, Variable
 from ..permissions import has_permission, require_permission
-from ..resources import InvalidInput
 from ..transactions import Actor
-from ..validate import ENVIRONMENT_FIELDS, VARIABLE_FIELDS, variable_name
 from .web import is_htmx
 
 pages = Blueprint("pages", __name__)

@@ -16,11 +16,17 @@ from flask_login import current_user, login_required
 
 from .. import releases
 from ..extensions import db
+from ..intake.resources import (
+    CHANGE_TYPES,
+    DESTRUCTIVE_CHANGE_TYPES,
+    InvalidInput,
+    parse_resources,
+)
+from ..intake.terraform import resources_from_terraform_plan
+from ..intake.trigger import parse_trigger_body
 from ..live import current_version
 from ..models import AuditEvent, Environment, Grant, Project, Release, User
 from ..permissions import has_permission, require_permission
-from ..resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES, InvalidInput, parse_resources, parse_trigger_body
-from ..terraform import resources_from_terraform_plan
 from ..transactions import Actor
 from .web import is_htmx
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import current_app
 
-from .environments import check_sandbox_paths, protected_locations
+from ..environments import check_sandbox_paths, protected_locations
 from .resources import InvalidInput, check_slug, check_storable
 
 Field = Callable[[Any, str], Any]

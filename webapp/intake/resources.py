@@ -1,5 +1,6 @@
-"""Validation of what a release trigger carries: resource changes (Terraform plans are
-mapped in terraform.py), ref and description. A client's mistake raises InvalidInput."""
+"""Resource changes and the checks every field a client sends shares: slugs, text a database
+can store, JSON values, and messages that show what was sent. A client's mistake raises
+InvalidInput (trigger.py reads a whole trigger body; terraform.py maps plans)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import copy
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 CHANGE_TYPES = (
@@ -26,13 +26,8 @@ SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 MAX_RESOURCES = 10_000
 MAX_RESOURCE_TEXT_LENGTH = 1_000
 MAX_EXTRA_DEPTH = 32
-MAX_REF_LENGTH = 255
-MAX_DESCRIPTION_LENGTH = 2_000
-
-TRIGGER_KEYS = ("resources", "terraform_plan", "ref", "description")
 
 _MESSAGE_VALUE_LENGTH = 60
-_MESSAGE_KEY_COUNT = 5
 _JSON_TYPE_NAMES = (
     (bool, "a boolean"),
     ((int, float), "a number"),
@@ -55,15 +50,6 @@ class InvalidInput(ValueError):
         self.status = status
 
 
-@dataclass(frozen=True)
-class TriggerRequest:
-    """A validated trigger body: resource changes, optional ref, description."""
-
-    resources: list[dict]
-    ref: str | None
-    description: str
-
-
 # --- slugs ----------------------------------------------------------------------------
 
 
@@ -75,10 +61,10 @@ def is_slug(name: object) -> bool:
 def check_slug(name: object, what: str = "project name") -> str:
     """Return `name` if it is a slug, else raise InvalidInput (400 non-string, 422)."""
     if not isinstance(name, str):
-        raise InvalidInput(f"The {what} must be a string, not {_json_type(name)}.", 400)
+        raise InvalidInput(f"The {what} must be a string, not {json_type(name)}.", 400)
     if not is_slug(name):
         raise InvalidInput(
-            f"{_show(name)} is not a valid {what}: use 1–63 lowercase letters, digits, "
+            f"{show_value(name)} is not a valid {what}: use 1–63 lowercase letters, digits, "
             '"-" or "_", starting with a letter or digit.'
         )
     return name
@@ -98,9 +84,9 @@ def parse_resources(value: object, label: str = "resources") -> list[dict]:
     """
     if not isinstance(value, list):
         raise InvalidInput(
-            f"{label} must be a list of resource changes, not {_json_type(value)}.", 400
+            f"{label} must be a list of resource changes, not {json_type(value)}.", 400
         )
-    _check_count(len(value), label)
+    check_count(len(value), label)
     return [
         _parse_resource(entry, f"{label}[{index}]") for index, entry in enumerate(value)
     ]
@@ -109,15 +95,15 @@ def parse_resources(value: object, label: str = "resources") -> list[dict]:
 def _parse_resource(entry: object, label: str) -> dict:
     if not isinstance(entry, dict):
         raise InvalidInput(
-            f"{label} must be an object with {_key_list(RESOURCE_KEYS)}, "
-            f"not {_json_type(entry)}.",
+            f"{label} must be an object with {key_list(RESOURCE_KEYS)}, "
+            f"not {json_type(entry)}.",
             400,
         )
     for key in RESOURCE_KEYS:
         if key not in entry:
             raise InvalidInput(f'{label} is missing "{key}".', 400)
     resource = {
-        key: _check_text(entry[key], f"{label}.{key}", MAX_RESOURCE_TEXT_LENGTH)
+        key: check_text(entry[key], f"{label}.{key}", MAX_RESOURCE_TEXT_LENGTH)
         for key in RESOURCE_KEYS
     }
     _check_change_type(resource["changeType"], f"{label}.changeType")
@@ -126,7 +112,7 @@ def _parse_resource(entry: object, label: str) -> dict:
             continue
         if not isinstance(key, str):
             raise InvalidInput(
-                f"{label} has a key that is {_json_type(key)}, not a string.", 400
+                f"{label} has a key that is {json_type(key)}, not a string.", 400
             )
         _check_json_value(extra, f"{label}.{_field(key)}")
         resource[key] = copy.deepcopy(extra)
@@ -136,12 +122,12 @@ def _parse_resource(entry: object, label: str) -> dict:
 def _check_change_type(change_type: str, label: str) -> None:
     if change_type not in CHANGE_TYPES:
         raise InvalidInput(
-            f"{label} {_show(change_type)} is not a change type: use one of "
+            f"{label} {show_value(change_type)} is not a change type: use one of "
             f"{', '.join(CHANGE_TYPES[:-1])} or {CHANGE_TYPES[-1]}."
         )
 
 
-def _check_count(count: int, label: str) -> None:
+def check_count(count: int, label: str) -> None:
     if count > MAX_RESOURCES:
         raise InvalidInput(
             f"{label} has {count:,} entries; a release takes at most "
@@ -149,106 +135,13 @@ def _check_count(count: int, label: str) -> None:
         )
 
 
-# --- the trigger body -----------------------------------------------------------------
-
-
-def parse_trigger_body(body: object) -> TriggerRequest:
-    """Validate a trigger request body and return what it asks for.
-
-    The body is an object with exactly one of "resources" (a list of resource changes)
-    and "terraform_plan" (`terraform show -json` output), an optional "ref" (a branch,
-    tag or commit) and an optional "description" (at most 2,000 characters). A key
-    whose value is null counts as not sent. Unknown keys are refused, so a misspelt
-    field never goes unnoticed.
-    """
-    if not isinstance(body, dict):
-        raise InvalidInput("The request body must be a JSON object.", 400)
-    _check_known_keys(body)
-    sent = {key: value for key, value in body.items() if value is not None}
-    return TriggerRequest(
-        resources=_trigger_resources(sent),
-        ref=_check_ref(sent["ref"]) if "ref" in sent else None,
-        description=_check_description(sent.get("description", "")),
-    )
-
-
-def _check_known_keys(body: dict) -> None:
-    unknown = [key if isinstance(key, str) else str(key) for key in body]
-    unknown = [key for key in unknown if key not in TRIGGER_KEYS]
-    if unknown:
-        shown, hidden = unknown[:_MESSAGE_KEY_COUNT], len(unknown) - _MESSAGE_KEY_COUNT
-        names = ", ".join(_show(key) for key in shown)
-        more = f" and {hidden:,} more" if hidden > 0 else ""
-        raise InvalidInput(
-            f"Unknown field{'s' if len(unknown) > 1 else ''} {names}{more} in the "
-            f"request body: send only {_key_list(TRIGGER_KEYS)}.",
-            400,
-        )
-
-
-def _trigger_resources(sent: dict) -> list[dict]:
-    if "resources" in sent and "terraform_plan" in sent:
-        raise InvalidInput(
-            'Send either "resources" or "terraform_plan", not both.', 400
-        )
-    if "resources" in sent:
-        return parse_resources(sent["resources"])
-    if "terraform_plan" in sent:
-        # Imported here: terraform.py builds on this module's checks.
-        from .terraform import resources_from_terraform_plan
-
-        return resources_from_terraform_plan(sent["terraform_plan"])
-    raise InvalidInput(
-        'The request body needs "resources" (a list of resource changes) or '
-        '"terraform_plan" (the output of `terraform show -json <planfile>`).',
-        400,
-    )
-
-
-def _check_ref(ref: object) -> str:
-    if not isinstance(ref, str):
-        raise InvalidInput(f'"ref" must be a string, not {_json_type(ref)}.', 400)
-    if not ref:
-        raise InvalidInput(
-            '"ref" is empty: name a branch, tag or commit, or leave it out.'
-        )
-    if len(ref) > MAX_REF_LENGTH:
-        raise InvalidInput(
-            f'"ref" is {len(ref):,} characters long; the limit is {MAX_REF_LENGTH}.'
-        )
-    if any(char.isspace() or not char.isprintable() for char in ref):
-        raise InvalidInput(
-            f'"ref" {_show(ref)} contains spaces or control characters: name a branch, '
-            "tag or commit."
-        )
-    if ref.startswith("-"):
-        # git would read it as an option.
-        raise InvalidInput(f'"ref" {_show(ref)} must not start with "-".')
-    check_storable(ref, '"ref"')
-    return ref
-
-
-def _check_description(description: object) -> str:
-    if not isinstance(description, str):
-        raise InvalidInput(
-            f'"description" must be a string, not {_json_type(description)}.', 400
-        )
-    if len(description) > MAX_DESCRIPTION_LENGTH:
-        raise InvalidInput(
-            f'"description" is {len(description):,} characters long; '
-            f"the limit is {MAX_DESCRIPTION_LENGTH:,}."
-        )
-    check_storable(description, '"description"')
-    return description
-
-
 # --- small checks shared by the above -------------------------------------------------
 
 
-def _check_text(value: object, label: str, limit: int) -> str:
+def check_text(value: object, label: str, limit: int) -> str:
     """A non-empty string of at most `limit` characters that a database can store."""
     if not isinstance(value, str):
-        raise InvalidInput(f"{label} must be a string, not {_json_type(value)}.", 400)
+        raise InvalidInput(f"{label} must be a string, not {json_type(value)}.", 400)
     if not value:
         raise InvalidInput(f"{label} is empty: give it a value.")
     if len(value) > limit:
@@ -298,7 +191,7 @@ def _check_json_value(value: object, label: str) -> None:
             raise InvalidInput(f"{label} has an object key that is not a string.", 400)
         elif not isinstance(item, (type(None), bool, int, float, list, Mapping)):
             raise InvalidInput(
-                f"{label} holds {_json_type(item)}, which is not JSON.", 400
+                f"{label} holds {json_type(item)}, which is not JSON.", 400
             )
 
 
@@ -317,7 +210,7 @@ def _walk(value: object) -> Iterator[tuple[object, int]]:
             stack.extend((child, depth + 1) for child in item)
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
     """How a value reads in JSON terms, for messages: "null", "a number", ..."""
     if value is None:
         return "null"
@@ -328,12 +221,12 @@ def _json_type(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A short quoted form of a client's string (or list of strings) for a message."""
     if isinstance(value, list):
-        return "[" + ", ".join(_show(item) for item in value[:10]) + "]"
+        return "[" + ", ".join(show_value(item) for item in value[:10]) + "]"
     if not isinstance(value, str):
-        return _json_type(value)
+        return json_type(value)
     if len(value) > _MESSAGE_VALUE_LENGTH:
         value = value[: _MESSAGE_VALUE_LENGTH - 1] + "…"
     escapes = {'"': '\\"', "\\": "\\\\"}
@@ -345,8 +238,8 @@ def _show(value: Any) -> str:
 
 
 def _field(key: str) -> str:
-    return key if len(key) <= _MESSAGE_VALUE_LENGTH else _show(key)
+    return key if len(key) <= _MESSAGE_VALUE_LENGTH else show_value(key)
 
 
-def _key_list(keys: tuple[str, ...]) -> str:
+def key_list(keys: tuple[str, ...]) -> str:
     return ", ".join(keys[:-1]) + " and " + keys[-1]

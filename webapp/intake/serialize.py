@@ -5,8 +5,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from .extensions import db
-from .models import AuditEvent, Decision, Environment, Project, Release, User
+from ..extensions import db
+from ..models import AuditEvent, Decision, Environment, Project, Release, User
 
 SETTINGS = ("release_stream", "approval_workflow", "parallel_releases", "release_command", "hook_ref",
             "hook_timeout_seconds", "release_timeout_seconds", "allow_self_approval",

@@ -21,9 +21,10 @@ import sqlalchemy as sa
 from flask import current_app, render_template
 from sqlalchemy.exc import IntegrityError
 
-from . import email_links, releases, webhooks
-from .extensions import db
-from .models import (
+from .. import releases
+from ..extensions import db
+from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
+from ..models import (
     AuditEvent,
     Decision,
     EmailLink,
@@ -35,9 +36,9 @@ from .models import (
     WebhookDelivery,
     utcnow,
 )
+from ..transactions import commit_changes, write_transaction
+from . import email_links, webhooks
 from .outbound import claim, retry_delay, worker_job
-from .resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
-from .transactions import commit_changes, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ def _gate_weakened(mail: OutgoingMail) -> Composed | str:
     where = _where(environment)
     by = audit_event.actor.username if audit_event.actor else audit_event.via
     links = {"environment": f"{_base()}/projects/{environment.project.name}/environments/{environment.name}"}
-    if details.get("project"):  # a change of the project's repo, branch or hook ref (projects.py)
+    if details.get("project"):  # a change of the project's repo, branch or hook ref (environments.update_project)
         links["project"] = f"{_base()}/admin/projects/{environment.project.name}"
     subject = f"[Releasegate] {where}: approval gate weakened by {by}"
     context = {"environment": environment, "where": where, "by": by, "changes": details.get("changes", {}),

@@ -5,10 +5,10 @@ from __future__ import annotations
 from .resources import (
     MAX_RESOURCE_TEXT_LENGTH,
     InvalidInput,
-    _check_count,
-    _check_text,
-    _json_type,
-    _show,
+    check_count,
+    check_text,
+    json_type,
+    show_value,
 )
 
 # Terraform's change.actions to our change types; ["read"] (data sources) is skipped.
@@ -50,7 +50,7 @@ def resources_from_terraform_plan(plan: object) -> list[dict]:
     if not isinstance(plan, dict):
         raise InvalidInput(
             "terraform_plan must be an object: the output of "
-            f"`terraform show -json <planfile>`, not {_json_type(plan)}.",
+            f"`terraform show -json <planfile>`, not {json_type(plan)}.",
             400,
         )
     _check_plan_fields(plan)
@@ -60,7 +60,7 @@ def resources_from_terraform_plan(plan: object) -> list[dict]:
             "fix the errors and plan again."
         )
     changes = _plan_resource_changes(plan)
-    _check_count(len(changes), "resource_changes")
+    check_count(len(changes), "resource_changes")
     resources = []
     for index, change in enumerate(changes):
         resource = _resource_from_change(change, f"resource_changes[{index}]")
@@ -74,7 +74,7 @@ def _check_plan_fields(plan: dict) -> None:
         if field in plan and not isinstance(plan[field], kind):
             raise InvalidInput(
                 f'The Terraform plan\'s "{field}" must be {words}, not '
-                f"{_json_type(plan[field])}: send the output of "
+                f"{json_type(plan[field])}: send the output of "
                 "`terraform show -json <planfile>` as Terraform wrote it.",
                 422,
             )
@@ -86,7 +86,7 @@ def _plan_resource_changes(plan: dict) -> list:
         if not isinstance(changes, list):
             raise InvalidInput(
                 'The Terraform plan\'s "resource_changes" must be a list, '
-                f"not {_json_type(changes)}.",
+                f"not {json_type(changes)}.",
                 400,
             )
         return changes
@@ -107,15 +107,15 @@ def _plan_resource_changes(plan: dict) -> list:
 
 def _resource_from_change(change: object, label: str) -> dict | None:
     if not isinstance(change, dict):
-        raise InvalidInput(f"{label} must be an object, not {_json_type(change)}.", 400)
+        raise InvalidInput(f"{label} must be an object, not {json_type(change)}.", 400)
     for key in ("type", "name", "address", "change"):
         if key not in change:
             raise InvalidInput(f'{label} is missing "{key}".', 400)
-    resource_type = _check_text(
+    resource_type = check_text(
         change["type"], f"{label}.type", MAX_RESOURCE_TEXT_LENGTH
     )
-    name = _check_text(change["name"], f"{label}.name", MAX_RESOURCE_TEXT_LENGTH)
-    address = _check_text(
+    name = check_text(change["name"], f"{label}.name", MAX_RESOURCE_TEXT_LENGTH)
+    address = check_text(
         change["address"], f"{label}.address", MAX_RESOURCE_TEXT_LENGTH
     )
     actions = _plan_actions(change["change"], f"{label}.change")
@@ -123,7 +123,7 @@ def _resource_from_change(change: object, label: str) -> dict | None:
         return None
     resource = {
         "resourceType": resource_type,
-        "resourceName": _check_text(
+        "resourceName": check_text(
             name + _index_suffix(change.get("index"), f"{label}.index"),
             f"{label}.name",
             MAX_RESOURCE_TEXT_LENGTH,
@@ -133,7 +133,7 @@ def _resource_from_change(change: object, label: str) -> dict | None:
         "actions": actions,
     }
     if change.get("action_reason") is not None:
-        resource["action_reason"] = _check_text(
+        resource["action_reason"] = check_text(
             change["action_reason"], f"{label}.action_reason", MAX_RESOURCE_TEXT_LENGTH
         )
     return resource
@@ -141,7 +141,7 @@ def _resource_from_change(change: object, label: str) -> dict | None:
 
 def _plan_actions(change: object, label: str) -> list[str]:
     if not isinstance(change, dict):
-        raise InvalidInput(f"{label} must be an object, not {_json_type(change)}.", 400)
+        raise InvalidInput(f"{label} must be an object, not {json_type(change)}.", 400)
     if "actions" not in change:
         raise InvalidInput(f'{label} is missing "actions".', 400)
     actions = change["actions"]
@@ -157,10 +157,10 @@ def _change_type_for(actions: list[str], address: str) -> str:
     if change_type is None:
         known = [*TERRAFORM_ACTIONS, *TERRAFORM_SKIPPED_ACTIONS]
         raise InvalidInput(
-            f"The Terraform plan changes {_show(address)} with actions "
-            f"{_show(actions)}, which Releasegate cannot map to a change type: "
+            f"The Terraform plan changes {show_value(address)} with actions "
+            f"{show_value(actions)}, which Releasegate cannot map to a change type: "
             "expected one of "
-            f"{', '.join(_show(list(a)) for a in known)}."
+            f"{', '.join(show_value(list(a)) for a in known)}."
         )
     return change_type
 
@@ -174,7 +174,7 @@ def _index_suffix(index: object, label: str) -> str:
     if isinstance(index, str):
         return f"[{_hcl_quoted(index)}]"
     raise InvalidInput(
-        f"{label} must be a number or a string, not {_json_type(index)}.", 400
+        f"{label} must be a number or a string, not {json_type(index)}.", 400
     )
 
 

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from . import releases
-from .extensions import db
-from .models import EmailLink, Release, User, utcnow
-from .permissions import PermissionDenied, has_permission
-from .transactions import Actor, write_transaction
+from .. import releases
+from ..extensions import db
+from ..models import EmailLink, Release, User, utcnow
+from ..permissions import PermissionDenied, has_permission
+from ..transactions import Actor, write_transaction
 
 ACTIONS = ("approve", "reject")
 TOKEN_BYTES = 32

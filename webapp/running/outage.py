@@ -18,7 +18,7 @@ from typing import TypeVar
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from .extensions import db
+from ..extensions import db
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -21,14 +21,14 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from flask import current_app
 
-from .extensions import db
-from .models import AuditEvent, Environment, Release, User, WebhookDelivery, WebhookEndpoint, utcnow
+from ..extensions import db
+from ..intake.resources import DESTRUCTIVE_CHANGE_TYPES, InvalidInput
+from ..intake.serialize import SETTINGS, iso, project_dict, release_dict
+from ..models import AuditEvent, Environment, Release, User, WebhookDelivery, WebhookEndpoint, utcnow
+from ..permissions import PermissionDenied
+from ..releases import NotFound, ReleaseError
+from ..transactions import Actor, after_commit, audit, commit_changes, transition, write_transaction
 from .outbound import claim, retry_delay, worker_job
-from .permissions import PermissionDenied
-from .releases import NotFound, ReleaseError
-from .resources import DESTRUCTIVE_CHANGE_TYPES, InvalidInput
-from .serialize import SETTINGS, iso, project_dict, release_dict
-from .transactions import Actor, after_commit, audit, commit_changes, transition, write_transaction
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
-from .extensions import db
-from .transactions import commit_changes, write_transaction
+from ..extensions import db
+from ..transactions import commit_changes, write_transaction
 
 
 def worker_job(fn: Callable) -> Callable:
