@@ -326,7 +326,7 @@ def test_an_unreachable_receiver_is_a_recorded_failure(app, api, web, new_enviro
     ("8.8.8.8", False), ("2001:db8::1", False), ("::ffff:10.0.0.5", False),
 ])
 def test_loopback_link_local_and_unspecified_addresses_are_local_and_private_ranges_are_not(address, local):
-    from webapp.notify.webhooks import local_address
+    from webapp.notify.checked_http import local_address
 
     assert local_address(address) is local
 
@@ -375,7 +375,7 @@ def test_with_the_setting_a_local_destination_gets_the_delivery(app, api, web, n
 
 def test_https_deliveries_still_verify_the_receivers_certificate(app, api, web, new_environment, run_jobs,
                                                                  run_notify_jobs):
-    """The checked connection (webhooks._CheckedHTTPSConnection) keeps TLS and its verification."""
+    """The checked connection (notify/checked_http.py) keeps TLS and its verification."""
     import http.server
     import ssl
     import threading

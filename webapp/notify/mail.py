@@ -1,5 +1,6 @@
-"""Who hears about what, and email: composing, sending through SMTP (or, without
-MAIL_SERVER, to the log and the development outbox), retrying with backoff.
+"""Who hears about what, and email: who is mailed, sending through SMTP (or, without
+MAIL_SERVER, to the log and the development outbox), retrying with backoff; compose.py
+writes the messages.
 
 Runs in the worker. `announce` turns one committed audit event into mail and webhook
 delivery rows (once: unique per event and recipient); `send_mail` and
@@ -11,24 +12,17 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid, parseaddr
 
 import sqlalchemy as sa
-from flask import current_app, render_template
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from .. import releases
 from ..extensions import db
-from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
 from ..models import (
     AuditEvent,
-    Decision,
     EmailLink,
-    Environment,
     Grant,
     OutgoingMail,
     Release,
@@ -38,6 +32,7 @@ from ..models import (
 )
 from ..transactions import commit_changes, write_transaction
 from . import email_links, webhooks
+from .compose import compose, message
 from .outbound import claim, retry_delay, worker_job
 
 log = logging.getLogger(__name__)
@@ -47,7 +42,6 @@ EVENT_OF_STATE = {"QUEUED": "release.queued", "PENDING_APPROVAL": "release.pendi
                   "SUCCEEDED": "release.succeeded", "FAILED": "release.failed", "TIMED_OUT": "release.failed",
                   "CANCELLED": "release.cancelled"}
 OUTCOME_STATES = ("APPROVED", "REJECTED", "SUCCEEDED", "FAILED", "TIMED_OUT")  # the triggerer is told
-HOOK_TAIL_LINES = 15
 STALE_SENDING = timedelta(minutes=5)  # a claim older than this belongs to a lost worker
 SWEEP_BATCH = 200
 
@@ -144,149 +138,6 @@ def mails_for(audit_event: AuditEvent) -> list[OutgoingMail]:
         mail = _mail("release_outcome", owner, audit_event, release.id)
         return [mail] if mail is not None else []
     return []
-
-
-# -- composing ------------------------------------------------------------------------------------
-
-@dataclass
-class Composed:
-    subject: str
-    text: str
-    html: str
-    links: list[dict] = field(default_factory=list)
-
-
-def change_counts(resources: list[dict]) -> list[tuple[str, int, bool]]:
-    """(change type, count, destructive), destructive types first."""
-    counts = Counter(resource.get("changeType", "") for resource in resources)
-    order = ([t for t in CHANGE_TYPES if t in DESTRUCTIVE_CHANGE_TYPES]
-             + [t for t in CHANGE_TYPES if t not in DESTRUCTIVE_CHANGE_TYPES]
-             + sorted(t for t in counts if t not in CHANGE_TYPES))
-    return [(t, counts[t], t in DESTRUCTIVE_CHANGE_TYPES) for t in order if counts[t]]
-
-
-def hook_tail(release: Release, lines: int = HOOK_TAIL_LINES) -> list[str]:
-    return [line[:300] for line in (release.hook_output or "").rstrip("\n").splitlines()[-lines:]]
-
-
-def _base() -> str:
-    return current_app.config["BASE_URL"]
-
-
-def link_url(token: str) -> str:
-    return f"{_base()}/email/links/{token}"
-
-
-def _render(name: str, **context) -> tuple[str, str]:
-    return (render_template(f"email/{name}.txt", **context).strip() + "\n",
-            render_template(f"email/{name}.html", **context))
-
-
-def _where(environment: Environment) -> str:
-    return f"{environment.project.name}/{environment.name}"
-
-
-def compose(mail: OutgoingMail) -> Composed | str:
-    """The message for `mail` now, or a sentence saying why it is no longer worth sending."""
-    user = mail.user
-    if user is None or not user.active:
-        return "the recipient was deactivated or deleted"
-    if mail.kind == "approval_request":
-        return _approval_request(mail, user)
-    if mail.kind == "release_outcome":
-        return _release_outcome(mail)
-    if mail.kind == "gate_weakened":
-        return _gate_weakened(mail)
-    return f"unknown kind of mail {mail.kind!r}"
-
-
-def _approval_request(mail: OutgoingMail, user: User) -> Composed | str:
-    release = mail.release
-    if release is None or release.state != "PENDING_APPROVAL":
-        return "the release is no longer waiting for approval"
-    environment = release.environment
-    if not releases.may_decide(release, user):
-        return "the recipient may no longer decide this release"
-    now = utcnow()
-    approve = email_links.issue(user.id, release.id, "approve", mail_id=mail.id, now=now)
-    reject = email_links.issue(user.id, release.id, "reject", mail_id=mail.id, now=now)
-    links = {"approve": link_url(approve), "reject": link_url(reject), "release": f"{_base()}/releases/{release.id}"}
-    where = _where(environment)
-    subject = f"[Releasegate] {where} ({environment.release_stream}): release #{release.id} needs your approval"
-    context = {"release": release, "environment": environment, "where": where, "user": user, "links": links,
-               "counts": change_counts(release.resources or []), "hook_tail": hook_tail(release),
-               "triggered_by": release.triggered_by.username if release.triggered_by else "someone",
-               "expires_at": now + timedelta(hours=current_app.config["EMAIL_LINK_HOURS"])}
-    text, html = _render("approval_request", **context)
-    return Composed(subject, text, html, [{"label": "Approve", "url": links["approve"]},
-                                          {"label": "Reject", "url": links["reject"]},
-                                          {"label": "Release page", "url": links["release"]}])
-
-
-OUTCOME_WORDS = {"APPROVED": "was approved", "REJECTED": "was rejected", "SUCCEEDED": "succeeded",
-                 "FAILED": "failed", "TIMED_OUT": "timed out"}
-
-
-def _release_outcome(mail: OutgoingMail) -> Composed | str:
-    release = mail.release
-    if release is None:
-        return "the release was deleted"
-    audit_event = db.session.get(AuditEvent, mail.audit_event_id) if mail.audit_event_id else None
-    outcome = audit_event.to_state if audit_event is not None else release.state
-    decision = db.session.scalar(sa.select(Decision).where(Decision.release_id == release.id))
-    by = audit_event.actor.username if audit_event is not None and audit_event.actor else None
-    environment = release.environment
-    where = _where(environment)
-    words = OUTCOME_WORDS.get(outcome, outcome.replace("_", " ").lower())
-    if outcome in ("APPROVED", "REJECTED") and by:
-        words += f" by {by}"
-    elif outcome == "REJECTED" and audit_event is not None and audit_event.reason.startswith("expired"):
-        words = "expired without a decision"
-    own = release.parent if release.kind == "BOT" and release.parent is not None else release
-    subject = f"[Releasegate] {where}: release #{own.id} {words}"
-    if release.kind == "BOT":
-        subject = f"[Releasegate] {where}: release #{own.id} {words} (bot release #{release.id})"
-    links = {"release": f"{_base()}/releases/{release.id}"}
-    context = {"release": release, "own": own, "environment": environment, "where": where, "outcome": outcome,
-               "words": words, "decision": decision, "by": by, "links": links, "user": mail.user,
-               "reason": audit_event.reason if audit_event is not None else "", "error": release.error,
-               "bot": release.bot_release}
-    text, html = _render("release_outcome", **context)
-    return Composed(subject, text, html, [{"label": "Release page", "url": links["release"]}])
-
-
-def _gate_weakened(mail: OutgoingMail) -> Composed | str:
-    audit_event = db.session.get(AuditEvent, mail.audit_event_id) if mail.audit_event_id else None
-    environment = db.session.get(Environment, mail.environment_id) if mail.environment_id else None
-    if audit_event is None or environment is None:
-        return "the change or its environment was deleted"
-    details = audit_event.details or {}
-    where = _where(environment)
-    by = audit_event.actor.username if audit_event.actor else audit_event.via
-    links = {"environment": f"{_base()}/projects/{environment.project.name}/environments/{environment.name}"}
-    if details.get("project"):  # a change of the project's repo, branch or hook ref (environments.update_project)
-        links["project"] = f"{_base()}/admin/projects/{environment.project.name}"
-    subject = f"[Releasegate] {where}: approval gate weakened by {by}"
-    context = {"environment": environment, "where": where, "by": by, "changes": details.get("changes", {}),
-               "weakens": details.get("weakens_gate", []), "links": links, "user": mail.user,
-               "at": audit_event.created_at}
-    text, html = _render("gate_weakened", **context)
-    return Composed(subject, text, html, [{"label": "Project page" if "project" in links else "Environment page",
-                                           "url": links.get("project", links["environment"])}])
-
-
-def message(mail: OutgoingMail, composed: Composed) -> EmailMessage:
-    sender = current_app.config["MAIL_SENDER"]
-    built = EmailMessage()
-    built["Subject"] = composed.subject
-    built["From"] = sender
-    built["To"] = formataddr((mail.user.username if mail.user else "", mail.to_address))
-    built["Date"] = formatdate(usegmt=True)
-    built["Message-ID"] = make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2] or "localhost")
-    built["Auto-Submitted"] = "auto-generated"  # no vacation replies
-    built.set_content(composed.text)
-    built.add_alternative(composed.html, subtype="html")
-    return built
 
 
 # -- sending ----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from flask_login import current_user, login_required
 from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
 from ..models import EmailLink, Environment, User
 from ..notify import email_links
-from ..notify.mail import change_counts, hook_tail
+from ..notify.compose import change_counts, hook_tail
 from ..permissions import require_permission
 
 email_pages = Blueprint("email_links", __name__, url_prefix="/email")
