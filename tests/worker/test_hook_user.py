@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import release, state, trigger
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOOK_USER = "nobody"
 
 pytestmark = pytest.mark.root  # deselected unless run as root

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from redis import Redis
 
 from tests.helpers import trigger
-from tests.test_pages_dashboard import HTMX, PLAIN, version_in
+from tests.web.test_pages_dashboard import HTMX, PLAIN, version_in
 from webapp.extensions import db
 from webapp.live import RENDERED_PREFIX, SHARED_RENDER
 from webapp.models import User

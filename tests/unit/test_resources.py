@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from tests.test_terraform import plan, plan_change
+from tests.unit.test_terraform import plan, plan_change
 from webapp.intake.resources import (
     CHANGE_TYPES,
     DESTRUCTIVE_CHANGE_TYPES,

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.helpers import processes_running, release, trigger, wait_for
 from webapp.running.runner import WORK_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_worker_killed_mid_hook_takes_the_hook_along_and_the_release_fails(api, new_environment, start_worker,

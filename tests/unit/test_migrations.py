@@ -30,7 +30,7 @@ from tests.helpers import SAMPLE_LIKE_HOOK, git, make_repo
 from webapp.extensions import db
 from webapp.models import utcnow
 
-ROOT_DIR = Path(__file__).resolve().parent.parent
+ROOT_DIR = Path(__file__).resolve().parents[2]
 FIRST_REVISION = "0001"  # the schema `seed_first_schema` writes for
 _databases = itertools.count()
 

@@ -2,7 +2,7 @@
 
 CASES lists every route that require_permission gates, one row each; a test below checks
 the list against the app's url_map, so a new gated route without a row fails the suite
-(tests/test_routes.py already fails a state-changing route that is not gated at all).
+(tests/web/test_routes.py already fails a state-changing route that is not gated at all).
 
 Every route has two doors: the API with a bearer token or with the browser session and its
 X-CSRFToken header; a page as a plain form post or as an htmx post, each with a valid CSRF
@@ -37,7 +37,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers import CHANGE, state, trigger
-from tests.test_routes import STATE_CHANGING, UNGATED
+from tests.web.test_routes import STATE_CHANGING, UNGATED
 from webapp.extensions import db
 from webapp.models import AuditEvent, Environment, Grant, Project, User, WebhookEndpoint
 from webapp.permissions import PERMISSIONS

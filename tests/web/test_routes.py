@@ -1,6 +1,6 @@
 """Every route that changes state is gated by require_permission (SPEC §6).
 
-tests/test_permission_enforcement.py takes over from here: it has one case per gated route
+tests/web/test_permission_enforcement.py takes over from here: it has one case per gated route
 (checked against the url_map with this file's STATE_CHANGING and UNGATED) and proves that
 each one refuses, and allows, what its permission says, through the API and the pages.
 """

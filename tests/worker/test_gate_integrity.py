@@ -209,7 +209,7 @@ def test_a_release_command_reads_no_secret_of_the_gate(app, app_config, api, new
         f"grep -l -a 'test-secret' /proc/*/environ 2>/dev/null | grep -q . && echo ENVIRON-LEAK\n"
         f"test -e {database} && echo DATABASE-VISIBLE\n"
         f"test -e {app_config['REPO_CACHE_DIR']} && echo CACHE-VISIBLE\n"
-        f"test -e {Path(__file__).resolve().parents[1] / 'webapp'} && echo APP-VISIBLE\n"
+        f"test -e {Path(__file__).resolve().parents[2] / 'webapp'} && echo APP-VISIBLE\n"
         "ls /proc | grep -c '^[0-9]'\n"
         "echo checked\n")
     new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"}, release_command=probe)

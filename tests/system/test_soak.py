@@ -37,7 +37,7 @@ from tests.helpers import SLOT_STATES, assert_one_slot_holder_at_a_time, make_re
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RELEASES = 300
 PROJECT = "soak"
 HOOK_TIMEOUT = 3  # seconds, on the environments whose hooks may hang

@@ -18,7 +18,7 @@ import pytest
 from tests.helpers import release, state, trigger, wait_for
 from tests.outage_support import Outage
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

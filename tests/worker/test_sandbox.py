@@ -21,7 +21,7 @@ from webapp.running.limits import RunResult, run_limited
 from webapp.running.sandbox import Bind
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODES = [pytest.param("bwrap", marks=pytest.mark.sandbox), "none"]
 
 
