@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,11 +83,20 @@ def ensure_dotenv() -> None:
         print("Wrote .env with RELEASEGATE_ENV=development.")
 
 
+def local_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of everything `make run` starts: development mode, and the links in mail
+    and webhooks pointing at the port it serves on (PORT, 5000 by default) unless BASE_URL says
+    otherwise."""
+    env = {"RELEASEGATE_ENV": "development", "PORT": "5000", **environ}
+    env.setdefault("BASE_URL", f"http://127.0.0.1:{env['PORT']}")
+    return env
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, _stop)
     INSTANCE.mkdir(exist_ok=True)
     ensure_dotenv()
-    env = {"RELEASEGATE_ENV": "development", **os.environ}
+    env = local_environment(os.environ)
     children: list[subprocess.Popen] = []
     if not env.get("REDIS_URL"):
         redis, redis_url = start_redis(free_port(6399), "--dir", str(INSTANCE), "--save", "60 1",
@@ -96,7 +106,7 @@ def main() -> int:
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True, stderr=subprocess.DEVNULL)
     subprocess.run([*flask, "demo"], env=env, cwd=ROOT, check=True)
-    port = int(env.get("PORT", "5000"))
+    port = int(env["PORT"])
     children.append(subprocess.Popen([sys.executable, "-m", "worker"], env=env, cwd=ROOT))
     children.append(subprocess.Popen([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
                                       "--workers", "2", "--access-logfile", "-", "wsgi:app"], env=env, cwd=ROOT))

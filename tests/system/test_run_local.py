@@ -1,5 +1,5 @@
-"""`make run`'s private Redis: it needs the password it was started with, and that password
-is on no command line (any local user can read those)."""
+"""`make run`: its private Redis needs the password it was started with, and that password
+is on no command line (any local user can read those); the links it mails point at its port."""
 from __future__ import annotations
 
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 from redis import Redis
 from redis.exceptions import AuthenticationError
 
-from scripts.run_local import free_port, start_redis
+from scripts.run_local import free_port, local_environment, start_redis
 
 
 def test_make_runs_redis_answers_only_with_its_password(tmp_path):
@@ -25,3 +25,10 @@ def test_make_runs_redis_answers_only_with_its_password(tmp_path):
     finally:
         process.terminate()
         process.wait(5)
+
+
+def test_make_run_points_links_at_the_port_it_serves_on():
+    assert local_environment({"PORT": "5055"})["BASE_URL"] == "http://127.0.0.1:5055"
+    assert local_environment({})["BASE_URL"] == "http://127.0.0.1:5000"
+    given = local_environment({"PORT": "5055", "BASE_URL": "https://gate.example.com"})
+    assert given["BASE_URL"] == "https://gate.example.com"

@@ -434,3 +434,14 @@ def test_admin_pages_keep_to_the_content_security_policy(app, staff, web, new_en
 def test_the_admin_index_links_integrations_for_admins_only(web):
     page = web("admin").get("/admin/").text
     assert "/admin/webhooks" in page and "/admin/mail" in page and "/admin/outbox" in page
+
+
+def test_the_outbox_warns_when_its_links_point_at_another_address(app, web):
+    """Mail links start with BASE_URL; seen from another address, the outbox says so and what to set."""
+    admin = web("admin")
+    app.config["BASE_URL"] = "http://localhost:5000"
+    elsewhere = admin.get("/admin/outbox", base_url="http://localhost:5055")
+    assert elsewhere.status_code == 200
+    assert "they will not open here" in elsewhere.text and "BASE_URL=http://localhost:5055" in elsewhere.text
+    here = admin.get("/admin/outbox", base_url="http://localhost:5000")
+    assert here.status_code == 200 and "they will not open here" not in here.text

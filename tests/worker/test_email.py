@@ -184,7 +184,7 @@ def test_the_triggerer_hears_when_their_release_fails(api, new_environment, run_
     [message] = smtp_server.messages
     assert message["To"].addresses[0].username == "dev"
     assert message["Subject"] == f"[Releasegate] svc/env: release #{release_id} failed"
-    assert "Error: The pre-release hook exited 7." in text_part(message)
+    assert "Error: The pre-release hook exited 7; its last line: \u201cbroken\u201d" in text_part(message)
 
 
 def test_announcing_an_event_twice_sends_each_mail_once(app, api, new_environment, run_jobs, run_notify_jobs,

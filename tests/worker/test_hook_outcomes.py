@@ -161,6 +161,21 @@ def test_a_branch_whose_hook_differs_from_the_hook_ref_needs_approval(api, new_e
     assert data["hook"]["exit_code"] == 0
 
 
+def test_a_crashing_hook_on_a_differing_folder_fails_saying_only_what_happened(api, new_environment, run_jobs):
+    """Exit 1 fails the release; the note that a differing hook folder needs approval belongs to
+    releases that wait for one, not to a FAILED release. The error quotes the hook's last line."""
+    repo = new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "echo checking\necho 'no database named orders' >&2\n"
+                                                               "exit 1\n"})
+    git(repo, "checkout", "-q", "-b", "other")
+    commit_files(repo, {f"{HOOK_DIR}/helper.sh": "true\n"})
+    release_id = trigger(api, ref="other")
+    run_jobs()
+    data = release(api, release_id)
+    assert data["state"] == "FAILED" and data["hook"]["exit_code"] == 1
+    assert "needs approval" not in data["hook"]["output"] and "differs" not in data["hook"]["output"]
+    assert data["error"] == "The pre-release hook exited 1; its last line: \u201cno database named orders\u201d"
+
+
 def test_an_unknown_ref_fails_the_release_naming_it(api, new_environment, run_jobs):
     new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"})
     release_id = trigger(api, ref="no-such-branch")

@@ -234,6 +234,8 @@ def run_pre_release_hook(release_id: int) -> None:
         output += f"\n[releasegate] {differs}\n"
     error = (f"The pre-release hook timed out after {context.hook_timeout} seconds and was killed."
              if result.timed_out else result.error)
+    if error is None and result.exit_code not in (0, 2):
+        error = _hook_failed(result.exit_code, result.output)
     persist(releases.record_hook_result, release_id, exit_code=result.exit_code, output=output,
             truncated=result.truncated, error=error, needs_approval_reason=differs)
 
@@ -248,6 +250,15 @@ def _unprepared(error: Exception) -> str:
 
 def _record_hook_problem(release_id: int, problem: str) -> None:
     persist(releases.record_hook_result, release_id, exit_code=None, output="", truncated=False, error=problem)
+
+
+def _hook_failed(exit_code: int | None, output: str) -> str:
+    """A failed hook's error, quoting its last line: usually the reason it gave."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    if not lines:
+        return f"The pre-release hook exited {exit_code}."
+    last = lines[-1] if len(lines[-1]) <= 200 else lines[-1][:199] + "…"
+    return f"The pre-release hook exited {exit_code}; its last line: \u201c{last}\u201d"
 
 
 def _differs_reason(context: RunContext, commit: str, hook_ref_commit: str, differences: list[str]) -> str | None:

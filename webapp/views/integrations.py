@@ -221,7 +221,10 @@ def _outbox_mail(mail_id: int) -> OutgoingMail:
 @login_required
 def outbox():
     _outbox_only()
-    return render_template("integrations/outbox.html", mails=notify.recent_mails(outbox_only=True))
+    # The links in these mails start with BASE_URL; opened from another address they lead nowhere.
+    base_url, here = current_app.config["BASE_URL"], request.host_url.rstrip("/")
+    return render_template("integrations/outbox.html", mails=notify.recent_mails(outbox_only=True),
+                           base_url=base_url, here=here if here != base_url else None)
 
 
 @integrations.get("/outbox/<int:mail_id>")
