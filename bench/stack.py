@@ -97,11 +97,21 @@ class Stack:
         self.shared_postgres = os.environ.get("BENCH_DATABASE_URL", "")
         self.own_postgres: tuple[list[str], Path, Path, str] | None = None
         self.schemas: list[tuple[str, str]] = []  # (server url, schema)
+        self.exit_calls: list = []
+
+    def on_exit(self, call) -> None:
+        """Call `call` when the run ends (before the processes stop)."""
+        self.exit_calls.append(call)
 
     def __enter__(self) -> Stack:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for call in reversed(self.exit_calls):
+            try:
+                call()
+            except Exception as error:  # noqa: BLE001 -- stopping the rest matters more
+                print(f"Warning: stopping {call}: {error}")
         for child in reversed(self.children):
             self.stop(child)
         for server, schema in self.schemas:
@@ -169,8 +179,8 @@ class Stack:
         env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
         return self.serve("web-hello", "hello:app", env, cwd_module_path=BENCH_DIR)
 
-    def start_worker(self, app: App) -> Process:
-        return self.spawn(f"worker-{app.name}", [PYTHON, "-m", "worker"], app.env)
+    def start_worker(self, app: App, suffix: str = "") -> Process:
+        return self.spawn(f"worker-{app.name}{suffix and '-' + suffix}", [PYTHON, "-m", "worker"], app.env)
 
     def log_problems(self, keep_in: Path) -> list[str]:
         """Tracebacks in the logs of this run's processes (a figure taken over errors means little);
