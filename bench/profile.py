@@ -81,10 +81,13 @@ def _name(frame: str) -> str:
 
 
 def profile_all(pipeline: Pipeline, board: Board | None) -> None:
-    """The worker through a throughput batch; the web processes under the fragment and the poll
+    """The worker through 40 releases, 5 approvals and a notification round; the web processes under the fragment and the poll
     (without a board, as with BENCH_ONLY=pipeline, only the worker)."""
     spy = record(pipeline.worker.pid, "worker", idle=True)
-    pipeline.throughput_ours(60)
+    pipeline.wait_done([pipeline.trigger() for _ in range(40)])
+    for _ in range(5):
+        pipeline.approve_first_line()
+    pipeline.notify_round()
     finish(spy, "worker", only_thread="MainThread")
     if board is None:
         return
