@@ -121,7 +121,7 @@ def _short(n: int) -> str:
 
 def print_table(rows: list[measure.Row]) -> None:
     headers = ("#", "measurement", "ours", "baseline", "value", "target", "")
-    lines = [(r.key, r.what, r.ours, r.baseline, f"{r.value:.2f}×" if r.unit == "×" else f"{r.value:.0f} {r.unit}",
+    lines = [(r.key, r.what, r.ours, r.baseline, f"{r.value:.2f}×" if r.unit == "×" else f"{r.value:.2f} s" if r.unit == "s" else f"{r.value:.0f} {r.unit}",
               r.target, ("ok" if r.passed else "MISSED") if r.target != "report" else "") for r in rows]
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *lines, strict=True)]
     print()
