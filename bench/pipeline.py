@@ -35,6 +35,7 @@ class Pipeline:
     def __init__(self, stack: Stack, repo: Path, commit: str) -> None:
         self.stack, self.commit = stack, commit
         self.mailbox, self.webhooks = Mailbox(APPROVER), WebhookReceiver()
+        self.notify_spans: list[dict] = []
         stack.on_exit(self.mailbox.stop)
         stack.on_exit(self.webhooks.stop)
         self.app: App = stack.app("pipeline", env={"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(self.mailbox.port),
@@ -167,6 +168,12 @@ class Pipeline:
                                                        f"({', '.join(map(str, ids))})"))}
         mail = [self.mailbox.received[i] - pending[i] for i in ids]
         hooks = [self.webhooks.received[i] - pending[i] for i in ids]
+        # where the wait is: before the last hook of the round ran, or after
+        self.notify_spans.append({"first_to_last_pending_s": max(pending.values()) - min(pending.values()),
+                                  "last_pending_to_first_mail_s": min(self.mailbox.received[i] for i in ids)
+                                  - max(pending.values()),
+                                  "first_to_last_mail_s": max(self.mailbox.received[i] for i in ids)
+                                  - min(self.mailbox.received[i] for i in ids)})
         for release_id in ids:
             self.approver.call("POST", f"/releases/{release_id}/reject", {"comment": "bench round over"})
         return mail, hooks

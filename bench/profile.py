@@ -81,14 +81,21 @@ def _name(frame: str) -> str:
 
 
 def profile_all(pipeline: Pipeline, board: Board | None) -> None:
-    """The worker through 40 releases, 5 approvals and a notification round; the web processes under the fragment and the poll
+    """The worker through 20 releases and 5 approvals, and (apart) through a notification round of
+    figure 3; the web processes under the fragment and the poll
     (without a board, as with BENCH_ONLY=pipeline, only the worker)."""
+    pipeline.wait_idle()
     spy = record(pipeline.worker.pid, "worker", idle=True)
-    pipeline.wait_done([pipeline.trigger() for _ in range(40)])
+    for _ in range(20):  # one at a time, as figure 1 takes them
+        pipeline.wait_done([pipeline.trigger()])
     for _ in range(5):
         pipeline.approve_first_line()
-    pipeline.notify_round()
+    pipeline.wait_idle()
     finish(spy, "worker", only_thread="MainThread")
+    spy = record(pipeline.worker.pid, "worker-notify", idle=True)
+    pipeline.notify_round()
+    pipeline.wait_idle()
+    finish(spy, "worker-notify", only_thread="MainThread")
     if board is None:
         return
     for target in (board.fragment, board.poll):
