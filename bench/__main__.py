@@ -131,7 +131,7 @@ def print_table(rows: list[measure.Row]) -> None:
 
 def write_json(rows: list[measure.Row], seconds: float, loadavg: dict, problems: list[str]) -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=APP_ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=APP_ROOT, capture_output=True,
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=APP_ROOT, capture_output=True,
                                 text=True).stdout.strip())
     document = {
         "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
