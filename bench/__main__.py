@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from . import load, measure
 from .dashboard import Board, WideBoard
 from .pipeline import Pipeline
-from .spread import Spread
 from .repo import make_repo
+from .spread import Spread
 from .stack import APP_ROOT, BENCH_DIR, GUNICORN_SETTINGS, Stack, hook_python
 
 RESULTS = BENCH_DIR / "results"
@@ -71,7 +71,8 @@ def main() -> int:
             servers.append(pipeline.server)
             worker_pids.append(pipeline.worker.pid)
         if "spread" in ONLY:
-            spreader = measure.timed("spread: PostgreSQL, 12 environments, 3 workers", lambda: Spread(stack, repo, commit))
+            spreader = measure.timed("spread: PostgreSQL, 12 environments, 3 workers",
+                                     lambda: Spread(stack, repo, commit))
             rows.append(measure.timed(f"4: {REPS} × (3 workers, 1 worker) × {SPREAD_BATCH} releases",
                                       lambda: measure.spread(spreader, REPS, SPREAD_BATCH)))
             spreader.use(1)  # the worker that ran both kinds of batch stays to be measured
@@ -119,10 +120,15 @@ def _short(n: int) -> str:
     return f"{n // 1_000_000}m" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1000}k"
 
 
+def _value(row: measure.Row) -> str:
+    formats = {"×": "{:.2f}×", "s": "{:.2f} s", "MB": "{:.1f} MB"}
+    return formats.get(row.unit, "{:.0f} " + row.unit).format(row.value)
+
+
 def print_table(rows: list[measure.Row]) -> None:
     headers = ("#", "measurement", "ours", "baseline", "value", "target", "")
-    lines = [(r.key, r.what, r.ours, r.baseline, f"{r.value:.2f}×" if r.unit == "×" else f"{r.value:.2f} s" if r.unit == "s" else f"{r.value:.0f} {r.unit}",
-              r.target, ("ok" if r.passed else "MISSED") if r.target != "report" else "") for r in rows]
+    lines = [(r.key, r.what, r.ours, r.baseline, _value(r), r.target,
+              ("ok" if r.passed else "MISSED") if r.target != "report" else "") for r in rows]
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *lines, strict=True)]
     print()
     for line in (headers, tuple("-" * w for w in widths), *lines):
@@ -131,8 +137,8 @@ def print_table(rows: list[measure.Row]) -> None:
 
 def write_json(rows: list[measure.Row], seconds: float, loadavg: dict, problems: list[str]) -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=APP_ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=APP_ROOT, capture_output=True,
-                                text=True).stdout.strip())
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=APP_ROOT,
+                                capture_output=True, text=True).stdout.strip())
     document = {
         "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "app": {"root": str(APP_ROOT), "commit": commit, "uncommitted_changes": dirty},

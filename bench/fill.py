@@ -33,7 +33,7 @@ def past_releases(engine: sa.Engine, count: int, project: str | None = None, day
     started = time.monotonic()
     with engine.begin() as conn:
         envs = environment_ids(conn, project)
-        _insert(conn, count, envs, state=_PAST_STATE.format(k="((i / {n}) % 20)".format(n=len(envs))),
+        _insert(conn, count, envs, state=_PAST_STATE.format(k=f"((i / {len(envs)}) % 20)"),
                 holds_slot="FALSE", past=True, days=days)
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("ANALYZE releases")
