@@ -54,7 +54,7 @@ def main() -> int:
               "ratios are taken side by side, but absolute figures will be low and noisier.")
     rows: list[measure.Row] = []
     servers, worker_pids = [], []
-    pipeline = small = None
+    pipeline = small = spreader = None
     with Stack() as stack:
         stack.start_redis()
         repo = stack.scratch / "repo"
@@ -77,7 +77,7 @@ def main() -> int:
                                       lambda: measure.spread(spreader, REPS, SPREAD_BATCH)))
             spreader.use(1)  # the worker that ran both kinds of batch stays to be measured
             servers.append(spreader.server)
-            worker_pids += [w.pid for w in spreader.workers]
+            worker_pids += [w.pid for w in spreader.workers[:1]]
         if "web" in ONLY:
             hello = stack.serve_hello()
             small, large = (measure.timed(f"dashboard with {n:,} past releases",
@@ -95,10 +95,13 @@ def main() -> int:
                                       lambda: measure.wide_page(narrow, wide, REPS, PAGE_SAMPLES)))
             servers += [narrow.server, wide.server]
         rows += measure.memory(servers, worker_pids)
-        if os.environ.get("BENCH_PROFILE") and pipeline is not None:
-            from .profile import profile_all
+        if os.environ.get("BENCH_PROFILE"):
+            from .profile import profile_all, profile_spread
 
-            measure.timed("profiles (py-spy)", lambda: profile_all(pipeline, small))
+            if pipeline is not None:
+                measure.timed("profiles (py-spy)", lambda: profile_all(pipeline, small))
+            if spreader is not None:
+                measure.timed("profile of figure 4 (py-spy)", lambda: profile_spread(spreader, SPREAD_BATCH))
         problems = stack.log_problems(RESULTS)
     rows.sort(key=lambda row: (int(row.key.rstrip("ab")), row.key))
     print_table(rows)
