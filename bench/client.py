@@ -4,6 +4,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import urllib.error
 import urllib.parse
 from http.cookiejar import CookieJar
 from urllib.request import HTTPCookieProcessor, Request, build_opener
@@ -64,3 +65,28 @@ def get(base_url: str, path: str, cookie: str = "") -> tuple[int, bytes]:
         return response.status, response.read()
     finally:
         connection.close()
+
+
+def create_webhook(base_url: str, username: str, password: str, *, name: str, url: str, events: list[str]) -> None:
+    """Make a webhook endpoint through the admin form, as an administrator does (there is no API for it)."""
+    jar = CookieJar()
+    opener = build_opener(HTTPCookieProcessor(jar))
+    opener.addheaders = [("User-Agent", USER_AGENT)]
+    form = opener.open(f"{base_url}/sign-in", timeout=30).read().decode()
+    token = re.search(r'name="csrf_token"\s+value="([^"]+)"', form)
+    body = urllib.parse.urlencode({"username": username, "password": password, "csrf_token": token.group(1)})
+    opener.open(Request(f"{base_url}/sign-in", data=body.encode(), method="POST"), timeout=30).read()
+    page = opener.open(f"{base_url}/admin/webhooks", timeout=30).read().decode()
+    token = re.search(r'name="csrf_token"\s+value="([^"]+)"', page)
+    if token is None:
+        raise SystemExit("The webhooks page has no csrf_token field; cannot create a webhook.")
+    fields = [("csrf_token", token.group(1)), ("name", name), ("url", url), ("format", "json"), ("scope", "all"),
+              ("active", "on"), *(("events", event) for event in events)]
+    try:
+        response = opener.open(Request(f"{base_url}/admin/webhooks", data=urllib.parse.urlencode(fields).encode(),
+                                       method="POST"), timeout=30)
+        status, text = response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode(errors="replace")
+    if status not in (200, 201) or name not in text:
+        raise SystemExit(f"Creating the webhook answered {status}: {text[:1000]}")

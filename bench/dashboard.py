@@ -1,16 +1,16 @@
-"""The dashboard of measurements 3 to 5: 20 environments, each with a release pending approval
-and a queue of 5 behind it, over a history of past releases inserted directly with SQL."""
+"""The dashboard of figures 5, 6 and 8: 20 environments, each with a release pending approval and
+a queue of 5 behind it, over a history of past releases inserted directly with SQL (fill.py).
+And figure 7's wide boards: many projects of 10 environments, their releases all written with SQL."""
 from __future__ import annotations
 
-import random
 import re
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 from redis import Redis
 
+from . import fill
 from .client import Api, get, sign_in
 from .load import Target
 from .pipeline import CHANGE, PASSWORD
@@ -18,7 +18,6 @@ from .stack import App, Stack, wait_until
 
 ENVIRONMENTS = 20
 QUEUE = 5
-PAST_STATES = ["SUCCEEDED"] * 16 + ["FAILED", "FAILED", "REJECTED", "CANCELLED"]
 LIVE_VERSION_KEY = "releasegate:version"  # webapp/live.py: what every audited change moves
 _VERSION = re.compile(r"/fragments/dashboard\?v=([^\"&]+)")
 
@@ -35,7 +34,7 @@ class Board:
         for n in range(1, ENVIRONMENTS + 1):
             api.call("POST", "/projects/board/environments",
                      {"name": f"env-{n:02d}", "release_stream": "PROD" if n % 4 == 0 else "QA"}, expect=201)
-        insert_history(self.app.engine, history)  # older than the live releases, as history is
+        self.fill_seconds = fill.past_releases(self.app.engine, history, "board")  # older than the live ones
         for n in range(1, ENVIRONMENTS + 1):
             for _ in range(1 + QUEUE):
                 api.call("POST", f"/projects/board/environments/env-{n:02d}/releases",
@@ -88,62 +87,38 @@ class Board:
                       self.cookie, self.server)
 
 
-def insert_history(engine: sa.Engine, count: int, seed: int = 6) -> None:
-    """`count` finished releases of the board's environments over the past year, with their audit
-    events, inserted with executemany (tables reflected, so SQLite and PostgreSQL both work)."""
-    rng = random.Random(seed)
-    meta = sa.MetaData()
-    releases = sa.Table("releases", meta, autoload_with=engine)
-    events = sa.Table("audit_events", meta, autoload_with=engine)
-    with engine.begin() as conn:
-        project_id = conn.execute(sa.text("SELECT id FROM projects WHERE name = 'board'")).scalar_one()
-        environment_ids = list(conn.execute(sa.text("SELECT id FROM environments WHERE project_id = :p"),
-                                            {"p": project_id}).scalars())
-        user_id = conn.execute(sa.text("SELECT id FROM users ORDER BY id")).scalars().first()
-        next_id = (conn.execute(sa.text("SELECT max(id) FROM releases")).scalar() or 0) + 1
-        start = datetime.now().replace(microsecond=0) - timedelta(days=365)
-        step = timedelta(days=365) / max(count, 1) * 0.99
-        for chunk in range(0, count, 10_000):
-            release_rows, event_rows = [], []
-            for n in range(chunk, min(count, chunk + 10_000)):
-                created = start + step * n
-                state = rng.choice(PAST_STATES)
-                release_rows.append(_past_release(next_id + n, project_id, rng.choice(environment_ids), user_id,
-                                                  state, created))
-                event_rows.extend(_past_events(release_rows[-1], user_id))
-            conn.execute(releases.insert(), release_rows)
-            conn.execute(events.insert(), event_rows)
-        if engine.dialect.name == "postgresql":  # ids were given: move the sequence past them
-            conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('releases', 'id'), max(id)) FROM releases"))
+class WideBoard:
+    """`projects` × 10 environments, each with a release pending approval, 2 queued behind it and
+    `past` finished ones, all written with SQL (no hooks run): the dashboard page of figure 7."""
 
+    PER_PROJECT = 10
 
-def _past_release(release_id: int, project_id: int, environment_id: int, user_id: int, state: str,
-                  created: datetime) -> dict:
-    commit = f"{release_id:040x}"
-    hook_exit = {"SUCCEEDED": 0, "FAILED": 1, "REJECTED": 2, "CANCELLED": None}[state]
-    return {
-        "id": release_id, "kind": "RELEASE", "project_id": project_id, "environment_id": environment_id,
-        "state": state, "holds_slot": False, "ref": "main", "commit": commit,
-        "description": f"deploy build {release_id}", "resources": CHANGE, "triggered_by_id": user_id,
-        "hook_path": "board/pre_release_hooks/pre_release_hook.py", "hook_ref_commit": commit,
-        "hook_exit_code": hook_exit, "hook_output": "" if hook_exit is None else
-        f"1 change(s) to qa\nhook exited {hook_exit}\n", "hook_truncated": False,
-        "exec_output": "deployed\n" if state == "SUCCEEDED" else "", "exec_truncated": False,
-        "error": "The pre-release hook exited 1." if state == "FAILED" else None,
-        "created_at": created, "started_at": created + timedelta(seconds=1),
-        "finished_at": created + timedelta(seconds=40),
-    }
+    def __init__(self, stack: Stack, repo: Path, projects: int, past: int = 10) -> None:
+        self.environments = projects * self.PER_PROJECT
+        self.name = f"wide-{self.environments}"
+        self.app: App = stack.app(self.name)
+        stack.flask(self.app, "users", "create", "admin", "--email", "admin@localhost", "--password", PASSWORD,
+                    "--admin")
+        self.server = stack.serve_app(self.app)
+        api = Api(self.server.url, stack.flask(self.app, "tokens", "create", "admin"))
+        for p in range(projects):
+            api.call("POST", "/projects", {"name": f"p-{p:02d}", "repo": str(repo), "branch": "main"}, expect=201)
+            for e in range(self.PER_PROJECT):
+                api.call("POST", f"/projects/p-{p:02d}/environments",
+                         {"name": f"env-{e:02d}", "release_stream": "PROD" if e % 4 == 3 else "QA"}, expect=201)
+        fill.past_releases(self.app.engine, past * self.environments, days=30)
+        fill.live_releases(self.app.engine, pending=1, queued=2)
+        self.cookie = sign_in(self.server.url, "admin", PASSWORD)
+        status, body = get(self.server.url, "/", self.cookie)
+        tiles = body.decode().count('class="environment-tile"')
+        if status != 200 or tiles != self.environments:
+            raise SystemExit(f"{self.name}: the dashboard answered {status} with {tiles} environments, "
+                             f"not {self.environments}.")
 
-
-def _past_events(release: dict, user_id: int) -> list[dict]:
-    path = {"SUCCEEDED": ["QUEUED", "READY", "IN_PROGRESS", "SUCCEEDED"], "FAILED": ["QUEUED", "READY", "FAILED"],
-            "REJECTED": ["QUEUED", "READY", "PENDING_APPROVAL", "REJECTED"],
-            "CANCELLED": ["QUEUED", "CANCELLED"]}[release["state"]]
-    rows, before = [], None
-    for n, state in enumerate(path):
-        rows.append({"release_id": release["id"], "environment_id": release["environment_id"],
-                     "actor_id": user_id if n == 0 else None, "action": "state", "from_state": before,
-                     "to_state": state, "reason": "history", "via": "api" if n == 0 else "worker",
-                     "details": None, "created_at": release["created_at"] + timedelta(seconds=10 * n)})
-        before = state
-    return rows
+    def page_seconds(self) -> float:
+        started = time.perf_counter()
+        status, _ = get(self.server.url, "/", self.cookie)
+        elapsed = time.perf_counter() - started
+        if status != 200:
+            raise SystemExit(f"{self.name}: the dashboard answered {status}.")
+        return elapsed

@@ -1,4 +1,4 @@
-"""The six measurements of issue 6, each taken side by side with its baseline, interleaved."""
+"""The figures of issue 11, each taken side by side with its baseline where it has one, interleaved."""
 from __future__ import annotations
 
 import statistics
@@ -37,7 +37,8 @@ def ms(seconds: float) -> str:
 
 
 def first_line(pipeline: Pipeline, reps: int, samples: int) -> Row:
-    """1: trigger accepted → first line of a trivial Python hook; pairs alternate who goes first."""
+    """1: trigger accepted → first line of a trivial Python hook, sandboxed; pairs alternate who
+    goes first. Target on ours' p99; the ratio of medians to the bare run is reported."""
     ours: list[list[float]] = []
     base: list[list[float]] = []
     for rep in range(reps):
@@ -50,32 +51,90 @@ def first_line(pipeline: Pipeline, reps: int, samples: int) -> Row:
     ratios = [statistics.median(o) / statistics.median(b) for o, b in zip(ours, base, strict=True)]
     all_ours, all_base = sum(ours, []), sum(base, [])
     ratio = statistics.median(ratios)
-    return Row("1", "trigger accepted → hook's first line",
-               f"median {ms(statistics.median(all_ours))}, p99 {ms(p99(all_ours))}",
-               f"median {ms(statistics.median(all_base))}, p99 {ms(p99(all_base))}",
-               ratio, "ratio ≤ 2.0", ratio <= 2.0, "×",
-               {"ratio_per_rep": ratios, "ours_s": ours, "baseline_s": base,
-                "ours_median_s": statistics.median(all_ours), "ours_p99_s": p99(all_ours),
+    worst = p99(all_ours)
+    return Row("1", "trigger accepted → hook's first line (sandboxed)",
+               f"median {ms(statistics.median(all_ours))}, p99 {ms(worst)}; median ratio {ratio:.2f}×",
+               f"subprocess.run: median {ms(statistics.median(all_base))}, p99 {ms(p99(all_base))}",
+               1000 * worst, "p99 ≤ 1000 ms", worst <= 1.0, "ms",
+               {"ratio_per_rep": ratios, "median_ratio": ratio, "ours_s": ours, "baseline_s": base,
+                "ours_median_s": statistics.median(all_ours), "ours_p99_s": worst,
                 "baseline_median_s": statistics.median(all_base), "baseline_p99_s": p99(all_base)})
 
 
-def throughput(pipeline: Pipeline, reps: int, count: int) -> Row:
-    """2: releases/s through trigger → hook exit 0 → SUCCEEDED, one worker, vs a bare loop."""
-    ours, base = [], []
+def approve_first_line(pipeline: Pipeline, reps: int, samples: int) -> Row:
+    """2: approve (POST sent) → first line of the bot release's command."""
+    times = [[pipeline.approve_first_line() for _ in range(samples)] for _ in range(reps)]
+    every = sum(times, [])
+    worst = p99(every)
+    return Row("2", "approve (POST) → bot release's command's first line",
+               f"median {ms(statistics.median(every))}, p99 {ms(worst)}", "—", 1000 * worst, "p99 ≤ 1000 ms",
+               worst <= 1.0, "ms", {"samples_s": times, "median_s": statistics.median(every), "p99_s": worst})
+
+
+def notifications(pipeline: Pipeline, reps: int) -> list[Row]:
+    """3: 20 releases go pending at once over 20 environments → each one's mail accepted by the
+    SMTP server, and its webhook received."""
+    mail: list[list[float]] = []
+    hooks: list[list[float]] = []
+    for _ in range(reps):
+        m, h = pipeline.notify_round()
+        mail.append(m)
+        hooks.append(h)
+    rows = []
+    for key, what, values in (("3a", "pending → approval mail accepted by SMTP (20 at once)", mail),
+                              ("3b", "pending → webhook received (20 at once)", hooks)):
+        every = sum(values, [])
+        worst = p99(every)
+        rows.append(Row(key, what, f"median {ms(statistics.median(every))}, p99 {ms(worst)}, max {ms(max(every))}",
+                        "—", worst, "p99 ≤ 5 s", worst <= 5.0, "s",
+                        {"samples_s": values, "median_s": statistics.median(every), "p99_s": worst,
+                         "spans_per_round": pipeline.notify_spans[-reps:]}))
+    return rows
+
+
+def spread(spreader, reps: int, count: int) -> Row:
+    """4: releases/s with 3 workers against 1, PostgreSQL, 12 environments, a 0.2 s hook; batches
+    alternate which goes first."""
+    from .spread import WORKERS
+
+    three, one = [], []
     for rep in range(reps):
-        order = [(ours, pipeline.throughput_ours), (base, pipeline.throughput_baseline)]
-        for into, measure in order if rep % 2 == 0 else reversed(order):
-            into.append(measure(count))
-    ratios = [o / b for o, b in zip(ours, base, strict=True)]
+        order = [(WORKERS, three), (1, one)]
+        for workers, into in order if rep % 2 == 0 else reversed(order):
+            spreader.use(workers)
+            into.append(spreader.batch(count))
+    ratios = [t / o for t, o in zip(three, one, strict=True)]
     ratio = statistics.median(ratios)
-    return Row("2", f"releases/s through the pipeline ({count} per batch, 1 worker)",
-               f"{statistics.median(ours):.1f} releases/s", f"{statistics.median(base):.1f} hook runs/s",
-               ratio, "ratio ≥ 0.5", ratio >= 0.5, "×",
-               {"ratio_per_rep": ratios, "ours_per_s": ours, "baseline_per_s": base, "batch": count})
+    return Row("4", f"releases/s, {WORKERS} workers, PostgreSQL, 12 envs, 0.2 s hook ({count} per batch)",
+               f"{statistics.median(three):.2f} releases/s", f"1 worker: {statistics.median(one):.2f} releases/s",
+               ratio, "ratio ≥ 2.5", ratio >= 2.5, "×",
+               {"ratio_per_rep": ratios, "three_per_s": three, "one_per_s": one, "batch": count})
+
+
+def wide_page(narrow, wide, reps: int, samples: int) -> Row:
+    """7: the dashboard page (`/`) with 500 environments against 20: time per environment."""
+    for board in (narrow, wide):  # warm up
+        for _ in range(3):
+            board.page_seconds()
+    times: dict[str, list[list[float]]] = {narrow.name: [], wide.name: []}
+    for rep in range(reps):
+        for board in (narrow, wide) if rep % 2 == 0 else (wide, narrow):
+            times[board.name].append([board.page_seconds() for _ in range(samples)])
+    med = {name: [statistics.median(x) for x in runs] for name, runs in times.items()}
+    ratios = [(w / wide.environments) / (n / narrow.environments)
+              for w, n in zip(med[wide.name], med[narrow.name], strict=True)]
+    ratio = statistics.median(ratios)
+    n_ms, w_ms = (1000 * statistics.median(med[b.name]) for b in (narrow, wide))
+    marginal = (w_ms - n_ms) / (wide.environments - narrow.environments)
+    return Row("7", f"dashboard page, {wide.environments} vs {narrow.environments} environments: time per env",
+               f"{w_ms:.0f} ms, {w_ms / wide.environments:.2f} ms/env",
+               f"{n_ms:.1f} ms, {n_ms / narrow.environments:.2f} ms/env", ratio, "ratio ≤ 1.5", ratio <= 1.5, "×",
+               {"ratio_per_rep": ratios, "page_s": times, "ms": {narrow.name: n_ms, wide.name: w_ms},
+                "marginal_ms_per_environment": marginal})
 
 
 def http(hello: Server, small: Board, large: Board, reps: int) -> list[Row]:
-    """3, 4 and 5 in one loop: every round loads each target once, in a rotating order."""
+    """5, 6 and 8 in one loop: every round loads each target once, in a rotating order."""
     targets = [Target("hello", f"{hello.url}/", 200, server=hello), small.fragment, small.poll, large.fragment]
     for target in targets:  # warm up: imports, template compilation, connection pools
         load.run(target, seconds=1)
@@ -112,32 +171,33 @@ def http(hello: Server, small: Board, large: Board, reps: int) -> list[Row]:
     full_bytes = statistics.median(x.bytes_per_response for x in full)
     common = {"hello": detail(hello_runs), "fragment_1k": detail(full)}
     rows = [
-        Row("3", f"dashboard fragment, {small.history:,} past releases: req/s",
+        Row("5a", "live poll, nothing changed: req/s",
+            f"{rps(poll):.0f} req/s; {cpu_ms(poll)}", f"hello {rps(hello_runs):.0f} req/s; {cpu_ms(hello_runs)}",
+            poll_ratio, "ratio ≥ 0.25", poll_ratio >= 0.25, "×",
+            {"ratio_per_rep": ratios(poll, hello_runs), "cpu_ratio": cpu_ratio(poll, hello_runs),
+             "poll": detail(poll), **common}),
+        Row("5b", "live poll, nothing changed: bytes per response",
+            f"{poll_bytes:.0f} B", f"full fragment {full_bytes:,.0f} B", poll_bytes, "≤ 256 B",
+            poll_bytes <= 256, "B", {"poll_bytes": poll_bytes, "fragment_bytes": full_bytes}),
+        Row("6", f"dashboard fragment, 20 envs × queue of 5, {small.history:,} past: req/s",
             f"{rps(full):.0f} req/s, p99 {statistics.median(x.p99_ms for x in full):.0f} ms; {cpu_ms(full)}",
             f"hello {rps(hello_runs):.0f} req/s; {cpu_ms(hello_runs)}", fragment_ratio, "ratio ≥ 0.15",
             fragment_ratio >= 0.15, "×",
             {"ratio_per_rep": ratios(full, hello_runs), "cpu_ratio": cpu_ratio(full, hello_runs), **common}),
-        Row("4a", "live poll, nothing changed (204): req/s",
-            f"{rps(poll):.0f} req/s; {cpu_ms(poll)}", f"hello {rps(hello_runs):.0f} req/s; {cpu_ms(hello_runs)}",
-            poll_ratio, "ratio ≥ 0.5", poll_ratio >= 0.5, "×",
-            {"ratio_per_rep": ratios(poll, hello_runs), "cpu_ratio": cpu_ratio(poll, hello_runs),
-             "poll": detail(poll), **common}),
-        Row("4b", "live poll, nothing changed: bytes per response",
-            f"{poll_bytes:.0f} B", f"full fragment {full_bytes:,.0f} B", poll_bytes, "≤ 256 B",
-            poll_bytes <= 256, "B", {"poll_bytes": poll_bytes, "fragment_bytes": full_bytes}),
-        Row("5", f"dashboard fragment, {large.history:,} vs {small.history:,} past releases",
+        Row("8", f"dashboard fragment, {large.history:,} vs {small.history:,} past releases",
             f"{rps(full_large):.0f} req/s; {cpu_ms(full_large)}", f"{rps(full):.0f} req/s; {cpu_ms(full)}",
             history_ratio, "ratio ≥ 0.9", history_ratio >= 0.9, "×",
             {"ratio_per_rep": ratios(full_large, full), "cpu_ratio": cpu_ratio(full_large, full),
-             "fragment_100k": detail(full_large), "fragment_1k": detail(full)}),
+             "fragment_large": detail(full_large), "fragment_small": detail(full),
+             "fill_seconds": {small.name: small.fill_seconds, large.name: large.fill_seconds}}),
     ]
     return rows
 
 
 def render_after_change(small: Board, large: Board, reps: int, samples: int = 10) -> Row:
-    """5b: the fragment's first request after a change, which has to render it (no wrk: one at a
-    time, each after a version bump), with 100,000 vs 1,000 past releases. Informational: it keeps
-    the history question answered if fragments come to be served from a cache between changes."""
+    """8b: the fragment's first request after a change, which has to render it (no wrk: one at a
+    time, each after a version bump), with the large vs the small history. Informational: figure 8
+    measured on renders, whatever the app caches between changes."""
     times: dict[str, list[float]] = {small.name: [], large.name: []}
     for rep in range(reps):
         for board in (small, large) if rep % 2 == 0 else (large, small):
@@ -145,23 +205,26 @@ def render_after_change(small: Board, large: Board, reps: int, samples: int = 10
                 times[board.name].append(board.render_after_change())
     small_ms, large_ms = (1000 * statistics.median(times[b.name]) for b in (small, large))
     ratio = small_ms / large_ms
-    return Row("5b", "fragment right after a change (rendered), 100,000 vs 1,000 past releases",
+    return Row("8b", f"fragment right after a change (rendered), {large.history:,} vs {small.history:,} past",
                f"{large_ms:.1f} ms", f"{small_ms:.1f} ms", ratio, "report", True, "×",
-               {"speed_ratio": ratio, "ms_100k": large_ms, "ms_1k": small_ms,
+               {"speed_ratio": ratio, "ms_large": large_ms, "ms_small": small_ms,
                 "samples_s": {name: values for name, values in times.items()}})
 
 
-def memory(web_servers: list[Server], worker_pid: int) -> list[Row]:
-    """6: resident memory after the run: the largest web process of ours, and the worker."""
+def memory(web_servers: list[Server], worker_pids: list[int]) -> list[Row]:
+    """9: resident memory after the run: the largest web process of ours, and the largest worker."""
     web = {f"{s.name}:{pid}": rss_mb(pid) for s in web_servers for pid in s.worker_pids()}
-    worker = rss_mb(worker_pid)
-    largest = max(web.values())
-    return [
-        Row("6a", "resident memory, largest web process", f"{largest:.0f} MB", "—", largest, "≤ 120 MB",
-            largest <= 120, "MB", {"web_rss_mb": web}),
-        Row("6b", "resident memory, worker", f"{worker:.0f} MB", "—", worker, "≤ 150 MB",
-            worker <= 150, "MB", {"worker_rss_mb": worker}),
-    ]
+    workers = {str(pid): rss_mb(pid) for pid in worker_pids}
+    rows = []
+    if web:
+        largest = max(web.values())
+        rows.append(Row("9a", "resident memory, largest web process", f"{largest:.0f} MB", "—", largest,
+                        "≤ 100 MB", largest <= 100, "MB", {"web_rss_mb": web}))
+    if workers:
+        worker = max(workers.values())
+        rows.append(Row("9b", "resident memory, largest worker", f"{worker:.0f} MB", "—", worker, "≤ 120 MB",
+                        worker <= 120, "MB", {"worker_rss_mb": workers}))
+    return rows
 
 
 def timed(label: str, fn: Callable[[], object]):

@@ -1,5 +1,6 @@
-"""Measurements 1 and 2: how soon a hook starts after a trigger, and releases per second through
-the whole pipeline, each against a bare `subprocess.run` of the same hook in the same run."""
+"""Figures 1 to 3 on one Releasegate instance with one worker: how soon a hook starts after a
+trigger (against a bare `subprocess.run` of the same hook), how soon an approved release's command
+starts, and how soon a pending release's mail and webhook arrive at real servers."""
 from __future__ import annotations
 
 import json
@@ -13,30 +14,50 @@ import sqlalchemy as sa
 from redis import Redis
 from rq import Queue, Worker
 
-from .client import Api
-from .repo import first_line_time
+from .client import Api, create_webhook
+from .receivers import Mailbox, WebhookReceiver
+from .repo import COMMAND, command_first_line_time, first_line_time
 from .stack import App, Stack, hook_python, wait_until
 
 TERMINAL = ("APPROVED", "REJECTED", "CANCELLED", "SUCCEEDED", "FAILED", "TIMED_OUT")
 CHANGE = [{"resourceType": "service", "resourceName": "api", "resourcePath": "services/service-00.json",
            "changeType": "UPDATE_IN_PLACE"}]
 PASSWORD = "bench-password-1"
+APPROVER = "approver@localhost"
+NOTIFY_ENVIRONMENTS = 20
 
 
 class Pipeline:
-    """A Releasegate instance with one worker and one environment (`pipeline/qa`) whose hook exits 0."""
+    """A Releasegate instance with one worker, mail to a real SMTP server and webhooks to a real
+    HTTP server. Projects: `pipeline/qa` (hook exits 0; figure 1), `approve/prod` (hook exits 2,
+    a release command; figure 2), `notify/n-01…n-20` (hook exits 2; figure 3)."""
 
     def __init__(self, stack: Stack, repo: Path, commit: str) -> None:
         self.stack, self.commit = stack, commit
-        self.app: App = stack.app("pipeline")
+        self.mailbox, self.webhooks = Mailbox(APPROVER), WebhookReceiver()
+        self.notify_spans: list[dict] = []
+        stack.on_exit(self.mailbox.stop)
+        stack.on_exit(self.webhooks.stop)
+        self.app: App = stack.app("pipeline", env={"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(self.mailbox.port),
+                                                   "WEBHOOK_ALLOW_LOCAL": "1"})
         stack.flask(self.app, "users", "create", "bench", "--email", "bench@localhost", "--password", PASSWORD,
                     "--admin")
+        stack.flask(self.app, "users", "create", "approver", "--email", APPROVER, "--password", PASSWORD, "--admin")
         token = stack.flask(self.app, "tokens", "create", "bench")
         self.server = stack.serve_app(self.app)
         self.worker = stack.start_worker(self.app)
         self.api = Api(self.server.url, token)
-        self.api.call("POST", "/projects", {"name": "pipeline", "repo": str(repo), "branch": "main"}, expect=201)
-        self.api.call("POST", "/projects/pipeline/environments", {"name": "qa", "release_stream": "QA"}, expect=201)
+        self.approver = Api(self.server.url, stack.flask(self.app, "tokens", "create", "approver"))
+        for project, environments in (("pipeline", [{"name": "qa", "release_stream": "QA"}]),
+                                      ("approve", [{"name": "prod", "release_stream": "PROD",
+                                                    "release_command": COMMAND}]),
+                                      ("notify", [{"name": f"n-{n:02d}", "release_stream": "PROD"}
+                                                  for n in range(1, NOTIFY_ENVIRONMENTS + 1)])):
+            self.api.call("POST", "/projects", {"name": project, "repo": str(repo), "branch": "main"}, expect=201)
+            for environment in environments:
+                self.api.call("POST", f"/projects/{project}/environments", environment, expect=201)
+        create_webhook(self.server.url, "bench", PASSWORD, name="bench-receiver", url=self.webhooks.url,
+                       events=["release.pending_approval"])
         self.baseline = _Baseline(stack.scratch / "baseline", repo, commit)
         self.redis = Redis.from_url(self.app.env["REDIS_URL"])
         for _ in range(5):  # warm up: the first release clones the mirror
@@ -52,9 +73,19 @@ class Pipeline:
 
         wait_until(idle, timeout, "the worker to be idle", interval=0.01, alive=self.worker)
 
-    def trigger(self) -> int:
+    def trigger(self, project: str = "pipeline", environment: str = "qa") -> int:
         body = {"resources": CHANGE, "ref": self.commit, "description": "benchmark release"}
-        return self.api.call("POST", "/projects/pipeline/environments/qa/releases", body, expect=202)["id"]
+        return self.api.call("POST", f"/projects/{project}/environments/{environment}/releases", body,
+                             expect=202)["id"]
+
+    def wait_state(self, ids: list[int], state: str, timeout: float = 120) -> None:
+        query = sa.text(f"SELECT count(*) FROM releases WHERE id IN ({', '.join(map(str, ids))}) AND state = :s")
+
+        def there() -> bool:
+            with self.app.engine.connect() as conn:
+                return conn.execute(query, {"s": state}).scalar() == len(ids)
+
+        wait_until(there, timeout, f"releases {ids[0]}…{ids[-1]} to be {state}", alive=self.worker)
 
     def wait_done(self, ids: list[int], timeout: float = 120) -> list[dict]:
         # The polls count, and only the last one reads the rows: the observer takes as little
@@ -92,23 +123,60 @@ class Pipeline:
         self.wait_idle()
         return self.baseline.first_line()
 
-    # -- measurement 2 ----------------------------------------------------------------------------
+    # -- figure 2 ---------------------------------------------------------------------------------
 
-    def throughput_ours(self, count: int) -> float:
-        """Releases per second: `count` triggered back to back, until the last one SUCCEEDED."""
+    def approve_first_line(self) -> float:
+        """Seconds from sending the approval of a pending `approve/prod` release to the first line of
+        its bot release's command."""
         self.wait_idle()
-        started = datetime.now(UTC).replace(tzinfo=None)  # finished_at is naive UTC
-        ids = [self.trigger() for _ in range(count)]
-        done = self.wait_done(ids)
-        last = max(_as_datetime(row["finished_at"]) for row in done)
-        return count / (last - started).total_seconds()
+        release_id = self.trigger("approve", "prod")
+        self.wait_state([release_id], "PENDING_APPROVAL")
+        self.wait_idle()  # its mail and webhook are out: the approval is all the worker has to do
+        sent = time.time()
+        self.approver.call("POST", f"/releases/{release_id}/approve", {"comment": "bench"})
+        query = sa.text("SELECT id, state, exec_output, error FROM releases WHERE parent_release_id = :p")
+        states = ", ".join(f"'{state}'" for state in TERMINAL)
 
-    def throughput_baseline(self, count: int) -> float:
+        def bot_done() -> dict | None:
+            with self.app.engine.connect() as conn:
+                row = conn.execute(sa.text(query.text + f" AND state IN ({states})"), {"p": release_id}).first()
+            return None if row is None else dict(row._mapping)
+
+        bot = wait_until(bot_done, 60, f"the bot release of #{release_id}", alive=self.worker)
+        if bot["state"] != "SUCCEEDED":
+            raise SystemExit(f"Bot release {bot['id']} ended {bot['state']}: {bot['error']}\n{self.worker.tail()}")
+        return command_first_line_time(bot["exec_output"]) - sent
+
+    # -- figure 3 ---------------------------------------------------------------------------------
+
+    def notify_round(self) -> tuple[list[float], list[float]]:
+        """One release in each of the 20 `notify` environments, triggered back to back; for each,
+        seconds from going PENDING_APPROVAL to its approval mail's DATA being accepted by the SMTP
+        server, and to its webhook being received. Then all are rejected, for the next round."""
         self.wait_idle()
-        started = time.monotonic()
-        for _ in range(count):
-            self.baseline.run()
-        return count / (time.monotonic() - started)
+        ids = [self.trigger("notify", f"n-{n:02d}") for n in range(1, NOTIFY_ENVIRONMENTS + 1)]
+
+        def arrived() -> bool:
+            with self.mailbox.lock, self.webhooks.lock:
+                return all(i in self.mailbox.received and i in self.webhooks.received for i in ids)
+
+        wait_until(arrived, 120, f"mails and webhooks of releases {ids[0]}…{ids[-1]}", interval=0.05,
+                   alive=self.worker)
+        with self.app.engine.connect() as conn:
+            pending = {row.id: _as_datetime(row.pending_since).replace(tzinfo=UTC).timestamp()
+                       for row in conn.execute(sa.text("SELECT id, pending_since FROM releases WHERE id IN "
+                                                       f"({', '.join(map(str, ids))})"))}
+        mail = [self.mailbox.received[i] - pending[i] for i in ids]
+        hooks = [self.webhooks.received[i] - pending[i] for i in ids]
+        # where the wait is: before the last hook of the round ran, or after
+        self.notify_spans.append({"first_to_last_pending_s": max(pending.values()) - min(pending.values()),
+                                  "last_pending_to_first_mail_s": min(self.mailbox.received[i] for i in ids)
+                                  - max(pending.values()),
+                                  "first_to_last_mail_s": max(self.mailbox.received[i] for i in ids)
+                                  - min(self.mailbox.received[i] for i in ids)})
+        for release_id in ids:
+            self.approver.call("POST", f"/releases/{release_id}/reject", {"comment": "bench round over"})
+        return mail, hooks
 
 
 class _Baseline:

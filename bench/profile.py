@@ -80,12 +80,48 @@ def _name(frame: str) -> str:
     return f"{file}:{match['function']}"
 
 
+def profile_spread(spreader, count: int = 24) -> None:
+    """Figure 4: on-CPU samples (no idle) of the 3 workers and the web server through one batch,
+    merged into profile-spread-workers.* and profile-spread-web.*; plus each process's CPU
+    seconds, written to profile-spread-cpu.txt."""
+    from .load import _cpu_seconds
+    from .spread import WORKERS
+
+    spreader.use(WORKERS)
+    pids = {f"worker-{n}": w.pid for n, w in enumerate(spreader.workers)}
+    web = [spreader.server.process.pid, *spreader.server.worker_pids()]
+    spies = {name: record(pid, f"spread-{name}", subprocesses=True) for name, pid in pids.items()}
+    spies["web"] = record(spreader.server.process.pid, "spread-web", subprocesses=True)
+    before = {name: _cpu_seconds([pid]) for name, pid in pids.items()} | {"web": _cpu_seconds(web)}
+    rate = spreader.batch(count)
+    after = {name: _cpu_seconds([pid]) for name, pid in pids.items()} | {"web": _cpu_seconds(web)}
+    for name, spy in spies.items():
+        finish(spy, f"spread-{name}")
+    merged = "".join((RESULTS / f"profile-spread-{name}.collapsed").read_text() for name in pids)
+    (RESULTS / "profile-spread-workers.collapsed").write_text(merged)
+    (RESULTS / "profile-spread-workers.txt").write_text(summarize(merged))
+    lines = [f"{count} releases at {rate:.2f}/s with {WORKERS} workers (under py-spy)", ""]
+    lines += [f"{name}: {after[name] - before[name]:.2f} CPU s, {1000 * (after[name] - before[name]) / count:.0f} "
+              "ms per release of the batch" for name in after]
+    (RESULTS / "profile-spread-cpu.txt").write_text("\n".join(lines) + "\n")
+
+
 def profile_all(pipeline: Pipeline, board: Board | None) -> None:
-    """The worker through a throughput batch; the web processes under the fragment and the poll
+    """The worker through 20 releases and 5 approvals, and (apart) through a notification round of
+    figure 3; the web processes under the fragment and the poll
     (without a board, as with BENCH_ONLY=pipeline, only the worker)."""
+    pipeline.wait_idle()
     spy = record(pipeline.worker.pid, "worker", idle=True)
-    pipeline.throughput_ours(60)
+    for _ in range(20):  # one at a time, as figure 1 takes them
+        pipeline.wait_done([pipeline.trigger()])
+    for _ in range(5):
+        pipeline.approve_first_line()
+    pipeline.wait_idle()
     finish(spy, "worker", only_thread="MainThread")
+    spy = record(pipeline.worker.pid, "worker-notify", idle=True)
+    pipeline.notify_round()
+    pipeline.wait_idle()
+    finish(spy, "worker-notify", only_thread="MainThread")
     if board is None:
         return
     for target in (board.fragment, board.poll):

@@ -31,6 +31,20 @@ print("Approval required.")
 sys.exit(2)
 '''
 
+# Figure 4's hook: a fifth of a second of work that needs no CPU, so releases can overlap.
+SPREAD_HOOK = '''"""Benchmark hook: a fifth of a second, then go ahead."""
+import sys
+import time
+
+print("working", flush=True)
+time.sleep(0.2)
+sys.exit(0)
+'''
+
+# Figure 2's release command: its first line says when it started (wall clock: bash has no
+# monotonic clock, and the bench compares it with the moment the approval was sent).
+COMMAND = 'printf "first line at wall %s\\n" "$EPOCHREALTIME"; echo "applied $1"'
+
 GIT_ENV = {"GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
            "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
 FILLER_FILES = 12  # a small infrastructure repository: a few service definitions besides the hooks
@@ -41,6 +55,9 @@ def make_repo(path: Path) -> str:
     files = {
         "pipeline/pre_release_hooks/pre_release_hook.py": PIPELINE_HOOK,
         "board/pre_release_hooks/pre_release_hook.py": BOARD_HOOK,
+        "approve/pre_release_hooks/pre_release_hook.py": BOARD_HOOK,
+        "notify/pre_release_hooks/pre_release_hook.py": BOARD_HOOK,
+        "spread/pre_release_hooks/pre_release_hook.py": SPREAD_HOOK,
         "README.md": "Services released through Releasegate's benchmark.\n",
     }
     for n in range(FILLER_FILES):
@@ -72,3 +89,11 @@ def first_line_time(output: str) -> float:
     if not first.startswith("first line at "):
         raise SystemExit(f"The hook's first line is not the benchmark's: {first!r}.")
     return float(first.removeprefix("first line at "))
+
+
+def command_first_line_time(output: str) -> float:
+    """The wall-clock moment (time.time()) in the release command's first line."""
+    first = output.splitlines()[0] if output else ""
+    if not first.startswith("first line at wall "):
+        raise SystemExit(f"The release command's first line is not the benchmark's: {first!r}.")
+    return float(first.removeprefix("first line at wall "))

@@ -92,21 +92,40 @@ class Stack:
         self.redis_url = ""
         self.next_redis_db = 0
         self.secret_key = secrets.token_hex(32)
-        self.postgres = os.environ.get("BENCH_DATABASE_URL", "")
-        self.schemas: list[str] = []
+        # BENCH_DATABASE_URL: every instance on that PostgreSQL; else SQLite files, and a PostgreSQL
+        # of our own (Debian's binaries) for the instances that need one (figure 4).
+        self.shared_postgres = os.environ.get("BENCH_DATABASE_URL", "")
+        self.own_postgres: tuple[list[str], Path, Path, str] | None = None
+        self.schemas: list[tuple[str, str]] = []  # (server url, schema)
+        self.exit_calls: list = []
+
+    def on_exit(self, call) -> None:
+        """Call `call` when the run ends (before the processes stop)."""
+        self.exit_calls.append(call)
 
     def __enter__(self) -> Stack:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for call in reversed(self.exit_calls):
+            try:
+                call()
+            except Exception as error:  # noqa: BLE001 -- stopping the rest matters more
+                print(f"Warning: stopping {call}: {error}")
         for child in reversed(self.children):
             self.stop(child)
-        if self.postgres and self.schemas:
-            engine = sa.create_engine(self.postgres)
+        for server, schema in self.schemas:
+            if self.own_postgres and server == self.own_postgres[3]:
+                continue  # the whole server goes below
+            engine = sa.create_engine(server)
             with engine.begin() as conn:
-                for schema in self.schemas:
-                    conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             engine.dispose()
+        if self.own_postgres:
+            as_user, bindir, root, _ = self.own_postgres
+            subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
+                           capture_output=True)
+            shutil.rmtree(root, ignore_errors=True)
         if not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -160,8 +179,8 @@ class Stack:
         env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
         return self.serve("web-hello", "hello:app", env, cwd_module_path=BENCH_DIR)
 
-    def start_worker(self, app: App) -> Process:
-        return self.spawn(f"worker-{app.name}", [PYTHON, "-m", "worker"], app.env)
+    def start_worker(self, app: App, suffix: str = "") -> Process:
+        return self.spawn(f"worker-{app.name}{suffix and '-' + suffix}", [PYTHON, "-m", "worker"], app.env)
 
     def log_problems(self, keep_in: Path) -> list[str]:
         """Tracebacks in the logs of this run's processes (a figure taken over errors means little);
@@ -176,9 +195,50 @@ class Stack:
 
     # -- Releasegate instances ----------------------------------------------------------------
 
-    def app(self, name: str) -> App:
+    def postgres(self) -> str:
+        """A PostgreSQL server's URL: BENCH_DATABASE_URL, else one started here for the run."""
+        if self.shared_postgres:
+            return self.shared_postgres
+        if self.own_postgres is None:
+            self.own_postgres = self._start_postgres()
+        return self.own_postgres[3]
+
+    def _start_postgres(self) -> tuple[list[str], Path, Path, str]:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                       key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+        if not found:
+            raise SystemExit("Figure 4 runs on PostgreSQL: install Debian's postgresql (apt-get install postgresql) "
+                             "or set BENCH_DATABASE_URL=postgresql+psycopg://user:password@host:port/database.")
+        bindir = found[-1].parent
+        root = Path(tempfile.mkdtemp(prefix="releasegate-bench-pg-"))
+        password = secrets.token_hex(16)
+        (root / "pw").write_text(password)
+        as_user: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses root: run the server as Debian's postgres user
+            import pwd
+
+            try:
+                account = pwd.getpwnam("postgres")
+            except KeyError:
+                raise SystemExit("Running as root, the bench's PostgreSQL needs a 'postgres' user to run as "
+                                 "(Debian's postgresql package makes one), or set BENCH_DATABASE_URL.") from None
+            for path in (root, root / "pw"):
+                os.chown(path, account.pw_uid, account.pw_gid)
+            as_user = ["runuser", "-u", "postgres", "--"]
+        port = free_port(0)
+        for argv in ([str(bindir / "initdb"), "-D", str(root / "data"), "-A", "scram-sha-256", "-U", "postgres",
+                      f"--pwfile={root / 'pw'}", "-E", "UTF8"],
+                     [str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-o",
+                      f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"]):
+            proc = subprocess.run([*as_user, *argv], capture_output=True, text=True)
+            if proc.returncode != 0:
+                shutil.rmtree(root, ignore_errors=True)
+                raise SystemExit(f"Starting the bench's PostgreSQL failed ({argv[0]}):\n{proc.stdout}{proc.stderr}")
+        return as_user, bindir, root, f"postgresql+psycopg://postgres:{password}@127.0.0.1:{port}/postgres"
+
+    def app(self, name: str, *, postgres: bool = False, env: dict[str, str] | None = None) -> App:
         """A migrated, empty Releasegate instance with its own database and Redis database."""
-        database_url = self._database(name)
+        database_url = self._database(name, self.postgres() if postgres or self.shared_postgres else "")
         redis_db, self.next_redis_db = self.next_redis_db, self.next_redis_db + 1
         instance = self.scratch / f"instance-{name}"
         instance.mkdir()
@@ -193,6 +253,7 @@ class Stack:
             "HOOK_PYTHON": hook_python(),
             "BASE_URL": "http://127.0.0.1",
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         app = App(name, env, database_url, redis_db, sa.create_engine(database_url))
         self.flask(app, "db", "upgrade")
@@ -205,11 +266,11 @@ class Stack:
             raise SystemExit(f"`flask {' '.join(args[:2])}` failed for {app.name}:\n{proc.stderr[-2000:]}")
         return proc.stdout.strip()
 
-    def _database(self, name: str) -> str:
-        if not self.postgres:
+    def _database(self, name: str, server: str) -> str:
+        if not server:
             return f"sqlite:///{self.scratch / f'{name}.db'}"
         schema = f"rg_bench_{re.sub(r'[^a-z0-9_]', '_', name)}"
-        engine = sa.create_engine(self.postgres)
+        engine = sa.create_engine(server)
         try:
             with engine.begin() as conn:
                 conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -219,8 +280,8 @@ class Stack:
                              "a PostgreSQL database whose user may create schemas.") from None
         finally:
             engine.dispose()
-        self.schemas.append(schema)
-        url = sa.make_url(self.postgres)
+        self.schemas.append((server, schema))
+        url = sa.make_url(server)
         return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
 
 
