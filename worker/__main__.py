@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
+from rq.worker import DequeueStrategy
 
 from webapp import create_app  # imported once, before any job runs
 from webapp.config import ROOT
@@ -54,6 +55,12 @@ class ReleaseWorker(SimpleWorker):
             return super().execute_job(job, queue)
         finally:
             db.session.remove()
+
+
+def work(worker: ReleaseWorker, *, burst: bool = False) -> None:
+    """Take jobs from the releases and notify queues in turn: a mail or webhook waits for at most
+    one release job, not for every hook queued before it."""
+    worker.work(burst=burst, logging_level="INFO", dequeue_strategy=DequeueStrategy.ROUND_ROBIN)
 
 
 def check_sandbox(config) -> str | None:
@@ -112,10 +119,8 @@ def main() -> int:
                          name="reconciler", daemon=True).start()
         # Jobs run in this process's main thread: a run's sandbox dies with it (bwrap's
         # --die-with-parent follows the thread that started it).
-        # Release jobs first; mail and webhooks run between them and never hold a release up.
-        worker = ReleaseWorker([RELEASES_QUEUE, NOTIFY_QUEUE], connection=connection, serializer=JSONSerializer)
         try:
-            worker.work(logging_level="INFO")
+            work(ReleaseWorker([RELEASES_QUEUE, NOTIFY_QUEUE], connection=connection, serializer=JSONSerializer))
         finally:
             stop.set()
     return 0

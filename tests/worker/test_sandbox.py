@@ -182,6 +182,25 @@ def test_everything_a_command_started_dies_when_the_worker_is_sigkilled(mode, wo
         caller.wait()
 
 
+UNBOXED = """\
+import os, signal, sys, threading
+from pathlib import Path
+from webapp.running.limits import run_limited
+
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGKILL)).start()
+run_limited(["sleep", "4242.25"], cwd=Path(sys.argv[1]), env={"PATH": "/usr/bin:/bin"}, timeout=60, output_cap=100)
+"""
+
+
+def test_what_run_limited_starts_dies_with_the_worker_before_any_sandbox_arms_itself(work):
+    """The parent-death signal is armed between fork and exec, so a worker killed while bwrap or
+    the reaper is still starting takes it along: a plain `sleep`, which arms nothing, shows it."""
+    caller = subprocess.run([sys.executable, "-c", UNBOXED, str(work)], cwd=PROJECT_ROOT, timeout=30,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert caller.returncode == -9
+    assert wait_until(lambda: processes_running("sleep 4242.25") == [], 3)
+
+
 # -- what the box hides (the sandbox only) -------------------------------------------------
 
 bwrap_only = pytest.mark.sandbox

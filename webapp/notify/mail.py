@@ -151,14 +151,13 @@ def smtp_send(built: EmailMessage) -> None:
     when MAIL_USERNAME is set."""
     config = current_app.config
     host, port, timeout = config["MAIL_SERVER"], config["MAIL_PORT"], config["MAIL_TIMEOUT_SECONDS"]
-    context = ssl.create_default_context()
     if config["MAIL_USE_SSL"]:
-        client: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+        client: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
     else:
         client = smtplib.SMTP(host, port, timeout=timeout)
     with client:
         if config["MAIL_USE_TLS"] and not config["MAIL_USE_SSL"]:
-            client.starttls(context=context)
+            client.starttls(context=ssl.create_default_context())
         if config["MAIL_USERNAME"]:
             client.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"])
         try:

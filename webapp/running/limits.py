@@ -7,6 +7,7 @@ its output is read until every holder of the pipe is gone."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import selectors
 import signal
@@ -22,6 +23,8 @@ DRAIN_GRACE = 2.0  # seconds to keep reading once the process has exited
 _READ_SIZE = 65536
 
 Tick = Callable[[str, bool], bool]
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass
@@ -44,7 +47,8 @@ def run_limited(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: flo
     output = _Output(output_cap, mask)
     try:
         process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, start_new_session=True, **(popen or {}))
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_dies_with(os.getpid()), **(popen or {}))
     except FileNotFoundError as error:
         if error.filename is not None and os.fspath(error.filename) == os.fspath(cwd):
             return RunResult(None, "", error="The command could not enter its working directory: it is gone.")
@@ -57,6 +61,19 @@ def run_limited(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: flo
         except BaseException:  # a failed heartbeat, a shutdown: the run must not outlive us
             _stop(process)
             raise
+
+
+def _dies_with(parent: int) -> Callable[[], None]:
+    """What the child does between fork and exec: arm SIGKILL for the death of the worker, and
+    give up if the worker is already gone. The sandbox (bwrap --die-with-parent, the reaper) arms
+    its own only once it runs, so a worker killed in that moment would leave it running alone.
+    One C call and a comparison: nothing that could wait on a lock another thread held at fork."""
+    def arm() -> None:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 def _watch(process: subprocess.Popen, output: _Output, timeout: float, on_tick: Tick | None,
