@@ -78,8 +78,8 @@ def audit(actor: Actor, action: str, *, release: Release | None = None, environm
     """Record who did what; also tells live pages, after commit, that something changed.
     A release is named by `release`, or by `release_id` with `environment_id` (no object loaded).
 
-    The row is written at once with a Core INSERT: the ORM's unit of work cost several times as
-    much, and every state change writes one or two."""
+    The row is inserted at once, not left to the next flush: an announcement is published
+    by the event's id."""
     if not db.session.info.get("bumps_version"):
         db.session.info["bumps_version"] = True
         after_commit(bump_version)
@@ -88,16 +88,11 @@ def audit(actor: Actor, action: str, *, release: Release | None = None, environm
            "actor_id": actor.user.id if actor.user is not None else None, "action": action,
            "from_state": from_state, "to_state": to_state, "reason": reason, "via": actor.via,
            "details": details}
+    insert = sa.insert(AuditEvent).values(row)
     if worth_announcing(action, to_state, details):  # mail and webhooks (notify.py), by id, after commit
-        after_commit(publish, db.session.execute(_INSERT_AUDIT_RETURNING_ID, row).scalar_one())
+        after_commit(publish, db.session.execute(insert.returning(AuditEvent.id)).scalar_one())
     else:
-        db.session.execute(_INSERT_AUDIT, row)
-
-
-# Built once (building a statement costs more than SQLite takes to run it); the parameters
-# name the columns.
-_INSERT_AUDIT = sa.insert(AuditEvent.__table__)
-_INSERT_AUDIT_RETURNING_ID = _INSERT_AUDIT.returning(AuditEvent.__table__.c.id)
+        db.session.execute(insert)
 
 
 def write_transaction() -> None:
