@@ -18,7 +18,9 @@ from webapp.models import STATES, TERMINAL_STATES
 SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "SPEC.md"
 STATE = r"[A-Z][A-Z_]+"
 # Moves §3 states in words rather than draws; each must still be written there as quoted.
-WRITTEN_NOT_DRAWN = {("QUEUED", "IN_PROGRESS"): "With the approval workflow off, dispatch goes straight to `IN_PROGRESS`."}
+WRITTEN_NOT_DRAWN = {
+    ("QUEUED", "IN_PROGRESS"): "With the approval workflow off, dispatch goes straight to `IN_PROGRESS`.",
+}
 
 
 def section_3() -> str:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from flask import current_app, render_template
 from sqlalchemy.exc import IntegrityError
 
-from . import email_links, releases, webhooks
+from . import email_links, webhooks
 from .extensions import db
 from .models import (
     AuditEvent,
@@ -36,6 +36,7 @@ from .models import (
     utcnow,
 )
 from .outbound import claim, retry_delay, worker_job
+from .permissions import may_decide
 from .resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
 from .transactions import commit_changes, write_transaction
 
@@ -204,7 +205,7 @@ def _approval_request(mail: OutgoingMail, user: User) -> Composed | str:
     if release is None or release.state != "PENDING_APPROVAL":
         return "the release is no longer waiting for approval"
     environment = release.environment
-    if not releases.may_decide(release, user):
+    if not may_decide(release, user):
         return "the recipient may no longer decide this release"
     now = utcnow()
     approve = email_links.issue(user.id, release.id, "approve", mail_id=mail.id, now=now)

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
-from .models import SLOT_STATES, Decision, Environment, Grant, Release, User, utcnow
-from .permissions import PermissionDenied, has_permission, require
-from .transactions import SYSTEM, WORKER, Actor, after_commit, audit, commit_changes, transition
+from .models import Decision, Environment, Release, User, utcnow
+from .permissions import PermissionDenied, may_cancel, require
+from .transactions import SYSTEM, WORKER, Actor, after_commit, audit, commit_changes, lock_environment, move, transition
 
 __all__ = ["SYSTEM", "WORKER", "Actor", "ReleaseError", "NotFound", "WrongState", "TRANSITIONS"]
 
@@ -78,38 +78,13 @@ def get_release(release_id: int) -> Release:
 
 
 def _move(release: Release, to_state: str, actor: Actor, action: str, *, expect: tuple[str, ...],
-          reason: str = "", where: tuple = (), **values: Any) -> bool:
-    """Compare-and-set `release` from one of the `expect` states to `to_state`, and on
-    success write the audit event and return True. `values`: other columns to set with it.
-
-    The environment's row is locked before the release's: one order for every move, so two
-    moves in one environment (a reject that dispatches the queue, a cancel of the release it
-    would dispatch) wait for each other on PostgreSQL instead of deadlocking. When the move
-    did not happen, `release` is reloaded, so the caller can say what it is now."""
+          **options: Any) -> bool:
+    """transactions.move(), once TRANSITIONS allows `action` to move `release` from each of the
+    `expect` states to `to_state`; a move the table lacks raises, before any SQL."""
     for from_state in expect:
         if action not in TRANSITIONS.get(from_state, {}).get(to_state, ()):
             raise ValueError(f"{from_state} → {to_state} by {action!r} is not a move of SPEC §3 (TRANSITIONS)")
-    if to_state not in SLOT_STATES:
-        values.setdefault("holds_slot", False)
-        values.setdefault("finished_at", utcnow())
-    from_state = release.state
-    _lock_environment(release.environment_id)
-    result = db.session.execute(
-        sa.update(Release).where(Release.id == release.id, Release.state.in_(expect), *where)
-        .values(state=to_state, **values)
-        .execution_options(synchronize_session="fetch"))  # `release` reads what the row now holds
-    if result.rowcount != 1:
-        db.session.refresh(release)
-        return False
-    audit(actor, "state", release=release, from_state=from_state, to_state=to_state, reason=reason)
-    return True
-
-
-def _lock_environment(environment_id: int) -> sa.Row:
-    """Lock an environment's row for this transaction (see dispatch_queue); returns its modes."""
-    return db.session.execute(
-        sa.select(Environment.parallel_releases, Environment.approval_workflow)
-        .where(Environment.id == environment_id).with_for_update(key_share=True)).one()
+    return move(release, to_state, actor, expect=expect, **options)
 
 
 def _wrong_state(release: Release, doing: str, needs: str) -> WrongState:
@@ -126,7 +101,7 @@ def dispatch_queue(environment_id: int) -> None:
     # a trigger and a slot release committing together cannot both miss the queue.
     # NO KEY UPDATE does not conflict with the KEY SHARE lock a new release's foreign
     # key takes, so a trigger (insert, then dispatch) cannot deadlock with another.
-    parallel, approval = _lock_environment(environment_id)
+    parallel, approval = lock_environment(environment_id)
     queued = sa.select(Release).where(Release.environment_id == environment_id, Release.state == "QUEUED")
     now = utcnow()
     if parallel:
@@ -317,27 +292,6 @@ def _succeed_without_command(release: Release) -> bool:
 
 # -- decisions ------------------------------------------------------------------------------------
 
-def may_decide(release: Release, user: User | None) -> bool:
-    """Whether `user` may approve or reject `release` (SPEC §6: never one's own, unless allowed)."""
-    if user is None or not getattr(user, "is_authenticated", False):
-        return False
-    if release.triggered_by_id == user.id and not release.environment.allow_self_approval:
-        return False
-    return has_permission(user, "approve_release", release.environment)
-
-
-def decidable_releases(user: User):
-    """SELECT of the PENDING_APPROVAL releases `user` may decide: the rule of may_decide in SQL."""
-    query = (sa.select(Release).join(Environment, Release.environment_id == Environment.id)
-             .where(Release.state == "PENDING_APPROVAL"))
-    if not user.is_admin:
-        query = query.where(sa.select(Grant.id).where(
-            Grant.user_id == user.id, Grant.permission == "approve_release",
-            Grant.environment_id.is_(None) | (Grant.environment_id == Release.environment_id)).exists())
-    return query.where(Release.triggered_by_id.is_(None) | (Release.triggered_by_id != user.id)
-                       | Environment.allow_self_approval)
-
-
 def _check_decider(release: Release, actor: Actor) -> None:
     require(actor.user, "approve_release", release.environment)
     if release.triggered_by_id == actor.user.id and not release.environment.allow_self_approval:
@@ -382,11 +336,6 @@ def reject(release_id: int, actor: Actor, comment: str = "") -> Release:
     dispatch_queue(release.environment_id)
     commit_changes()
     return release
-
-
-def may_cancel(release: Release, user: User | None) -> bool:
-    """The triggerer may cancel their own queued or pending release without cancel_release."""
-    return user is not None and release.triggered_by_id == user.id
 
 
 @transition

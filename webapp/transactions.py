@@ -1,5 +1,5 @@
-"""One transaction per action: who acts, the audit row beside the change, write
-transactions that hold SQLite's lock from their start, and side effects after commit."""
+"""One transaction per action: who acts, a move as compare-and-set plus its audit row,
+write transactions that hold SQLite's lock from their start, and side effects after commit."""
 from __future__ import annotations
 
 import functools
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from .announce import publish, worth_announcing
 from .extensions import db
 from .live import bump_version
-from .models import AuditEvent, Release, User
+from .models import SLOT_STATES, AuditEvent, Environment, Release, User, utcnow
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,40 @@ def audit(actor: Actor, action: str, *, release: Release | None = None, environm
         after_commit(publish, db.session.execute(insert.returning(AuditEvent.id)).scalar_one())
     else:
         db.session.execute(insert)
+
+
+def move(release: Release, to_state: str, actor: Actor, *, expect: tuple[str, ...], reason: str = "",
+         where: tuple = (), **values: Any) -> bool:
+    """Compare-and-set `release` from one of the `expect` states to `to_state`, and on
+    success write the audit event and return True. `values`: other columns to set with it.
+    Which moves exist is releases.py's to say (TRANSITIONS); this is how one is written.
+
+    The environment's row is locked before the release's: one order for every move, so two
+    moves in one environment (a reject that dispatches the queue, a cancel of the release it
+    would dispatch) wait for each other on PostgreSQL instead of deadlocking. When the move
+    did not happen, `release` is reloaded, so the caller can say what it is now."""
+    if to_state not in SLOT_STATES:
+        values.setdefault("holds_slot", False)
+        values.setdefault("finished_at", utcnow())
+    from_state = release.state
+    lock_environment(release.environment_id)
+    result = db.session.execute(
+        sa.update(Release).where(Release.id == release.id, Release.state.in_(expect), *where)
+        .values(state=to_state, **values)
+        .execution_options(synchronize_session="fetch"))  # `release` reads what the row now holds
+    if result.rowcount != 1:
+        db.session.refresh(release)
+        return False
+    audit(actor, "state", release=release, from_state=from_state, to_state=to_state, reason=reason)
+    return True
+
+
+def lock_environment(environment_id: int) -> sa.Row:
+    """Lock an environment's row for this transaction (see releases.dispatch_queue); returns
+    its modes."""
+    return db.session.execute(
+        sa.select(Environment.parallel_releases, Environment.approval_workflow)
+        .where(Environment.id == environment_id).with_for_update(key_share=True)).one()
 
 
 def write_transaction() -> None:

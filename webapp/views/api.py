@@ -10,7 +10,7 @@ from .. import environments, releases
 from ..extensions import db, redis_connection
 from ..ids import MAX_ID, parse_id
 from ..models import STATES, AuditEvent, Environment, Project, Release
-from ..permissions import require_permission
+from ..permissions import may_cancel, require_permission
 from ..resources import InvalidInput, check_slug, parse_trigger_body
 from ..serialize import environment_dict, event_dict, project_dict, release_dict
 from ..transactions import Actor
@@ -74,7 +74,7 @@ def _release_environment(release_id: int, **_) -> Environment:
 
 
 def _own_release(release_id: int, **_) -> bool:
-    return releases.may_cancel(_release(release_id), current_user)
+    return may_cancel(_release(release_id), current_user)
 
 
 def _page(query, serialize) -> dict:
