@@ -182,11 +182,10 @@ def claim_run(release_id: int, stage: str, **pinned: Any) -> bool:
     compare-and-set what it runs (`pinned`: commit, hook ref commit and path, or command).
     False: nothing to do (another job claimed it, or the release moved on)."""
     now = utcnow()
-    state, started = ("READY", "hook_started_at") if stage == "hook" else ("IN_PROGRESS", "exec_started_at")
+    state, started = ("READY", Release.hook_started_at) if stage == "hook" else ("IN_PROGRESS", Release.exec_started_at)
     result = db.session.execute(
-        sa.update(Release).where(Release.id == release_id, Release.state == state,
-                                 getattr(Release, started).is_(None))
-        .values({started: now, "heartbeat_at": now, **pinned}).execution_options(synchronize_session=False))
+        sa.update(Release).where(Release.id == release_id, Release.state == state, started.is_(None))
+        .values({started: now, Release.heartbeat_at: now, **pinned}).execution_options(synchronize_session=False))
     commit_changes()
     return result.rowcount == 1
 
@@ -217,10 +216,8 @@ def fail(release_id: int, error: str, actor: Actor = WORKER, *, expect: tuple[st
 def record_hook_result(release_id: int, *, exit_code: int | None, output: str, truncated: bool,
                        error: str | None = None, needs_approval_reason: str | None = None) -> str | None:
     """Apply the hook contract: 0 proceeds, 2 waits for approval, anything else fails.
-
-    `needs_approval_reason` (the hook differs from the hook ref) turns a 0 into a wait:
-    fail closed. Returns the new state, or None when the release had moved on.
-    """
+    `needs_approval_reason` (the hook differs from the hook ref) turns a 0 into a wait: fail
+    closed. Returns the new state, or None when the release had moved on."""
     release = get_release(release_id)
     hook = {"hook_exit_code": exit_code, "hook_output": output, "hook_truncated": truncated}
     passed = error is None and exit_code in (0, 2)
@@ -238,12 +235,11 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
         return None
     if new_state == "FAILED":
         dispatch_queue(release.environment_id)
-    elif new_state == "IN_PROGRESS" and _nothing_to_run(release.environment):
-        # Nothing to execute: on to SUCCEEDED in this transaction rather than through a second job.
+    elif new_state == "IN_PROGRESS" and not _nothing_to_run(release.environment):
+        _enqueue("execute", release_id)
+    elif new_state == "IN_PROGRESS":  # nothing to execute: on to SUCCEEDED now, not through a second job
         _succeed_without_command(release)
         new_state = "SUCCEEDED"
-    elif new_state == "IN_PROGRESS":
-        _enqueue("execute", release_id)
     commit_changes()
     return new_state
 
