@@ -5,10 +5,11 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from flask_login import current_user
 
 from .extensions import db, login_manager
-from .models import Environment, Grant, User
+from .models import Environment, Grant, Release, User
 
 PERMISSIONS = {
     "trigger_release": "Trigger release",
@@ -95,3 +96,32 @@ def permission_context() -> dict:
     return {"can": lambda permission, environment=None: has_permission(current_user, permission, environment),
             "can_somewhere": lambda permission: has_permission_somewhere(current_user, permission),
             "PERMISSIONS": PERMISSIONS}
+
+
+# -- who may decide or cancel a release: drawing buttons, the inbox, mail recipients -------------
+# releases.py enforces the same rules when the action is taken (_check_decider, cancel).
+
+def may_decide(release: Release, user: User | None) -> bool:
+    """Whether `user` may approve or reject `release` (SPEC §6: never one's own, unless allowed)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if release.triggered_by_id == user.id and not release.environment.allow_self_approval:
+        return False
+    return has_permission(user, "approve_release", release.environment)
+
+
+def decidable_releases(user: User):
+    """SELECT of the PENDING_APPROVAL releases `user` may decide: the rule of may_decide in SQL."""
+    query = (sa.select(Release).join(Environment, Release.environment_id == Environment.id)
+             .where(Release.state == "PENDING_APPROVAL"))
+    if not user.is_admin:
+        query = query.where(sa.select(Grant.id).where(
+            Grant.user_id == user.id, Grant.permission == "approve_release",
+            Grant.environment_id.is_(None) | (Grant.environment_id == Release.environment_id)).exists())
+    return query.where(Release.triggered_by_id.is_(None) | (Release.triggered_by_id != user.id)
+                       | Environment.allow_self_approval)
+
+
+def may_cancel(release: Release, user: User | None) -> bool:
+    """The triggerer may cancel their own queued or pending release without cancel_release."""
+    return user is not None and release.triggered_by_id == user.id

@@ -11,15 +11,39 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.util import identity_key
 
 from .extensions import db
-from .models import SLOT_STATES, Decision, Environment, Grant, Release, User, utcnow
-from .permissions import PermissionDenied, has_permission, require
-from .transactions import SYSTEM, WORKER, Actor, after_commit, audit, commit_changes, transition
+from .models import Decision, Environment, Release, User, utcnow
+from .permissions import PermissionDenied, may_cancel, require
+from .transactions import SYSTEM, WORKER, Actor, after_commit, audit, commit_changes, lock_environment, move, transition
 
-__all__ = ["SYSTEM", "WORKER", "Actor", "ReleaseError", "NotFound", "WrongState"]
+__all__ = ["SYSTEM", "WORKER", "Actor", "ReleaseError", "NotFound", "WrongState", "TRANSITIONS"]
+
+# SPEC §3's diagram as a table: state → the states it may move to → the actions that make each
+# move. _move() refuses anything else before it sends any SQL, and tests/test_transitions.py
+# holds this table to the diagram in SPEC.md, both ways. Terminal states move nowhere.
+TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "QUEUED": {
+        "READY": ("dispatch",),        # took the slot, approval workflow on: the hook decides
+        "IN_PROGRESS": ("dispatch",),  # approval workflow off, or parallel releases: no hook
+        "CANCELLED": ("cancel",),
+    },
+    "READY": {
+        "IN_PROGRESS": ("hook result",),       # exit 0
+        "PENDING_APPROVAL": ("hook result",),  # exit 2, or 0 from a hook unlike the hook ref's
+        "FAILED": ("hook result", "abort", "fail"),  # fail: worker lost, or no run could start
+    },
+    "PENDING_APPROVAL": {
+        "APPROVED": ("approve",),       # its BOT release takes the slot in the same transaction
+        "REJECTED": ("reject", "fail"),  # fail: the approval timeout expired
+        "CANCELLED": ("cancel",),       # withdrawn by its triggerer
+    },
+    "IN_PROGRESS": {
+        "SUCCEEDED": ("execution result", "nothing to run", "finish"),
+        "FAILED": ("execution result", "abort", "finish", "fail"),
+        "TIMED_OUT": ("execution result", "fail"),  # fail: no external finish in time
+    },
+}
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -44,7 +68,7 @@ def _enqueue(kind: str, release_id: int) -> None:
     after_commit(enqueue_release_job, kind, release_id, first=True)
 
 
-# -- helpers ------------------------------------------------------------------------------
+# -- one move -------------------------------------------------------------------------------
 
 def get_release(release_id: int) -> Release:
     release = db.session.get(Release, release_id)
@@ -53,99 +77,14 @@ def get_release(release_id: int) -> Release:
     return release
 
 
-# -- statements on the way of every release, built once -----------------------------------------
-# Building a statement costs more than SQLite takes to run it. An UPDATE sets the columns named
-# by the parameters it runs with; the bound values of the WHERE clause start with "_".
-_RELEASES, _ENVIRONMENTS = Release.__table__, Environment.__table__
-_RELEASE_COLUMNS = frozenset(_RELEASES.c.keys())
-_SET_STATE = sa.update(_RELEASES).where(_RELEASES.c.id == sa.bindparam("_release_id"),
-                                        _RELEASES.c.state.in_(sa.bindparam("_expect", expanding=True)))
-_CLAIM = {stage: sa.update(_RELEASES).where(_RELEASES.c.id == sa.bindparam("_release_id"),
-                                             _RELEASES.c.state == expect, started.is_(None))
-          for stage, expect, started in (("hook", "READY", _RELEASES.c.hook_started_at),
-                                         ("execute", "IN_PROGRESS", _RELEASES.c.exec_started_at))}
-_HEARTBEAT = sa.update(_RELEASES).where(_RELEASES.c.id == sa.bindparam("_release_id"),
-                                        _RELEASES.c.state == sa.bindparam("_state"))
-# PostgreSQL: FOR NO KEY UPDATE (see dispatch_queue).
-_LOCK_ENVIRONMENT = (sa.select(_ENVIRONMENTS.c.parallel_releases, _ENVIRONMENTS.c.approval_workflow)
-                     .where(_ENVIRONMENTS.c.id == sa.bindparam("environment_id")).with_for_update(key_share=True))
-_SLOT = sa.select(  # who holds the environment's slot, and who is next in its queue
-    sa.select(_RELEASES.c.id).where(_RELEASES.c.environment_id == sa.bindparam("environment_id"),
-                                    _RELEASES.c.holds_slot).limit(1).scalar_subquery().label("holder"),
-    sa.select(_RELEASES.c.id).where(_RELEASES.c.environment_id == sa.bindparam("environment_id"),
-                                    _RELEASES.c.state == "QUEUED")
-    .order_by(_RELEASES.c.id).limit(1).scalar_subquery().label("next"))
-_HOOK_RESULT_CONTEXT = (
-    sa.select(_RELEASES.c.state, _RELEASES.c.environment_id, _ENVIRONMENTS.c.release_command,
-              _ENVIRONMENTS.c.wait_for_external_finish)
-    .select_from(_RELEASES.join(_ENVIRONMENTS, _RELEASES.c.environment_id == _ENVIRONMENTS.c.id))
-    .where(_RELEASES.c.id == sa.bindparam("release_id")))
-
-
-def _set_state(release_id: int, to_state: str, *, expect: tuple[str, ...], where: tuple = (),
-               **values: Any) -> bool:
-    """The compare-and-set itself, on the row alone: True when it changed the release.
-    `values` are plain values of columns of releases (bound as parameters, not SQL).
-
-    A Core UPDATE (the ORM's costs several times as much, and this runs on every move), so
-    what the session holds unsaved is flushed first, as the ORM's autoflush did."""
-    if not values.keys() <= _RELEASE_COLUMNS:  # a misspelt column would silently be left out
-        raise TypeError(f"releases has no column {sorted(values.keys() - _RELEASE_COLUMNS)}")
-    if to_state not in SLOT_STATES:
-        values.setdefault("holds_slot", False)
-        values.setdefault("finished_at", utcnow())
-    if db.session.new or db.session.dirty or db.session.deleted:
-        db.session.flush()
-    statement = _SET_STATE.where(*where) if where else _SET_STATE
-    result = db.session.execute(statement, {"_release_id": release_id, "_expect": list(expect),
-                                            "state": to_state, **values})
-    if result.rowcount != 1:
-        return False
-    # The row is ours until commit, so what we wrote is what it holds: an instance of it in the
-    # session is told so, and nothing is reloaded (expiring it cost a SELECT of the full row at
-    # its audit and at every later read).
-    instance = db.session.identity_map.get(identity_key(Release, release_id))
-    if instance is not None:
-        for key, value in (("state", to_state), *values.items()):
-            set_committed_value(instance, key, value)
-    return True
-
-
-def _move_row(release_id: int, environment_id: int, from_state: str, to_state: str, actor: Actor, *,
-              expect: tuple[str, ...], reason: str = "", where: tuple = (), through: tuple[str, str] | None = None,
-              **values: Any) -> bool:
-    """Compare-and-set the state of a release known by id; on success write the audit event
-    and return True.
-
-    `through` (state, reason): a state passed through on the way, in the same compare-and-set,
-    audited as a move of its own.
-
-    The environment's row is locked before the release's: one order for every move, so two
-    moves in one environment (a reject that dispatches the queue, a cancel of the release it
-    would dispatch) wait for each other on PostgreSQL instead of deadlocking."""
-    _lock_environment(environment_id)
-    if not _set_state(release_id, to_state, expect=expect, where=where, **values):
-        return False
-    named = {"release_id": release_id, "environment_id": environment_id}
-    if through is not None:
-        audit(actor, "state", **named, from_state=from_state, to_state=through[0], reason=through[1])
-        from_state = through[0]
-    audit(actor, "state", **named, from_state=from_state, to_state=to_state, reason=reason)
-    return True
-
-
-def _move(release: Release, to_state: str, actor: Actor, **options: Any) -> bool:
-    """_move_row() for a loaded release, which is reloaded when the move did not happen."""
-    if _move_row(release.id, release.environment_id, release.state, to_state, actor, **options):
-        return True
-    db.session.refresh(release)
-    return False
-
-
-def _lock_environment(environment_id: int) -> sa.Row:
-    """Lock an environment's row for this transaction (see dispatch_queue); returns its modes."""
-    db.session.flush()  # the queries that follow are Core: no autoflush
-    return db.session.execute(_LOCK_ENVIRONMENT, {"environment_id": environment_id}).one()
+def _move(release: Release, to_state: str, actor: Actor, action: str, *, expect: tuple[str, ...],
+          **options: Any) -> bool:
+    """transactions.move(), once TRANSITIONS allows `action` to move `release` from each of the
+    `expect` states to `to_state`; a move the table lacks raises, before any SQL."""
+    for from_state in expect:
+        if action not in TRANSITIONS.get(from_state, {}).get(to_state, ()):
+            raise ValueError(f"{from_state} → {to_state} by {action!r} is not a move of SPEC §3 (TRANSITIONS)")
+    return move(release, to_state, actor, expect=expect, **options)
 
 
 def _wrong_state(release: Release, doing: str, needs: str) -> WrongState:
@@ -162,28 +101,31 @@ def dispatch_queue(environment_id: int) -> None:
     # a trigger and a slot release committing together cannot both miss the queue.
     # NO KEY UPDATE does not conflict with the KEY SHARE lock a new release's foreign
     # key takes, so a trigger (insert, then dispatch) cannot deadlock with another.
-    parallel, approval = _lock_environment(environment_id)
-    queued = (Release.environment_id == environment_id, Release.state == "QUEUED")
+    parallel, approval = lock_environment(environment_id)
+    queued = sa.select(Release).where(Release.environment_id == environment_id, Release.state == "QUEUED")
     now = utcnow()
     if parallel:
-        for release in db.session.scalars(sa.select(Release).where(*queued).order_by(Release.id)).all():
-            if _move(release, "IN_PROGRESS", WORKER, expect=("QUEUED",), started_at=now,
+        for release in db.session.scalars(queued.order_by(Release.id)).all():
+            if _move(release, "IN_PROGRESS", WORKER, "dispatch", expect=("QUEUED",), started_at=now,
                      reason="started at once (parallel releases)"):
                 _enqueue("execute", release.id)
         return
-    holder, release_id = db.session.execute(_SLOT, {"environment_id": environment_id}).one()
-    if holder is not None or release_id is None:
+    holder = sa.select(Release.id).where(Release.environment_id == environment_id, Release.holds_slot)
+    if db.session.scalar(holder.limit(1)) is not None:
+        return
+    release = db.session.scalar(queued.order_by(Release.id).limit(1))  # FIFO by trigger time
+    if release is None:
         return
     to_state, job, reason = (("READY", "hook", "took the slot; running the pre-release hook") if approval else
                              ("IN_PROGRESS", "execute", "took the slot; approval workflow is off"))
     try:
         with db.session.begin_nested():
-            moved = _move_row(release_id, environment_id, "QUEUED", to_state, WORKER, expect=("QUEUED",),
-                              holds_slot=True, started_at=now, heartbeat_at=None, reason=reason)
+            moved = _move(release, to_state, WORKER, "dispatch", expect=("QUEUED",), holds_slot=True,
+                          started_at=now, heartbeat_at=None, reason=reason)
     except IntegrityError:
         return  # another transaction took the slot first; it dispatches in turn
     if moved:
-        _enqueue(job, release_id)
+        _enqueue(job, release.id)
 
 
 @transition
@@ -240,9 +182,10 @@ def claim_run(release_id: int, stage: str, **pinned: Any) -> bool:
     compare-and-set what it runs (`pinned`: commit, hook ref commit and path, or command).
     False: nothing to do (another job claimed it, or the release moved on)."""
     now = utcnow()
-    started = "hook_started_at" if stage == "hook" else "exec_started_at"
-    result = db.session.execute(_CLAIM[stage], {"_release_id": release_id, started: now, "heartbeat_at": now,
-                                                **pinned})
+    state, started = ("READY", Release.hook_started_at) if stage == "hook" else ("IN_PROGRESS", Release.exec_started_at)
+    result = db.session.execute(
+        sa.update(Release).where(Release.id == release_id, Release.state == state, started.is_(None))
+        .values({started: now, Release.heartbeat_at: now, **pinned}).execution_options(synchronize_session=False))
     commit_changes()
     return result.rowcount == 1
 
@@ -250,18 +193,19 @@ def claim_run(release_id: int, stage: str, **pinned: Any) -> bool:
 @transition  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
 def heartbeat(release_id: int, state: str, **output: Any) -> bool:
     """Record liveness and output so far; False when the release left `state` (e.g. aborted)."""
-    result = db.session.execute(_HEARTBEAT, {"_release_id": release_id, "_state": state, "heartbeat_at": utcnow(),
-                                             **output})
+    result = db.session.execute(
+        sa.update(Release).where(Release.id == release_id, Release.state == state)
+        .values(heartbeat_at=utcnow(), **output).execution_options(synchronize_session=False))
     commit_changes()
     return result.rowcount == 1
 
 
 @transition
-def fail(release_id: int, error: str, actor: Actor = WORKER, *, expect: tuple[str, ...] = SLOT_STATES,
+def fail(release_id: int, error: str, actor: Actor = WORKER, *, expect: tuple[str, ...],
          state: str = "FAILED", where: tuple = (), **values: Any) -> bool:
     """End a release that cannot go on (FAILED, or `state`), freeing its slot."""
     release = get_release(release_id)
-    if not _move(release, state, actor, expect=expect, error=error, reason=error, where=where, **values):
+    if not _move(release, state, actor, "fail", expect=expect, error=error, reason=error, where=where, **values):
         return False
     dispatch_queue(release.environment_id)
     commit_changes()
@@ -272,46 +216,32 @@ def fail(release_id: int, error: str, actor: Actor = WORKER, *, expect: tuple[st
 def record_hook_result(release_id: int, *, exit_code: int | None, output: str, truncated: bool,
                        error: str | None = None, needs_approval_reason: str | None = None) -> str | None:
     """Apply the hook contract: 0 proceeds, 2 waits for approval, anything else fails.
-
-    `needs_approval_reason` (the hook differs from the hook ref) turns a 0 into a wait:
-    fail closed. Returns the new state, or None when the release had moved on.
-    """
-    # Core, and no ORM object: the worker does this after every hook
-    row = db.session.execute(_HOOK_RESULT_CONTEXT, {"release_id": release_id}).one_or_none()
-    if row is None:
-        raise NotFound(f"Release #{release_id} does not exist.")
-    environment_id = row.environment_id
-
-    def move(to_state: str, **options: Any) -> bool:
-        return _move_row(release_id, environment_id, row.state, to_state, WORKER, expect=("READY",),
-                         hook_exit_code=exit_code, hook_output=output, hook_truncated=truncated, **options)
-
-    if error is None and exit_code in (0, 2):
-        if exit_code == 2 or needs_approval_reason:
-            moved = move("PENDING_APPROVAL", reason=needs_approval_reason or "pre-release hook exited 2",
-                         pending_since=utcnow())
-            new_state = "PENDING_APPROVAL"
-        elif _nothing_to_run(row):
-            # Nothing to execute: through IN_PROGRESS to SUCCEEDED in one compare-and-set, rather
-            # than through a second job.
-            moved = move("SUCCEEDED", reason=NOTHING_RUN, through=("IN_PROGRESS", "pre-release hook exited 0"),
-                         exec_output=NOTHING_RUN + "\n")
-            new_state = "SUCCEEDED"
-            if moved:
-                dispatch_queue(environment_id)
-        else:
-            moved = move("IN_PROGRESS", reason="pre-release hook exited 0")
-            new_state = "IN_PROGRESS"
-            if moved:
-                _enqueue("execute", release_id)
+    `needs_approval_reason` (the hook differs from the hook ref) turns a 0 into a wait: fail
+    closed. Returns the new state, or None when the release had moved on."""
+    release = get_release(release_id)
+    hook = {"hook_exit_code": exit_code, "hook_output": output, "hook_truncated": truncated}
+    passed = error is None and exit_code in (0, 2)
+    if passed and (exit_code == 2 or needs_approval_reason):
+        new_state, reason = "PENDING_APPROVAL", needs_approval_reason or "pre-release hook exited 2"
+        hook["pending_since"] = utcnow()
+    elif passed:
+        new_state, reason = "IN_PROGRESS", "pre-release hook exited 0"
     else:
         error = error or f"The pre-release hook exited {exit_code}."
-        moved = move("FAILED", reason=error, error=error)
-        new_state = "FAILED"
-        if moved:
-            dispatch_queue(environment_id)
+        new_state, reason = "FAILED", error
+        hook["error"] = error
+    if not _move(release, new_state, WORKER, "hook result", expect=("READY",), reason=reason, **hook):
+        commit_changes()
+        return None
+    if new_state == "FAILED":
+        dispatch_queue(release.environment_id)
+    elif new_state == "IN_PROGRESS" and not _nothing_to_run(release.environment):
+        _enqueue("execute", release_id)
+    elif new_state == "IN_PROGRESS":  # nothing to execute: on to SUCCEEDED now, not through a second job
+        _succeed_without_command(release)
+        new_state = "SUCCEEDED"
     commit_changes()
-    return new_state if moved else None
+    return new_state
 
 
 @transition
@@ -324,8 +254,9 @@ def record_execution_result(release_id: int, *, exit_code: int | None, output: s
         state = "SUCCEEDED"
     else:
         state, error = "FAILED", error or f"The release command exited {exit_code}."
-    moved = _move(release, state, WORKER, expect=("IN_PROGRESS",), reason=error or "release command exited 0",
-                  error=error, exec_exit_code=exit_code, exec_output=output, exec_truncated=truncated)
+    moved = _move(release, state, WORKER, "execution result", expect=("IN_PROGRESS",),
+                  reason=error or "release command exited 0", error=error, exec_exit_code=exit_code,
+                  exec_output=output, exec_truncated=truncated)
     if moved:
         dispatch_queue(release.environment_id)
     commit_changes()
@@ -342,13 +273,13 @@ def succeed_without_command(release_id: int) -> bool:
 NOTHING_RUN = "No release command is set for this environment, so nothing was run."
 
 
-def _nothing_to_run(environment: Environment | sa.Row) -> bool:
+def _nothing_to_run(environment: Environment) -> bool:
     return not (environment.release_command or "").strip() and not environment.wait_for_external_finish
 
 
 def _succeed_without_command(release: Release) -> bool:
     """Within the current transaction: IN_PROGRESS → SUCCEEDED, nothing run; frees the slot."""
-    moved = _move(release, "SUCCEEDED", WORKER, expect=("IN_PROGRESS",), reason=NOTHING_RUN,
+    moved = _move(release, "SUCCEEDED", WORKER, "nothing to run", expect=("IN_PROGRESS",), reason=NOTHING_RUN,
                   exec_output=NOTHING_RUN + "\n")
     if moved:
         dispatch_queue(release.environment_id)
@@ -356,27 +287,6 @@ def _succeed_without_command(release: Release) -> bool:
 
 
 # -- decisions ------------------------------------------------------------------------------------
-
-def may_decide(release: Release, user: User | None) -> bool:
-    """Whether `user` may approve or reject `release` (SPEC §6: never one's own, unless allowed)."""
-    if user is None or not getattr(user, "is_authenticated", False):
-        return False
-    if release.triggered_by_id == user.id and not release.environment.allow_self_approval:
-        return False
-    return has_permission(user, "approve_release", release.environment)
-
-
-def decidable_releases(user: User):
-    """SELECT of the PENDING_APPROVAL releases `user` may decide: the rule of may_decide in SQL."""
-    query = (sa.select(Release).join(Environment, Release.environment_id == Environment.id)
-             .where(Release.state == "PENDING_APPROVAL"))
-    if not user.is_admin:
-        query = query.where(sa.select(Grant.id).where(
-            Grant.user_id == user.id, Grant.permission == "approve_release",
-            Grant.environment_id.is_(None) | (Grant.environment_id == Release.environment_id)).exists())
-    return query.where(Release.triggered_by_id.is_(None) | (Release.triggered_by_id != user.id)
-                       | Environment.allow_self_approval)
-
 
 def _check_decider(release: Release, actor: Actor) -> None:
     require(actor.user, "approve_release", release.environment)
@@ -390,7 +300,7 @@ def approve(release_id: int, actor: Actor, comment: str = "") -> Release:
     """Approve a pending release: it becomes APPROVED and its BOT release takes the slot directly."""
     release = get_release(release_id)
     _check_decider(release, actor)
-    if not _move(release, "APPROVED", actor, expect=("PENDING_APPROVAL",), reason=comment or "approved"):
+    if not _move(release, "APPROVED", actor, "approve", expect=("PENDING_APPROVAL",), reason=comment or "approved"):
         db.session.rollback()
         raise _wrong_state(release, "approved", "pending approval")
     db.session.add(Decision(release_id=release.id, user_id=actor.user.id, decision="APPROVE",
@@ -414,7 +324,7 @@ def approve(release_id: int, actor: Actor, comment: str = "") -> Release:
 def reject(release_id: int, actor: Actor, comment: str = "") -> Release:
     release = get_release(release_id)
     _check_decider(release, actor)
-    if not _move(release, "REJECTED", actor, expect=("PENDING_APPROVAL",), reason=comment or "rejected"):
+    if not _move(release, "REJECTED", actor, "reject", expect=("PENDING_APPROVAL",), reason=comment or "rejected"):
         db.session.rollback()
         raise _wrong_state(release, "rejected", "pending approval")
     db.session.add(Decision(release_id=release.id, user_id=actor.user.id, decision="REJECT",
@@ -422,11 +332,6 @@ def reject(release_id: int, actor: Actor, comment: str = "") -> Release:
     dispatch_queue(release.environment_id)
     commit_changes()
     return release
-
-
-def may_cancel(release: Release, user: User | None) -> bool:
-    """The triggerer may cancel their own queued or pending release without cancel_release."""
-    return user is not None and release.triggered_by_id == user.id
 
 
 @transition
@@ -448,7 +353,7 @@ def cancel(release_id: int, actor: Actor) -> Release:
         raise _wrong_state(release, "cancelled", "queued or pending approval")
     # The rules above were judged on `judged`: the compare-and-set accepts exactly that state.
     # A queued release that became pending meanwhile is one only its triggerer may withdraw.
-    if not _move(release, "CANCELLED", actor, expect=(judged,), reason=reason):
+    if not _move(release, "CANCELLED", actor, "cancel", expect=(judged,), reason=reason):
         now = release.state.replace("_", " ").lower()  # _move reloaded it
         db.session.rollback()
         raise WrongState(f"Release #{release_id} changed while you were cancelling it (it is {now} now); "
@@ -464,7 +369,7 @@ def abort(release_id: int, actor: Actor) -> Release:
     release = get_release(release_id)
     require(actor.user, "cancel_release", release.environment)
     message = f"aborted by {actor.name}"
-    if not _move(release, "FAILED", actor, expect=("READY", "IN_PROGRESS"), reason=message, error=message):
+    if not _move(release, "FAILED", actor, "abort", expect=("READY", "IN_PROGRESS"), reason=message, error=message):
         db.session.rollback()
         raise _wrong_state(release, "aborted", "ready or in progress")
     dispatch_queue(release.environment_id)
@@ -482,7 +387,7 @@ def finish(release_id: int, actor: Actor, result: str, log: str = "") -> Release
         raise WrongState(f"{environment.project.name}/{environment.name} does not wait for an external "
                          "finish, so its releases cannot be finished through the API.")
     error = None if result == "SUCCEEDED" else f"reported failed by {actor.name}"
-    if not _move(release, result, actor, expect=("IN_PROGRESS",), reason=f"finish reported by {actor.name}",
+    if not _move(release, result, actor, "finish", expect=("IN_PROGRESS",), reason=f"finish reported by {actor.name}",
                  error=error, exec_output=log):
         db.session.rollback()
         raise _wrong_state(release, "finished", "in progress")

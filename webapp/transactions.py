@@ -1,5 +1,5 @@
-"""One transaction per action: who acts, the audit row beside the change, write
-transactions that hold SQLite's lock from their start, and side effects after commit."""
+"""One transaction per action: who acts, a move as compare-and-set plus its audit row,
+write transactions that hold SQLite's lock from their start, and side effects after commit."""
 from __future__ import annotations
 
 import functools
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from .extensions import db
 from .live import bump_version
-from .models import AuditEvent, Release, User
+from .models import SLOT_STATES, AuditEvent, Environment, Release, User, utcnow
 from .notify.announce import publish, worth_announcing
 
 
@@ -78,8 +78,8 @@ def audit(actor: Actor, action: str, *, release: Release | None = None, environm
     """Record who did what; also tells live pages, after commit, that something changed.
     A release is named by `release`, or by `release_id` with `environment_id` (no object loaded).
 
-    The row is written at once with a Core INSERT: the ORM's unit of work cost several times as
-    much, and every state change writes one or two."""
+    The row is inserted at once, not left to the next flush: an announcement is published
+    by the event's id."""
     if not db.session.info.get("bumps_version"):
         db.session.info["bumps_version"] = True
         after_commit(bump_version)
@@ -88,16 +88,45 @@ def audit(actor: Actor, action: str, *, release: Release | None = None, environm
            "actor_id": actor.user.id if actor.user is not None else None, "action": action,
            "from_state": from_state, "to_state": to_state, "reason": reason, "via": actor.via,
            "details": details}
+    insert = sa.insert(AuditEvent).values(row)
     if worth_announcing(action, to_state, details):  # mail and webhooks (notify/mail.py), by id, after commit
-        after_commit(publish, db.session.execute(_INSERT_AUDIT_RETURNING_ID, row).scalar_one())
+        after_commit(publish, db.session.execute(insert.returning(AuditEvent.id)).scalar_one())
     else:
-        db.session.execute(_INSERT_AUDIT, row)
+        db.session.execute(insert)
 
 
-# Built once (building a statement costs more than SQLite takes to run it); the parameters
-# name the columns.
-_INSERT_AUDIT = sa.insert(AuditEvent.__table__)
-_INSERT_AUDIT_RETURNING_ID = _INSERT_AUDIT.returning(AuditEvent.__table__.c.id)
+def move(release: Release, to_state: str, actor: Actor, *, expect: tuple[str, ...], reason: str = "",
+         where: tuple = (), **values: Any) -> bool:
+    """Compare-and-set `release` from one of the `expect` states to `to_state`, and on
+    success write the audit event and return True. `values`: other columns to set with it.
+    Which moves exist is releases.py's to say (TRANSITIONS); this is how one is written.
+
+    The environment's row is locked before the release's: one order for every move, so two
+    moves in one environment (a reject that dispatches the queue, a cancel of the release it
+    would dispatch) wait for each other on PostgreSQL instead of deadlocking. When the move
+    did not happen, `release` is reloaded, so the caller can say what it is now."""
+    if to_state not in SLOT_STATES:
+        values.setdefault("holds_slot", False)
+        values.setdefault("finished_at", utcnow())
+    from_state = release.state
+    lock_environment(release.environment_id)
+    result = db.session.execute(
+        sa.update(Release).where(Release.id == release.id, Release.state.in_(expect), *where)
+        .values(state=to_state, **values)
+        .execution_options(synchronize_session="fetch"))  # `release` reads what the row now holds
+    if result.rowcount != 1:
+        db.session.refresh(release)
+        return False
+    audit(actor, "state", release=release, from_state=from_state, to_state=to_state, reason=reason)
+    return True
+
+
+def lock_environment(environment_id: int) -> sa.Row:
+    """Lock an environment's row for this transaction (see releases.dispatch_queue); returns
+    its modes."""
+    return db.session.execute(
+        sa.select(Environment.parallel_releases, Environment.approval_workflow)
+        .where(Environment.id == environment_id).with_for_update(key_share=True)).one()
 
 
 def write_transaction() -> None:

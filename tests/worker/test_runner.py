@@ -113,5 +113,5 @@ def test_a_state_change_naming_a_column_releases_lack_is_refused_not_dropped(app
 
     new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
     release_id = trigger(api)
-    with app.app_context(), pytest.raises(TypeError, match="hook_exitcode"):
-        releases._set_state(release_id, "FAILED", expect=("READY",), hook_exitcode=3)
+    with app.app_context(), pytest.raises(sa.exc.CompileError, match="hook_exitcode"):
+        releases.fail(release_id, "a misspelt column", expect=("READY",), hook_exitcode=3)

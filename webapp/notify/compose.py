@@ -11,10 +11,10 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 import sqlalchemy as sa
 from flask import current_app, render_template
 
-from .. import releases
 from ..extensions import db
 from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
 from ..models import AuditEvent, Decision, Environment, OutgoingMail, Release, User, utcnow
+from ..permissions import may_decide
 from . import email_links
 
 HOOK_TAIL_LINES = 15
@@ -77,7 +77,7 @@ def _approval_request(mail: OutgoingMail, user: User) -> Composed | str:
     if release is None or release.state != "PENDING_APPROVAL":
         return "the release is no longer waiting for approval"
     environment = release.environment
-    if not releases.may_decide(release, user):
+    if not may_decide(release, user):
         return "the recipient may no longer decide this release"
     now = utcnow()
     approve = email_links.issue(user.id, release.id, "approve", mail_id=mail.id, now=now)

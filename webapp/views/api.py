@@ -14,7 +14,7 @@ from ..intake.serialize import environment_dict, event_dict, project_dict, relea
 from ..intake.trigger import parse_trigger_body
 from ..intake.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS, VARIABLE_FIELDS, fields, variable_name
 from ..models import STATES, AuditEvent, Environment, Project, Release
-from ..permissions import require_permission
+from ..permissions import may_cancel, require_permission
 from ..transactions import Actor
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -75,7 +75,7 @@ def _release_environment(release_id: int, **_) -> Environment:
 
 
 def _own_release(release_id: int, **_) -> bool:
-    return releases.may_cancel(_release(release_id), current_user)
+    return may_cancel(_release(release_id), current_user)
 
 
 def _page(query, serialize) -> dict:

@@ -26,7 +26,7 @@ from ..intake.terraform import resources_from_terraform_plan
 from ..intake.trigger import parse_trigger_body
 from ..live import current_version
 from ..models import AuditEvent, Environment, Grant, Project, Release, User
-from ..permissions import has_permission, require_permission
+from ..permissions import decidable_releases, has_permission, may_cancel, may_decide, require_permission
 from ..transactions import Actor
 from .web import is_htmx
 
@@ -44,16 +44,14 @@ def _actor() -> Actor:
 
 
 # -- who may do what (drawing buttons; the state machine checks again) ------------------------
-# may_decide and decidable_releases belong in releases.py beside _check_decider; they
-# live here until that file's owner moves them.
 
 def allowed_actions(release: Release, user: User) -> dict[str, bool]:
     """Which buttons to draw for `user` (SPEC §5–§6)."""
     environment = release.environment
-    own = releases.may_cancel(release, user)
+    own = may_cancel(release, user)
     state = release.state
     return {
-        "decide": state == "PENDING_APPROVAL" and releases.may_decide(release, user),
+        "decide": state == "PENDING_APPROVAL" and may_decide(release, user),
         "cancel": state == "QUEUED" and (own or has_permission(user, "cancel_release", environment)),
         "withdraw": state == "PENDING_APPROVAL" and own,
         "abort": state in RUNNING_STATES and has_permission(user, "cancel_release", environment),
@@ -74,7 +72,7 @@ def _release_environment(release_id: int, **_) -> Environment:
 
 
 def _own_release(release_id: int, **_) -> bool:
-    return releases.may_cancel(_release(release_id), current_user)
+    return may_cancel(_release(release_id), current_user)
 
 
 def _chosen_environment(**_) -> Environment:
@@ -259,7 +257,7 @@ def _waiting_since():
 
 def _inbox_context() -> dict:
     version = current_version()  # before the query: a change in between shows on the next poll
-    query = releases.decidable_releases(current_user._get_current_object()).order_by(_waiting_since(), Release.id)
+    query = decidable_releases(current_user._get_current_object()).order_by(_waiting_since(), Release.id)
     waiting = db.session.scalars(query).all()
     return {"waiting": [(release, change_counts(release.resources or [])) for release in waiting],
             "refresh_url": url_for("release_pages.approvals_list", v=version)}
@@ -284,7 +282,7 @@ def approvals_list():
 @login_required
 def approvals_count():
     """The nav badge: one COUNT query, empty when nothing waits."""
-    query = releases.decidable_releases(current_user._get_current_object()).with_only_columns(sa.func.count(Release.id))
+    query = decidable_releases(current_user._get_current_object()).with_only_columns(sa.func.count(Release.id))
     count = db.session.scalar(query)
     return render_template("_approvals_count.html", count=count)
 
