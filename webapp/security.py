@@ -11,7 +11,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 def _headers(response: Response) -> Response:
     headers = response.headers
     if request.headers.get("HX-Request") or request.path.startswith("/fragments/"):
-        headers.add("Vary", "HX-Request")
+        response.vary.add("HX-Request")
     if request.endpoint != "static":
         headers.setdefault("Cache-Control", "no-store")
     if response.status_code in (204, 304):
