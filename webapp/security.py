@@ -15,8 +15,8 @@ def _headers(response: Response) -> Response:
     if request.endpoint != "static":
         headers.setdefault("Cache-Control", "no-store")
     if response.status_code in (204, 304):
-        # No body, so no document for CSP, framing or sniffing rules to guard; a live poll that
-        # finds nothing changed should cost a few header lines (issue 6: at most 256 bytes).
+        # No body, so no document for CSP, framing or sniffing rules to guard: a live poll that
+        # finds nothing changed is a status line and the caching headers.
         headers.remove("Content-Type")
         return response
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
