@@ -37,8 +37,9 @@ def live_fragment(render: Callable[[str], str], *, moved: Callable[[], bool] | N
     the version read before its rows, so a change made in between shows on the next poll.
     When Redis cannot be read ("none") every poll draws it again.
 
-    Every fragment is drawn for the signed-in user and its URL also serves HTMX and plain
-    requests differently, so caches are told it varies by both (security.py adds no-store).
+    Every fragment is drawn for the signed-in user (Cookie), and without a session an HTMX
+    request gets HX-Redirect where a plain one is redirected (HX-Request): caches are told it
+    varies by both, and security.py forbids storing it at all.
     """
     version = current_version()
     if version != "none" and request.args.get("v") == version and not (moved and moved()):
