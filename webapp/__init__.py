@@ -28,9 +28,6 @@ def create_app(config: dict | None = None) -> Flask:
     csrf.init_app(app)
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"] or "memory://")
     limiter.init_app(app)
-    from .polls import UnchangedPolls
-
-    app.wsgi_app = UnchangedPolls(app, app.wsgi_app)  # inside ProxyFix, which must see the request first
     if app.config.get("TRUSTED_PROXIES"):
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -57,10 +54,6 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     app.context_processor(permission_context)
-    from .views.web import release_line, state_badge, when
-
-    for helper in (release_line, state_badge, when):
-        app.add_template_global(helper)
     for blueprint in (api, auth_pages, pages, release_pages, admin, email_pages, integrations):
         app.register_blueprint(blueprint)
     register_cli(app)

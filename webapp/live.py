@@ -27,31 +27,3 @@ def current_version() -> str:
         return "none"
     return value.decode() if value else "0"
 
-
-# Fragments that are the same for every viewer, as last rendered, beside the counter in Redis:
-# "<version>\n<html>". Every viewer fetches a fragment once after each change; one render serves
-# them all, from any web process. Kept next to the counter, so losing one loses both.
-RENDERED_PREFIX = "releasegate:rendered:"
-SHARED_RENDER = "pages.dashboard_fragment"  # the one fragment that is the same for every viewer
-
-
-def remember_render(name: str, version: str, html: str) -> None:
-    if version == "none":
-        return
-    try:
-        redis_connection().set(RENDERED_PREFIX + name, f"{version}\n{html}", ex=3600)
-    except (RedisError, RuntimeError) as error:
-        log.warning("could not keep a rendered fragment: %s", error)
-
-
-def rendered(name: str, version: str, stored: bytes | None = None) -> str | None:
-    """The fragment `name` as rendered at `version`, if it is kept (`stored`: already read)."""
-    if stored is None:
-        try:
-            stored = redis_connection().get(RENDERED_PREFIX + name)
-        except (RedisError, RuntimeError):
-            return None
-    if stored is None:
-        return None
-    tag, _, html = stored.decode().partition("\n")
-    return html if tag == version else None

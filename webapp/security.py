@@ -11,12 +11,12 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 def _headers(response: Response) -> Response:
     headers = response.headers
     if request.headers.get("HX-Request") or request.path.startswith("/fragments/"):
-        headers.add("Vary", "HX-Request")
+        response.vary.add("HX-Request")
     if request.endpoint != "static":
         headers.setdefault("Cache-Control", "no-store")
     if response.status_code in (204, 304):
-        # No body, so no document for CSP, framing or sniffing rules to guard; a live poll that
-        # finds nothing changed should cost a few header lines (issue 6: at most 256 bytes).
+        # No body, so no document for CSP, framing or sniffing rules to guard: a live poll that
+        # finds nothing changed is a status line and the caching headers.
         headers.remove("Content-Type")
         return response
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)

@@ -9,7 +9,7 @@ from sqlalchemy import event
 
 from tests.helpers import state, trigger
 from webapp.extensions import db
-from webapp.models import AuditEvent, Environment, Project, Release, Variable, utcnow
+from webapp.models import AuditEvent, Environment, Project, Release, User, Variable, utcnow
 
 WAITS = {"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"}
 PLAIN = {"README.md": "no hook here\n"}
@@ -203,6 +203,66 @@ def test_a_changed_dashboard_fragment_loads_only_live_releases_never_the_history
     assert loaded == []  # plain rows, no Release objects
     on_releases = [sql for sql in seen if touches_releases(sql)]
     assert len(on_releases) == 1 and "state IN" in on_releases[0]
+
+
+
+def add_board(app, environments: int, per_project: int = 10) -> None:
+    """Projects of `per_project` environments until there are `environments` of them, each busy:
+    a release waiting for approval that holds the slot, two queued behind it, one finished."""
+    with app.app_context():
+        have = db.session.scalar(sa.select(sa.func.count(Environment.id)))
+        users = db.session.scalars(sa.select(User.id).order_by(User.id)).all()
+        for number in range(have, environments):
+            project_name = f"board-{number // per_project:03d}"
+            project = db.session.scalar(sa.select(Project).where(Project.name == project_name))
+            if project is None:
+                project = Project(name=project_name, repo="/nowhere")
+                db.session.add(project)
+            environment = Environment(project=project, name=f"env-{number:03d}", release_stream="QA",
+                                      approval_workflow=number % 3 != 2, parallel_releases=number % 3 == 2)
+            db.session.add(environment)
+            db.session.flush()
+            who = users[number % len(users)]
+            db.session.add_all([
+                Release(project_id=project.id, environment_id=environment.id, resources=[], triggered_by_id=who,
+                        state="PENDING_APPROVAL", holds_slot=True, started_at=utcnow(), pending_since=utcnow()),
+                Release(project_id=project.id, environment_id=environment.id, resources=[], triggered_by_id=who),
+                Release(project_id=project.id, environment_id=environment.id, resources=[], kind="BOT"),
+                Release(project_id=project.id, environment_id=environment.id, resources=[], state="SUCCEEDED",
+                        finished_at=utcnow()),
+            ])
+        db.session.commit()
+
+
+def dashboard_statements(app, client) -> tuple[int, int]:
+    """SQL statements sent for the dashboard page, and for its fragment drawn again."""
+    counts = []
+    for url in ("/", "/fragments/dashboard?v=stale"):
+        with statements(app) as seen:
+            response = client.get(url, headers=HTMX if "fragments" in url else {})
+        assert response.status_code == 200
+        counts.append(len(seen))
+    return counts[0], counts[1]
+
+
+def test_the_dashboard_costs_the_same_sql_statements_for_200_environments_as_for_20(app, web, people):
+    """No query per card: the page and its fragment read every environment and every live release
+    in a fixed number of statements, whoever asks."""
+    with app.app_context():  # a project without environments says what the viewer may do
+        db.session.add(Project(name="empty", repo="/nowhere"))
+        db.session.commit()
+    add_board(app, 20)
+    clients = {persona: web(persona) for persona in ("member", "admin")}
+    small = {}
+    for persona, client in clients.items():
+        dashboard_statements(app, client)  # a first request may set up what later ones reuse
+        small[persona] = dashboard_statements(app, client)
+        assert len(release_links(client.get("/").text)) == 20 * 3
+    add_board(app, 200)
+    for persona, client in clients.items():
+        page = client.get("/").text
+        assert len(release_links(page)) == 200 * 3 and page.count('class="environment-tile"') == 200
+        assert dashboard_statements(app, client) == small[persona], persona
 
 
 # -- environment page: queue and history ----------------------------------------------------------

@@ -384,18 +384,31 @@ def test_the_inbox_list_refreshes_itself_and_answers_204_when_nothing_changed(ap
     assert "<html" not in fragment.text
 
 
+def nav_count(client, url: str = "/fragments/approvals-count") -> tuple[str, str]:
+    """The badge inside the navigation count, and the URL its next poll asks."""
+    response = client.get(url, headers=HX)
+    assert response.status_code == 200
+    found = re.fullmatch(r'<span id="approvals-count" hx-get="([^"]+)" hx-trigger="rg-poll from:body" '
+                         r'hx-swap="outerHTML">(.*)</span>', response.text, re.S)
+    return found.group(2), found.group(1)
+
+
 def test_the_navigation_count_shows_how_many_wait_and_is_empty_at_zero(api, web, new_environment, run_jobs):
     new_environment(WAITS)
     new_environment(WAITS, name="other")
     approver, member = web("approver"), web("member")
-    assert approver.get("/fragments/approvals-count", headers=HX).text == ""
+    page = approver.get("/").text
+    assert ('<span id="approvals-count" hx-get="/fragments/approvals-count" hx-trigger="load, rg-poll from:body" '
+            'hx-swap="outerHTML"></span>') in page  # asked for once the page has loaded
+    badge, next_poll = nav_count(approver)
+    assert badge == ""
+    assert approver.get(next_poll, headers=HX).status_code == 204  # nothing changed since
     pending(api, run_jobs)
     pending(api, run_jobs, path="svc/other")
-    count = approver.get("/fragments/approvals-count", headers=HX)
-    assert count.status_code == 200
-    assert re.fullmatch(r'<span class="count" title="2 releases waiting for your decision">2</span>', count.text)
-    assert member.get("/fragments/approvals-count", headers=HX).text == ""
-    assert web("dev").get("/fragments/approvals-count", headers=HX).text == ""  # their own releases
+    badge, _ = nav_count(approver, next_poll)
+    assert re.fullmatch(r'<span class="count" title="2 releases waiting for your decision">2</span>', badge)
+    assert nav_count(member)[0] == ""
+    assert nav_count(web("dev"))[0] == ""  # their own releases
 
 
 def test_the_navigation_count_is_one_count_query(app, api, web, new_environment, run_jobs):
@@ -409,7 +422,7 @@ def test_the_navigation_count_is_one_count_query(app, api, web, new_environment,
     record = lambda _conn, _cursor, statement, *_: statements.append(statement)  # noqa: E731
     listen(engine, "before_cursor_execute", record)
     try:
-        assert client.get("/fragments/approvals-count", headers=HX).text.endswith(">1</span>")
+        assert nav_count(client)[0].endswith(">1</span>")
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
     about_releases = [s for s in statements if "releases" in s]

@@ -14,8 +14,9 @@ from ..intake.serialize import environment_dict, event_dict, project_dict, relea
 from ..intake.trigger import parse_trigger_body
 from ..intake.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS, VARIABLE_FIELDS, fields, variable_name
 from ..models import STATES, AuditEvent, Environment, Project, Release
-from ..permissions import may_cancel, require_permission
+from ..permissions import require_permission
 from ..transactions import Actor
+from .web import own_release, release_environment, release_in_url
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 PUBLIC_ENDPOINTS = frozenset({"api.health"})
@@ -62,20 +63,6 @@ def _environment(project: str, environment: str, **_) -> Environment:
             abort(404, f"Environment {project}/{environment} does not exist.")
         g.environment = found
     return g.environment
-
-
-def _release(release_id: int, **_) -> Release:
-    if "release" not in g:
-        g.release = releases.get_release(release_id)
-    return g.release
-
-
-def _release_environment(release_id: int, **_) -> Environment:
-    return _release(release_id).environment
-
-
-def _own_release(release_id: int, **_) -> bool:
-    return may_cancel(_release(release_id), current_user)
 
 
 def _page(query, serialize) -> dict:
@@ -225,12 +212,12 @@ def trigger_release(project: str, environment: str):
 
 @api.get("/releases/<int:release_id>")
 def get_release(release_id: int):
-    return release_dict(_release(release_id))
+    return release_dict(release_in_url(release_id))
 
 
 @api.get("/releases/<int:release_id>/events")
 def release_events(release_id: int):
-    release = _release(release_id)
+    release = release_in_url(release_id)
     events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.release_id == release.id)
                                 .order_by(AuditEvent.id))
     return {"items": [event_dict(e) for e in events], "next": None}
@@ -247,32 +234,32 @@ def _comment() -> str:
 
 
 @api.post("/releases/<int:release_id>/approve")
-@require_permission("approve_release", environment=_release_environment)
+@require_permission("approve_release", environment=release_environment)
 def approve(release_id: int):
     bot = releases.approve(release_id, _actor(), _comment())
     return release_dict(releases.get_release(bot.parent_release_id))
 
 
 @api.post("/releases/<int:release_id>/reject")
-@require_permission("approve_release", environment=_release_environment)
+@require_permission("approve_release", environment=release_environment)
 def reject(release_id: int):
     return release_dict(releases.reject(release_id, _actor(), _comment()))
 
 
 @api.post("/releases/<int:release_id>/cancel")
-@require_permission("cancel_release", environment=_release_environment, or_if=_own_release)
+@require_permission("cancel_release", environment=release_environment, or_if=own_release)
 def cancel(release_id: int):
     return release_dict(releases.cancel(release_id, _actor()))
 
 
 @api.post("/releases/<int:release_id>/abort")
-@require_permission("cancel_release", environment=_release_environment)
+@require_permission("cancel_release", environment=release_environment)
 def abort_release(release_id: int):
     return release_dict(releases.abort(release_id, _actor()))
 
 
 @api.post("/releases/<int:release_id>/finish")
-@require_permission("trigger_release", environment=_release_environment)
+@require_permission("trigger_release", environment=release_environment)
 def finish(release_id: int):
     body = _body()
     if not isinstance(body, dict) or set(body) - {"result", "log"}:

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, g, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from jinja2_fragments.flask import render_block
 from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
@@ -17,11 +18,11 @@ from ..extensions import db
 from ..intake.ids import parse_id
 from ..intake.resources import InvalidInput
 from ..intake.validate import ENVIRONMENT_FIELDS, VARIABLE_FIELDS, variable_name
-from ..live import SHARED_RENDER, current_version, remember_render, rendered
+from ..live import current_version
 from ..models import SLOT_STATES, STATES, AuditEvent, Environment, Project, Release, User, Variable
 from ..permissions import has_permission, require_permission
 from ..transactions import Actor
-from .web import is_htmx
+from .web import is_htmx, live_fragment
 
 pages = Blueprint("pages", __name__)
 
@@ -62,8 +63,8 @@ def _environment(project: str, environment: str, **_) -> Environment:
 def _live_releases(environment_id: int | None = None) -> dict[int, dict[str, list[sa.Row]]]:
     """Active and queued releases by environment, in one query that never reads history.
 
-    Plain rows of the columns a release line shows, not ORM objects: building 120 mapped
-    objects (and decoding their resources) cost as much as rendering them.
+    Plain rows of the columns a release line shows, not ORM objects: a line needs no
+    relationship or resource list, and a board shows the live releases of every environment.
     """
     query = (sa.select(Release.id, Release.kind, Release.state, Release.environment_id, Release.created_at,
                        Release.started_at, User.username.label("triggered_by_name"))
@@ -78,12 +79,6 @@ def _live_releases(environment_id: int | None = None) -> dict[int, dict[str, lis
         lists = live.setdefault(release.environment_id, {"active": [], "queue": []})
         lists["queue" if release.state == "QUEUED" else "active"].append(release)
     return live
-
-
-def _unchanged() -> tuple[bool, str]:
-    """(whether the client's `v` is current, the current version); touches only Redis."""
-    version = current_version()
-    return version != "none" and request.args.get("v") == version, version
 
 
 # -- dashboard ----------------------------------------------------------------------------------
@@ -114,18 +109,7 @@ def dashboard():
 @pages.get("/fragments/dashboard")
 @login_required
 def dashboard_fragment():
-    unchanged, version = _unchanged()
-    if unchanged:
-        return "", 204
-    cached = rendered(SHARED_RENDER, version)
-    if cached is not None:
-        return cached
-    board = _board()
-    fragment = render_template("_dashboard.html", board=board, version=version)
-    # Empty boards say what the viewer may do (can_somewhere): only a full board is the same for everyone.
-    if board and all(entry["environments"] for entry in board):
-        remember_render(SHARED_RENDER, version, fragment)
-    return fragment
+    return live_fragment(lambda version: render_block("dashboard.html", "dashboard", board=_board(), version=version))
 
 
 # -- environment page ---------------------------------------------------------------------------
@@ -211,13 +195,15 @@ def environment(project: str, environment: str):
 @pages.get("/fragments/projects/<project>/environments/<environment>")
 @login_required
 def environment_fragment(project: str, environment: str):
-    unchanged, version = _unchanged()
-    if unchanged:
-        return "", 204
-    found = _environment(project, environment)
-    live = _live_releases(found.id).get(found.id, {"active": [], "queue": []})
-    return render_template("_environment_live.html", environment=found, project=found.project, version=version,
-                           active=live["active"], queue=live["queue"])
+    def render(version: str) -> str:
+        found = _environment(project, environment)
+        live = _live_releases(found.id).get(found.id, {"active": [], "queue": []})
+        # A partial, not a block of environment.html: jinja2-fragments' render_block takes the
+        # context as keywords beside its own parameter named `environment`.
+        return render_template("_environment_live.html", environment=found, project=found.project,
+                               version=version, active=live["active"], queue=live["queue"])
+
+    return live_fragment(render)
 
 
 # -- settings -----------------------------------------------------------------------------------

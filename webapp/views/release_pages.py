@@ -13,6 +13,7 @@ from collections import Counter
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, flash, g, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from jinja2_fragments.flask import render_block
 
 from .. import releases
 from ..extensions import db
@@ -28,7 +29,7 @@ from ..live import current_version
 from ..models import AuditEvent, Environment, Grant, Project, Release, User
 from ..permissions import decidable_releases, has_permission, may_cancel, may_decide, require_permission
 from ..transactions import Actor
-from .web import is_htmx
+from .web import is_htmx, live_fragment, own_release, release_environment, release_in_url
 
 release_pages = Blueprint("release_pages", __name__)
 
@@ -60,20 +61,6 @@ def allowed_actions(release: Release, user: User) -> dict[str, bool]:
 
 
 # -- lookups shared by the permission decorator and the views ----------------------------------
-
-def _release(release_id: int, **_) -> Release:
-    if "release" not in g:
-        g.release = releases.get_release(release_id)
-    return g.release
-
-
-def _release_environment(release_id: int, **_) -> Environment:
-    return _release(release_id).environment
-
-
-def _own_release(release_id: int, **_) -> bool:
-    return may_cancel(_release(release_id), current_user)
-
 
 def _chosen_environment(**_) -> Environment:
     """The environment picked in the trigger form ("project/environment")."""
@@ -154,7 +141,7 @@ def _live_context(release: Release, version: str) -> dict:
 @login_required
 def release(release_id: int):
     version = current_version()
-    found = _release(release_id)
+    found = release_in_url(release_id)
     return render_template("release.html", groups=resource_groups(found.resources or []),
                            panel=_panel_context(found), live=_live_context(found, version))
 
@@ -162,18 +149,21 @@ def release(release_id: int):
 @release_pages.get("/fragments/releases/<int:release_id>/live")
 @login_required
 def release_live(release_id: int):
-    """Logs and audit trail; 204 when nothing they show can have changed. When the state
-    moved, the panel comes along out of band so its buttons match the new state."""
-    version = current_version()
-    unchanged = version != "none" and request.args.get("v") == version
+    """Logs and audit trail. When the state moved, the panel comes along out of band so its
+    buttons match the new state."""
     shown_mark = request.args.get("o")
-    if unchanged and (shown_mark is None or shown_mark == _output_mark(release_id)):
-        return Response(status=204)
-    found = _release(release_id)
-    html = render_template("_release_live.html", live=_live_context(found, version))
-    if request.args.get("s") != _panel_key(found):
-        html += render_template("_release_panel.html", panel=_panel_context(found), panel_oob=True)
-    return html
+
+    def output_moved() -> bool:  # a running release's `?o=`: its logs grow without moving the version
+        return shown_mark is not None and shown_mark != _output_mark(release_id)
+
+    def render(version: str) -> str:
+        found = release_in_url(release_id)
+        html = render_template("_release_live.html", live=_live_context(found, version))
+        if request.args.get("s") != _panel_key(found):
+            html += render_template("_release_panel.html", panel=_panel_context(found), panel_oob=True)
+        return html
+
+    return live_fragment(render, moved=output_moved)
 
 
 def _after_action(release: Release, message: str) -> Response | str:
@@ -197,7 +187,7 @@ def _comment() -> str:
 
 @release_pages.post("/releases/<int:release_id>/approve")
 @login_required  # outermost: an ended session is sent to sign in (HX-Redirect for htmx)
-@require_permission("approve_release", environment=_release_environment)
+@require_permission("approve_release", environment=release_environment)
 def approve(release_id: int):
     bot = releases.approve(release_id, _actor(), _comment())
     return _after_action(releases.get_release(release_id),
@@ -206,7 +196,7 @@ def approve(release_id: int):
 
 @release_pages.post("/releases/<int:release_id>/reject")
 @login_required
-@require_permission("approve_release", environment=_release_environment)
+@require_permission("approve_release", environment=release_environment)
 def reject(release_id: int):
     rejected = releases.reject(release_id, _actor(), _comment())
     return _after_action(rejected, f"Release #{release_id} was rejected.")
@@ -214,17 +204,17 @@ def reject(release_id: int):
 
 @release_pages.post("/releases/<int:release_id>/cancel")
 @login_required
-@require_permission("cancel_release", environment=_release_environment, or_if=_own_release)
+@require_permission("cancel_release", environment=release_environment, or_if=own_release)
 def cancel(release_id: int):
     """Cancel a queued release, or withdraw one's own pending release (the state machine tells which)."""
-    withdrawing = _release(release_id).state == "PENDING_APPROVAL"
+    withdrawing = release_in_url(release_id).state == "PENDING_APPROVAL"
     cancelled = releases.cancel(release_id, _actor())
     return _after_action(cancelled, f"Release #{release_id} was {'withdrawn' if withdrawing else 'cancelled'}.")
 
 
 @release_pages.post("/releases/<int:release_id>/abort")
 @login_required
-@require_permission("cancel_release", environment=_release_environment)
+@require_permission("cancel_release", environment=release_environment)
 def abort_release(release_id: int):
     aborted = releases.abort(release_id, _actor())
     return _after_action(aborted, f"Release #{release_id} was aborted; its processes are being stopped.")
@@ -241,9 +231,9 @@ def _to_release_page(release_id: int) -> Response:
 
 @release_pages.post("/releases/<int:release_id>/trigger-again")
 @login_required
-@require_permission("trigger_release", environment=_release_environment)
+@require_permission("trigger_release", environment=release_environment)
 def trigger_again(release_id: int):
-    original = _release(release_id)
+    original = release_in_url(release_id)
     new, _created = releases.trigger(original.environment, _actor(), list(original.resources or []))
     flash(f"Release #{new.id} was triggered with the same changes as release #{release_id}.", "success")
     return _to_release_page(new.id)
@@ -255,8 +245,8 @@ def _waiting_since():
     return sa.func.coalesce(Release.pending_since, Release.created_at)
 
 
-def _inbox_context() -> dict:
-    version = current_version()  # before the query: a change in between shows on the next poll
+def _inbox_context(version: str) -> dict:
+    """`version` is read before the query, so a change in between shows on the next poll."""
     query = decidable_releases(current_user._get_current_object()).order_by(_waiting_since(), Release.id)
     waiting = db.session.scalars(query).all()
     return {"waiting": [(release, change_counts(release.resources or [])) for release in waiting],
@@ -266,25 +256,25 @@ def _inbox_context() -> dict:
 @release_pages.get("/approvals")
 @login_required
 def approvals():
-    return render_template("approvals.html", **_inbox_context())
+    return render_template("approvals.html", **_inbox_context(current_version()))
 
 
 @release_pages.get("/fragments/approvals")
 @login_required
 def approvals_list():
-    version = current_version()
-    if version != "none" and request.args.get("v") == version:
-        return Response(status=204)
-    return render_template("_approvals_list.html", **_inbox_context())
+    return live_fragment(lambda version: render_block("approvals.html", "approvals_list", **_inbox_context(version)))
 
 
 @release_pages.get("/fragments/approvals-count")
 @login_required
 def approvals_count():
     """The nav badge: one COUNT query, empty when nothing waits."""
-    query = decidable_releases(current_user._get_current_object()).with_only_columns(sa.func.count(Release.id))
-    count = db.session.scalar(query)
-    return render_template("_approvals_count.html", count=count)
+    def render(version: str) -> str:
+        query = (decidable_releases(current_user._get_current_object())
+                 .with_only_columns(sa.func.count(Release.id)))
+        return render_template("_approvals_count.html", count=db.session.scalar(query), counted_at=version)
+
+    return live_fragment(render)
 
 
 # -- the trigger form ---------------------------------------------------------------------------

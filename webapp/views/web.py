@@ -1,12 +1,16 @@
-"""Shared pieces of the server-rendered pages: HTMX-aware rendering and error answers."""
+"""Shared pieces of the server-rendered pages: HTMX-aware answers, the one way a live fragment
+answers its poll, and the release lookups the page and API views share."""
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
 
-from flask import Response, make_response, render_template, request
-from markupsafe import Markup, escape
+from flask import Response, g, make_response, render_template, request
+from flask_login import current_user
 
-from ..models import STATES
+from .. import releases
+from ..live import current_version
+from ..models import Environment, Release
+from ..permissions import may_cancel
 
 
 def is_htmx() -> bool:
@@ -23,36 +27,43 @@ def message_response(message: str, status: int, *, kind: str = "error") -> Respo
     return make_response(render_template("error.html", message=message, status=status), status)
 
 
-# The two small pieces every release line draws, as Python: as Jinja macros they were most of the
-# dashboard fragment's rendering time (three macro calls per line). Same markup as _macros.html.
-_BADGES = {state: Markup(f'<span class="state state-{state}">{state.replace("_", " ").capitalize()}</span>')
-           for state in STATES}
-_NO_MOMENT = Markup('<span class="muted">\u2014</span>')
+# -- live fragments -------------------------------------------------------------------------------
 
+def live_fragment(render: Callable[[str], str], *, moved: Callable[[], bool] | None = None) -> Response:
+    """A live fragment's answer to its poll (STYLE idiom 4).
 
-def state_badge(state: str) -> Markup:
-    badge = _BADGES.get(state)
-    if badge is None:
-        label = escape(state.replace("_", " ").capitalize())
-        badge = Markup(f'<span class="state state-{escape(state)}">{label}</span>')
-    return badge
+    The client sends the version it was drawn at as `?v=`. While the counter in Redis still
+    reads that (and `moved`, for what the counter does not track, sees nothing move), nothing
+    it shows can have changed: an empty 204. Otherwise `render(version)` draws it again, with
+    the version read before its rows, so a change made in between shows on the next poll.
+    When Redis cannot be read ("none") every poll draws it again.
 
-
-def when(moment: datetime | None) -> Markup:
-    if not moment:
-        return _NO_MOMENT
-    return Markup(f'<time datetime="{moment:%Y-%m-%dT%H:%M:%SZ}">{moment:%Y-%m-%d %H:%M} UTC</time>')
-
-
-_BOT = Markup('<span class="kind-bot" title="Created by an approval: applies the approved changes">BOT</span>')
-
-
-def release_line(release, moment_label: str, moment: datetime | None) -> Markup:
-    """One release in a dashboard or environment list: link, BOT mark, state, who and when.
-
-    `release` is a row or a Release with id, kind, state and triggered_by_name.
+    Every fragment is drawn for the signed-in user (Cookie), and without a session an HTMX
+    request gets HX-Redirect where a plain one is redirected (HX-Request): caches are told it
+    varies by both, and security.py forbids storing it at all.
     """
-    who = release.triggered_by_name or "a removed user"
-    bot = _BOT if release.kind == "BOT" else ""
-    return Markup(f'<a href="/releases/{release.id}">Release {release.id}</a> {bot} {state_badge(release.state)} '
-                  f'<span class="muted small">by {escape(who)} · {moment_label} {when(moment)}</span>')
+    version = current_version()
+    if version != "none" and request.args.get("v") == version and not (moved and moved()):
+        response = Response(status=204)
+    else:
+        response = make_response(render(version))
+    response.vary.add("Cookie")
+    response.vary.add("HX-Request")
+    return response
+
+
+# -- the release named in the URL, shared by the permission decorator and the views ---------------
+
+def release_in_url(release_id: int, **_) -> Release:
+    if "release" not in g:
+        g.release = releases.get_release(release_id)
+    return g.release
+
+
+def release_environment(release_id: int, **_) -> Environment:
+    return release_in_url(release_id).environment
+
+
+def own_release(release_id: int, **_) -> bool:
+    """Whether the signed-in user triggered the release (and so may cancel or withdraw it)."""
+    return may_cancel(release_in_url(release_id), current_user)
