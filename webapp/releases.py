@@ -20,7 +20,7 @@ from .transactions import SYSTEM, WORKER, Actor, after_commit, audit, commit_cha
 __all__ = ["SYSTEM", "WORKER", "Actor", "ReleaseError", "NotFound", "WrongState", "TRANSITIONS"]
 
 # SPEC §3's diagram as a table: state → the states it may move to → the actions that make each
-# move. _move() refuses anything else before it sends any SQL, and tests/test_transitions.py
+# move. _move() refuses anything else before it sends any SQL, and tests/unit/test_transitions.py
 # holds this table to the diagram in SPEC.md, both ways. Terminal states move nowhere.
 TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "QUEUED": {
