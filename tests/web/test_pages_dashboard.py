@@ -419,6 +419,20 @@ def test_invalid_settings_show_the_message_next_to_each_field(app, api, web, new
     assert api("member").get(API_ENV).json["hook_timeout_seconds"] == 300
 
 
+def test_the_address_a_refused_save_leaves_in_the_bar_opens_the_form(app, web, new_environment):
+    """After a refused save the address bar reads …/settings: opening it again leads to the form,
+    not to a 405 page. The same for the variables form."""
+    new_environment(PLAIN)
+    client = web("admin")
+    refused = client.post(SETTINGS, data=settings_form(release_stream="  ", csrf_token=client.csrf))
+    assert refused.status_code == 422
+    for address, anchor in ((SETTINGS, "settings"), (SETTINGS.replace("/settings", "/variables"), "variables")):
+        again = client.get(address)
+        assert again.status_code == 303
+        assert again.headers["Location"].endswith(f"/projects/svc/environments/env#{anchor}")
+        assert client.get(again.headers["Location"]).status_code == 200
+
+
 def test_a_member_forging_a_settings_post_gets_403_and_nothing_changes(app, api, web, people, new_environment):
     new_environment(PLAIN)
     for persona in ("member", "dev"):

@@ -282,6 +282,15 @@ def _back_to(environment: Environment, anchor: str):
                             _anchor=anchor), 303)
 
 
+@pages.get("/projects/<project>/environments/<environment>/settings")
+@pages.get("/projects/<project>/environments/<environment>/variables")
+@login_required
+def form_address(project: str, environment: str):
+    """The address a settings or variable form posts to, opened again (a reload after a refused
+    save, a copied link): the environment page holds the form."""
+    return _back_to(_environment(project, environment), request.path.rpartition("/")[2])
+
+
 @pages.post("/projects/<project>/environments/<environment>/settings")
 @login_required
 @require_permission("manage_environments", environment=_environment)
