@@ -30,12 +30,13 @@ def live_site(app, start_worker):
 
 @pytest.fixture()
 def page_as(browser, live_site, people):
-    """page_as("approver") -> a Playwright page signed in through the sign-in form."""
+    """page_as("approver") -> a Playwright page signed in through the sign-in form (1280×900, or
+    `viewport`, e.g. a phone's)."""
     contexts = []
     refused: list[str] = []  # CSP violations and script errors seen by any page
 
-    def open_as(name: str):
-        context = browser.new_context(base_url=live_site, viewport={"width": 1280, "height": 900})
+    def open_as(name: str, viewport: dict | None = None):
+        context = browser.new_context(base_url=live_site, viewport=viewport or {"width": 1280, "height": 900})
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(15_000)

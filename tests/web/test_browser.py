@@ -45,3 +45,28 @@ def test_turning_on_both_switches_shows_the_reason_beside_the_field(api, page_as
     expect(page.locator("#parallel_releases-error")).to_contain_text("exclude each other")
     settings = api("member").get("/api/v1/projects/svc/environments/env").json
     assert settings["parallel_releases"] is False and settings["approval_workflow"] is True
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def cells_beyond_the_screen(page, selector: str) -> list[str]:
+    """The labels of the cells of `selector` whose right edge lies past the phone's screen."""
+    return page.eval_on_selector_all(f"{selector} td", """(cells) => cells
+        .filter((cell) => cell.getBoundingClientRect().right > window.innerWidth + 0.5)
+        .map((cell) => cell.dataset.label || cell.textContent.trim())""")
+
+
+def test_on_a_phone_the_approvals_and_the_audit_trail_show_every_column(api, page_as, new_environment):
+    from tests.helpers import state, trigger, wait_for
+
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
+    release_id = trigger(api, description="a description long enough to need the room of a wide column")
+    wait_for(lambda: state(api, release_id) == "PENDING_APPROVAL")
+    page = page_as("approver", viewport=PHONE)
+    page.goto("/approvals")
+    expect(page.locator("#approvals-list td[data-label='Waiting since']")).to_be_visible()
+    assert cells_beyond_the_screen(page, "#approvals-list") == []
+    page.goto(f"/releases/{release_id}")
+    expect(page.locator("table.audit td[data-label='Why']").first).to_be_visible()
+    assert cells_beyond_the_screen(page, "table.audit") == []

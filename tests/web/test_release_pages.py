@@ -7,7 +7,7 @@ import re
 
 import sqlalchemy as sa
 
-from tests.helpers import release, state, trigger
+from tests.helpers import CHANGE, release, state, trigger
 from webapp.extensions import db
 from webapp.models import Environment, Release
 
@@ -520,6 +520,36 @@ def test_a_terraform_plan_file_upload_triggers_its_changes(api, web, new_environ
         "plan": (io.BytesIO(b'{"values": {}}'), "state.json")})
     assert broken.status_code == 400 and 'id="plan-error"' in broken.text
     assert "send the output of `terraform show -json &lt;planfile&gt;`" in broken.text
+    assert "The uploaded plan has neither" in broken.text and "terraform_plan" not in broken.text
+
+
+def test_a_plan_that_changes_nothing_is_triggered_only_once_confirmed(app, api, web, new_environment):
+    """A plan without resource_changes (or a pasted []) would run the deploy for nothing: the
+    form says so and asks first; confirmed, it triggers (the pasted [] stands in for the file)."""
+    new_environment(WAITS)
+    client = web("dev")
+    for data in ({"plan": (io.BytesIO(b'{"format_version": "1.2"}'), "plan.json"), "resources": ""},
+                 {"resources": "[]"}):
+        asked = client.post("/trigger", content_type="multipart/form-data",
+                            data={"csrf_token": client.csrf, "environment": "svc/env", **data})
+        assert asked.status_code == 422 and "it changes no resources" in asked.text
+        assert 'name="confirm_empty"' in asked.text and ">[]</textarea>" in asked.text
+        assert release_count(app) == 0
+    confirmed = client.post("/trigger", data={"csrf_token": client.csrf, "environment": "svc/env",
+                                              "resources": "[]", "confirm_empty": "1"})
+    assert confirmed.status_code == 303
+    assert release(api, int(confirmed.location.rsplit("/", 1)[1]))["resources"] == []
+
+
+def test_the_api_accepts_a_release_that_changes_nothing_with_a_warning(api, new_environment):
+    new_environment(WAITS)
+    empty = api("dev").post("/api/v1/projects/svc/environments/env/releases",
+                            json={"terraform_plan": {"format_version": "1.2"}})
+    assert empty.status_code == 202 and empty.json["resources"] == []
+    assert empty.json["warnings"] == ["The release changes no resources (the plan lists none, or the list is "
+                                      "empty), yet its release command runs all the same."]
+    some = api("dev").post("/api/v1/projects/svc/environments/env/releases", json={"resources": CHANGE})
+    assert some.status_code == 202 and some.json["warnings"] == []
 
 
 def test_an_uploaded_plan_with_errored_as_a_string_is_refused_beside_the_plan_field(app, web, new_environment):

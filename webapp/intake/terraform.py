@@ -35,7 +35,7 @@ PLAN_FIELD_TYPES = {
 _BMP_LAST = 0xFFFF
 
 
-def resources_from_terraform_plan(plan: object) -> list[dict]:
+def resources_from_terraform_plan(plan: object, label: str = "terraform_plan") -> list[dict]:
     """Turn `terraform show -json <planfile>` output into resource changes.
 
     Each entry of resource_changes becomes {resourceType: type, resourceName: name plus
@@ -46,10 +46,11 @@ def resources_from_terraform_plan(plan: object) -> list[dict]:
     -json` output (a state, which has "values" instead of a plan's changes, is refused).
     A plan marked "errored" is refused: its changes are incomplete. The plan's own fields
     (PLAN_FIELD_TYPES) must have the types Terraform writes, or the plan is refused (422).
+    `label` names the plan in messages: the API field, or "The uploaded plan" in a form.
     """
     if not isinstance(plan, dict):
         raise InvalidInput(
-            "terraform_plan must be an object: the output of "
+            f"{label} must be an object: the output of "
             f"`terraform show -json <planfile>`, not {json_type(plan)}.",
             400,
         )
@@ -59,7 +60,7 @@ def resources_from_terraform_plan(plan: object) -> list[dict]:
             "The Terraform plan is marked as errored, so its changes are incomplete: "
             "fix the errors and plan again."
         )
-    changes = _plan_resource_changes(plan)
+    changes = _plan_resource_changes(plan, label)
     check_count(len(changes), "resource_changes")
     resources = []
     for index, change in enumerate(changes):
@@ -80,7 +81,7 @@ def _check_plan_fields(plan: dict) -> None:
             )
 
 
-def _plan_resource_changes(plan: dict) -> list:
+def _plan_resource_changes(plan: dict, label: str) -> list:
     if "resource_changes" in plan:
         changes = plan["resource_changes"]
         if not isinstance(changes, list):
@@ -92,13 +93,13 @@ def _plan_resource_changes(plan: dict) -> list:
         return changes
     if "format_version" not in plan:
         raise InvalidInput(
-            'terraform_plan has neither "resource_changes" nor "format_version": '
+            f'{label} has neither "resource_changes" nor "format_version": '
             "send the output of `terraform show -json <planfile>`.",
             400,
         )
     if "values" in plan and "planned_values" not in plan:
         raise InvalidInput(
-            "terraform_plan looks like Terraform state, not a plan: run "
+            f"{label} looks like Terraform state, not a plan: run "
             "`terraform show -json` on the plan file written by `terraform plan -out`.",
             400,
         )

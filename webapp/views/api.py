@@ -204,10 +204,16 @@ def trigger_release(project: str, environment: str):
         raise InvalidInput("The Idempotency-Key header must be at most 255 characters.", 400)
     release, created = releases.trigger(found, _actor(), wanted.resources, ref=wanted.ref,
                                         description=wanted.description, idempotency_key=key)
-    response = jsonify(release_dict(release))
+    # Accepted, but said: a release that changes nothing still runs the deploy.
+    warnings = [] if wanted.resources else [EMPTY_RELEASE]
+    response = jsonify({**release_dict(release), "warnings": warnings})
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("api.get_release", release_id=release.id)
     return response
+
+
+EMPTY_RELEASE = ("The release changes no resources (the plan lists none, or the list is empty), yet its release "
+                 "command runs all the same.")
 
 
 @api.get("/releases/<int:release_id>")

@@ -294,11 +294,12 @@ def _label(environment: Environment) -> str:
     return f"{environment.project.name}/{environment.name}"
 
 
-def _render_trigger(form: dict, errors: dict[str, str], status: int = 200) -> tuple[str, int]:
+def _render_trigger(form: dict, errors: dict[str, str], status: int = 200, *,
+                    confirm_empty: bool = False) -> tuple[str, int]:
     choices = triggerable_environments(current_user._get_current_object())
-    return render_template("trigger.html", choices=[_label(e) for e in choices], form=form,
-                           errors=errors, idempotency_key=form.get("idempotency_key") or secrets.token_urlsafe(18)
-                           ), status
+    return render_template("trigger.html", choices=[_label(e) for e in choices], form=form, errors=errors,
+                           confirm_empty=confirm_empty,
+                           idempotency_key=form.get("idempotency_key") or secrets.token_urlsafe(18)), status
 
 
 @release_pages.get("/trigger")
@@ -344,14 +345,15 @@ def _wanted_resources(text: str) -> list[dict]:
             raise _FieldError("plan", "The uploaded file is not UTF-8 text: upload the output of "
                               "`terraform show -json <planfile>`.", 400) from None
         plan = _json_field(plan_text, "plan", "uploaded plan")
-        return _checked("plan", resources_from_terraform_plan, plan)
+        return _checked("plan", lambda value: resources_from_terraform_plan(value, "The uploaded plan"), plan)
     if not text:
         raise _FieldError("resources", "Paste the resources JSON, or upload the output of "
                           "`terraform show -json <planfile>`.", 400)
     value = _json_field(text, "resources", "resources text")
     # A pasted `terraform show -json` object is read as a plan, a list as resource changes.
-    check = resources_from_terraform_plan if isinstance(value, dict) else parse_resources
-    return _checked("resources", check, value)
+    if isinstance(value, dict):
+        return _checked("resources", lambda plan: resources_from_terraform_plan(plan, "The pasted plan"), value)
+    return _checked("resources", parse_resources, value)
 
 
 @release_pages.post("/trigger")
@@ -371,6 +373,9 @@ def trigger_submit():
         key = form["idempotency_key"].strip()[:255] or None
     except _FieldError as error:
         return _render_trigger(form, {error.field: error.message}, error.status)
+    if not resources and "confirm_empty" not in request.form:
+        # Kept as a pasted [] so the confirmation does not need the file chosen again.
+        return _render_trigger({**form, "resources": "[]"}, {}, 422, confirm_empty=True)
     new, created = releases.trigger(environment, _actor(), resources, ref=ref or None, description=description,
                                     idempotency_key=key)
     flash(f"Release #{new.id} was triggered on {_label(environment)}." if created else
