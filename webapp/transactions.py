@@ -108,8 +108,10 @@ def move(release: Release, to_state: str, actor: Actor, *, expect: tuple[str, ..
     if to_state not in SLOT_STATES:
         values.setdefault("holds_slot", False)
         values.setdefault("finished_at", utcnow())
-    from_state = release.state
     lock_environment(release.environment_id)
+    # Read once the lock is held: every move waits for it, so this is the state the update meets
+    # (what `release` was loaded with may have moved on while this waited).
+    from_state = db.session.scalar(sa.select(Release.state).where(Release.id == release.id))
     result = db.session.execute(
         sa.update(Release).where(Release.id == release.id, Release.state.in_(expect), *where)
         .values(state=to_state, **values)

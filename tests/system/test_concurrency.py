@@ -139,3 +139,45 @@ def waiting_for_a_lock(connection) -> int:
                                        "WHERE wait_event_type = 'Lock' AND datname = current_database()")).scalar()
     connection.rollback()
     return count
+
+
+@pytest.mark.postgresql
+def test_the_audit_names_the_state_a_move_left_even_when_it_moved_while_waiting(app, api, new_environment):
+    """An abort judged on READY waits for the environment while the hook's result moves the release
+    to IN_PROGRESS: it still aborts (both states may be aborted), and its audit row says it left
+    IN_PROGRESS, the state the update met, not READY, the state the abort was loaded with."""
+    from webapp import releases
+    from webapp.models import Environment, User
+
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 0\n"})
+    ready = trigger(api)  # no worker runs: it holds the slot, READY
+    assert state(api, ready) == "READY"
+    with app.app_context():
+        environment_id = db.session.scalar(sa.select(Environment.id))
+        admin_id = db.session.scalar(sa.select(User.id).where(User.username == "admin"))
+        other, watcher = db.engine.connect(), db.engine.connect()
+    outcome: list[object] = []
+
+    def abort() -> None:
+        with app.app_context():
+            try:
+                outcome.append(releases.abort(ready, releases.Actor(db.session.get(User, admin_id), "api")).state)
+            except Exception as error:  # the test reads it below
+                outcome.append(error)
+
+    try:
+        other.execute(sa.text("SELECT id FROM environments WHERE id = :id FOR NO KEY UPDATE"), {"id": environment_id})
+        thread = threading.Thread(target=abort)
+        thread.start()
+        assert wait_until(lambda: waiting_for_a_lock(watcher) == 1), "the abort never waited for the environment"
+        other.execute(sa.text("UPDATE releases SET state = 'IN_PROGRESS' WHERE id = :id"), {"id": ready})
+        other.commit()
+        thread.join(10)
+    finally:
+        other.close()
+        watcher.close()
+    assert outcome == ["FAILED"]
+    with app.app_context():
+        left = db.session.execute(sa.select(AuditEvent.from_state).where(
+            AuditEvent.release_id == ready, AuditEvent.to_state == "FAILED")).scalar_one()
+    assert left == "IN_PROGRESS"

@@ -24,7 +24,9 @@ _READ_SIZE = 65536
 
 Tick = Callable[[str, bool], bool]
 PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
+# Looked up here, in the worker: the child between fork and exec only calls it.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+_prctl.argtypes, _prctl.restype = (ctypes.c_int, ctypes.c_ulong), ctypes.c_int
 
 
 @dataclass
@@ -69,8 +71,7 @@ def _dies_with(parent: int) -> Callable[[], None]:
     its own only once it runs, so a worker killed in that moment would leave it running alone.
     One C call and a comparison: nothing that could wait on a lock another thread held at fork."""
     def arm() -> None:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
+        if _prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != parent:
             os._exit(1)
 
     return arm
