@@ -7,6 +7,7 @@ PostgreSQL goes away through a TCP proxy that is cut; SQLite is held by another 
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import release, state, trigger, wait_for
+from tests.helpers import CHANGE, release, state, trigger, wait_for
 from tests.outage_support import Outage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +61,7 @@ def test_a_page_form_answers_503_with_a_readable_message_while_the_database_is_d
     before = count_releases(app)
     with outage.down():
         response = client.post("/trigger", data={"csrf_token": client.csrf, "environment": "svc/env",
-                                                 "resources": "[]"})
+                                                 "resources": json.dumps(CHANGE)})
         assert response.status_code == 503
         assert "The database is unavailable right now; try again in a moment." in response.text
         assert "Traceback" not in response.text
