@@ -30,17 +30,21 @@ from tests.helpers import SAMPLE_LIKE_HOOK, make_repo
 ROOT_DIR = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
 HOOK_SANDBOX = os.environ.get("HOOK_SANDBOX", "") or "bwrap"  # HOOK_SANDBOX=none: the sandbox-independent tests
+SPEC_BESIDE = (Path(__file__).resolve().parents[2] / "shared" / "SPEC.md").is_file()  # the contract, as in CI
 _counter = itertools.count()
 
 
 def pytest_collection_modifyitems(config, items):
     """Tests that cannot run here are deselected, not skipped: those marked `postgresql` (the
-    soak) on SQLite, those marked `root` (switching users) when not run as root, as CI is, and those
-    marked `sandbox` when the suite runs with HOOK_SANDBOX=none."""
+    soak) on SQLite, those marked `root` (switching users) when not run as root, as CI is, those
+    marked `sandbox` when the suite runs with HOOK_SANDBOX=none, and those marked `spec` (held to
+    the shared contract) when ../shared/SPEC.md is not beside the checkout, as it is in CI."""
     def runs_here(item) -> bool:
         if item.get_closest_marker("postgresql") and not POSTGRES_URL:
             return False
         if item.get_closest_marker("sandbox") and HOOK_SANDBOX == "none":
+            return False
+        if item.get_closest_marker("spec") and not SPEC_BESIDE:
             return False
         return not (item.get_closest_marker("root") and os.geteuid() != 0)
 

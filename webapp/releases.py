@@ -21,7 +21,8 @@ __all__ = ["SYSTEM", "WORKER", "Actor", "ReleaseError", "NotFound", "WrongState"
 
 # SPEC §3's diagram as a table: state → the states it may move to → the actions that make each
 # move. _move() refuses anything else before it sends any SQL, and tests/unit/test_transitions.py
-# holds this table to the diagram in SPEC.md, both ways. Terminal states move nowhere.
+# holds this table to the diagram (the README's, which draws SPEC §3's), both ways. Terminal
+# states move nowhere.
 TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "QUEUED": {
         "READY": ("dispatch",),        # took the slot, approval workflow on: the hook decides

@@ -1,6 +1,7 @@
-"""releases.TRANSITIONS is SPEC §3's state diagram: every arrow drawn there is a move in the
-table, every move in the table is an arrow there (or a sentence of §3), and the state
-machine refuses any other move before it sends SQL."""
+"""releases.TRANSITIONS is the state diagram: every arrow drawn there is a move in the table,
+every move in the table is an arrow there (or a sentence beside it), and the state machine
+refuses any other move before it sends SQL. The diagram read is the README's "Release states",
+which draws SPEC §3's moves (checked where the shared contract sits beside the clone, as in CI)."""
 from __future__ import annotations
 
 import re
@@ -14,8 +15,9 @@ from webapp import releases
 from webapp.extensions import db
 from webapp.models import STATES, TERMINAL_STATES
 
-# CI checks out ../shared beside the clone, as it is beside this worktree.
-SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "SPEC.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+SPEC = ROOT.parent / "shared" / "SPEC.md"  # the contract; CI has it beside the clone
 STATE = r"[A-Z][A-Z_]+"
 # Moves §3 states in words rather than draws; each must still be written there as quoted.
 WRITTEN_NOT_DRAWN = {
@@ -23,12 +25,14 @@ WRITTEN_NOT_DRAWN = {
 }
 
 
-def section_3() -> str:
-    assert SPEC.is_file(), f"{SPEC} is missing: the shared contract must sit beside the clone"
-    text = SPEC.read_text(encoding="utf-8")
-    match = re.search(r"^## 3\. Release states\n(.*?)^## ", text, re.S | re.M)
-    assert match, "SPEC.md has no section '## 3. Release states'"
+def states_section(path: Path, heading: str) -> str:
+    match = re.search(rf"^{re.escape(heading)}\n(.*?)^## ", path.read_text(encoding="utf-8"), re.S | re.M)
+    assert match, f"{path.name} has no section {heading!r}"
     return match.group(1)
+
+
+def diagram(section: str) -> str:
+    return re.search(r"```\n(.*?)```", section, re.S).group(1)
 
 
 def diagram_moves(section: str) -> set[tuple[str, str]]:
@@ -38,7 +42,7 @@ def diagram_moves(section: str) -> set[tuple[str, str]]:
     ("A ──>", "A or B ──>"); otherwise at the state above it, found by following the `│`
     or `└` its line hangs from straight up. A label may run onto the next line
     ("└──other exit, timeout," / "missing/invalid hook──> FAILED")."""
-    lines = re.search(r"```\n(.*?)```", section, re.S).group(1).splitlines()
+    lines = diagram(section).splitlines()
     targets = rf"(?P<to>{STATE}(?:\s*\|\s*{STATE})*)"
     arrow = re.compile(rf"(?:(?<=\s)|^|(?P<hook>└))──[^─>│└]*─*>\s*{targets}")
     opened = re.compile(r"└──[^─>│└]+?(?=\s*(?:└|│|$))")
@@ -94,16 +98,24 @@ def table_moves() -> set[tuple[str, str]]:
     return {(source, target) for source, targets in releases.TRANSITIONS.items() for target in targets}
 
 
-def test_every_arrow_of_the_spec_diagram_is_a_move_of_the_table_and_no_other():
-    section = section_3()
+def test_every_arrow_of_the_diagram_is_a_move_of_the_table_and_no_other():
+    section = states_section(README, "## Release states")
     drawn = diagram_moves(section)
     assert ("READY", "FAILED") in drawn and ("PENDING_APPROVAL", "CANCELLED") in drawn  # the parser reads
     words = " ".join(section.split())
     for move, sentence in WRITTEN_NOT_DRAWN.items():
-        assert sentence in words, f"SPEC §3 no longer says {sentence!r}, which allows {move}"
-    spec = drawn | set(WRITTEN_NOT_DRAWN)
-    assert table_moves() - spec == set(), "moves in TRANSITIONS that SPEC §3 does not have"
-    assert spec - table_moves() == set(), "moves of SPEC §3 that TRANSITIONS lacks"
+        assert sentence in words, f"the README no longer says {sentence!r}, which allows {move}"
+    documented = drawn | set(WRITTEN_NOT_DRAWN)
+    assert table_moves() - documented == set(), "moves in TRANSITIONS that the diagram does not have"
+    assert documented - table_moves() == set(), "moves of the diagram that TRANSITIONS lacks"
+
+
+@pytest.mark.spec
+def test_the_readmes_diagram_draws_the_moves_of_spec_section_3():
+    spec = states_section(SPEC, "## 3. Release states")
+    assert diagram_moves(states_section(README, "## Release states")) == diagram_moves(spec)
+    words = " ".join(spec.split())
+    assert all(sentence in words for sentence in WRITTEN_NOT_DRAWN.values())
 
 
 def test_the_table_names_only_known_states_and_terminal_states_move_nowhere():
