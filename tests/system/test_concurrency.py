@@ -83,6 +83,43 @@ def test_concurrent_processes_keep_every_invariant(app, app_config, api, people,
             .where(AuditEvent.action == "state").order_by(AuditEvent.id)))
 
 
+class WaitingMove:
+    """A move of the state machine, run as `username` in a thread of its own while another
+    connection (`holder`) holds the environment's row lock, as a concurrent move would.
+    `watcher` is a third connection to look at the database meanwhile; `outcome` holds the
+    move's resulting state or its exception once `finish()` has joined the thread."""
+
+    def __init__(self, app, username: str, move) -> None:
+        from webapp import releases
+        from webapp.models import Environment, User
+
+        with app.app_context():
+            environment_id = db.session.scalar(sa.select(Environment.id))
+            user_id = db.session.scalar(sa.select(User.id).where(User.username == username))
+            self.holder, self.watcher = db.engine.connect(), db.engine.connect()
+        self.outcome: list[object] = []
+
+        def run() -> None:
+            with app.app_context():
+                try:
+                    self.outcome.append(move(releases.Actor(db.session.get(User, user_id), "api")).state)
+                except Exception as error:  # the test reads it
+                    self.outcome.append(error)
+
+        self.holder.execute(sa.text("SELECT id FROM environments WHERE id = :id FOR NO KEY UPDATE"),
+                            {"id": environment_id})
+        self.thread = threading.Thread(target=run)
+        self.thread.start()
+        assert wait_until(lambda: waiting_for_a_lock(self.watcher) == 1), "the move never waited for a lock"
+
+    def finish(self) -> list[object]:
+        self.holder.rollback()  # a no-op once the test committed through it
+        self.thread.join(10)
+        self.holder.close()
+        self.watcher.close()
+        return self.outcome
+
+
 @pytest.mark.postgresql
 def test_a_move_locks_its_environment_before_its_release(app, api, people, new_environment, run_jobs):
     """One lock order for every move (environment, then release): a reject that dispatches the
@@ -90,45 +127,20 @@ def test_a_move_locks_its_environment_before_its_release(app, api, people, new_e
     Here another transaction holds the environment's lock; the cancel must wait for it before it
     touches its release, so the release's row stays free to lock."""
     from webapp import releases
-    from webapp.models import Environment, User
 
     new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
     pending = trigger(api)
     run_jobs()
     queued = trigger(api)
     assert (state(api, pending), state(api, queued)) == ("PENDING_APPROVAL", "QUEUED")
-    with app.app_context():
-        environment_id = db.session.scalar(sa.select(Environment.id))
-        dev_id = db.session.scalar(sa.select(User.id).where(User.username == "dev"))
-    with app.app_context():
-        holder = db.engine.connect()
-        other = db.engine.connect()
-    outcome: list[object] = []
-
-    def cancel() -> None:
-        with app.app_context():
-            try:
-                outcome.append(releases.cancel(queued, releases.Actor(db.session.get(User, dev_id), "api")).state)
-            except Exception as error:  # the test reads it below
-                outcome.append(error)
-
+    cancel = WaitingMove(app, "dev", lambda actor: releases.cancel(queued, actor))
     try:
-        holder.execute(sa.text("SELECT id FROM environments WHERE id = :id FOR NO KEY UPDATE"),
-                       {"id": environment_id})
-        thread = threading.Thread(target=cancel)
-        thread.start()
-        assert wait_until(lambda: waiting_for_a_lock(other) == 1), "the cancel never waited for a lock"
-        try:
-            other.execute(sa.text("SELECT id FROM releases WHERE id = :id FOR UPDATE NOWAIT"), {"id": queued})
-        except sa.exc.OperationalError as error:
-            raise AssertionError("the cancel locked its release before its environment") from error
-        finally:
-            other.rollback()
+        cancel.watcher.execute(sa.text("SELECT id FROM releases WHERE id = :id FOR UPDATE NOWAIT"), {"id": queued})
+    except sa.exc.OperationalError as error:
+        raise AssertionError("the cancel locked its release before its environment") from error
     finally:
-        holder.rollback()
-        holder.close()
-        other.close()
-    thread.join(10)
+        cancel.watcher.rollback()
+        outcome = cancel.finish()
     assert outcome == ["CANCELLED"]
 
 
@@ -147,35 +159,16 @@ def test_the_audit_names_the_state_a_move_left_even_when_it_moved_while_waiting(
     to IN_PROGRESS: it still aborts (both states may be aborted), and its audit row says it left
     IN_PROGRESS, the state the update met, not READY, the state the abort was loaded with."""
     from webapp import releases
-    from webapp.models import Environment, User
 
     new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 0\n"})
     ready = trigger(api)  # no worker runs: it holds the slot, READY
     assert state(api, ready) == "READY"
-    with app.app_context():
-        environment_id = db.session.scalar(sa.select(Environment.id))
-        admin_id = db.session.scalar(sa.select(User.id).where(User.username == "admin"))
-        other, watcher = db.engine.connect(), db.engine.connect()
-    outcome: list[object] = []
-
-    def abort() -> None:
-        with app.app_context():
-            try:
-                outcome.append(releases.abort(ready, releases.Actor(db.session.get(User, admin_id), "api")).state)
-            except Exception as error:  # the test reads it below
-                outcome.append(error)
-
-    try:
-        other.execute(sa.text("SELECT id FROM environments WHERE id = :id FOR NO KEY UPDATE"), {"id": environment_id})
-        thread = threading.Thread(target=abort)
-        thread.start()
-        assert wait_until(lambda: waiting_for_a_lock(watcher) == 1), "the abort never waited for the environment"
-        other.execute(sa.text("UPDATE releases SET state = 'IN_PROGRESS' WHERE id = :id"), {"id": ready})
-        other.commit()
-        thread.join(10)
+    abort = WaitingMove(app, "admin", lambda actor: releases.abort(ready, actor))
+    try:  # the hook's result, committed by the transaction the abort waits for
+        abort.holder.execute(sa.text("UPDATE releases SET state = 'IN_PROGRESS' WHERE id = :id"), {"id": ready})
+        abort.holder.commit()
     finally:
-        other.close()
-        watcher.close()
+        outcome = abort.finish()
     assert outcome == ["FAILED"]
     with app.app_context():
         left = db.session.execute(sa.select(AuditEvent.from_state).where(
