@@ -10,9 +10,9 @@ from sqlalchemy.exc import IntegrityError
 
 from .auth import create_token, hash_password
 from .extensions import db
-from .models import ApiToken, EmailLink, Environment, Grant, Project, Release, User, utcnow
+from .models import ApiToken, EmailLink, Environment, Grant, Project, Release, User, group_members, utcnow
 from .notify import email_links
-from .permissions import GLOBAL_ONLY, PERMISSIONS, PermissionDenied, require
+from .permissions import GLOBAL_ONLY, PERMISSIONS, PermissionDenied, grant_held, require
 from .releases import NotFound, ReleaseError
 from .transactions import Actor, audit, commit_changes, transition
 
@@ -244,9 +244,7 @@ def _end_links_no_longer_allowed(user: User) -> int:
     """Within the caller's transaction: end `user`'s unused links to releases they may no
     longer decide. The link page would refuse them today, but a later grant would bring
     them back to life; like a deactivation, losing the right ends them for good."""
-    still_allowed = sa.select(Grant.id).where(
-        Grant.user_id == user.id, Grant.permission == "approve_release",
-        sa.or_(Grant.environment_id.is_(None), Grant.environment_id == Release.environment_id)).exists()
+    still_allowed = grant_held(user.id, "approve_release", Release.environment_id)
     no_longer = sa.select(Release.id).where(~still_allowed)
     return email_links.revoke((EmailLink.user_id == user.id) & EmailLink.release_id.in_(no_longer),
                               "the person it was sent to lost the permission to decide it")
@@ -264,9 +262,11 @@ def all_environments() -> list[Environment]:
 
 def managed_environments(user: User) -> list[Environment]:
     """Environments `user` manages through a grant scoped to them (for the admin index)."""
+    in_groups = sa.select(group_members.c.group_id).where(group_members.c.user_id == user.id)
+    scoped = sa.select(Grant.environment_id).where(
+        Grant.permission == "manage_environments", sa.or_(Grant.user_id == user.id, Grant.group_id.in_(in_groups)))
     return list(db.session.scalars(
-        sa.select(Environment).join(Project).join(Grant, Grant.environment_id == Environment.id)
-        .where(Grant.user_id == user.id, Grant.permission == "manage_environments")
+        sa.select(Environment).join(Project).where(Environment.id.in_(scoped))
         .order_by(Project.name, Environment.name)))
 
 

@@ -13,6 +13,8 @@ from .extensions import db
 SLOT_STATES = ("READY", "PENDING_APPROVAL", "IN_PROGRESS")
 TERMINAL_STATES = ("APPROVED", "REJECTED", "CANCELLED", "SUCCEEDED", "FAILED", "TIMED_OUT")
 STATES = ("QUEUED", *SLOT_STATES, *TERMINAL_STATES)
+DEFAULT_RULES = ({"name": "default", "group": None, "approvals": 1},)
+DEFAULT_RULES_JSON = '[{"name": "default", "group": null, "approvals": 1}]'
 
 
 def utcnow() -> datetime:
@@ -38,6 +40,8 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     grants: Mapped[list[Grant]] = relationship(back_populates="user", cascade="all, delete-orphan")
+    groups: Mapped[list[Group]] = relationship(secondary="group_members", back_populates="members",
+                                               order_by="Group.name")
 
     @property
     def is_active(self) -> bool:  # flask-login signs out inactive users
@@ -50,18 +54,45 @@ class User(UserMixin, db.Model):
         self.login_id = new_login_id()
 
 
+group_members = sa.Table(
+    "group_members", db.metadata,
+    sa.Column("group_id", sa.ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Group(db.Model):
+    """A named set of users: approval rules name groups, and a grant may go to a group."""
+
+    __tablename__ = "groups"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(63), unique=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    members: Mapped[list[User]] = relationship(secondary=group_members, back_populates="groups",
+                                               order_by="User.username")
+
+
 class Grant(db.Model):
-    """One permission for one user, for every environment (environment_id NULL) or one."""
+    """One permission for one user or one group (every member holds it while a member), for
+    every environment (environment_id NULL) or one."""
 
     __tablename__ = "grants"
-    __table_args__ = (sa.UniqueConstraint("user_id", "permission", "environment_id", name="uq_grants_scope"),)
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "permission", "environment_id", name="uq_grants_scope"),
+        sa.UniqueConstraint("group_id", "permission", "environment_id", name="uq_grants_group_scope"),
+        sa.CheckConstraint("(user_id IS NULL) <> (group_id IS NULL)", name="user_or_group"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int | None] = mapped_column(sa.ForeignKey("groups.id", ondelete="CASCADE"), index=True)
     permission: Mapped[str] = mapped_column(sa.String(64))
     environment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("environments.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    user: Mapped[User] = relationship(back_populates="grants")
+    user: Mapped[User | None] = relationship(back_populates="grants")
+    group: Mapped[Group | None] = relationship()
     environment: Mapped[Environment | None] = relationship()
 
 
@@ -116,6 +147,10 @@ class Environment(db.Model):
     # [{"path": "/srv/shop", "writable": true}, …], each checked against SANDBOX_ALLOWED_PATHS
     # when set and again at every run (environments.release_command_binds).
     sandbox_paths: Mapped[list] = mapped_column(sa.JSON, default=list, server_default="[]")
+    # Who must approve, and how many (approval_rules.py): [{"name", "group" | None, "approvals"}],
+    # every rule met; the default is one approval from anyone who may approve.
+    approval_rules: Mapped[list] = mapped_column(sa.JSON, default=lambda: [dict(rule) for rule in DEFAULT_RULES],
+                                                 server_default=DEFAULT_RULES_JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -193,6 +228,12 @@ class Release(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     pending_since: Mapped[datetime | None]  # when it began waiting for a decision
+    # Fixed when it starts waiting: the environment's rules with what the hook's verdict added
+    # (NULL: the default rule), and the verdict's reason.
+    approval_rules: Mapped[list | None] = mapped_column(sa.JSON)
+    approval_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # A BOT release: the digest its approvals were given for (approval_rules.digest).
+    approval_digest: Mapped[str | None] = mapped_column(sa.String(64))
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
 
@@ -205,15 +246,19 @@ class Release(db.Model):
 
 
 class Decision(db.Model):
-    """A reviewer's approve or reject. One per release: the database keeps it to one."""
+    """A reviewer's approve or reject: one rejection, or one approval per person that counted
+    for the rules named in `rules`, given for what `digest` sums up (approval_rules.digest)."""
 
     __tablename__ = "decisions"
+    __table_args__ = (sa.UniqueConstraint("release_id", "user_id", "decision", name="uq_decisions_once"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    release_id: Mapped[int] = mapped_column(sa.ForeignKey("releases.id", ondelete="CASCADE"), unique=True)
+    release_id: Mapped[int] = mapped_column(sa.ForeignKey("releases.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     decision: Mapped[str] = mapped_column(sa.String(16))
     comment: Mapped[str] = mapped_column(sa.Text, default="")
     via: Mapped[str] = mapped_column(sa.String(16))
+    rules: Mapped[list] = mapped_column(sa.JSON, default=list, server_default="[]")
+    digest: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     release: Mapped[Release] = relationship(back_populates="decisions")

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask_login import current_user
 
 from .extensions import db, login_manager
-from .models import Environment, Grant, Release, User
+from .models import Environment, Grant, Release, User, group_members
 
 PERMISSIONS = {
     "trigger_release": "Trigger release",
@@ -31,6 +31,24 @@ def check_name(permission: str) -> str:
     return permission
 
 
+ANYWHERE = object()  # grant_held(): a grant for any environment will do
+
+
+def grant_held(user_id: Any, permission: str, environment_id: Any = None) -> sa.Exists:
+    """SQL: the user `user_id` (a value or a column) holds `permission`, granted to them or to a
+    group they are in, for the environment `environment_id` (a value or a column; None: for
+    every environment; ANYWHERE: for at least one). Admins hold everything without grants."""
+    in_groups = sa.select(group_members.c.group_id).where(group_members.c.user_id == user_id)
+    query = sa.select(Grant.id).where(Grant.permission == permission,
+                                      sa.or_(Grant.user_id == user_id, Grant.group_id.in_(in_groups)))
+    if environment_id is not ANYWHERE:
+        scope = Grant.environment_id.is_(None)
+        if environment_id is not None:
+            scope = scope | (Grant.environment_id == environment_id)
+        query = query.where(scope)
+    return query.exists()
+
+
 def has_permission(user: User | None, permission: str, environment: Environment | None = None) -> bool:
     """Whether `user` holds `permission` for `environment` (None: for every environment)."""
     check_name(permission)
@@ -38,11 +56,8 @@ def has_permission(user: User | None, permission: str, environment: Environment 
         return False
     if user.is_admin:
         return True
-    scope = Grant.environment_id.is_(None)
-    if environment is not None:
-        scope = scope | (Grant.environment_id == environment.id)
-    query = db.select(Grant.id).where(Grant.user_id == user.id, Grant.permission == permission, scope).limit(1)
-    return db.session.execute(query).first() is not None
+    return bool(db.session.scalar(sa.select(
+        grant_held(user.id, permission, environment.id if environment is not None else None))))
 
 
 def has_permission_somewhere(user: User | None, permission: str) -> bool:
@@ -52,8 +67,7 @@ def has_permission_somewhere(user: User | None, permission: str) -> bool:
         return False
     if user.is_admin:
         return True
-    query = db.select(Grant.id).where(Grant.user_id == user.id, Grant.permission == permission).limit(1)
-    return db.session.execute(query).first() is not None
+    return bool(db.session.scalar(sa.select(grant_held(user.id, permission, ANYWHERE))))
 
 
 def require(user: User | None, permission: str, environment: Environment | None = None) -> None:
@@ -115,11 +129,20 @@ def decidable_releases(user: User):
     query = (sa.select(Release).join(Environment, Release.environment_id == Environment.id)
              .where(Release.state == "PENDING_APPROVAL"))
     if not user.is_admin:
-        query = query.where(sa.select(Grant.id).where(
-            Grant.user_id == user.id, Grant.permission == "approve_release",
-            Grant.environment_id.is_(None) | (Grant.environment_id == Release.environment_id)).exists())
+        query = query.where(grant_held(user.id, "approve_release", Release.environment_id))
     return query.where(Release.triggered_by_id.is_(None) | (Release.triggered_by_id != user.id)
                        | Environment.allow_self_approval)
+
+
+def deciders(release: Release) -> list[User]:
+    """Active users who may decide `release`: admins and approve_release holders for its
+    environment, not its triggerer unless the environment allows self-approval."""
+    environment = release.environment
+    query = (sa.select(User).where(User.active, sa.or_(User.is_admin, grant_held(
+        User.id, "approve_release", environment.id))).order_by(User.username))
+    if not environment.allow_self_approval and release.triggered_by_id is not None:
+        query = query.where(User.id != release.triggered_by_id)
+    return list(db.session.scalars(query))
 
 
 def may_cancel(release: Release, user: User | None) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from . import approval_rules
 from .extensions import db
 from .models import Decision, Environment, Release, User, utcnow
 from .permissions import PermissionDenied, may_cancel, require
@@ -215,16 +216,27 @@ def fail(release_id: int, error: str, actor: Actor = WORKER, *, expect: tuple[st
 
 @transition
 def record_hook_result(release_id: int, *, exit_code: int | None, output: str, truncated: bool,
-                       error: str | None = None, needs_approval_reason: str | None = None) -> str | None:
+                       error: str | None = None, needs_approval_reason: str | None = None,
+                       verdict: bytes | None = None) -> str | None:
     """Apply the hook contract: 0 proceeds, 2 waits for approval, anything else fails.
     `needs_approval_reason` (the hook differs from the hook ref) turns a 0 into a wait: fail
-    closed. Returns the new state, or None when the release had moved on."""
+    closed. `verdict` (what the hook wrote to $RELEASE_VERDICT) adds approval rules to a wait,
+    and is ignored after an exit 0. A wait whose rules nobody could meet fails instead.
+    Returns the new state, or None when the release had moved on."""
     release = get_release(release_id)
     hook = {"hook_exit_code": exit_code, "hook_output": output, "hook_truncated": truncated}
     passed = error is None and exit_code in (0, 2)
     if passed and (exit_code == 2 or needs_approval_reason):
         new_state, reason = "PENDING_APPROVAL", needs_approval_reason or "pre-release hook exited 2"
-        hook["pending_since"] = utcnow()
+        try:
+            rules, hook["approval_reason"] = _rules_for(release, verdict if exit_code == 2 else None)
+            problem = approval_rules.infeasible(release, rules)
+        except approval_rules.RuleError as rule_error:
+            problem = str(rule_error)
+        if problem:
+            new_state, reason, hook["error"] = "FAILED", problem, problem
+        else:
+            hook.update(approval_rules=rules, pending_since=utcnow())
     elif passed:
         new_state, reason = "IN_PROGRESS", "pre-release hook exited 0"
     else:
@@ -243,6 +255,15 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
         new_state = "SUCCEEDED"
     commit_changes()
     return new_state
+
+
+def _rules_for(release: Release, verdict: bytes | None) -> tuple[list[dict], str | None]:
+    """The rules a waiting release must meet, and the verdict's reason; RuleError for a bad verdict."""
+    rules = approval_rules.check_rules(release.environment.approval_rules)
+    if verdict is None:
+        return rules, None
+    parsed = approval_rules.parse_verdict(verdict)
+    return approval_rules.merge(rules, parsed.rules), parsed.reason
 
 
 @transition
@@ -296,22 +317,49 @@ def _check_decider(release: Release, actor: Actor) -> None:
                                "(withdraw it if it should not go ahead).")
 
 
+def _pending_progress(release: Release, doing: str) -> approval_rules.Progress:
+    """The progress of `release`'s rules, read once this transaction holds its environment: the
+    decisions of one environment are counted one at a time, each on what the last one left."""
+    lock_environment(release.environment_id)
+    db.session.refresh(release)
+    if release.state != "PENDING_APPROVAL":
+        db.session.rollback()
+        raise _wrong_state(release, doing, "pending approval")
+    return approval_rules.progress(release)
+
+
 @transition
 def approve(release_id: int, actor: Actor, comment: str = "") -> Release:
-    """Approve a pending release: it becomes APPROVED and its BOT release takes the slot directly."""
+    """Count an approval for every unmet rule of a pending release its giver may count for.
+    When the last rule is met, the release becomes APPROVED and its BOT release takes the slot
+    in the same transaction; that BOT release is returned, else the release (rules remain).
+    An approval that would count for no rule is refused (WrongState)."""
     release = get_release(release_id)
     _check_decider(release, actor)
+    progress = _pending_progress(release, "approved")
+    counted = progress.counts_for(actor.user)
+    if not counted:
+        db.session.rollback()
+        raise WrongState(progress.why_not(actor.user))
+    digest = approval_rules.digest(release)
+    db.session.add(Decision(release_id=release.id, user_id=actor.user.id, decision="APPROVE",
+                            comment=comment, via=actor.via, rules=counted, digest=digest))
+    db.session.flush()
+    progress = approval_rules.progress(release)
+    if not progress.met:
+        audit(actor, "approval", release=release, reason=comment or f"approved as {', '.join(counted)}",
+              details={"rules": counted, "progress": progress.summary()})
+        commit_changes()
+        return release
     if not _move(release, "APPROVED", actor, "approve", expect=("PENDING_APPROVAL",), reason=comment or "approved"):
         db.session.rollback()
         raise _wrong_state(release, "approved", "pending approval")
-    db.session.add(Decision(release_id=release.id, user_id=actor.user.id, decision="APPROVE",
-                            comment=comment, via=actor.via))
     now = utcnow()
     bot = Release(kind="BOT", project_id=release.project_id, environment_id=release.environment_id,
                   state="IN_PROGRESS", holds_slot=True, ref=release.commit, commit=release.commit,
                   description=release.description, resources=release.resources, triggered_by=actor.user,
                   parent_release_id=release.id, hook_path=release.hook_path,
-                  hook_ref_commit=release.hook_ref_commit, started_at=now)
+                  hook_ref_commit=release.hook_ref_commit, started_at=now, approval_digest=digest)
     db.session.add(bot)
     db.session.flush()
     audit(actor, "state", release=bot, to_state="IN_PROGRESS",
@@ -323,13 +371,20 @@ def approve(release_id: int, actor: Actor, comment: str = "") -> Release:
 
 @transition
 def reject(release_id: int, actor: Actor, comment: str = "") -> Release:
+    """Reject a pending release: one rejection by anyone who could count for a rule is enough."""
     release = get_release(release_id)
     _check_decider(release, actor)
+    progress = _pending_progress(release, "rejected")
+    if not progress.could_count(actor.user):
+        db.session.rollback()
+        groups = sorted({rule.group for rule in progress.rules if rule.group})
+        raise PermissionDenied(f"Only someone who could approve for one of its rules may reject this release "
+                               f"(members of {', '.join(groups)}).")
     if not _move(release, "REJECTED", actor, "reject", expect=("PENDING_APPROVAL",), reason=comment or "rejected"):
         db.session.rollback()
         raise _wrong_state(release, "rejected", "pending approval")
     db.session.add(Decision(release_id=release.id, user_id=actor.user.id, decision="REJECT",
-                            comment=comment, via=actor.via))
+                            comment=comment, via=actor.via, digest=approval_rules.digest(release)))
     dispatch_queue(release.environment_id)
     commit_changes()
     return release

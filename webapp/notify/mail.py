@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
+from .. import approval_rules
 from ..extensions import db
 from ..models import (
     AuditEvent,
     EmailLink,
-    Grant,
     OutgoingMail,
     Release,
     User,
@@ -66,12 +66,12 @@ def announce(audit_event_id: int) -> dict[str, list[int]]:
     write_transaction()
     audit_event = db.session.get(AuditEvent, audit_event_id)
     name = event_name(audit_event) if audit_event is not None else None
-    if name is None:
+    if name is None and (audit_event is None or audit_event.action != "approval"):  # approvals: mail only
         db.session.rollback()
         return {"mails": [], "deliveries": []}
     try:
         mails = mails_for(audit_event)
-        deliveries = webhooks.add_deliveries(name, audit_event)  # its queries flush the mails
+        deliveries = webhooks.add_deliveries(name, audit_event) if name else []  # its queries flush the mails
         db.session.flush()
     except IntegrityError:
         db.session.rollback()
@@ -86,19 +86,6 @@ def announce(audit_event_id: int) -> dict[str, list[int]]:
     for delivery_id in report["deliveries"]:
         enqueue_notify_job("webhook", delivery_id)
     return report
-
-
-def approvers(release: Release) -> list[User]:
-    """Active users who may decide `release`: admins and approve_release holders for its
-    environment, not its triggerer unless the environment allows self-approval."""
-    environment = release.environment
-    granted = sa.select(Grant.id).where(
-        Grant.user_id == User.id, Grant.permission == "approve_release",
-        sa.or_(Grant.environment_id.is_(None), Grant.environment_id == environment.id)).exists()
-    query = sa.select(User).where(User.active, sa.or_(User.is_admin, granted)).order_by(User.id)
-    if not environment.allow_self_approval and release.triggered_by_id is not None:
-        query = query.where(User.id != release.triggered_by_id)
-    return list(db.session.scalars(query))
 
 
 def requester(release: Release) -> User | None:
@@ -126,10 +113,12 @@ def mails_for(audit_event: AuditEvent) -> list[OutgoingMail]:
         made = [_mail("gate_weakened", admin, audit_event) for admin in admins if admin.id != audit_event.actor_id]
         return [m for m in made if m is not None]
     release = db.session.get(Release, audit_event.release_id)
-    if audit_event.to_state == "PENDING_APPROVAL":
+    if audit_event.to_state == "PENDING_APPROVAL" or audit_event.action == "approval":
         if release.state != "PENDING_APPROVAL":  # decided before we got here: no links to send
             return []
-        made = [_mail("approval_request", user, audit_event, release.id) for user in approvers(release)]
+        # Only the people whose approval would still count; after an approval, everyone but its giver.
+        asked = [user for user in approval_rules.progress(release).still_counting() if user.id != audit_event.actor_id]
+        made = [_mail("approval_request", user, audit_event, release.id) for user in asked]
         return [m for m in made if m is not None]
     if audit_event.to_state in OUTCOME_STATES:
         owner = requester(release)

@@ -9,6 +9,7 @@ so a worker lost before it is simply queued again by the reconciler, nothing hav
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from flask import current_app
 
-from .. import environments, releases
+from .. import approval_rules, environments, releases
 from ..extensions import db
 from ..models import Environment, Project, Release, Variable
 from . import WORK_ROOT, account, git, hook, limits, sandbox
@@ -133,12 +134,19 @@ class Workspace:
     def payload(self) -> Path:
         return self.root / "payload.json"
 
+    @property
+    def verdict(self) -> Path:
+        """Where a hook may write its verdict ($RELEASE_VERDICT), in a folder of its own."""
+        return self.root / "verdict" / "verdict.json"
+
     def binds(self, *, hook_folder: bool) -> list[sandbox.Bind]:
         """What a run sees of the workspace: the checkout and its HOME read-write, the payload
         (and for a hook, the trusted folder) read-only."""
         binds = [sandbox.Bind(str(self.checkout), writable=True), sandbox.Bind(str(self.home), writable=True),
                  sandbox.Bind(str(self.payload))]
-        return binds + ([sandbox.Bind(str(self.hooks))] if hook_folder else [])
+        if hook_folder:
+            binds += [sandbox.Bind(str(self.hooks)), sandbox.Bind(str(self.verdict.parent), writable=True)]
+        return binds
 
 
 @contextmanager
@@ -147,6 +155,7 @@ def workspace(context: RunContext) -> Iterator[Workspace]:
     space = Workspace(Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{context.release_id}-", dir=WORK_ROOT)))
     space.home.mkdir()
     space.hooks.mkdir()
+    space.verdict.parent.mkdir()
     try:
         yield space
     finally:
@@ -224,8 +233,13 @@ def run_pre_release_hook(release_id: int) -> None:
             _record_hook_problem(release_id, problem)
             return
         argv = hook.hook_argv(trusted.script, trusted.kind, space.payload, _config("HOOK_PYTHON"))
-        result = _run(context, space, argv, stage="hook", env=context.environ(space.home, hooks_only=True),
-                      binds=space.binds(hook_folder=True), timeout=context.hook_timeout)
+        env = context.environ(space.home, hooks_only=True) | {"RELEASE_VERDICT": str(space.verdict)}
+        result = _run(context, space, argv, stage="hook", env=env, binds=space.binds(hook_folder=True),
+                      timeout=context.hook_timeout)
+        try:
+            verdict = read_verdict(space.verdict) if result.exit_code == 2 else None
+        except approval_rules.RuleError as problem:
+            verdict, result = None, dataclasses.replace(result, error=str(problem))
     if result.stopped:
         return  # aborted: the release already moved on
     differs = _differs_reason(context, commit, hook_ref_commit, differences)
@@ -237,7 +251,28 @@ def run_pre_release_hook(release_id: int) -> None:
     if error is None and result.exit_code not in (0, 2):
         error = _hook_failed(result.exit_code, result.output)
     persist(releases.record_hook_result, release_id, exit_code=result.exit_code, output=output,
-            truncated=result.truncated, error=error, needs_approval_reason=differs)
+            truncated=result.truncated, error=error, needs_approval_reason=differs, verdict=verdict)
+
+
+def read_verdict(path: Path) -> bytes | None:
+    """What the hook wrote to $RELEASE_VERDICT (None: nothing). The hook made that file, so it is
+    opened as a regular file of its own only: a link, a FIFO or a device gives a verdict that
+    fails the release, never a read of what it points to."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as error:  # ELOOP: a symlink
+        raise approval_rules.RuleError(f"{NOT_A_VERDICT_FILE} ({error.strerror}).") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise approval_rules.RuleError(f"{NOT_A_VERDICT_FILE}.")
+        return handle.read(approval_rules.VERDICT_LIMIT + 1)
+
+
+NOT_A_VERDICT_FILE = ("The hook's verdict ($RELEASE_VERDICT) is not a regular file; write the JSON into that "
+                      "path itself")
 
 
 def _unprepared(error: Exception) -> str:

@@ -27,7 +27,7 @@ from ..intake.terraform import resources_from_terraform_plan
 from ..intake.trigger import parse_trigger_body
 from ..live import current_version
 from ..models import AuditEvent, Environment, Grant, Project, Release, User
-from ..permissions import decidable_releases, has_permission, may_cancel, may_decide, require_permission
+from ..permissions import decidable_releases, grant_held, has_permission, may_cancel, may_decide, require_permission
 from ..transactions import Actor
 from .web import is_htmx, live_fragment, own_release, release_environment, release_in_url
 
@@ -284,9 +284,7 @@ def triggerable_environments(user: User) -> list[Environment]:
     query = (sa.select(Environment).join(Project, Environment.project_id == Project.id)
              .order_by(Project.name, Environment.name))
     if not user.is_admin:
-        query = query.where(sa.select(Grant.id).where(
-            Grant.user_id == user.id, Grant.permission == "trigger_release",
-            Grant.environment_id.is_(None) | (Grant.environment_id == Environment.id)).exists())
+        query = query.where(grant_held(user.id, "trigger_release", Environment.id))
     return list(db.session.scalars(query))
 
 

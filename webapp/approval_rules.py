@@ -1,0 +1,291 @@
+"""Approval rules: who must approve a release and how many, what the hook's verdict adds,
+how far each rule is met, and the digest of what an approval was given for.
+
+A rule is {"name", "group" (None: anyone who may decide), "approvals"}. Every rule of a
+release must be met. Only people who may decide the release count at all
+(permissions.deciders: approve_release for its environment, never its triggerer unless
+self-approval is allowed). An approval counts once, for every rule still unmet whose group
+its giver is in; one rejection by anyone who could count for a rule rejects the release.
+
+A release's rules are fixed when it starts waiting (Release.approval_rules): a change to the
+environment's rules meets the releases that wait after it, and a pending release can never
+become easier to approve than it was when its reviewers were asked.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from .extensions import db
+from .models import DEFAULT_RULES, Decision, Group, Release, User
+from .permissions import deciders
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NAME_RULE = "lowercase letters, digits, '-' and '_', starting with a letter or digit, at most 63 characters"
+MAX_RULES = 20
+MAX_APPROVALS = 10
+MAX_REASON = 1000
+VERDICT_LIMIT = 64 * 1024  # bytes read of a verdict file; a longer one is refused
+EXAMPLE = '{"name": "dba", "group": "dba", "approvals": 1}'
+
+
+class RuleError(ValueError):
+    """A sentence saying what is wrong with some rules and what to do."""
+
+
+def default_rules() -> list[dict]:
+    return [dict(rule) for rule in DEFAULT_RULES]
+
+
+# -- checking rules, as an environment's settings or a verdict ------------------------------------
+
+def check_rules(value: object, *, what: str = "approval_rules") -> list[dict]:
+    """`value` as a list of rules, or RuleError. An empty list is the default rule."""
+    if value is None or value == []:
+        return default_rules()
+    if not isinstance(value, list):
+        raise RuleError(f"{what} must be a list of rules like [{EXAMPLE}].")
+    if len(value) > MAX_RULES:
+        raise RuleError(f"{what} holds {len(value)} rules; at most {MAX_RULES} are allowed.")
+    rules = [_check_rule(rule, f"{what}[{index}]") for index, rule in enumerate(value)]
+    names = [rule["name"] for rule in rules]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise RuleError(f"{what} names the rule \u201c{twice[0]}\u201d twice; give each rule its own name.")
+    missing = missing_groups(rules)
+    if missing:
+        raise RuleError(f"{what} names the group \u201c{missing[0]}\u201d, which does not exist; create it first "
+                        "(Admin \u2192 Groups) or name another.")
+    return rules
+
+
+def _check_rule(rule: object, where: str) -> dict:
+    if not isinstance(rule, dict):
+        raise RuleError(f"{where} must be an object like {EXAMPLE}.")
+    unknown = sorted(set(rule) - {"name", "group", "approvals"})
+    if unknown:
+        raise RuleError(f"{where} has the unknown field \u201c{unknown[0]}\u201d; a rule has name, group and approvals.")
+    name, group, approvals = rule.get("name"), rule.get("group"), rule.get("approvals", 1)
+    if not isinstance(name, str) or not NAME.match(name):
+        raise RuleError(f"{where}: name must be {NAME_RULE}.")
+    if group is not None and (not isinstance(group, str) or not NAME.match(group)):
+        raise RuleError(f"{where}: group must be a group's name, or null for anyone who may approve.")
+    if isinstance(approvals, bool) or not isinstance(approvals, int) or not 1 <= approvals <= MAX_APPROVALS:
+        raise RuleError(f"{where}: approvals must be a whole number from 1 to {MAX_APPROVALS}.")
+    return {"name": name, "group": group, "approvals": approvals}
+
+
+def missing_groups(rules: list[dict]) -> list[str]:
+    named = sorted({rule["group"] for rule in rules if rule["group"]})
+    if not named:
+        return []
+    found = set(db.session.scalars(sa.select(Group.name).where(Group.name.in_(named))))
+    return [name for name in named if name not in found]
+
+
+def weakenings(old: list[dict], new: list[dict]) -> list[str]:
+    """What going from rules `old` to `new` makes easier, one phrase each (empty: nothing)."""
+    after = {rule["name"]: rule for rule in new}
+    found = []
+    for rule in old:
+        other = after.get(rule["name"])
+        if other is None:
+            found.append(f"approval rule {rule['name']} removed")
+        elif other["group"] != rule["group"]:
+            found.append(f"approval rule {rule['name']} moved from {_whom(rule['group'])} to {_whom(other['group'])}")
+        elif other["approvals"] < rule["approvals"]:
+            found.append(f"approval rule {rule['name']} lowered from {rule['approvals']} to {other['approvals']}")
+    return found
+
+
+def _whom(group: str | None) -> str:
+    return f"group {group}" if group else "anyone who may approve"
+
+
+# -- the hook's verdict -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    reason: str | None
+    rules: list[dict]
+
+
+def parse_verdict(raw: bytes) -> Verdict:
+    """The verdict file a hook wrote ($RELEASE_VERDICT), or RuleError saying what is wrong."""
+    prefix = "The hook's verdict ($RELEASE_VERDICT)"
+    if len(raw) > VERDICT_LIMIT:
+        raise RuleError(f"{prefix} is larger than {VERDICT_LIMIT // 1024} KiB; write only a reason and rules.")
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise RuleError(f"{prefix} is not valid JSON ({error}); write an object like "
+                        f'{{"reason": "\u2026", "rules": [{EXAMPLE}]}}.') from None
+    if not isinstance(value, dict):
+        raise RuleError(f'{prefix} must be a JSON object like {{"reason": "\u2026", "rules": [{EXAMPLE}]}}.')
+    unknown = sorted(set(value) - {"reason", "rules"})
+    if unknown:
+        raise RuleError(f"{prefix} has the unknown field \u201c{unknown[0]}\u201d; a verdict has reason and rules.")
+    reason = value.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise RuleError(f"{prefix}: reason must be a string.")
+    reason = " ".join((reason or "").split())[:MAX_REASON] or None
+    rules = value.get("rules") or []
+    if not isinstance(rules, list):
+        raise RuleError(f"{prefix}: rules must be a list like [{EXAMPLE}].")
+    try:
+        checked = check_rules(rules, what="the verdict's rules") if rules else []
+    except RuleError as error:
+        raise RuleError(f"{prefix}: {error}") from None
+    return Verdict(reason, checked)
+
+
+def merge(base: list[dict], added: list[dict]) -> list[dict]:
+    """`base` with `added` on top: a new name adds a rule, a known one may only raise its count.
+    RuleError when an added rule would give a known one to other people."""
+    merged = {rule["name"]: dict(rule) for rule in base}
+    for rule in added:
+        known = merged.get(rule["name"])
+        if known is None:
+            merged[rule["name"]] = dict(rule)
+        elif known["group"] != rule["group"]:
+            raise RuleError(f"The hook's verdict gives the rule \u201c{rule['name']}\u201d to {_whom(rule['group'])}, "
+                            f"but the environment's rule of that name is for {_whom(known['group'])}; "
+                            "name the verdict's rule differently.")
+        else:
+            known["approvals"] = max(known["approvals"], rule["approvals"])
+    return list(merged.values())
+
+
+# -- how far a release's rules are met ---------------------------------------------------------------
+
+@dataclass
+class RuleProgress:
+    name: str
+    group: str | None
+    approvals: int
+    approved_by: list[str] = field(default_factory=list)
+    eligible: list[User] = field(default_factory=list)  # who may count for it, whether or not they have
+
+    @property
+    def met(self) -> bool:
+        return len(self.approved_by) >= self.approvals
+
+    @property
+    def needed(self) -> int:
+        return max(0, self.approvals - len(self.approved_by))
+
+    def phrase(self) -> str:
+        """"dba: waiting (needs 1 of 3 members)", "sre: approved by bob"."""
+        by = f"approved by {', '.join(self.approved_by)}" if self.approved_by else ""
+        if self.met:
+            return f"{self.name}: {by}"
+        people = f"{len(self.eligible)} member{'s' if len(self.eligible) != 1 else ''}" if self.group else \
+            f"{len(self.eligible)} who may approve"
+        more = " more" if self.approved_by else ""
+        return f"{self.name}: waiting ({by + '; ' if by else ''}needs {self.needed}{more} of {people})"
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "group": self.group, "approvals": self.approvals,
+                "approved_by": list(self.approved_by), "met": self.met}
+
+
+@dataclass
+class Progress:
+    rules: list[RuleProgress]
+    reason: str | None
+    approvers: set[int]  # ids of everyone whose approval has counted
+
+    @property
+    def met(self) -> bool:
+        return all(rule.met for rule in self.rules)
+
+    def summary(self) -> str:
+        """"1 of 2 rules met — dba: waiting (needs 1 of 3 members), sre: approved by bob"."""
+        met = sum(rule.met for rule in self.rules)
+        phrases = ", ".join(rule.phrase() for rule in self.rules)
+        return f"{met} of {len(self.rules)} rule{'s' if len(self.rules) != 1 else ''} met \u2014 {phrases}"
+
+    def counts_for(self, user: User | None) -> list[str]:
+        """The names of the unmet rules `user`'s approval would count for now (empty: none)."""
+        if user is None or user.id in self.approvers:
+            return []
+        return [rule.name for rule in self.rules if not rule.met and any(u.id == user.id for u in rule.eligible)]
+
+    def could_count(self, user: User | None) -> bool:
+        """Whether `user` is one who could count towards some rule (and so may reject)."""
+        return user is not None and any(any(u.id == user.id for u in rule.eligible) for rule in self.rules)
+
+    def still_counting(self) -> list[User]:
+        """Everyone whose approval would still count, by name: who is asked, and who is told."""
+        people = {u.id: u for rule in self.rules if not rule.met for u in rule.eligible if u.id not in self.approvers}
+        return sorted(people.values(), key=lambda u: u.username)
+
+    def why_not(self, user: User | None) -> str:
+        """Why `user`'s approval would count for nothing (they may decide the release)."""
+        if user is not None and user.id in self.approvers:
+            return "You approved this release already; the rules still unmet need other people."
+        if self.met:
+            return "Every approval rule of this release is met already."
+        waiting = [rule for rule in self.rules if not rule.met]
+        need = "; ".join(f"{rule.name} needs {rule.needed} more from {_whom(rule.group)}" for rule in waiting)
+        return f"Your approval would count for no rule still unmet ({need}); someone who can count must approve."
+
+    def as_json(self) -> dict:
+        return {"rules": [rule.as_json() for rule in self.rules], "reason": self.reason, "met": self.met}
+
+
+def rules_of(release: Release) -> list[dict]:
+    return release.approval_rules or default_rules()
+
+
+def progress(release: Release, approvals: list[Decision] | None = None) -> Progress:
+    """How far `release`'s rules are met, read from its approvals as stored now."""
+    if approvals is None:
+        approvals = list(db.session.scalars(sa.select(Decision).where(
+            Decision.release_id == release.id, Decision.decision == "APPROVE").order_by(Decision.id)))
+    people = deciders(release)
+    rules = []
+    for rule in rules_of(release):
+        eligible = people if rule["group"] is None else [u for u in people if _in_group(u, rule["group"])]
+        approved_by = [_name(d) for d in approvals if rule["name"] in (d.rules or [])]
+        rules.append(RuleProgress(rule["name"], rule["group"], rule["approvals"], approved_by, eligible))
+    return Progress(rules, release.approval_reason, {d.user_id for d in approvals if d.user_id is not None})
+
+
+def _in_group(user: User, group: str) -> bool:
+    return any(g.name == group for g in user.groups)
+
+
+def _name(decision: Decision) -> str:
+    return decision.user.username if decision.user is not None else "a deleted user"
+
+
+def infeasible(release: Release, rules: list[dict]) -> str | None:
+    """Why `rules` could never be met for `release` (a missing group, too few people who could
+    count), or None. A release is failed rather than left waiting for people who do not exist."""
+    missing = missing_groups(rules)
+    if missing:
+        return (f"The approval rules name the group \u201c{missing[0]}\u201d, which does not exist, so nobody "
+                "could approve this release; create the group or change the rules, then trigger it again.")
+    people = deciders(release)
+    for rule in rules:
+        eligible = people if rule["group"] is None else [u for u in people if _in_group(u, rule["group"])]
+        if len(eligible) < rule["approvals"]:
+            return (f"The approval rule \u201c{rule['name']}\u201d needs {rule['approvals']} approval"
+                    f"{'s' if rule['approvals'] != 1 else ''} from {_whom(rule['group'])}, but only "
+                    f"{len(eligible)} such {'person' if len(eligible) == 1 else 'people'} may approve "
+                    "this release; grant Release Approval/Reject to more people or ask for fewer.")
+    return None
+
+
+def digest(release: Release) -> str:
+    """sha256 over what an approval approves: the commit, the hook ref commit, the resources
+    and the hook output. The same release always gives the same digest."""
+    body = json.dumps({"commit": release.commit, "hook_ref_commit": release.hook_ref_commit,
+                       "resources": release.resources, "hook_output": release.hook_output},
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()
