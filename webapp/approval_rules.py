@@ -68,7 +68,8 @@ def _check_rule(rule: object, where: str) -> dict:
         raise RuleError(f"{where} must be an object like {EXAMPLE}.")
     unknown = sorted(set(rule) - {"name", "group", "approvals"})
     if unknown:
-        raise RuleError(f"{where} has the unknown field \u201c{unknown[0]}\u201d; a rule has name, group and approvals.")
+        raise RuleError(f"{where} has the unknown field \u201c{unknown[0]}\u201d; "
+                        "a rule has name, group and approvals.")
     name, group, approvals = rule.get("name"), rule.get("group"), rule.get("approvals", 1)
     if not isinstance(name, str) or not NAME.match(name):
         raise RuleError(f"{where}: name must be {NAME_RULE}.")

@@ -26,7 +26,7 @@ from ..intake.resources import (
 from ..intake.terraform import resources_from_terraform_plan
 from ..intake.trigger import parse_trigger_body
 from ..live import current_version
-from ..models import AuditEvent, Environment, Grant, Project, Release, User
+from ..models import AuditEvent, Environment, Project, Release, User
 from ..permissions import decidable_releases, grant_held, has_permission, may_cancel, may_decide, require_permission
 from ..transactions import Actor
 from .web import is_htmx, live_fragment, own_release, release_environment, release_in_url
