@@ -516,3 +516,42 @@ def test_every_migration_can_be_undone_and_redone(empty_database, tmp_path):
     migrate(empty_database, tmp_path, "upgrade", "head")
     assert database_state(empty_database)[1] == revisions[-1]
     assert schema_differences(empty_database, tmp_path) == []
+
+
+def test_0005_gives_existing_environments_the_default_rule_and_counts_old_approvals_for_it(
+        empty_database, tmp_path, shop_repo):
+    repo, commit = shop_repo
+    migrate(empty_database, tmp_path, "upgrade", FIRST_REVISION)
+    seeded = seed_first_schema(empty_database, commit, repo)
+    migrate(empty_database, tmp_path, "upgrade", "0004")
+    migrate(empty_database, tmp_path, "upgrade", "0005")
+    engine = sa.create_engine(empty_database)
+    try:
+        metadata = sa.MetaData()
+        metadata.reflect(engine, only=["environments", "decisions", "grants", "releases"])
+        environments, decisions = metadata.tables["environments"], metadata.tables["decisions"]
+        with engine.connect() as connection:
+            rules = connection.execute(sa.select(environments.c.approval_rules)).scalars().all()
+            assert rules and rules == [[{"name": "default", "group": None, "approvals": 1}]] * len(rules)
+            kept = connection.execute(sa.select(decisions.c.decision, decisions.c.rules, decisions.c.comment)
+                                      .order_by(decisions.c.id)).all()
+        assert kept == [("APPROVE", ["default"], "ship it"), ("REJECT", [], "not on a Friday")]
+        assert len(kept) == len(seeded.rows["decisions"])
+        # A second approval of one release is now possible, a repeat by the same person is not.
+        approved = seeded.ids["approved"]
+        users = {row["username"]: row["id"] for row in seeded.rows["users"]}
+        row = {"release_id": approved, "decision": "APPROVE", "comment": "", "via": "api", "created_at": utcnow()}
+        with engine.begin() as connection:
+            connection.execute(decisions.insert().values(user_id=users["alice"], **row))
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+            connection.execute(decisions.insert().values(user_id=users["alice"], **row))
+        # A grant names a user or a group, never both or neither.
+        grants = metadata.tables["grants"]
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+            connection.execute(grants.insert().values(user_id=None, group_id=None, permission="trigger_release",
+                                                      created_at=utcnow()))
+        # Down again: one decision per release, the first kept.
+        migrate(empty_database, tmp_path, "downgrade", "0004")
+        assert_rows_kept(empty_database, seeded)
+    finally:
+        engine.dispose()

@@ -242,8 +242,8 @@ def _comment() -> str:
 @api.post("/releases/<int:release_id>/approve")
 @require_permission("approve_release", environment=release_environment)
 def approve(release_id: int):
-    bot = releases.approve(release_id, _actor(), _comment())
-    return release_dict(releases.get_release(bot.parent_release_id))
+    approved = releases.approve(release_id, _actor(), _comment())  # the BOT release once every rule is met
+    return release_dict(approved.parent if approved.kind == "BOT" else approved)
 
 
 @api.post("/releases/<int:release_id>/reject")
