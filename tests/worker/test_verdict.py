@@ -151,3 +151,21 @@ def test_the_release_command_gets_no_verdict_path(app, api, new_environment, run
     assert data["state"] == "SUCCEEDED"
     assert "hook sees True" in data["hook"]["output"]
     assert "command sees nothing" in data["execution"]["output"]
+
+
+def test_a_verdict_folder_swapped_for_a_link_is_never_read_through(app, api, dba, new_environment, run_jobs,
+                                                                  tmp_path):
+    """Without the sandbox the hook can reach its workspace: it moves the verdict's folder away
+    and links a folder of its choosing in its place."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "verdict.json").write_text('{"reason": "read through a link"}')
+    new_environment({HOOK: "import os, sys\nfolder = os.path.dirname(os.environ['RELEASE_VERDICT'])\n"
+                           f"os.rename(folder, folder + '.moved')\nos.symlink({str(elsewhere)!r}, folder)\n"
+                           "sys.exit(2)\n"})
+    app.config["HOOK_SANDBOX"] = "none"
+    release_id = trigger(api)
+    run_jobs()
+    data = release(api, release_id)
+    assert data["state"] == "FAILED", data
+    assert "is not a regular file" in data["error"]

@@ -255,15 +255,21 @@ def run_pre_release_hook(release_id: int) -> None:
 
 
 def read_verdict(path: Path) -> bytes | None:
-    """What the hook wrote to $RELEASE_VERDICT (None: nothing). The hook made that file, so it is
-    opened as a regular file of its own only: a link, a FIFO or a device gives a verdict that
-    fails the release, never a read of what it points to."""
+    """What the hook wrote to $RELEASE_VERDICT (None: nothing). The hook owns that file and its
+    folder, so both are opened without following links and the file must be a regular one of
+    its own: a link, a FIFO or a device fails the release, never a read of what it points to."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as error:
+        raise approval_rules.RuleError(f"{NOT_A_VERDICT_FILE} ({error.strerror}).") from None
+    try:
+        fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
     except FileNotFoundError:
         return None
     except OSError as error:  # ELOOP: a symlink
         raise approval_rules.RuleError(f"{NOT_A_VERDICT_FILE} ({error.strerror}).") from None
+    finally:
+        os.close(folder)
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
