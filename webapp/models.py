@@ -118,6 +118,8 @@ class Project(db.Model):
     repo: Mapped[str] = mapped_column(sa.String(1000))
     branch: Mapped[str] = mapped_column(sa.String(255), default="main")
     hook_ref: Mapped[str | None] = mapped_column(sa.String(255))
+    # Where a commit is shown on the web, e.g. https://git.example.com/shop/commit/{sha}
+    web_url_template: Mapped[str | None] = mapped_column(sa.String(1000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     environments: Mapped[list[Environment]] = relationship(
@@ -141,6 +143,8 @@ class Environment(db.Model):
     hook_timeout_seconds: Mapped[int] = mapped_column(default=300)
     release_timeout_seconds: Mapped[int] = mapped_column(default=3600)
     allow_self_approval: Mapped[bool] = mapped_column(default=False)
+    # Separation of duties: nobody who wrote or committed a change since the last release approves it.
+    authors_may_not_approve: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     wait_for_external_finish: Mapped[bool] = mapped_column(default=False)
     approval_timeout_hours: Mapped[float | None]
     # Host paths the release command (never the hook) also sees in its sandbox:
@@ -234,6 +238,9 @@ class Release(db.Model):
     approval_reason: Mapped[str | None] = mapped_column(sa.Text)
     # A BOT release: the digest its approvals were given for (approval_rules.digest).
     approval_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    # What changed since the environment's last successful release (running/since.py); NULL until
+    # the worker computed it.
+    since: Mapped[dict | None] = mapped_column(sa.JSON)
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
 

@@ -359,7 +359,8 @@ def approve(release_id: int, actor: Actor, comment: str = "") -> Release:
                   state="IN_PROGRESS", holds_slot=True, ref=release.commit, commit=release.commit,
                   description=release.description, resources=release.resources, triggered_by=actor.user,
                   parent_release_id=release.id, hook_path=release.hook_path,
-                  hook_ref_commit=release.hook_ref_commit, started_at=now, approval_digest=digest)
+                  hook_ref_commit=release.hook_ref_commit, started_at=now, approval_digest=digest,
+                  since=release.since)  # what was approved is what changes
     db.session.add(bot)
     db.session.flush()
     audit(actor, "state", release=bot, to_state="IN_PROGRESS",

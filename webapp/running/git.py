@@ -162,6 +162,82 @@ def list_folder(git_dir: Path, commit: str, folder: str) -> dict[str, Entry]:
     return entries
 
 
+def is_ancestor(git_dir: Path, ancestor: str, descendant: str, *, timeout: float = LOCAL_TIMEOUT) -> bool:
+    """Whether commit `ancestor` is `descendant` or one of its ancestors."""
+    _check_commit_arg(ancestor)
+    _check_commit_arg(descendant)
+    proc = _git(git_dir, "merge-base", "--is-ancestor", ancestor, descendant, timeout=timeout)
+    if proc.returncode not in (0, 1):
+        raise RepoError(f"git could not compare {ancestor[:12]} with {descendant[:12]}: {_last_line(proc.stderr)}.")
+    return proc.returncode == 0
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    author_name: str
+    author_email: str
+    committer_email: str
+    authored_at: str  # ISO 8601 with its offset, as git has it
+    subject: str
+
+
+_LOG_FORMAT = "%H%x1f%an%x1f%ae%x1f%ce%x1f%aI%x1f%s"
+
+
+def log(git_dir: Path, exclude: str, include: str, *, limit: int,
+        timeout: float = LOCAL_TIMEOUT) -> tuple[list[Commit], bool]:
+    """`git log exclude..include`, newest first: at most `limit` commits, and whether there were more."""
+    _check_commit_arg(exclude)
+    _check_commit_arg(include)
+    proc = _git(git_dir, "log", "-z", f"--format={_LOG_FORMAT}", f"--max-count={limit + 1}",
+                f"{exclude}..{include}", "--", timeout=timeout)
+    if proc.returncode != 0:
+        raise RepoError(f"git log {exclude[:12]}..{include[:12]} failed: {_last_line(proc.stderr)}.")
+    commits = [Commit(*record.decode(errors="replace").split("\x1f", 5))
+               for record in proc.stdout.split(b"\0") if record]
+    return commits[:limit], len(commits) > limit
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    added: int | None  # None for a binary file
+    deleted: int | None
+    renamed_from: str | None = None
+
+    @property
+    def binary(self) -> bool:
+        return self.added is None
+
+
+def diff_numstat(git_dir: Path, old: str, new: str, *, timeout: float = LOCAL_TIMEOUT) -> list[FileChange]:
+    """`git diff --numstat -M old new`: every file changed, with its lines added and deleted."""
+    _check_commit_arg(old)
+    _check_commit_arg(new)
+    proc = _git(git_dir, "diff", "--numstat", "-z", "-M", "--no-color", "--no-ext-diff", "--no-textconv",
+                f"{old}^{{commit}}", f"{new}^{{commit}}", "--", timeout=timeout)
+    if proc.returncode != 0:
+        raise RepoError(f"git diff {old[:12]} {new[:12]} failed: {_last_line(proc.stderr)}.")
+    fields = proc.stdout.split(b"\0")
+    changes, index = [], 0
+    while index < len(fields) and fields[index]:
+        added, deleted, path = fields[index].split(b"\t", 2)
+        renamed_from = None
+        if not path:  # a rename: the old and the new path follow as fields of their own
+            renamed_from, path = fields[index + 1], fields[index + 2]
+            index += 2
+        index += 1
+        changes.append(FileChange(_text(path), None if added == b"-" else int(added),
+                                  None if deleted == b"-" else int(deleted),
+                                  _text(renamed_from) if renamed_from is not None else None))
+    return changes
+
+
+def _text(path: bytes) -> str:
+    return path.decode(errors="backslashreplace")  # storable and shown as git would quote it
+
+
 # -- helpers -----------------------------------------------------------------
 
 
@@ -172,12 +248,12 @@ def _git_env() -> dict[str, str]:
     return env
 
 
-def _git(git_dir: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+def _git(git_dir: Path, *args: str, timeout: float = LOCAL_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(["git", f"--git-dir={git_dir}", *args], stdin=subprocess.DEVNULL,
-                              capture_output=True, env=_git_env(), timeout=LOCAL_TIMEOUT)
+                              capture_output=True, env=_git_env(), timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise RepoError(f"git {args[0]} took longer than {LOCAL_TIMEOUT} s in repository {git_dir}; "
+        raise RepoError(f"git {args[0]} took longer than {timeout:g} s in repository {git_dir}; "
                         "pass a simpler ref or a full commit.") from None
 
 

@@ -28,7 +28,7 @@ from flask import current_app
 from .. import approval_rules, environments, releases
 from ..extensions import db
 from ..models import Environment, Project, Release, Variable
-from . import WORK_ROOT, account, git, hook, limits, sandbox
+from . import WORK_ROOT, account, git, hook, limits, sandbox, since
 from .outage import persist, unless_down
 
 # What a job may do before claiming its run: fail the release, but only while nobody claimed it.
@@ -56,6 +56,8 @@ class RunContext:
     wait_for_external_finish: bool
     variables: tuple[tuple[str, str, bool, bool], ...]  # name, value, secret, for_hooks
     sandbox_paths: tuple = ()  # the environment's extra host paths for its release command, as stored
+    changes: dict | None = None  # what changed since the last release, once computed (Release.since)
+    previous: since.Previous | None = None  # the environment's newest SUCCEEDED release before it
 
     @classmethod
     def read(cls, release_id: int, stage: str) -> RunContext | None:
@@ -63,7 +65,8 @@ class RunContext:
         not in that stage's state or its run was claimed already."""
         started = Release.hook_started_at if stage == "hook" else Release.exec_started_at
         rows = db.session.execute(
-            sa.select(Release.ref, Release.commit, Release.resources, Project.name, Project.repo, Project.branch,
+            sa.select(Release.ref, Release.commit, Release.resources, Release.environment_id,
+                      Release.since, Project.name, Project.repo, Project.branch,
                       Project.hook_ref.label("project_hook_ref"), Environment.hook_ref,
                       Environment.name.label("environment"), Environment.release_stream,
                       Environment.hook_timeout_seconds, Environment.release_timeout_seconds,
@@ -74,10 +77,15 @@ class RunContext:
             .outerjoin(Variable, Variable.environment_id == Environment.id)
             .where(Release.id == release_id, Release.state == _STAGE_STATE[stage], started.is_(None))
             .order_by(Variable.name)).all()
-        db.session.rollback()  # end the read transaction before any slow work
         if not rows:
+            db.session.rollback()
             return None
         row = rows[0]
+        previous = db.session.execute(
+            sa.select(Release.id, Release.commit, Release.resources)
+            .where(Release.environment_id == row.environment_id, Release.state == "SUCCEEDED", Release.id != release_id)
+            .order_by(Release.finished_at.desc(), Release.id.desc()).limit(1)).first() if row.since is None else None
+        db.session.rollback()  # end the read transaction before any slow work
         return cls(
             release_id=release_id, project=row.name, repo=row.repo, branch=row.branch,
             hook_ref=row.hook_ref or row.project_hook_ref or row.branch, environment=row.environment,
@@ -85,13 +93,23 @@ class RunContext:
             hook_timeout=row.hook_timeout_seconds, release_timeout=row.release_timeout_seconds,
             release_command=(row.release_command or "").strip() or None,
             wait_for_external_finish=row.wait_for_external_finish,
-            sandbox_paths=tuple(row.sandbox_paths or ()),
+            sandbox_paths=tuple(row.sandbox_paths or ()), changes=row.since,
+            previous=since.Previous(previous.id, previous.commit, list(previous.resources or []))
+            if previous is not None else None,
             variables=tuple((r.variable, r.value, r.secret, r.for_hooks) for r in rows if r.variable is not None))
 
-    def payload(self, commit: str) -> dict:
+    def payload(self, commit: str, changes: dict | None = None) -> dict:
+        """The JSON a hook or release command reads. Keys may be added, never removed (SPEC §4)."""
+        changes = changes or {}
         return {"environmentName": self.environment, "releaseStream": self.release_stream,
                 "resources": self.resources, "releaseId": self.release_id, "projectName": self.project,
-                "commit": commit}
+                "commit": commit, "previousCommit": changes.get("previous_commit"),
+                "commits": changes.get("commits", []), "files": changes.get("files", [])}
+
+    def changes_since(self, git_dir: Path, commit: str) -> dict:
+        """What changed since the last successful release: as stored, or computed now."""
+        return self.changes if self.changes is not None else since.compute(git_dir, commit, self.previous,
+                                                                            self.resources)
 
     def environ(self, home: Path, *, hooks_only: bool) -> dict[str, str]:
         variables = {name: value for name, value, _secret, for_hooks in self.variables
@@ -216,12 +234,13 @@ def run_pre_release_hook(release_id: int) -> None:
             git.checkout(git_dir, commit, space.checkout)
             trusted = hook.place_trusted_hook(git_dir, hook_ref_commit, context.project, space.hooks)
             differences = hook.folder_differences(git_dir, commit, hook_ref_commit, context.project)
+            changes = context.changes_since(git_dir, commit)
         except Exception as error:  # noqa: BLE001 - nothing ran yet: fail closed, free the slot
             persist(releases.fail, release_id, _unprepared(error), expect=("READY",), where=UNCLAIMED["hook"])
             return
-        space.payload.write_text(json.dumps(context.payload(commit), indent=2))
+        space.payload.write_text(json.dumps(context.payload(commit, changes), indent=2))
         if not persist(releases.claim_run, release_id, "hook", commit=commit, hook_ref_commit=hook_ref_commit,
-                       hook_path=trusted.path if trusted else None):
+                       hook_path=trusted.path if trusted else None, **_new_since(context, changes)):
             return  # another job of this release claimed it first
         if trusted is None:
             _record_hook_problem(release_id, f"No pre-release hook was found at {context.hook_ref} "
@@ -281,6 +300,11 @@ NOT_A_VERDICT_FILE = ("The hook's verdict ($RELEASE_VERDICT) is not a regular fi
                       "path itself")
 
 
+def _new_since(context: RunContext, changes: dict) -> dict:
+    """The values claim_run stores with a run: what changed, when it was computed for this run."""
+    return {"since": changes} if context.changes is None else {}
+
+
 def _unprepared(error: Exception) -> str:
     """The sentence a release fails with when its run could not be prepared."""
     if isinstance(error, git.RepoError | ValueError):
@@ -334,13 +358,14 @@ def execute_release(release_id: int) -> None:
             # Judged again now: the operator may have narrowed SANDBOX_ALLOWED_PATHS since they were saved.
             host_paths = environments.release_command_binds(list(context.sandbox_paths),
                                                             _config("SANDBOX_ALLOWED_PATHS"))
+            changes = context.changes_since(git_dir, commit)  # a release dispatched without a hook
         except Exception as error:  # noqa: BLE001 - nothing ran yet: fail closed, free the slot
             persist(releases.fail, release_id, _unprepared(error), expect=("IN_PROGRESS",),
                     where=UNCLAIMED["execute"])
             return
-        space.payload.write_text(json.dumps(context.payload(commit), indent=2))
+        space.payload.write_text(json.dumps(context.payload(commit, changes), indent=2))
         if not persist(releases.claim_run, release_id, "execute", commit=commit,
-                       exec_command=context.release_command):
+                       exec_command=context.release_command, **_new_since(context, changes)):
             return
         env = context.environ(space.home, hooks_only=False) | {"RELEASE_PAYLOAD": str(space.payload)}
         # The payload is the shell's $1 and RELEASE_PAYLOAD: `./deploy.sh "$1"` passes it on.
