@@ -172,3 +172,20 @@ def test_a_bot_release_carries_what_its_release_was_approved_with(app, api, new_
         bot = original.bot_release
         assert bot.state == "SUCCEEDED" and bot.since == original.since
         assert json.dumps(bot.since)  # stored as plain JSON
+
+
+def test_the_documented_migration_hook_asks_for_approval_only_when_a_migration_changed(app, api, new_environment,
+                                                                                      run_jobs):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "hooks.md").read_text()
+    example = text[text.index("A hook that asks for approval when a migration changed"):]
+    hook = example[example.index("```python\n") + len("```python\n"):example.index("```\n", 10)]
+    repo = new_environment({"svc/pre_release_hooks/pre_release_hook.py": hook})
+    released(app, api, run_jobs, head(repo))  # the first: nothing changed before it
+    commit_files(repo, {"README.md": "words\n"}, "Words")
+    released(app, api, run_jobs, head(repo))
+    commit_files(repo, {"migrations/0002.sql": "ALTER TABLE t ADD c int;\n"}, "Migration")
+    release_id = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    with app.app_context():
+        found = db.session.get(Release, release_id)
+        assert found.state == "PENDING_APPROVAL" and "migrations/0002.sql" in found.hook_output

@@ -6,10 +6,13 @@ time bound; a failure is recorded as a sentence and never holds the release up.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import git
+
+log = logging.getLogger(__name__)
 
 MAX_COMMITS = 250
 MAX_FILES = 1000
@@ -39,7 +42,10 @@ def compute(git_dir: Path, commit: str, previous: Previous | None, resources: li
         return since
     try:
         since.update(_history(git_dir, previous.commit, commit))
-    except git.RepoError as error:
+    except Exception as error:  # noqa: BLE001 - what changed is for people to read: never hold the release up
+        if not isinstance(error, git.RepoError):
+            log.exception("computing what changed since release #%s failed", previous.release_id)
+            error = f"an unexpected {type(error).__name__}; see the worker's log"
         since["error"] = (f"What changed since release #{previous.release_id} could not be computed ({error}); "
                           "compare the commits by hand.")
     return since
