@@ -72,9 +72,12 @@ def has_permission_somewhere(user: User | None, permission: str) -> bool:
 
 def require(user: User | None, permission: str, environment: Environment | None = None) -> None:
     if not has_permission(user, permission, environment):
-        where = f" on {environment.project.name}/{environment.name}" if environment is not None else ""
-        raise PermissionDenied(
-            f"You need the \u201c{PERMISSIONS[permission]}\u201d permission{where} to do this; "
+        raise PermissionDenied(_missing(permission, environment))
+
+
+def _missing(permission: str, environment: Environment | None) -> str:
+    where = f" on {environment.project.name}/{environment.name}" if environment is not None else ""
+    return (f"You need the \u201c{PERMISSIONS[permission]}\u201d permission{where} to do this; "
             "ask an admin for a grant.")
 
 
@@ -117,11 +120,41 @@ def permission_context() -> dict:
 
 def may_decide(release: Release, user: User | None) -> bool:
     """Whether `user` may approve or reject `release` (SPEC §6: never one's own, unless allowed)."""
+    return decide_refusal(release, user) is None
+
+
+def decide_refusal(release: Release, user: User | None) -> str | None:
+    """Why `user` may not approve or reject `release`, as a sentence; None when they may."""
     if user is None or not getattr(user, "is_authenticated", False):
-        return False
-    if release.triggered_by_id == user.id and not release.environment.allow_self_approval:
-        return False
-    return has_permission(user, "approve_release", release.environment)
+        return "Sign in to approve or reject releases."
+    environment = release.environment
+    if not has_permission(user, "approve_release", environment):
+        return _missing("approve_release", environment)
+    if release.triggered_by_id == user.id and not environment.allow_self_approval:
+        return ("You triggered this release, so someone else must approve or reject it "
+                "(withdraw it if it should not go ahead).")
+    return _author_refusal(release, user)
+
+
+def _author_refusal(release: Release, user: User) -> str | None:
+    """Separation of duties over the whole change (authors_may_not_approve): nobody whose email
+    is the author's or committer's of a commit since the last release decides it. Someone with
+    no email address cannot be told apart, so they do not decide either."""
+    environment = release.environment
+    if not environment.authors_may_not_approve:
+        return None
+    where = f"{environment.project.name}/{environment.name}"
+    email = (user.email or "").strip().lower()
+    if not email:
+        return (f"{where} does not let the authors of a change approve it, and your account has no email "
+                "address to tell you apart from them; ask an admin to set it.")
+    for commit in (release.since or {}).get("commits", []):
+        if email in (str(commit.get("author_email", "")).strip().lower(),
+                     str(commit.get("committer_email", "")).strip().lower()):
+            return (f"You wrote or committed {commit.get('sha', '')[:12]} (\u201c{commit.get('subject', '')}\u201d), "
+                    f"which is part of this release, and {where} does not let the authors of a change approve "
+                    "it; someone else must decide.")
+    return None
 
 
 def decidable_releases(user: User):
@@ -136,13 +169,14 @@ def decidable_releases(user: User):
 
 def deciders(release: Release) -> list[User]:
     """Active users who may decide `release`: admins and approve_release holders for its
-    environment, not its triggerer unless the environment allows self-approval."""
+    environment, not its triggerer unless the environment allows self-approval, nor the authors
+    of its change when the environment says so (the rules of decide_refusal)."""
     environment = release.environment
     query = (sa.select(User).where(User.active, sa.or_(User.is_admin, grant_held(
         User.id, "approve_release", environment.id))).order_by(User.username))
     if not environment.allow_self_approval and release.triggered_by_id is not None:
         query = query.where(User.id != release.triggered_by_id)
-    return list(db.session.scalars(query))
+    return [user for user in db.session.scalars(query) if _author_refusal(release, user) is None]
 
 
 def may_cancel(release: Release, user: User | None) -> bool:

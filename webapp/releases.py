@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from . import approval_rules
 from .extensions import db
 from .models import Decision, Environment, Release, User, utcnow
-from .permissions import PermissionDenied, may_cancel, require
+from .permissions import PermissionDenied, decide_refusal, may_cancel, require
 from .transactions import SYSTEM, WORKER, Actor, after_commit, audit, commit_changes, lock_environment, move, transition
 
 __all__ = ["SYSTEM", "WORKER", "Actor", "ReleaseError", "NotFound", "WrongState", "TRANSITIONS"]
@@ -230,7 +230,7 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
         new_state, reason = "PENDING_APPROVAL", needs_approval_reason or "pre-release hook exited 2"
         try:
             rules, hook["approval_reason"] = _rules_for(release, verdict if exit_code == 2 else None)
-            problem = approval_rules.infeasible(release, rules)
+            problem = _authors_unknown(release) or approval_rules.infeasible(release, rules)
         except approval_rules.RuleError as rule_error:
             problem = str(rule_error)
         if problem:
@@ -255,6 +255,18 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
         new_state = "SUCCEEDED"
     commit_changes()
     return new_state
+
+
+def _authors_unknown(release: Release) -> str | None:
+    """Fail closed: when the authors of a change may not approve it, a change whose commits could
+    not be read cannot wait for approval, since nobody could be told apart from its authors."""
+    since = release.since
+    if not release.environment.authors_may_not_approve or (since is not None and not since.get("error")):
+        return None
+    why = since["error"] if since is not None else "They were not computed."
+    return (f"{release.environment.project.name}/{release.environment.name} does not let the authors of a change "
+            f"approve it, but the commits of this release could not be read: {why} Fix that, or turn "
+            "authors_may_not_approve off, then trigger the release again.")
 
 
 def _rules_for(release: Release, verdict: bytes | None) -> tuple[list[dict], str | None]:
@@ -311,10 +323,9 @@ def _succeed_without_command(release: Release) -> bool:
 # -- decisions ------------------------------------------------------------------------------------
 
 def _check_decider(release: Release, actor: Actor) -> None:
-    require(actor.user, "approve_release", release.environment)
-    if release.triggered_by_id == actor.user.id and not release.environment.allow_self_approval:
-        raise PermissionDenied("You triggered this release, so someone else must approve or reject it "
-                               "(withdraw it if it should not go ahead).")
+    refusal = decide_refusal(release, actor.user)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
 
 
 def _pending_progress(release: Release, doing: str) -> approval_rules.Progress:

@@ -189,3 +189,50 @@ def test_the_documented_migration_hook_asks_for_approval_only_when_a_migration_c
     with app.app_context():
         found = db.session.get(Release, release_id)
         assert found.state == "PENDING_APPROVAL" and "migrations/0002.sql" in found.hook_output
+
+
+def authors_may_not_approve(app) -> None:
+    from webapp.models import Environment
+
+    with app.app_context():
+        db.session.scalar(sa.select(Environment)).authors_may_not_approve = True
+        db.session.commit()
+
+
+def test_an_author_of_a_commit_since_the_last_release_may_not_approve_it(app, api, people, new_environment,
+                                                                        run_jobs):
+    people.add("alice", "approve_release")  # alice@example.com
+    repo = new_environment({HOOK: "exit 2\n"})
+    authors_may_not_approve(app)
+    first = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    api("approver").post(f"/api/v1/releases/{first}/approve", json={})
+    run_jobs()
+    sha = as_author(repo, "Alice", "alice@example.com", {"app.py": "x = 1\n"}, "Change the app")
+    second = trigger(api, ref=sha, resources=[API])
+    run_jobs()
+    refused = api("alice").post(f"/api/v1/releases/{second}/approve", json={})
+    assert refused.status_code == 403
+    assert sha[:12] in refused.json["error"] and "Change the app" in refused.json["error"]
+    assert api("alice").post(f"/api/v1/releases/{second}/reject", json={}).status_code == 403
+    assert api("approver").post(f"/api/v1/releases/{second}/approve", json={}).status_code == 200
+
+
+def test_authors_who_cannot_be_told_apart_fail_the_release_instead_of_waiting(app, api, new_environment, run_jobs):
+    repo = new_environment({HOOK: "exit 2\n"})
+    authors_may_not_approve(app)
+    first = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    api("approver").post(f"/api/v1/releases/{first}/approve", json={})
+    run_jobs()
+    with app.app_context():  # the mirror lost the previous commit: the authors cannot be read
+        previous = db.session.scalar(sa.select(Release).where(Release.state == "SUCCEEDED"))
+        previous.commit = "e" * 40
+        db.session.commit()
+    commit_files(repo, {"y.txt": "y\n"}, "More")
+    second = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    with app.app_context():
+        found = db.session.get(Release, second)
+        assert found.state == "FAILED" and not found.holds_slot
+        assert "does not let the authors of a change approve it" in found.error
