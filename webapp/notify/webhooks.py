@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from flask import current_app
 
+from .. import changes
 from ..extensions import db
 from ..intake.resources import DESTRUCTIVE_CHANGE_TYPES, InvalidInput
 from ..intake.serialize import SETTINGS, iso, project_dict, release_dict
@@ -193,6 +194,7 @@ def payload(event_name: str, audit_event: AuditEvent) -> dict[str, Any]:
     if audit_event.release_id is not None:
         release = db.session.get(Release, audit_event.release_id)
         body["release"] = release_dict(release)
+        body["since_summary"] = changes.summary(release)  # what changed since the last release, in words
         body["links"] = release_links(release, event_name)
     else:
         body["release"] = None
@@ -227,8 +229,9 @@ def slack_text(body: dict[str, Any]) -> str:
         resources = release["resources"]
         destructive = sum(1 for r in resources if r.get("changeType") in DESTRUCTIVE_CHANGE_TYPES)
         extra = f", {destructive} destructive" if destructive else ""
-        return (f"{where} {number} needs approval (triggered by {_slack_escape(release['triggered_by'] or '')}; "
+        text = (f"{where} {number} needs approval (triggered by {_slack_escape(release['triggered_by'] or '')}; "
                 f"{len(resources)} change{'s' if len(resources) != 1 else ''}{extra}). {link}")
+        return text + _since_lines(body)
     verbs = {"release.queued": f"was queued by {by}", "release.approved": f"was approved by {by}",
              "release.rejected": f"was rejected by {by}", "release.succeeded": "succeeded",
              "release.failed": "timed out" if release["state"] == "TIMED_OUT" else "failed",
@@ -237,6 +240,24 @@ def slack_text(body: dict[str, Any]) -> str:
     if event in ("release.rejected", "release.failed", "release.cancelled") and body.get("reason"):
         text += f": {_slack_escape(body['reason'][:300])}"
     return f"{text}. {link}"
+
+
+SLACK_COMMITS = 3
+
+
+def _since_lines(body: dict[str, Any]) -> str:
+    """The summary of what changed and the first commits, one line each."""
+    if not body.get("since_summary"):
+        return ""
+    lines = [_slack_escape(body["since_summary"])]
+    commits = ((body["release"] or {}).get("since") or {}).get("commits") or []
+    for commit in commits[:SLACK_COMMITS]:
+        undone = " (undone)" if commit.get("undone") else ""
+        lines.append(f"\u2022 `{commit.get('sha', '')[:7]}` {_slack_escape(commit.get('subject', '')[:120])} \u2014 "
+                     f"{_slack_escape(commit.get('author_name', ''))}{undone}")
+    if len(commits) > SLACK_COMMITS:
+        lines.append(f"\u2026 and {len(commits) - SLACK_COMMITS} more")
+    return "\n" + "\n".join(lines)
 
 
 def _fmt(value: Any) -> str:
