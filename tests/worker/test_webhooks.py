@@ -142,7 +142,8 @@ def test_the_slack_format_posts_a_line_a_channel_reads(api, web, new_environment
     assert verify(request)
     assert request.get_json() == {"text": (
         f"svc/env release #{release_id} needs approval (triggered by dev; 2 changes, 1 destructive). "
-        f"<https://rg.example.com/releases/{release_id}|Open release #{release_id}>")}
+        f"<https://rg.example.com/releases/{release_id}|Open release #{release_id}>\n"
+        "First release of this environment: resources: 2 added")}
 
 
 def test_a_gate_weakening_settings_change_fires_environment_updated(api, web, new_environment, run_notify_jobs,
