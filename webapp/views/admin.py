@@ -71,6 +71,17 @@ def index():
 
 # -- users and grants --------------------------------------------------------------------------
 
+def _environment_in_form(scope: str) -> Environment | None:
+    """The environment a grant form names by id (empty: all environments), or FieldError."""
+    if not scope:
+        return None
+    environment_id = parse_id(scope)
+    environment = db.session.get(Environment, environment_id) if environment_id is not None else None
+    if environment is None:
+        raise accounts.FieldError("That environment does not exist any more; choose another.", "environment")
+    return environment
+
+
 def _user(user_id: int, **_) -> User:
     return accounts.get_user(user_id)
 
@@ -165,14 +176,8 @@ def grant(user_id: int):
     permission = request.form.get("permission", "")
     scope = request.form.get("environment", "")
     values = {"permission": permission, "environment": scope}
-    environment = None
-    if scope:
-        environment_id = parse_id(scope)
-        environment = db.session.get(Environment, environment_id) if environment_id is not None else None
-        if environment is None:
-            return _render_user(found, {"environment": "That environment does not exist any more; choose "
-                                                       "another."}, values, 422)
     try:
+        environment = _environment_in_form(scope)
         accounts.grant_permission(_actor(), found, permission, environment)
     except accounts.FieldError as error:
         return _render_user(found, {error.field: str(error)}, values, error.status)
@@ -195,17 +200,6 @@ def revoke_grant(user_id: int, grant_id: int):
 
 def _group(group: str, **_) -> Group:
     return groups.get_group(group)
-
-
-def _environment_in_form(scope: str) -> Environment | None:
-    """The environment a grant form names by id (empty: all environments), or FieldError."""
-    if not scope:
-        return None
-    environment_id = parse_id(scope)
-    environment = db.session.get(Environment, environment_id) if environment_id is not None else None
-    if environment is None:
-        raise accounts.FieldError("That environment does not exist any more; choose another.", "environment")
-    return environment
 
 
 def _render_groups(errors: Errors | None = None, values: dict | None = None, status: int = 200):
