@@ -194,15 +194,20 @@ def grant_label(grant: Grant) -> str:
     return f"{PERMISSIONS.get(grant.permission, grant.permission)} ({scope_label(grant.environment)})"
 
 
-@transition
-def grant_permission(actor: Actor, user: User, permission: str, environment: Environment | None = None) -> Grant:
-    """Give `user` one permission for every environment (None) or for one."""
-    require(actor.user, "manage_users")
+def check_grant(permission: str, environment: Environment | None) -> None:
+    """A grant of `permission` for `environment` (None: all) that may exist, or FieldError."""
     if permission not in PERMISSIONS:
         raise FieldError(f"Choose one of: {', '.join(PERMISSIONS.values())}.", "permission")
     if permission in GLOBAL_ONLY and environment is not None:
         raise FieldError(f"\u201c{PERMISSIONS[permission]}\u201d exists only for all environments, since it can "
                          "grant anything; choose \u201cAll environments\u201d.", "environment")
+
+
+@transition
+def grant_permission(actor: Actor, user: User, permission: str, environment: Environment | None = None) -> Grant:
+    """Give `user` one permission for every environment (None) or for one."""
+    require(actor.user, "manage_users")
+    check_grant(permission, environment)
     scope = (Grant.environment_id.is_(None) if environment is None
              else Grant.environment_id == environment.id)
     exists = db.session.scalar(sa.select(Grant.id).where(Grant.user_id == user.id,
@@ -232,7 +237,7 @@ def revoke_grant(actor: Actor, user: User, grant_id: int) -> None:
     links = 0
     if permission == "approve_release" and not user.is_admin:
         db.session.flush()
-        links = _end_links_no_longer_allowed(user)
+        links = end_links_no_longer_allowed(user)
     audit(actor, "grant", environment_id=environment_id,
           reason=f"{permission} revoked from {user.username} on {label}",
           details={"user": user.username, "permission": permission, "scope": label, "revoked": True,
@@ -240,7 +245,7 @@ def revoke_grant(actor: Actor, user: User, grant_id: int) -> None:
     commit_changes()
 
 
-def _end_links_no_longer_allowed(user: User) -> int:
+def end_links_no_longer_allowed(user: User) -> int:
     """Within the caller's transaction: end `user`'s unused links to releases they may no
     longer decide. The link page would refuse them today, but a later grant would bring
     them back to life; like a deactivation, losing the right ends them for good."""

@@ -81,10 +81,16 @@ def _check_rule(rule: object, where: str) -> dict:
 
 
 def missing_groups(rules: list[dict]) -> list[str]:
+    """The groups `rules` name that do not exist. The ones that do are locked for share until the
+    transaction ends (PostgreSQL; SQLite writes one at a time anyway): a group being renamed or
+    deleted (groups.py locks it first) either waits for rules that name it to be committed, then
+    sees them, or is seen here as gone. Callers take this before any environment's lock, as
+    groups.py does, so the two never wait for each other in turn."""
     named = sorted({rule["group"] for rule in rules if rule["group"]})
     if not named:
         return []
-    found = set(db.session.scalars(sa.select(Group.name).where(Group.name.in_(named))))
+    found = set(db.session.scalars(sa.select(Group.name).where(Group.name.in_(named))
+                                   .with_for_update(read=True)))
     return [name for name in named if name not in found]
 
 

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.cli import AppGroup
 
-from . import environments, releases
-from .accounts import add_grant, add_user, machine_actor
+from . import environments, groups, releases
+from .accounts import FieldError, add_grant, add_user, machine_actor, scope_label
 from .auth import create_token
 from .extensions import db
 from .intake.resources import InvalidInput, check_slug, parse_resources
@@ -45,6 +45,7 @@ def register_cli(app: Flask) -> None:
     projects = AppGroup("projects", help="Projects.")
     envs = AppGroup("environments", help="Environments.")
     release_group = AppGroup("releases", help="Releases.")
+    group_group = AppGroup("groups", help="Groups of users: their members and grants.")
 
     @users.command("create")
     @click.argument("name")
@@ -67,6 +68,94 @@ def register_cli(app: Flask) -> None:
         environment = _environment(environment_path) if environment_path else None
         add_grant(_user(name), permission, environment)
         click.echo(f"Granted {permission} to {name} on {environment_path or 'all environments'}.")
+
+    def _group(name: str):
+        try:
+            return groups.get_group(name)
+        except releases.NotFound as error:
+            raise click.ClickException(str(error)) from None
+
+    @group_group.command("list")
+    def groups_list():
+        found = groups.groups()
+        if not found:
+            click.echo("No groups yet; create one with `groups create NAME`.")
+        for group in found:
+            members = ", ".join(user.username for user in group.members) or "no members"
+            held = ", ".join(f"{grant.permission} on {scope_label(grant.environment)}"
+                             for grant in groups.grants_of(group)) or "no grants"
+            click.echo(f"{group.name}: {members}; {held}")
+
+    @group_group.command("create")
+    @click.argument("name")
+    @click.option("--description", default="")
+    def groups_create(name, description):
+        try:
+            groups.create_group(machine_actor(), name=name, description=description)
+        except FieldError as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"Created group {name}.")
+
+    @group_group.command("rename")
+    @click.argument("name")
+    @click.argument("new_name")
+    def groups_rename(name, new_name):
+        try:
+            groups.update_group(machine_actor(), _group(name), name=new_name)
+        except FieldError as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"Renamed group {name} to {new_name}; the approval rules naming it follow.")
+
+    @group_group.command("delete")
+    @click.argument("name")
+    def groups_delete(name):
+        try:
+            groups.delete_group(machine_actor(), _group(name))
+        except releases.WrongState as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"Deleted group {name}.")
+
+    @group_group.command("add")
+    @click.argument("name")
+    @click.argument("username")
+    def groups_add(name, username):
+        added = groups.add_member(machine_actor(), _group(name), _user(username))
+        click.echo(f"Added {username} to {name}." if added else f"{username} is in {name} already.")
+
+    @group_group.command("remove")
+    @click.argument("name")
+    @click.argument("username")
+    def groups_remove(name, username):
+        try:
+            groups.remove_member(machine_actor(), _group(name), _user(username))
+        except releases.NotFound as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"Removed {username} from {name}.")
+
+    @group_group.command("grant")
+    @click.argument("name")
+    @click.argument("permission", type=click.Choice(list(PERMISSIONS)))
+    @click.option("--environment", "environment_path", help="PROJECT/ENV; all environments when omitted.")
+    def groups_grant(name, permission, environment_path):
+        environment = _environment(environment_path) if environment_path else None
+        try:
+            groups.grant_to_group(machine_actor(), _group(name), permission, environment)
+        except FieldError as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"Granted {permission} to group {name} on {environment_path or 'all environments'}.")
+
+    @group_group.command("revoke")
+    @click.argument("name")
+    @click.argument("permission", type=click.Choice(list(PERMISSIONS)))
+    @click.option("--environment", "environment_path", help="PROJECT/ENV; all environments when omitted.")
+    def groups_revoke(name, permission, environment_path):
+        environment = _environment(environment_path) if environment_path else None
+        group = _group(name)
+        try:
+            groups.revoke_group_grant(machine_actor(), group, groups.find_grant(group, permission, environment).id)
+        except releases.NotFound as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"Revoked {permission} from group {name} on {environment_path or 'all environments'}.")
 
     @tokens.command("create")
     @click.argument("name")
@@ -127,5 +216,5 @@ def register_cli(app: Flask) -> None:
         for line in load_demo(Path(app.config["INSTANCE_DIR"])):
             click.echo(line)
 
-    for group in (users, tokens, projects, envs, release_group):
-        app.cli.add_command(group)
+    for command_group in (users, tokens, projects, envs, release_group, group_group):
+        app.cli.add_command(command_group)

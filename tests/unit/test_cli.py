@@ -82,3 +82,76 @@ def test_a_demo_qa_release_runs_the_demo_release_command(app, run_jobs):
     release = client.get(f"/api/v1/releases/{response.json['id']}", headers=headers).json
     assert release["state"] == "SUCCEEDED", release
     assert "UPDATE_IN_PLACE  svc/api.json" in release["execution"]["output"]
+
+
+def test_groups_are_set_up_from_the_command_line(app, tmp_path):
+    from webapp.models import AuditEvent, Group
+    from webapp.permissions import has_permission
+
+    run(app, "users", "create", "root", "--password", "pw-123456", "--admin")
+    run(app, "users", "create", "ann", "--password", "pw-123456")
+    run(app, "projects", "create", "shop", "--repo", str(tmp_path))
+    run(app, "environments", "create", "shop/prod", "--stream", "PROD")
+    assert run(app, "groups", "list").output == "No groups yet; create one with `groups create NAME`.\n"
+    result = run(app, "groups", "create", "dba", "--description", "Database people")
+    assert result.exit_code == 0 and result.output == "Created group dba.\n"
+    assert run(app, "groups", "add", "dba", "ann").output == "Added ann to dba.\n"
+    assert run(app, "groups", "add", "dba", "ann").output == "ann is in dba already.\n"
+    result = run(app, "groups", "grant", "dba", "approve_release", "--environment", "shop/prod")
+    assert result.exit_code == 0 and result.output == "Granted approve_release to group dba on shop/prod.\n"
+    assert run(app, "groups", "list").output == "dba: ann; approve_release on shop/prod\n"
+
+    def ann_approves() -> bool:
+        with app.app_context():
+            ann = db.session.scalar(sa.select(User).where(User.username == "ann"))
+            return has_permission(ann, "approve_release", db.session.scalar(sa.select(Environment)))
+
+    assert ann_approves()
+    assert run(app, "groups", "remove", "dba", "ann").output == "Removed ann from dba.\n"
+    assert not ann_approves()
+    run(app, "groups", "add", "dba", "ann")
+    result = run(app, "groups", "revoke", "dba", "approve_release", "--environment", "shop/prod")
+    assert result.exit_code == 0 and result.output == "Revoked approve_release from group dba on shop/prod.\n"
+    assert not ann_approves()
+
+    assert run(app, "groups", "rename", "dba", "db-owners").exit_code == 0
+    assert run(app, "groups", "delete", "db-owners").output == "Deleted group db-owners.\n"
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Group.id))) == 0
+        events = db.session.execute(sa.select(AuditEvent.reason, AuditEvent.via, AuditEvent.actor_id)
+                                    .where(AuditEvent.action.in_(("group", "grant"))).order_by(AuditEvent.id)).all()
+        root = db.session.scalar(sa.select(User.id).where(User.username == "root"))
+    assert [(reason, via) for reason, via, _ in events] == [
+        ("group dba created", "cli"), ("ann added to group dba", "cli"),
+        ("approve_release granted to group dba on shop/prod", "cli"), ("ann removed from group dba", "cli"),
+        ("ann added to group dba", "cli"), ("approve_release revoked from group dba on shop/prod", "cli"),
+        ("group dba renamed to db-owners", "cli"),
+        ("group db-owners deleted with 1 membership(s) and 0 grant(s); 0 email link(s) revoked", "cli")]
+    assert {actor for _, _, actor in events} == {root}  # the machine acts as the first admin
+
+
+def test_group_mistakes_on_the_command_line_get_a_sentence(app, tmp_path):
+    run(app, "users", "create", "ann", "--password", "pw-123456")
+    run(app, "projects", "create", "shop", "--repo", str(tmp_path))
+    run(app, "environments", "create", "shop/prod", "--stream", "PROD")
+    run(app, "groups", "create", "dba")
+    for args, says in [
+        (("groups", "create", "Bad Name"), "Use 1–63 lowercase letters, digits"),
+        (("groups", "create", "dba"), "A group named dba already exists"),
+        (("groups", "add", "ghost", "ann"), "There is no group named ghost"),
+        (("groups", "add", "dba", "nobody"), "There is no user named nobody"),
+        (("groups", "remove", "dba", "ann"), "ann is not a member of dba"),
+        (("groups", "grant", "dba", "manage_users", "--environment", "shop/prod"), "exists only for all environments"),
+        (("groups", "grant", "dba", "approve_release", "--environment", "shop/nope"), "There is no environment"),
+        (("groups", "revoke", "dba", "approve_release"), "does not hold approve_release on all environments"),
+        (("groups", "rename", "dba", "Nope!"), "lowercase letters"),
+    ]:
+        result = run(app, *args)
+        assert result.exit_code != 0 and says in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+    with app.app_context():
+        environment = db.session.scalar(sa.select(Environment))
+        environment.approval_rules = [{"name": "dba", "group": "dba", "approvals": 1}]
+        db.session.commit()
+    result = run(app, "groups", "delete", "dba")
+    assert result.exit_code != 0 and "The approval rules of shop/prod name the group dba" in result.output

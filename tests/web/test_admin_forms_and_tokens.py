@@ -19,9 +19,11 @@ from webapp.models import ApiToken, AuditEvent, Environment, Grant, Project, Use
 # -- forged and anonymous posts ----------------------------------------------------------------
 
 def admin_posts(app) -> list[tuple[str, dict]]:
+    """Every kind of admin post, on group dba (dev a member, holding approve_release) when it exists."""
     dev = user_id(app, "dev")
     with app.app_context():
         grant_id = db.session.scalar(sa.select(Grant.id).where(Grant.user_id == dev))
+        group_grant_id = db.session.scalar(sa.select(Grant.id).where(Grant.group_id.is_not(None))) or 1
     return [
         ("/admin/users", {"username": "mallory", "email": "m@example.com", "password": "a long enough passphrase",
                           "is_admin": "on"}),
@@ -33,19 +35,38 @@ def admin_posts(app) -> list[tuple[str, dict]]:
         ("/admin/projects", {"name": "evil", "repo": "/tmp/x", "branch": "main"}),
         ("/admin/projects/svc", {"repo": "/tmp/evil", "branch": "main", "hook_ref": ""}),
         ("/admin/projects/svc/environments", {"name": "evil", "release_stream": "QA"}),
+        ("/admin/groups", {"name": "evil"}),
+        ("/admin/groups/dba", {"name": "evil", "description": ""}),
+        ("/admin/groups/dba/delete", {}),
+        ("/admin/groups/dba/members", {"username": "member"}),
+        (f"/admin/groups/dba/members/{dev}/remove", {}),
+        ("/admin/groups/dba/grants", {"permission": "manage_users", "environment": ""}),
+        (f"/admin/groups/dba/grants/{group_grant_id}/revoke", {}),
     ]
 
 
-def test_a_member_forging_admin_posts_gets_403_and_nothing_changes(app, staff, web, new_environment):
+def make_dba(api) -> None:
+    admin = api("admin")
+    assert admin.post("/api/v1/groups", json={"name": "dba"}).status_code == 201
+    assert admin.put("/api/v1/groups/dba/members/dev").status_code == 201
+    assert admin.post("/api/v1/groups/dba/grants", json={"permission": "approve_release"}).status_code == 201
+
+
+def test_a_member_forging_admin_posts_gets_403_and_nothing_changes(app, staff, web, api, new_environment):
+    from tests.web.test_permission_enforcement import changed_tables, snapshot
+
     new_environment(WAITS)
+    make_dba(api)
+    before = snapshot(app)
     member = web("member")
     for url, data in admin_posts(app):
         response = post(member, url, **data)
         assert response.status_code == 403, url
         assert "ask an admin for a grant" in response.text
     envmgr = web("envmgr")
-    for url, data in admin_posts(app)[:6]:
-        assert post(envmgr, url, **data).status_code == 403, url
+    for url, data in admin_posts(app):  # managing environments is not managing users or groups
+        if "/admin/projects" not in url:
+            assert post(envmgr, url, **data).status_code == 403, url
     with app.app_context():
         assert db.session.scalar(sa.select(User.id).where(User.username == "mallory")) is None
         assert db.session.scalar(sa.select(User.active).where(User.username == "dev"))
@@ -54,6 +75,7 @@ def test_a_member_forging_admin_posts_gets_403_and_nothing_changes(app, staff, w
         assert db.session.scalar(sa.select(sa.func.count(Environment.id))) == 1
         assert db.session.scalar(sa.select(sa.func.count(Grant.id)).where(
             Grant.permission == "manage_users")) == 0
+    assert changed_tables(before, snapshot(app)) == []
 
 
 def test_an_anonymous_post_is_sent_to_sign_in(app, staff, new_environment):
@@ -128,8 +150,10 @@ def test_the_token_page_needs_a_session(app):
 def test_admin_pages_keep_to_the_content_security_policy(app, staff, web, new_environment):
     new_environment(WAITS)
     admin = web("admin")
+    post(admin, "/admin/groups", name="dba")
+    post(admin, "/admin/groups/dba/members", username="dev")
     for url in ("/admin/", "/admin/users", f"/admin/users/{user_id(app, 'dev')}", "/admin/projects",
-                "/admin/projects/svc", "/admin/tokens"):
+                "/admin/projects/svc", "/admin/tokens", "/admin/groups", "/admin/groups/dba"):
         page = admin.get(url)
         assert page.status_code == 200, url
         assert "<script>" not in page.text and " style=" not in page.text and "hx-on" not in page.text

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import trigger
 from webapp.extensions import db
-from webapp.models import AuditEvent, Decision, Environment, Project, Release, Variable
+from webapp.models import AuditEvent, Decision, Environment, Grant, Group, Project, Release, Variable, group_members
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=50) | \
     st.sampled_from(["", "PROD", "CREATE", "SUCCEEDED", "x" * 5000, "\u202e\u0000\udcff", "../../etc"])
@@ -19,11 +19,14 @@ JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dict
     st.text(max_size=12) | st.sampled_from(["resources", "terraform_plan", "name", "repo", "release_stream",
                                             "comment", "result", "log", "value", "secret", "ref",
                                             "parallel_releases", "approval_workflow", "sandbox_paths", "path",
-                                            "writable"]), inner, max_size=5),
+                                            "writable", "description", "permission", "environment"]),
+    inner, max_size=5),
     max_leaves=12)
 BODIES = JSON | st.dictionaries(st.sampled_from(["resources", "terraform_plan", "ref", "description"]), JSON,
-                                max_size=3)
-TABLES = (Release, Project, Environment, Variable, Decision, AuditEvent)
+                                max_size=3) | \
+    st.fixed_dictionaries({"permission": st.sampled_from(["approve_release", "manage_users", "nope"])},
+                          optional={"environment": st.sampled_from([None, "svc/env", "svc", "svc/nope", ""])})
+TABLES = (Release, Project, Environment, Variable, Decision, AuditEvent, Group, group_members, Grant)
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
 
@@ -36,6 +39,7 @@ def counts(app) -> tuple[int, ...]:
 @pytest.fixture()
 def target(app, api, new_environment):
     new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
+    assert api("admin").post("/api/v1/groups", json={"name": "dba"}).status_code == 201  # a group to act on
     return trigger(api)  # a queued release to act on
 
 
@@ -48,7 +52,22 @@ ENDPOINTS = [
     ("post", "/api/v1/releases/{id}/approve"),
     ("post", "/api/v1/releases/{id}/reject"),
     ("post", "/api/v1/releases/{id}/finish"),
+    ("post", "/api/v1/groups"),
+    ("patch", "/api/v1/groups/dba"),
+    ("put", "/api/v1/groups/dba/members/dev"),
+    ("post", "/api/v1/groups/dba/grants"),
 ]
+
+
+def test_every_write_endpoint_of_the_api_is_fuzzed(app):
+    """A new write route of the API joins ENDPOINTS (or is listed here as taking no body)."""
+    no_body = {"api.delete_variable", "api.cancel", "api.abort_release", "api.delete_group", "api.remove_member",
+               "api.revoke_group_grant"}
+    fuzzed = {app.url_map.bind("localhost").match(url.format(id=1), method=method.upper())[0]
+              for method, url in ENDPOINTS}
+    writes = {rule.endpoint for rule in app.url_map.iter_rules()
+              if rule.endpoint.startswith("api.") and rule.methods & {"POST", "PUT", "PATCH", "DELETE"}}
+    assert sorted(writes - fuzzed - no_body) == []
 
 
 @pytest.mark.parametrize(("method", "url"), ENDPOINTS)

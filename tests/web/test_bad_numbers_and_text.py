@@ -16,7 +16,7 @@ from webapp.models import Grant, WebhookEndpoint
 
 WAITS = {"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"}
 TOO_BIG = [str(2**31), str(2**63), "99999999999999999999999", "9" * 5000]
-PATH_VALUES = {"project": "svc", "environment": "env", "name": "REGION", "token": "x" * 43}
+PATH_VALUES = {"project": "svc", "environment": "env", "name": "REGION", "token": "x" * 43, "group": "dba"}
 
 
 def int_routes(app):

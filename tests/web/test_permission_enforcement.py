@@ -145,6 +145,37 @@ CASES = [
          {"permission": "approve_release", "environment": ""}, ok=302, writes="grants", scoped=False),
     Case("admin.revoke_grant", "manage_users", "POST", "/admin/users/{dev}/grants/{dev_grant}/revoke", ok=302,
          writes="grants", scoped=False),
+    # ... groups: the API and the pages (target "group": dba, dev a member, holding approve_release)
+    Case("api.create_group", "manage_users", "POST", "/api/v1/groups", {"name": "sre", "description": "on call"},
+         ok=201, writes="groups", scoped=False),
+    Case("api.update_group", "manage_users", "PATCH", "/api/v1/groups/dba", {"name": "dbas"}, target="group",
+         writes="groups", scoped=False),
+    Case("api.delete_group", "manage_users", "DELETE", "/api/v1/groups/dba", target="group", ok=204,
+         writes="groups", scoped=False),
+    Case("api.add_member", "manage_users", "PUT", "/api/v1/groups/dba/members/approver", target="group", ok=201,
+         writes="group_members", scoped=False),
+    Case("api.remove_member", "manage_users", "DELETE", "/api/v1/groups/dba/members/dev", target="group", ok=204,
+         writes="group_members", scoped=False),
+    Case("api.grant_to_group", "manage_users", "POST", "/api/v1/groups/dba/grants",
+         {"permission": "trigger_release", "environment": ENV_PATH}, target="group", ok=201, writes="grants",
+         scoped=False),
+    Case("api.revoke_group_grant", "manage_users", "DELETE", "/api/v1/groups/dba/grants/{group_grant}",
+         target="group", ok=204, writes="grants", scoped=False),
+    Case("admin.create_group", "manage_users", "POST", "/admin/groups", {"name": "sre", "description": ""}, ok=302,
+         writes="groups", scoped=False),
+    Case("admin.update_group", "manage_users", "POST", "/admin/groups/dba",
+         {"name": "dba", "description": "Database people"}, target="group", ok=302, writes="groups", scoped=False),
+    Case("admin.delete_group", "manage_users", "POST", "/admin/groups/dba/delete", target="group", ok=302,
+         writes="groups", scoped=False),
+    Case("admin.add_member", "manage_users", "POST", "/admin/groups/dba/members", {"username": "approver"},
+         target="group", ok=302, writes="group_members", scoped=False),
+    Case("admin.remove_member", "manage_users", "POST", "/admin/groups/dba/members/{dev}/remove", target="group",
+         ok=302, writes="group_members", scoped=False),
+    Case("admin.grant_to_group", "manage_users", "POST", "/admin/groups/dba/grants",
+         {"permission": "trigger_release", "environment": ""}, target="group", ok=302, writes="grants",
+         scoped=False),
+    Case("admin.revoke_group_grant", "manage_users", "POST", "/admin/groups/dba/grants/{group_grant}/revoke",
+         target="group", ok=302, writes="grants", scoped=False),
     Case("integrations.create_webhook", "manage_users", "POST", "/admin/webhooks", WEBHOOK_FORM, ok=302,
          writes="webhook_endpoints", scoped=False, admin_only=True),
     Case("integrations.update_webhook", "manage_users", "POST", "/admin/webhooks/{webhook}",
@@ -244,6 +275,13 @@ def build(world: World, target: str | None) -> dict[str, Any]:
         admin = world.browser("admin")
         assert admin.post(f"/admin/users/{values['gone']}/deactivate",
                           data={"csrf_token": admin.csrf}).status_code == 302
+    elif target == "group":  # dba: dev is a member, and the group holds approve_release for all environments
+        admin = world.api("admin")
+        assert admin.post("/api/v1/groups", json={"name": "dba"}).status_code == 201
+        assert admin.put("/api/v1/groups/dba/members/dev").status_code == 201
+        response = admin.post("/api/v1/groups/dba/grants", json={"permission": "approve_release"})
+        assert response.status_code == 201, response.json
+        values["group_grant"] = response.json["id"]
     elif target in ("webhook", "delivery"):
         admin = world.browser("admin")
         assert admin.post("/admin/webhooks", data={**WEBHOOK_FORM, "csrf_token": admin.csrf}).status_code == 302
@@ -374,7 +412,7 @@ def test_every_gated_route_has_a_case_with_its_permission(app):
     assert sorted(set(covered) - set(gated)) == [], "cases for routes that are not gated (or gone)"
     assert covered == gated, "a case names another permission than the route's decorator"
     placeholders = {"release": 1, "token": "t", "dev": 1, "dev_grant": 1, "gone": 1, "webhook": 1, "delivery": 1,
-                    "repo": "r"}
+                    "repo": "r", "group_grant": 1}
     for case in CASES:
         endpoint, _args = adapter.match(_fill(case.path, placeholders), method=case.method)
         assert endpoint == case.endpoint, (case.path, endpoint)

@@ -6,7 +6,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..models import AuditEvent, Decision, Environment, Project, Release, User
+from ..models import AuditEvent, Decision, Environment, Grant, Group, Project, Release, User
 
 SETTINGS = ("release_stream", "approval_workflow", "parallel_releases", "release_command", "hook_ref",
             "hook_timeout_seconds", "release_timeout_seconds", "allow_self_approval",
@@ -83,3 +83,17 @@ def event_dict(event: AuditEvent) -> dict:
     return {"id": event.id, "at": iso(event.created_at), "by": _name(event.actor), "via": event.via,
             "action": event.action, "from": event.from_state, "to": event.to_state, "reason": event.reason,
             "details": event.details}
+
+
+def group_dict(group: Group, grants: list[Grant]) -> dict:
+    return {"name": group.name, "description": group.description,
+            "members": sorted(user.username for user in group.members),
+            "grants": [grant_dict(grant) for grant in grants], "created_at": iso(group.created_at)}
+
+
+def grant_dict(grant: Grant) -> dict:
+    """`environment` is PROJECT/ENV, or null for all environments."""
+    environment = grant.environment
+    return {"id": grant.id, "permission": grant.permission,
+            "environment": f"{environment.project.name}/{environment.name}" if environment is not None else None,
+            "created_at": iso(grant.created_at)}

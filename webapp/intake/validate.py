@@ -96,6 +96,14 @@ ENVIRONMENT_FIELDS: dict[str, Field] = {
     "approval_timeout_hours": number(0.001, 24 * 365, nullable=True),
     "sandbox_paths": sandbox_paths,
 }
+GROUP_FIELDS: dict[str, Field] = {  # groups.py checks the name's form and the description's length
+    "name": text(100),
+    "description": text(10_000, required=False),
+}
+GRANT_FIELDS: dict[str, Field] = {
+    "permission": text(100),
+    "environment": text(200, nullable=True),  # PROJECT/ENV; null or absent: all environments
+}
 VARIABLE_FIELDS: dict[str, Field] = {
     "value": text(100_000, required=False),
     "secret": boolean,

@@ -1,4 +1,4 @@
-"""Admin pages: users and grants, projects and environments, and each user's own API tokens.
+"""Admin pages: users and grants, groups, projects and environments, and each user's own API tokens.
 
 Thin: every change goes through accounts.py or environments.py. Invalid
 input re-renders the form with a sentence beside the field (422, or 409 for a conflict).
@@ -12,16 +12,17 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import accounts, environments
+from .. import accounts, environments, groups
 from ..extensions import db
 from ..intake.ids import parse_id
 from ..intake.resources import InvalidInput, check_slug
 from ..intake.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS
-from ..models import Environment, Project, User, utcnow
+from ..models import Environment, Group, Project, User, utcnow
 from ..permissions import PERMISSIONS, PermissionDenied, has_permission, has_permission_somewhere, require
 from ..permissions import require_permission as gate
-from ..releases import ReleaseError
+from ..releases import ReleaseError, WrongState
 from ..transactions import Actor
+from .web import is_htmx
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -70,13 +71,25 @@ def index():
 
 # -- users and grants --------------------------------------------------------------------------
 
+def _environment_in_form(scope: str) -> Environment | None:
+    """The environment a grant form names by id (empty: all environments), or FieldError."""
+    if not scope:
+        return None
+    environment_id = parse_id(scope)
+    environment = db.session.get(Environment, environment_id) if environment_id is not None else None
+    if environment is None:
+        raise accounts.FieldError("That environment does not exist any more; choose another.", "environment")
+    return environment
+
+
 def _user(user_id: int, **_) -> User:
     return accounts.get_user(user_id)
 
 
 def _render_users(errors: Errors | None = None, values: dict | None = None, status: int = 200):
     return render_template("admin/users.html", users=accounts.users(), grants_of=accounts.grants_of,
-                           grant_label=accounts.grant_label, errors=errors or {}, values=values or {}), status
+                           via_groups=groups.grants_through_groups, grant_label=accounts.grant_label,
+                           errors=errors or {}, values=values or {}), status
 
 
 @admin.get("/users")
@@ -110,6 +123,7 @@ def create_user():
 def _render_user(user: User, errors: Errors | None = None, values: dict | None = None, status: int = 200):
     return render_template(
         "admin/user.html", user=user, grants=accounts.grants_of(user), scope_label=accounts.scope_label,
+        via_groups=groups.grants_through_groups(user),
         environments=accounts.all_environments(), active_tokens=accounts.active_token_count(user),
         permissions=PERMISSIONS, errors=errors or {}, values=values or {}), status
 
@@ -162,14 +176,8 @@ def grant(user_id: int):
     permission = request.form.get("permission", "")
     scope = request.form.get("environment", "")
     values = {"permission": permission, "environment": scope}
-    environment = None
-    if scope:
-        environment_id = parse_id(scope)
-        environment = db.session.get(Environment, environment_id) if environment_id is not None else None
-        if environment is None:
-            return _render_user(found, {"environment": "That environment does not exist any more; choose "
-                                                       "another."}, values, 422)
     try:
+        environment = _environment_in_form(scope)
         accounts.grant_permission(_actor(), found, permission, environment)
     except accounts.FieldError as error:
         return _render_user(found, {error.field: str(error)}, values, error.status)
@@ -186,6 +194,146 @@ def revoke_grant(user_id: int, grant_id: int):
     accounts.revoke_grant(_actor(), found, grant_id)
     flash(f"Revoked the grant from {found.username}.", "success")
     return redirect(url_for("admin.user", user_id=user_id))
+
+
+# -- groups ------------------------------------------------------------------------------------
+
+def _group(group: str, **_) -> Group:
+    return groups.get_group(group)
+
+
+def _render_groups(errors: Errors | None = None, values: dict | None = None, status: int = 200):
+    return render_template("admin/groups.html", groups=groups.groups(), grants_of=groups.grants_of,
+                           grant_label=accounts.grant_label, errors=errors or {}, values=values or {}), status
+
+
+@admin.get("/groups")
+@login_required
+def groups_list():
+    require(_me(), "manage_users")
+    return _render_groups()
+
+
+@admin.post("/groups")
+@login_required
+@gate("manage_users")
+def create_group():
+    values = {"name": request.form.get("name", ""), "description": request.form.get("description", "")}
+    try:
+        group = groups.create_group(_actor(), **values)
+    except accounts.FieldError as error:
+        return _render_groups({error.field: str(error)}, values, error.status)
+    flash(f"Created the group {group.name}. Add its members below.", "success")
+    return redirect(url_for("admin.group", group=group.name))
+
+
+def _render_group(group: Group, errors: dict[str, Errors] | None = None, values: dict[str, dict] | None = None,
+                  status: int = 200):
+    errors, values = errors or {}, values or {}
+    return render_template(
+        "admin/group.html", group=group, grants=groups.grants_of(group), scope_label=accounts.scope_label,
+        permissions=PERMISSIONS, environments=accounts.all_environments(),
+        named_by=groups.environments_naming(group.name), pending=groups.pending_releases_naming(group.name),
+        people=[user for user in accounts.users() if user not in group.members],
+        edit_errors=errors.get("edit", {}), member_errors=errors.get("member", {}),
+        grant_errors=errors.get("grant", {}), delete_error=errors.get("delete", {}).get("group"),
+        edit_values=values.get("edit") or {"name": group.name, "description": group.description},
+        member_values=values.get("member", {}), grant_values=values.get("grant", {})), status
+
+
+@admin.get("/groups/<group>")
+@login_required
+def group(group: str):
+    require(_me(), "manage_users")
+    return _render_group(_group(group))
+
+
+@admin.post("/groups/<group>")
+@login_required
+@gate("manage_users")
+def update_group(group: str):
+    found = _group(group)
+    values = {"name": request.form.get("name", ""), "description": request.form.get("description", "")}
+    try:
+        changed = groups.update_group(_actor(), found, **values)
+    except accounts.FieldError as error:
+        db.session.refresh(found)
+        return _render_group(found, {"edit": {error.field: str(error)}}, {"edit": values}, error.status)
+    if "name" in changed:
+        flash(f"Renamed the group {group} to {found.name}; the approval rules naming it follow.", "success")
+    else:
+        flash(f"Saved {found.name}." if changed else "Nothing changed.", "success")
+    return redirect(url_for("admin.group", group=found.name))
+
+
+@admin.post("/groups/<group>/delete")
+@login_required
+@gate("manage_users")
+def delete_group(group: str):
+    found = _group(group)
+    try:
+        groups.delete_group(_actor(), found)
+    except WrongState as error:  # approval rules name it
+        if is_htmx():
+            raise  # the message goes where htmx shows it (errors.py)
+        return _render_group(_group(group), {"delete": {"group": str(error)}}, status=error.status)
+    flash(f"Deleted the group {group}; its members keep their own grants.", "success")
+    return redirect(url_for("admin.groups_list"))
+
+
+@admin.post("/groups/<group>/members")
+@login_required
+@gate("manage_users")
+def add_member(group: str):
+    found = _group(group)
+    username = request.form.get("username", "").strip()
+    user = db.session.scalar(sa.select(User).where(User.username == username)) if username else None
+    if user is None:
+        sentence = (f"There is no user named {username[:80]}; check the spelling, or create the user first."
+                    if username else "Enter the username of the person to add.")
+        return _render_group(found, {"member": {"username": sentence}}, {"member": {"username": username}}, 422)
+    if groups.add_member(_actor(), found, user):
+        flash(f"Added {user.username} to {found.name}.", "success")
+    else:
+        flash(f"{user.username} is in {found.name} already; nothing changed.", "success")
+    return redirect(url_for("admin.group", group=found.name) + "#members")
+
+
+@admin.post("/groups/<group>/members/<int:user_id>/remove")
+@login_required
+@gate("manage_users")
+def remove_member(group: str, user_id: int):
+    found = _group(group)
+    user = accounts.get_user(user_id)
+    groups.remove_member(_actor(), found, user)
+    flash(f"Removed {user.username} from {found.name}; the group's grants are no longer theirs.", "success")
+    return redirect(url_for("admin.group", group=found.name) + "#members")
+
+
+@admin.post("/groups/<group>/grants")
+@login_required
+@gate("manage_users")
+def grant_to_group(group: str):
+    found = _group(group)
+    values = {"permission": request.form.get("permission", ""), "environment": request.form.get("environment", "")}
+    try:
+        environment = _environment_in_form(values["environment"])
+        groups.grant_to_group(_actor(), found, values["permission"], environment)
+    except accounts.FieldError as error:
+        return _render_group(found, {"grant": {error.field: str(error)}}, {"grant": values}, error.status)
+    flash(f"Granted \u201c{PERMISSIONS[values['permission']]}\u201d to the group {found.name} on "
+          f"{accounts.scope_label(environment)}: every member holds it now.", "success")
+    return redirect(url_for("admin.group", group=found.name) + "#grants")
+
+
+@admin.post("/groups/<group>/grants/<int:grant_id>/revoke")
+@login_required
+@gate("manage_users")
+def revoke_group_grant(group: str, grant_id: int):
+    found = _group(group)
+    groups.revoke_group_grant(_actor(), found, grant_id)
+    flash(f"Revoked the grant from the group {found.name}.", "success")
+    return redirect(url_for("admin.group", group=found.name) + "#grants")
 
 
 # -- projects and environments -----------------------------------------------------------------

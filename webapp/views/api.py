@@ -6,14 +6,22 @@ from flask import Blueprint, abort, g, jsonify, request, url_for
 from flask_login import current_user
 from redis.exceptions import RedisError
 
-from .. import environments, releases
+from .. import environments, groups, releases
 from ..extensions import db, redis_connection
 from ..intake.ids import MAX_ID, parse_id
 from ..intake.resources import InvalidInput, check_slug
-from ..intake.serialize import environment_dict, event_dict, project_dict, release_dict
+from ..intake.serialize import environment_dict, event_dict, grant_dict, group_dict, project_dict, release_dict
 from ..intake.trigger import parse_trigger_body
-from ..intake.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS, VARIABLE_FIELDS, fields, variable_name
-from ..models import STATES, AuditEvent, Environment, Project, Release
+from ..intake.validate import (
+    ENVIRONMENT_FIELDS,
+    GRANT_FIELDS,
+    GROUP_FIELDS,
+    PROJECT_FIELDS,
+    VARIABLE_FIELDS,
+    fields,
+    variable_name,
+)
+from ..models import STATES, AuditEvent, Environment, Group, Project, Release, User
 from ..permissions import require_permission
 from ..transactions import Actor
 from .web import own_release, release_environment, release_in_url
@@ -276,3 +284,97 @@ def finish(release_id: int):
     if not isinstance(log, str) or len(log) > 1_000_000:
         raise InvalidInput("log must be a string of at most 1,000,000 characters.", 400)
     return release_dict(releases.finish(release_id, _actor(), result, log))
+
+
+# -- groups (manage_users changes them; any signed-in user may read them, to name them in rules) --
+
+def _group(group: str) -> Group:
+    return groups.get_group(group)
+
+
+def _group_dict(group: Group) -> dict:
+    return group_dict(group, groups.grants_of(group))
+
+
+def _member(username: str) -> User:
+    found = db.session.scalar(sa.select(User).where(User.username == username))
+    if found is None:
+        raise releases.NotFound(f"There is no user named {username[:80]}.")
+    return found
+
+
+@api.get("/groups")
+def list_groups():
+    return _page(sa.select(Group), _group_dict)
+
+
+@api.post("/groups")
+@require_permission("manage_users")
+def create_group():
+    values = fields(_body(), GROUP_FIELDS, required=("name",), creating="a group")
+    group = groups.create_group(_actor(), **values)
+    response = jsonify(_group_dict(group))
+    response.headers["Location"] = url_for("api.get_group", group=group.name)
+    return response, 201
+
+
+@api.get("/groups/<group>")
+def get_group(group: str):
+    return _group_dict(_group(group))
+
+
+@api.patch("/groups/<group>")
+@require_permission("manage_users")
+def update_group(group: str):
+    found = _group(group)
+    groups.update_group(_actor(), found, **fields(_body(), GROUP_FIELDS))
+    return _group_dict(found)
+
+
+@api.delete("/groups/<group>")
+@require_permission("manage_users")
+def delete_group(group: str):
+    groups.delete_group(_actor(), _group(group))
+    return "", 204
+
+
+@api.put("/groups/<group>/members/<username>")
+@require_permission("manage_users")
+def add_member(group: str, username: str):
+    if _body() != {}:  # refused rather than ignored, like any field nobody reads
+        raise InvalidInput("Send no body (or {}): the address names the group and the user.", 400)
+    found = _group(group)
+    added = groups.add_member(_actor(), found, _member(username))
+    return jsonify(_group_dict(found)), 201 if added else 200
+
+
+@api.delete("/groups/<group>/members/<username>")
+@require_permission("manage_users")
+def remove_member(group: str, username: str):
+    groups.remove_member(_actor(), _group(group), _member(username))
+    return "", 204
+
+
+@api.post("/groups/<group>/grants")
+@require_permission("manage_users")
+def grant_to_group(group: str):
+    found = _group(group)
+    values = fields(_body(), GRANT_FIELDS, required=("permission",), creating="a grant")
+    path = values.get("environment")
+    environment = None
+    if path is not None:
+        project, _, name = path.partition("/")
+        environment = db.session.scalar(sa.select(Environment).join(Project).where(
+            Project.name == project, Environment.name == name))
+        if environment is None:
+            raise InvalidInput(f"There is no environment {path[:120]}; write it as PROJECT/ENVIRONMENT, or null "
+                               "for all environments.", 422)
+    grant = groups.grant_to_group(_actor(), found, values["permission"], environment)
+    return jsonify(grant_dict(grant)), 201
+
+
+@api.delete("/groups/<group>/grants/<int:grant_id>")
+@require_permission("manage_users")
+def revoke_group_grant(group: str, grant_id: int):
+    groups.revoke_group_grant(_actor(), _group(group), grant_id)
+    return "", 204
