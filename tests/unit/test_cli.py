@@ -60,12 +60,37 @@ def test_demo_is_idempotent_and_prints_logins(app, run_jobs):
     assert "admin" in first.output and "reviewer" in first.output and "viewer" in first.output
     assert run(app, "demo").exit_code == 0
     with app.app_context():
-        assert db.session.scalar(sa.select(sa.func.count(User.id))) == 3
+        assert db.session.scalar(sa.select(sa.func.count(User.id))) == 4
         assert db.session.scalar(sa.select(sa.func.count(Project.id))) == 1
         streams = dict(db.session.execute(sa.select(Environment.name, Environment.release_stream)).all())
         assert streams == {"qa": "QA", "prod": "PROD"}
         reviewer = db.session.scalar(sa.select(User).where(User.username == "reviewer"))
         assert [g.permission for g in reviewer.grants] == ["approve_release"]
+
+
+def test_the_demo_asks_a_dba_when_a_database_is_dropped(app, run_jobs):
+    assert run(app, "demo").exit_code == 0
+    client = app.test_client()
+    headers = {name: {"Authorization": f"Bearer {run(app, 'tokens', 'create', name).output.strip()}"}
+               for name in ("admin", "reviewer", "dba")}
+    drop = {"resourceType": "postgres", "resourceName": "orders", "resourcePath": "db/orders.json",
+            "changeType": "DELETE"}
+    response = client.post("/api/v1/projects/shop/environments/qa/releases", json={"resources": [drop]},
+                           headers=headers["admin"])
+    assert response.status_code == 202
+    release_id = response.json["id"]
+    run_jobs()
+    with app.app_context():
+        release = db.session.get(Release, release_id)
+        assert release.state == "PENDING_APPROVAL", release.error
+        assert release.approval_reason == "Drops the database orders: a DBA must look"
+    approve = f"/api/v1/releases/{release_id}/approve"
+    assert client.post(approve, json={}, headers=headers["reviewer"]).status_code == 200
+    with app.app_context():
+        assert db.session.get(Release, release_id).state == "PENDING_APPROVAL"  # the default rule only
+    assert client.post(approve, json={}, headers=headers["dba"]).status_code == 200
+    with app.app_context():
+        assert db.session.get(Release, release_id).state == "APPROVED"
 
 
 def test_a_demo_qa_release_runs_the_demo_release_command(app, run_jobs):
