@@ -15,7 +15,7 @@ from .auth import create_token
 from .extensions import db
 from .intake.resources import InvalidInput, check_slug, parse_resources
 from .intake.terraform import resources_from_terraform_plan
-from .intake.validate import ENVIRONMENT_FIELDS, fields
+from .intake.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS, fields
 from .models import Environment, Project, User
 from .permissions import GLOBAL_ONLY, PERMISSIONS
 from .transactions import Actor
@@ -168,10 +168,13 @@ def register_cli(app: Flask) -> None:
     @click.option("--repo", required=True, help="Local path or any URL `git clone` accepts.")
     @click.option("--branch", default="main")
     @click.option("--hook-ref", default=None)
-    def projects_create(name, repo, branch, hook_ref):
+    @click.option("--web-url-template", default=None,
+                  help="Where a commit is shown, with {sha} in it, e.g. https://git.example.com/shop/commit/{sha}.")
+    def projects_create(name, repo, branch, hook_ref, web_url_template):
         try:
             environments.create_project(machine_actor(), name=check_slug(name), repo=repo, branch=branch,
-                                        hook_ref=hook_ref)
+                                        hook_ref=hook_ref, web_url_template=PROJECT_FIELDS["web_url_template"](
+                                            web_url_template, "--web-url-template"))
         except (InvalidInput, releases.ReleaseError) as error:
             raise click.ClickException(str(error)) from None
         click.echo(f"Created project {name}.")
@@ -192,6 +195,20 @@ def register_cli(app: Flask) -> None:
         except (TypeError, ValueError, InvalidInput, releases.ReleaseError) as error:
             raise click.ClickException(str(error)) from None
         click.echo(f"Created environment {path}.")
+
+    @envs.command("update")
+    @click.argument("path", metavar="PROJECT/ENV")
+    @click.option("--settings", required=True,
+                  help='JSON object of the settings to change, e.g. \'{"approval_rules": [{"name": "dba", '
+                       '"group": "dba", "approvals": 1}]}\' (SPEC §7).')
+    def environments_update(path, settings):
+        environment = _environment(path)
+        try:
+            values = fields(json.loads(settings), ENVIRONMENT_FIELDS)
+            changed = environments.update_environment(environment, machine_actor(), values)
+        except (TypeError, ValueError, InvalidInput, releases.ReleaseError) as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"Updated {path}: {', '.join(changed)}." if changed else f"Nothing changed on {path}.")
 
     @release_group.command("trigger")
     @click.argument("path", metavar="PROJECT/ENV")

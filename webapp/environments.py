@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import releases
+from . import approval_rules, releases
 from .config import ROOT
 from .extensions import db
 from .intake.resources import InvalidInput
@@ -32,11 +32,12 @@ class SettingsConflict(releases.ReleaseError):
 
 @transition
 def create_project(actor: Actor, *, name: str, repo: str, branch: str = "main",
-                   hook_ref: str | None = None) -> Project:
+                   hook_ref: str | None = None, web_url_template: str | None = None) -> Project:
     require(actor.user, "manage_environments")
     if db.session.scalar(sa.select(Project.id).where(Project.name == name)) is not None:
         raise releases.ReleaseError(f"A project named {name} already exists; choose another name.")
-    project = Project(name=name, repo=repo, branch=branch or "main", hook_ref=hook_ref)
+    project = Project(name=name, repo=repo, branch=branch or "main", hook_ref=hook_ref,
+                      web_url_template=web_url_template)
     db.session.add(project)
     db.session.flush()
     audit(actor, "project", environment_id=None, reason=f"project {name} created",
@@ -45,7 +46,7 @@ def create_project(actor: Actor, *, name: str, repo: str, branch: str = "main",
     return project
 
 
-PROJECT_EDITABLE = ("repo", "branch", "hook_ref")
+PROJECT_EDITABLE = ("repo", "branch", "hook_ref", "web_url_template")
 # A project's repository, branch and hook ref are audited (old → new) and announced to the
 # environments whose gate moves with them: where the hook is read from decides which gate runs
 # (SPEC §4), so moving it weakens the gate.
@@ -115,11 +116,17 @@ GATE_WEAKENING = {"approval_workflow", "release_stream", "allow_self_approval", 
 
 def weakened_settings(changed: dict[str, dict[str, Any]]) -> list[str]:
     """The changed settings that weaken the gate. Host paths weaken it only when a path is
-    added or turns writable; removing one, or making it read-only, does not."""
+    added or turns writable; approval rules only when one is removed, lowered or given to
+    other people; separation of duties only when turned off."""
     weakened = GATE_WEAKENING & changed.keys()
     if "sandbox_paths" in changed and sandbox_paths_widened(changed["sandbox_paths"]["old"],
                                                             changed["sandbox_paths"]["new"]):
         weakened.add("sandbox_paths")
+    if "approval_rules" in changed and approval_rules.weakenings(changed["approval_rules"]["old"] or [],
+                                                                 changed["approval_rules"]["new"]):
+        weakened.add("approval_rules")
+    if "authors_may_not_approve" in changed and not changed["authors_may_not_approve"]["new"]:
+        weakened.add("authors_may_not_approve")
     return sorted(weakened)
 
 

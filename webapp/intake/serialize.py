@@ -10,7 +10,8 @@ from ..models import AuditEvent, Decision, Environment, Grant, Group, Project, R
 
 SETTINGS = ("release_stream", "approval_workflow", "parallel_releases", "release_command", "hook_ref",
             "hook_timeout_seconds", "release_timeout_seconds", "allow_self_approval",
-            "wait_for_external_finish", "approval_timeout_hours", "sandbox_paths")
+            "wait_for_external_finish", "approval_timeout_hours", "sandbox_paths", "approval_rules",
+            "authors_may_not_approve")
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -19,7 +20,8 @@ def iso(moment: datetime | None) -> str | None:
 
 def project_dict(project: Project) -> dict:
     return {"name": project.name, "repo": project.repo, "branch": project.branch, "hook_ref": project.hook_ref,
-            "environments": [e.name for e in project.environments], "created_at": iso(project.created_at)}
+            "web_url_template": project.web_url_template, "environments": [e.name for e in project.environments],
+            "created_at": iso(project.created_at)}
 
 
 def environment_dict(environment: Environment, *, live: bool = True) -> dict:

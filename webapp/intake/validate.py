@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import current_app
 
+from .. import approval_rules as rules
 from ..environments import check_sandbox_paths, protected_locations
 from .resources import InvalidInput, check_slug, check_storable
 
@@ -73,6 +74,25 @@ def sandbox_paths(value: Any, name: str) -> list[dict[str, Any]]:
                                name=name)
 
 
+def approval_rules(value: Any, name: str) -> list[dict[str, Any]]:
+    """Who must approve and how many (approval_rules.py); [] is the default rule."""
+    if not isinstance(value, list):
+        raise InvalidInput(f'{name} must be a list of rules like [{rules.EXAMPLE}].', 400)
+    try:
+        return rules.check_rules(value, what=name)
+    except rules.RuleError as error:
+        raise InvalidInput(str(error), 422) from None
+
+
+def web_url_template(value: Any, name: str) -> str | None:
+    """Where a commit is shown on the web: an http(s) address with {sha} in it, or null."""
+    value = text(1000, nullable=True)(value, name)
+    if value is not None and (not value.startswith(("https://", "http://")) or "{sha}" not in value):
+        raise InvalidInput(f"{name} must be an http(s) address with {{sha}} where the commit goes, e.g. "
+                           "https://git.example.com/shop/commit/{sha}, or null.", 422)
+    return value
+
+
 def slug(what: str) -> Field:
     return lambda value, _name: check_slug(value, what)
 
@@ -82,6 +102,7 @@ PROJECT_FIELDS: dict[str, Field] = {
     "repo": text(1000),
     "branch": text(255),
     "hook_ref": text(255, nullable=True),
+    "web_url_template": web_url_template,
 }
 ENVIRONMENT_FIELDS: dict[str, Field] = {
     "release_stream": text(100),
@@ -95,6 +116,8 @@ ENVIRONMENT_FIELDS: dict[str, Field] = {
     "wait_for_external_finish": boolean,
     "approval_timeout_hours": number(0.001, 24 * 365, nullable=True),
     "sandbox_paths": sandbox_paths,
+    "approval_rules": approval_rules,
+    "authors_may_not_approve": boolean,
 }
 GROUP_FIELDS: dict[str, Field] = {  # groups.py checks the name's form and the description's length
     "name": text(100),

@@ -27,7 +27,8 @@ from .web import is_htmx
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 
 Errors = dict[str, str]
-PROJECT_LABELS = {"name": "Name", "repo": "Repository", "branch": "Branch", "hook_ref": "Hook ref"}
+PROJECT_LABELS = {"name": "Name", "repo": "Repository", "branch": "Branch", "hook_ref": "Hook ref",
+                  "web_url_template": "Commit web address"}
 ENVIRONMENT_LABELS = {"release_stream": "Release stream", "release_command": "Release command"}
 
 

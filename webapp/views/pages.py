@@ -19,7 +19,7 @@ from ..intake.ids import parse_id
 from ..intake.resources import InvalidInput
 from ..intake.validate import ENVIRONMENT_FIELDS, VARIABLE_FIELDS, variable_name
 from ..live import current_version
-from ..models import SLOT_STATES, STATES, AuditEvent, Environment, Project, Release, User, Variable
+from ..models import SLOT_STATES, STATES, AuditEvent, Environment, Group, Project, Release, User, Variable
 from ..permissions import has_permission, require_permission
 from ..transactions import Actor
 from .web import is_htmx, live_fragment
@@ -41,8 +41,12 @@ SETTING_LABELS = {
     "wait_for_external_finish": "Wait for an external finish",
     "approval_timeout_hours": "Approval timeout (hours)",
     "sandbox_paths": "Host paths for the release command",
+    "approval_rules": "Approval rules",
+    "authors_may_not_approve": "Authors may not approve",
 }
-SWITCHES = ("approval_workflow", "parallel_releases", "allow_self_approval", "wait_for_external_finish")
+SWITCHES = ("approval_workflow", "parallel_releases", "allow_self_approval", "wait_for_external_finish",
+            "authors_may_not_approve")
+ANYONE = "*"  # the approval rules textarea: a rule for anyone who may approve
 WHOLE_NUMBERS = ("hook_timeout_seconds", "release_timeout_seconds")
 OPTIONAL_TEXT = ("hook_ref", "release_command")
 
@@ -151,6 +155,9 @@ def _settings_values(environment: Environment) -> dict[str, Any]:
             values[name] = bool(value)
         elif name == "sandbox_paths":
             values[name] = "\n".join(f"{entry['path']} {'rw' if entry['writable'] else 'ro'}" for entry in value)
+        elif name == "approval_rules":
+            values[name] = "\n".join(f"{rule['name']} {rule['group'] or ANYONE} {rule['approvals']}"
+                                     for rule in value)
         elif value is None:
             values[name] = ""
         elif isinstance(value, float):
@@ -180,6 +187,7 @@ def _render_environment(environment: Environment, *, status: int = 200, settings
         "environment.html", environment=environment, project=environment.project, version=version,
         active=live["active"], queue=live["queue"], history=_history(environment),
         events=_settings_events(environment), can_manage=manager, labels=SETTING_LABELS,
+        group_names=list(db.session.scalars(sa.select(Group.name).order_by(Group.name))) if manager else [],
         settings=settings or _settings_values(environment), settings_errors=settings_errors or {},
         variable=variable or (_variable_values(environment) if manager else {}),
         variable_errors=variable_errors or {})
@@ -216,6 +224,8 @@ def _typed_setting(name: str, raw: str, form: MultiDict) -> Any:
     raw = raw.replace("\r\n", "\n").strip()
     if name == "sandbox_paths":
         return _sandbox_lines(raw, label)
+    if name == "approval_rules":
+        return _rule_lines(raw, label)
     if name in WHOLE_NUMBERS:
         if not raw:
             raise InvalidInput(f"{label} is required.")
@@ -251,6 +261,22 @@ def _sandbox_lines(raw: str, label: str) -> list[dict[str, Any]]:
                                "e.g. /srv/shop rw.")
         entries.append({"path": path.rstrip(), "writable": mode == "rw"})
     return entries
+
+
+def _rule_lines(raw: str, label: str) -> list[dict[str, Any]]:
+    """The approval rules textarea: one `NAME GROUP APPROVALS` a line, GROUP `*` for anyone who
+    may approve (e.g. `dba dba 1`); empty: the default rule."""
+    rules = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) != 3 or not words[2].isdigit():
+            raise InvalidInput(f"{label}, line {number}: write a rule as its name, a group (or {ANYONE} for anyone "
+                               "who may approve) and a number of approvals, e.g. dba dba 1.")
+        name, group, approvals = words
+        rules.append({"name": name, "group": None if group == ANYONE else group, "approvals": int(approvals)})
+    return rules
 
 
 def _settings_from_form(form: MultiDict, environment: Environment) -> tuple[dict[str, Any], dict[str, str]]:

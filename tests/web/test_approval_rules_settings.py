@@ -1,0 +1,163 @@
+"""An environment's approval rules and separation of duties as settings: the API, the settings
+form, the CLI; bad rules refused with a sentence and nothing saved; weakening audited and
+announced. Also a project's commit web address."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from tests.web.test_pages_dashboard import API_ENV, PAGE, PLAIN, SETTINGS, field_error, settings_form
+from webapp.extensions import db
+from webapp.models import AuditEvent, Group, OutgoingMail
+
+DEFAULT = [{"name": "default", "group": None, "approvals": 1}]
+DBA_AND_SRE = [{"name": "dba", "group": "dba", "approvals": 1}, {"name": "sre", "group": "sre", "approvals": 2}]
+
+
+@pytest.fixture()
+def groups(app):
+    with app.app_context():
+        db.session.add_all([Group(name="dba"), Group(name="sre")])
+        db.session.commit()
+
+
+def last_settings_event(app) -> AuditEvent:
+    with app.app_context():
+        event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "settings")
+                                  .order_by(AuditEvent.id.desc()))
+        db.session.expunge(event)
+        return event
+
+
+def test_rules_are_read_and_written_with_the_settings(app, api, groups, new_environment):
+    new_environment(PLAIN)
+    assert api("member").get(API_ENV).json["approval_rules"] == DEFAULT
+    response = api("admin").patch(API_ENV, json={"approval_rules": DBA_AND_SRE, "authors_may_not_approve": True})
+    assert response.status_code == 200, response.json
+    saved = api("member").get(API_ENV).json
+    assert saved["approval_rules"] == DBA_AND_SRE and saved["authors_may_not_approve"] is True
+    assert api("admin").patch(API_ENV, json={"approval_rules": []}).json["approval_rules"] == DEFAULT
+
+
+@pytest.mark.parametrize("rules, status, message", [
+    ("dba", 400, "must be a list of rules"),
+    ([{"name": "DBA", "group": "dba", "approvals": 1}], 422, "name must be lowercase"),
+    ([{"name": "dba", "group": "dba", "approvals": 0}], 422, "from 1 to 10"),
+    ([{"name": "dba", "group": "dba", "approvals": 11}], 422, "from 1 to 10"),
+    ([{"name": "dba", "group": "dba", "approvals": "2"}], 422, "from 1 to 10"),
+    ([{"name": "dba", "group": "dba", "approvals": True}], 422, "from 1 to 10"),
+    ([{"name": "dba", "group": "dba"}, {"name": "dba", "group": "sre"}], 422, "twice"),
+    ([{"name": "dba", "group": "dbas", "approvals": 1}], 422, "\u201cdbas\u201d, which does not exist"),
+    ([{"name": "dba", "group": "dba", "approvals": 1, "who": "me"}], 422, "unknown field"),
+    (["dba"], 422, "must be an object"),
+])
+def test_bad_rules_are_refused_with_a_sentence_and_nothing_is_saved(app, api, groups, new_environment, rules,
+                                                                    status, message):
+    new_environment(PLAIN)
+    response = api("admin").patch(API_ENV, json={"approval_rules": rules, "release_stream": "OTHER"})
+    assert response.status_code == status and message in response.json["error"], response.json
+    saved = api("member").get(API_ENV).json
+    assert saved["approval_rules"] == DEFAULT and saved["release_stream"] == "QA"
+
+
+@pytest.mark.parametrize("before, after, weakens", [
+    (DBA_AND_SRE, [DBA_AND_SRE[0], {**DBA_AND_SRE[1], "approvals": 3}], False),  # raised
+    (DBA_AND_SRE, DBA_AND_SRE + [{"name": "qa", "group": None, "approvals": 1}], False),  # one more rule
+    (DBA_AND_SRE, [DBA_AND_SRE[0], {**DBA_AND_SRE[1], "approvals": 1}], True),  # lowered
+    (DBA_AND_SRE, [DBA_AND_SRE[0]], True),  # removed
+    (DBA_AND_SRE, [DBA_AND_SRE[0], {**DBA_AND_SRE[1], "group": None}], True),  # given to anyone
+])
+def test_weakening_the_rules_is_audited_and_announced_and_raising_them_is_not(app, api, people, groups,
+                                                                              new_environment, run_notify_jobs,
+                                                                              before, after, weakens):
+    people.add("other-admin", admin=True)  # the admins but the one who changed it are mailed
+    new_environment(PLAIN)
+    api("admin").patch(API_ENV, json={"approval_rules": before})
+    run_notify_jobs()
+    assert api("admin").patch(API_ENV, json={"approval_rules": after}).status_code == 200
+    event = last_settings_event(app)
+    assert event.details["changes"]["approval_rules"] == {"old": before, "new": after}
+    assert ("approval_rules" in event.details["weakens_gate"]) is weakens
+    run_notify_jobs()
+    with app.app_context():
+        mails = db.session.scalars(sa.select(OutgoingMail).where(OutgoingMail.audit_event_id == event.id)).all()
+    assert bool(mails) is weakens  # the admins hear of a weaker gate, never of a stronger one
+
+
+def test_turning_separation_of_duties_off_weakens_the_gate_and_on_does_not(app, api, new_environment):
+    new_environment(PLAIN)
+    api("admin").patch(API_ENV, json={"authors_may_not_approve": True})
+    assert last_settings_event(app).details["weakens_gate"] == []
+    api("admin").patch(API_ENV, json={"authors_may_not_approve": False})
+    assert last_settings_event(app).details["weakens_gate"] == ["authors_may_not_approve"]
+
+
+def test_the_settings_form_writes_rules_one_a_line_and_shows_them_back(app, api, web, groups, new_environment):
+    new_environment(PLAIN)
+    client = web("admin")
+    form = settings_form(approval_rules="dba dba 1\r\nsre sre 2\r\n\r\n", authors_may_not_approve="on",
+                         csrf_token=client.csrf)
+    response = client.post(SETTINGS, data=form)
+    assert response.status_code == 303, field_error(response.text, "approval_rules")
+    saved = api("member").get(API_ENV).json
+    assert saved["approval_rules"] == DBA_AND_SRE and saved["authors_may_not_approve"] is True
+    page = client.get(PAGE).text
+    assert ">dba dba 1\nsre sre 2</textarea>" in page
+    assert "Groups: dba, sre." in page
+    assert "dba: 1 of group dba" in page  # the settings history, in words
+    assert "dba: 1 of group dba" in web("member").get(PAGE).text  # read-only facts
+    # `*` is anyone who may approve; an empty box is the default rule.
+    client.post(SETTINGS, data=settings_form(approval_rules="two * 2", csrf_token=client.csrf))
+    assert api("member").get(API_ENV).json["approval_rules"] == [{"name": "two", "group": None, "approvals": 2}]
+    client.post(SETTINGS, data=settings_form(approval_rules="", csrf_token=client.csrf))
+    assert api("member").get(API_ENV).json["approval_rules"] == DEFAULT
+
+
+@pytest.mark.parametrize("typed, message", [
+    ("dba dba", "write a rule as its name, a group"),
+    ("dba dba two", "write a rule as its name, a group"),
+    ("dba nobody 1", "\u201cnobody\u201d, which does not exist"),
+    ("dba dba 12", "from 1 to 10"),
+])
+def test_bad_rules_in_the_form_are_refused_beside_the_field_and_kept(app, api, web, groups, new_environment,
+                                                                     typed, message):
+    new_environment(PLAIN)
+    client = web("admin")
+    response = client.post(SETTINGS, data=settings_form(approval_rules=typed, release_stream="NEW",
+                                                        csrf_token=client.csrf))
+    assert response.status_code == 422
+    assert message in field_error(response.text, "approval_rules").replace("&#34;", '"')
+    assert f">{typed}</textarea>" in response.text
+    saved = api("member").get(API_ENV).json
+    assert saved["approval_rules"] == DEFAULT and saved["release_stream"] == "QA"
+
+
+def run(app, *args: str):
+    return app.test_cli_runner().invoke(args=list(args))
+
+
+def test_the_command_line_updates_rules(app, api, groups, new_environment):
+    new_environment(PLAIN)
+    result = run(app, "environments", "update", "svc/env", "--settings",
+                 json.dumps({"approval_rules": DBA_AND_SRE}))
+    assert result.exit_code == 0, result.output
+    assert "Updated svc/env: approval_rules." in result.output
+    assert api("member").get(API_ENV).json["approval_rules"] == DBA_AND_SRE
+    bad = run(app, "environments", "update", "svc/env", "--settings",
+              '{"approval_rules": [{"name": "x", "group": "y"}]}')
+    assert bad.exit_code != 0 and "does not exist" in bad.output
+    assert run(app, "environments", "update", "nope/env", "--settings", "{}").exit_code != 0
+
+
+def test_a_project_may_name_where_its_commits_are_shown(app, api, new_environment):
+    new_environment(PLAIN)
+    template = "https://git.example.com/svc/commit/{sha}"
+    created = api("admin").post("/api/v1/projects",
+                                json={"name": "web", "repo": "/r", "web_url_template": template})
+    assert created.status_code == 201 and created.json["web_url_template"] == template
+    for bad in ("https://git.example.com/no-sha", "javascript:alert(1)//{sha}", "ftp://x/{sha}"):
+        response = api("admin").post("/api/v1/projects",
+                                     json={"name": "bad", "repo": "/r", "web_url_template": bad})
+        assert response.status_code == 422 and "{sha}" in response.json["error"]
