@@ -16,13 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import sqlalchemy as sa
 
 from .extensions import db
 from .models import DEFAULT_RULES, Decision, Group, Release, User
-from .permissions import deciders
+from .permissions import authorship_refusal, deciders, deciders_by_environment
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 NAME_RULE = "lowercase letters, digits, '-' and '_', starting with a letter or digit, at most 63 characters"
@@ -241,6 +243,13 @@ class Progress:
         need = "; ".join(f"{rule.name} needs {rule.needed} more from {_whom(rule.group)}" for rule in waiting)
         return f"Your approval would count for no rule still unmet ({need}); someone who can count must approve."
 
+    def approve_label(self, user: User | None) -> str:
+        """What `user`'s Approve button says: what the click counts for ("Approve as sre"), or
+        "Approve" when the only rule is the default one."""
+        counted = self.counts_for(user)
+        only_default = len(self.rules) == 1 and self.rules[0].name == "default" and self.rules[0].group is None
+        return "Approve" if only_default or not counted else f"Approve as {', '.join(counted)}"
+
     def as_json(self) -> dict:
         return {"rules": [rule.as_json() for rule in self.rules], "reason": self.reason, "met": self.met}
 
@@ -254,21 +263,66 @@ def progress(release: Release, approvals: list[Decision] | None = None) -> Progr
     if approvals is None:
         approvals = list(db.session.scalars(sa.select(Decision).where(
             Decision.release_id == release.id, Decision.decision == "APPROVE").order_by(Decision.id)))
-    people = deciders(release)
-    rules = []
-    for rule in rules_of(release):
+    given = [(d.user_id, d.rules or [], _name(d)) for d in approvals]
+    return _progress(rules_of(release), release.approval_reason, given, deciders(release))
+
+
+class _Pending(Protocol):
+    id: int
+    environment_id: int
+    triggered_by_id: int | None
+    approval_rules: list | None
+    approval_reason: str | None
+    since: dict | None
+
+
+def progress_of(releases: Iterable[_Pending]) -> dict[int, Progress]:
+    """progress() of many releases (rows or Release objects with the fields of _Pending) in a
+    fixed number of queries, whatever their number: the dashboard, the inbox and the navigation
+    count show the progress of every pending release at once. Release id → Progress."""
+    releases = list(releases)
+    if not releases:
+        return {}
+    given: dict[int, list[tuple[int | None, list[str], str]]] = {}
+    for row in db.session.execute(
+            sa.select(Decision.release_id, Decision.user_id, Decision.rules, User.username)
+            .outerjoin(User, User.id == Decision.user_id)
+            .where(Decision.release_id.in_([r.id for r in releases]), Decision.decision == "APPROVE")
+            .order_by(Decision.id)):
+        given.setdefault(row.release_id, []).append((row.user_id, row.rules or [], row.username or DELETED))
+    people = deciders_by_environment({r.environment_id for r in releases})
+    found = {}
+    for release in releases:
+        self_approval, no_authors, eligible = people.get(release.environment_id, (False, False, []))
+        if not self_approval and release.triggered_by_id is not None:
+            eligible = [u for u in eligible if u.id != release.triggered_by_id]
+        if no_authors:
+            eligible = [u for u in eligible if authorship_refusal(release.since, u) is None]
+        found[release.id] = _progress(release.approval_rules or default_rules(), release.approval_reason,
+                                      given.get(release.id, []), eligible)
+    return found
+
+
+def _progress(rules: list[dict], reason: str | None, given: list[tuple[int | None, list[str], str]],
+              people: list[User]) -> Progress:
+    """`given`: the approvals, oldest first, as (user id, the rules it counted for, the giver's name)."""
+    progressed = []
+    for rule in rules:
         eligible = people if rule["group"] is None else [u for u in people if _in_group(u, rule["group"])]
-        approved_by = [_name(d) for d in approvals if rule["name"] in (d.rules or [])]
-        rules.append(RuleProgress(rule["name"], rule["group"], rule["approvals"], approved_by, eligible))
-    return Progress(rules, release.approval_reason, {d.user_id for d in approvals if d.user_id is not None})
+        approved_by = [name for _user_id, counted, name in given if rule["name"] in counted]
+        progressed.append(RuleProgress(rule["name"], rule["group"], rule["approvals"], approved_by, eligible))
+    return Progress(progressed, reason, {user_id for user_id, _counted, _name in given if user_id is not None})
 
 
 def _in_group(user: User, group: str) -> bool:
     return any(g.name == group for g in user.groups)
 
 
+DELETED = "a deleted user"
+
+
 def _name(decision: Decision) -> str:
-    return decision.user.username if decision.user is not None else "a deleted user"
+    return decision.user.username if decision.user is not None else DELETED
 
 
 def infeasible(release: Release, rules: list[dict]) -> str | None:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import sqlalchemy as sa
 from flask_login import current_user
+from sqlalchemy.orm import selectinload
 
 from .extensions import db, login_manager
 from .models import Environment, Grant, Release, User, group_members
@@ -137,18 +138,21 @@ def decide_refusal(release: Release, user: User | None) -> str | None:
 
 
 def _author_refusal(release: Release, user: User) -> str | None:
-    """Separation of duties over the whole change (authors_may_not_approve): nobody whose email
-    is the author's or committer's of a commit since the last release decides it. Someone with
-    no email address cannot be told apart, so they do not decide either."""
     environment = release.environment
     if not environment.authors_may_not_approve:
         return None
-    where = f"{environment.project.name}/{environment.name}"
+    return authorship_refusal(release.since, user, f"{environment.project.name}/{environment.name}")
+
+
+def authorship_refusal(since: dict | None, user: User, where: str = "this environment") -> str | None:
+    """Separation of duties over the whole change (authors_may_not_approve): nobody whose email
+    is the author's or committer's of a commit since the last release decides it. Someone with
+    no email address cannot be told apart, so they do not decide either."""
     email = (user.email or "").strip().lower()
     if not email:
         return (f"{where} does not let the authors of a change approve it, and your account has no email "
                 "address to tell you apart from them; ask an admin to set it.")
-    for commit in (release.since or {}).get("commits", []):
+    for commit in (since or {}).get("commits", []):
         if email in (str(commit.get("author_email", "")).strip().lower(),
                      str(commit.get("committer_email", "")).strip().lower()):
             return (f"You wrote or committed {commit.get('sha', '')[:12]} (\u201c{commit.get('subject', '')}\u201d), "
@@ -167,16 +171,38 @@ def decidable_releases(user: User):
                        | Environment.allow_self_approval)
 
 
+def _may_approve_in(environment_id: Any) -> sa.ColumnElement[bool]:
+    """SQL: the user row is active and may approve in `environment_id` (a value or a column)."""
+    return sa.and_(User.active, sa.or_(User.is_admin, grant_held(User.id, "approve_release", environment_id)))
+
+
 def deciders(release: Release) -> list[User]:
     """Active users who may decide `release`: admins and approve_release holders for its
     environment, not its triggerer unless the environment allows self-approval, nor the authors
     of its change when the environment says so (the rules of decide_refusal)."""
     environment = release.environment
-    query = (sa.select(User).where(User.active, sa.or_(User.is_admin, grant_held(
-        User.id, "approve_release", environment.id))).order_by(User.username))
+    query = sa.select(User).where(_may_approve_in(environment.id)).order_by(User.username)
     if not environment.allow_self_approval and release.triggered_by_id is not None:
         query = query.where(User.id != release.triggered_by_id)
     return [user for user in db.session.scalars(query) if _author_refusal(release, user) is None]
+
+
+def deciders_by_environment(environment_ids: Collection[int]) -> dict[int, tuple[bool, bool, list[User]]]:
+    """deciders() for many environments in two queries, whatever their number (the dashboard,
+    the inbox): environment id → (whether it allows self-approval, whether authors may not
+    approve, its deciders by username, their groups loaded). Leaving each release's triggerer and
+    authors out is the caller's part."""
+    if not environment_ids:
+        return {}
+    rows = db.session.execute(
+        sa.select(Environment.id, Environment.allow_self_approval, Environment.authors_may_not_approve, User)
+        .select_from(User).join(Environment, sa.true())
+        .where(Environment.id.in_(environment_ids), _may_approve_in(Environment.id))
+        .order_by(User.username).options(selectinload(User.groups)))
+    found: dict[int, tuple[bool, bool, list[User]]] = {}
+    for environment_id, self_approval, no_authors, user in rows:
+        found.setdefault(environment_id, (self_approval, no_authors, []))[2].append(user)
+    return found
 
 
 def may_cancel(release: Release, user: User | None) -> bool:

@@ -361,3 +361,92 @@ def test_revoking_the_approval_grant_ends_the_links_even_if_it_is_granted_again(
         accounts.revoke_grant(Actor(admin, "ui"), approver, grant_id)
         accounts.grant_permission(Actor(admin, "ui"), approver, "approve_release")
     assert_refused(app, web("approver"), link, "revoked", 410, "lost the permission")
+
+
+# -- approval rules: a link counts for its rules, or says why it would not ------------------------------
+
+@pytest.fixture()
+def ruled(app, api, people, new_environment, run_jobs, run_notify_jobs, smtp_server):
+    """A release dev triggered on svc/env, whose rules need sre (alice) and dba (bob or carol), mailed."""
+    from tests.rules_support import two_rules
+
+    two_rules(app, people, new_environment)
+    release_id = trigger(api, "dev")
+    run_jobs()
+    run_notify_jobs()
+
+    class Ruled:
+        id = release_id
+
+        @staticmethod
+        def link(who: str, label: str = "Approve") -> str:
+            first = smtp_server.inbox.to(f"{who}@example.com")[0]  # the request sent when it began to wait
+            return path(links(first)[label])
+
+    return Ruled
+
+
+def text_of(page: str) -> str:
+    import html
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def test_the_confirmation_page_opens_with_the_reason_and_says_what_the_approval_counts_for(web, ruled):
+    from tests.rules_support import REASON, WAITING_FOR_BOTH
+
+    page = web("bob").get(ruled.link("bob"))
+    assert page.status_code == 200
+    shown = text_of(page.text[page.text.index('<section class="card email-confirm">'):])
+    assert shown.startswith(f"Why this release needs approval: {REASON} Approve release #{ruled.id} of svc/env?")
+    assert f"Approval {WAITING_FOR_BOTH}" in shown
+    assert f">Approve release #{ruled.id} as dba</button>" in page.text
+
+
+def test_two_approve_links_meet_two_rules_one_each(api, web, ruled):
+    from tests.rules_support import SRE_MET
+
+    first = decide(web("alice"), ruled.link("alice"), "sre agrees")
+    assert first.status_code == 200
+    shown = text_of(first.text)
+    assert f"Your approval of release #{ruled.id} of svc/env counted for sre." in shown
+    assert f"Release #{ruled.id} waits for more approvals" in shown and f"Pending approval : {SRE_MET}." in shown
+    assert api("member").get(f"/api/v1/releases/{ruled.id}").json["state"] == "PENDING_APPROVAL"
+
+    second = decide(web("carol"), ruled.link("carol"), "dba agrees")
+    assert second.status_code == 200
+    release = api("member").get(f"/api/v1/releases/{ruled.id}").json
+    assert release["state"] == "APPROVED"
+    assert f"Bot release #{release['bot_release_id']} is applying the approved changes." in text_of(second.text)
+    assert [(d["by"], d["rules"], d["via"], d["comment"]) for d in release["decisions"]] == [
+        ("alice", ["sre"], "email", "sre agrees"), ("carol", ["dba"], "email", "dba agrees")]
+
+
+def test_a_link_of_someone_whose_approval_no_longer_counts_says_why_and_stays_unused(app, api, web, ruled):
+    assert api("alice").post(f"/api/v1/releases/{ruled.id}/approve", json={}).status_code == 200
+    assert_refused(app, web("alice"), ruled.link("alice"), "not_counting", 409,
+                   "You approved this release already; the rules still unmet need other people.")
+    assert api("bob").post(f"/api/v1/releases/{ruled.id}/approve", json={}).status_code == 200  # the last rule
+    assert_refused(app, web("carol"), ruled.link("carol"), "decided", 409, "no longer waiting")
+
+
+def test_a_link_whose_rule_someone_else_met_says_what_is_still_needed(app, api, web, ruled):
+    assert api("bob").post(f"/api/v1/releases/{ruled.id}/approve", json={}).status_code == 200
+    # carol's link stays unused (assert_refused compares every link's use before and after)
+    assert_refused(app, web("carol"), ruled.link("carol"), "not_counting", 409,
+                   "Your approval would count for no rule still unmet (sre needs 1 more from group sre)")
+    assert api("member").get(f"/api/v1/releases/{ruled.id}").json["state"] == "PENDING_APPROVAL"
+
+
+def test_links_of_someone_taken_out_of_the_rules_group_no_longer_approve_or_reject(app, web, ruled):
+    from webapp.extensions import db
+    from webapp.models import Group
+
+    with app.app_context():
+        dba = db.session.scalar(sa.select(Group).where(Group.name == "dba"))
+        dba.members = [member for member in dba.members if member.username != "carol"]
+        db.session.commit()
+    carol = web("carol")
+    assert_refused(app, carol, ruled.link("carol"), "not_counting", 409, "Your approval would count for no rule")
+    assert_refused(app, carol, ruled.link("carol", "Reject"), "not_allowed", 403,
+                   "Only someone who could approve for one of its rules may reject this release (members of dba, sre)")

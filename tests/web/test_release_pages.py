@@ -66,10 +66,12 @@ def test_an_approver_sees_approve_and_reject_and_approving_returns_the_updated_p
     assert ">Approve</button>" not in response.text
     approved = release(api, release_id)
     assert approved["state"] == "APPROVED" and approved["bot_release_id"] is not None
+    digest = approved["approval_digest"]
     assert approved["decisions"] == [{"by": "approver", "decision": "APPROVE", "comment": "ship it", "via": "ui",
-                                      "at": approved["decisions"][0]["at"]}]
+                                      "at": approved["decisions"][0]["at"], "rules": ["default"], "digest": digest}]
+    assert re.fullmatch(r"[0-9a-f]{64}", digest)
     bot = release(api, approved["bot_release_id"])
-    assert bot["kind"] == "BOT" and bot["parent_release_id"] == release_id
+    assert bot["kind"] == "BOT" and bot["parent_release_id"] == release_id and bot["approval_digest"] == digest
     assert f'href="/releases/{bot["id"]}"' in response.text
     bot_page = client.get(f"/releases/{bot['id']}").text
     assert "Bot release #" in bot_page and f'href="/releases/{release_id}"' in bot_page and "ship it" in bot_page

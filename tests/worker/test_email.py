@@ -391,3 +391,69 @@ def test_the_outbox_is_off_whenever_a_mail_server_is_set(app, web):
     assert admin.get("/admin/outbox").status_code == 404
     assert admin.get("/admin/outbox/1").status_code == 404
     assert admin.get("/admin/mail").status_code == 200  # the log of what was sent stays
+
+
+# -- approval rules: who is asked, what they are told -------------------------------------------------
+
+def recipients(smtp_server) -> list[str]:
+    return sorted(m["To"].addresses[0].username for m in smtp_server.messages)
+
+
+def test_a_release_with_rules_mails_only_who_could_count_opening_with_the_hooks_reason(
+        app, api, people, new_environment, run_jobs, run_notify_jobs, smtp_server):
+    from tests.rules_support import REASON, WAITING_FOR_BOTH, two_rules
+
+    two_rules(app, people, new_environment)
+    release_id = pending(api, run_jobs, run_notify_jobs)
+    assert recipients(smtp_server) == ["alice", "bob", "carol"]  # not admin or approver: in neither group
+    [message] = smtp_server.inbox.to("bob@example.com")
+    assert message["Subject"] == f"[Releasegate] svc/env (QA): release #{release_id} needs your approval"
+    text = text_part(message).replace("\r\n", "\n")
+    assert text.startswith(f"Hello bob,\n\nWhy it needs approval: {REASON}\n\ndev triggered release #{release_id}")
+    assert f"Approval rules: {WAITING_FOR_BOTH}\nYour approval counts for: dba\n" in text
+    html = html_part(message)
+    assert html.index(REASON) < html.index("needs your approval</h1>")
+    assert f'href="{links(message)["Approve"]}"' in html and ">Approve as dba</a>" in html
+
+
+def test_after_a_partial_approval_only_the_people_still_counting_hear_who_approved_and_what_remains(
+        app, api, people, new_environment, run_jobs, run_notify_jobs, smtp_server):
+    from tests.rules_support import REASON, SRE_MET, two_rules
+
+    two_rules(app, people, new_environment)
+    release_id = pending(api, run_jobs, run_notify_jobs)
+    smtp_server.messages.clear()
+    assert api("alice").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 200
+    run_notify_jobs()
+    assert recipients(smtp_server) == ["bob", "carol"]  # alice counted already; nobody else could
+    [message] = smtp_server.inbox.to("carol@example.com")
+    assert message["Subject"] == (f"[Releasegate] svc/env (QA): release #{release_id} still needs your approval "
+                                  "(alice approved as sre)")
+    text = text_part(message).replace("\r\n", "\n")
+    assert text.startswith(f"Hello carol,\n\nWhy it needs approval: {REASON}\n\n"
+                           f"alice approved release #{release_id} as sre. Still needed: {SRE_MET}.\n\n")
+    assert "Your approval counts for: dba" in text and set(links(message)) == {"Approve", "Reject", "Release page"}
+    assert f"Still needed: {SRE_MET}." in html_part(message)
+
+
+def test_an_approval_request_is_not_sent_once_the_recipients_approval_would_no_longer_count(
+        app, api, people, new_environment, run_jobs, run_notify_jobs, smtp_server):
+    from tests.rules_support import two_rules
+    from webapp.models import OutgoingMail
+    from webapp.notify import mail
+
+    app.config["NOTIFY_RETRY_SECONDS"] = (60,)
+    smtp_server.inbox.refuse = 3  # the three first requests wait for a retry
+    two_rules(app, people, new_environment)
+    release_id = pending(api, run_jobs, run_notify_jobs)
+    assert smtp_server.messages == []
+    assert api("alice").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 200
+    run_notify_jobs()  # bob and carol hear of alice's approval
+    with app.app_context():
+        wait_passes(OutgoingMail)
+        mail.resume_due()
+    run_notify_jobs()
+    [alices] = mails(app, kind="approval_request", to_address="alice@example.com")
+    assert (alices.status, alices.last_error) == (
+        "skipped", "Not sent: the recipient's approval would no longer count for any rule of this release.")
+    assert recipients(smtp_server) == ["bob", "bob", "carol", "carol"]  # the first request, then the news

@@ -5,6 +5,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from .. import approval_rules
 from ..extensions import db
 from ..models import AuditEvent, Decision, Environment, Grant, Group, Project, Release, User
 
@@ -56,6 +57,9 @@ def _name(user: User | None) -> str | None:
 
 
 def release_dict(release: Release) -> dict:
+    """A release as the API shows it. "approval" is how far its approval rules are (or were) met,
+    for a release that has waited for approval (null for a bot release and one that never waited);
+    "approval_digest" sums up what was approved: the bot release's, on it and on its original."""
     environment = release.environment
     bot = release.bot_release
     return {
@@ -71,14 +75,26 @@ def release_dict(release: Release) -> dict:
                       "output": release.exec_output or "", "truncated": release.exec_truncated},
         "parent_release_id": release.parent_release_id, "bot_release_id": bot.id if bot is not None else None,
         "decisions": [decision_dict(d) for d in release.decisions],
+        "approval": approval_dict(release),
+        "approval_digest": release.approval_digest or (bot.approval_digest if bot is not None else None),
         "error": release.error, "created_at": iso(release.created_at), "started_at": iso(release.started_at),
         "finished_at": iso(release.finished_at),
     }
 
 
+def approval_dict(release: Release) -> dict | None:
+    """{"rules": [{"name", "group", "approvals", "approved_by", "met"}], "reason", "met"}, or None."""
+    if release.kind != "RELEASE" or release.pending_since is None:
+        return None
+    approvals = [d for d in release.decisions if d.decision == "APPROVE"]
+    return approval_rules.progress(release, approvals).as_json()
+
+
 def decision_dict(decision: Decision) -> dict:
+    """`rules`: the approval rules an approval counted for; `digest`: what it was given for."""
     return {"by": _name(decision.user), "decision": decision.decision, "comment": decision.comment,
-            "via": decision.via, "at": iso(decision.created_at)}
+            "via": decision.via, "at": iso(decision.created_at), "rules": list(decision.rules or []),
+            "digest": decision.digest}
 
 
 def event_dict(event: AuditEvent) -> dict:

@@ -11,6 +11,7 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 import sqlalchemy as sa
 from flask import current_app, render_template
 
+from .. import approval_rules
 from ..extensions import db
 from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
 from ..models import AuditEvent, Decision, Environment, OutgoingMail, Release, User, utcnow
@@ -79,20 +80,40 @@ def _approval_request(mail: OutgoingMail, user: User) -> Composed | str:
     environment = release.environment
     if not may_decide(release, user):
         return "the recipient may no longer decide this release"
+    progress = approval_rules.progress(release)
+    counted = progress.counts_for(user)
+    if not counted:
+        return "the recipient's approval would no longer count for any rule of this release"
+    news = _approval_news(mail)
     now = utcnow()
     approve = email_links.issue(user.id, release.id, "approve", mail_id=mail.id, now=now)
     reject = email_links.issue(user.id, release.id, "reject", mail_id=mail.id, now=now)
     links = {"approve": link_url(approve), "reject": link_url(reject), "release": f"{_base()}/releases/{release.id}"}
     where = _where(environment)
     subject = f"[Releasegate] {where} ({environment.release_stream}): release #{release.id} needs your approval"
+    if news:
+        subject = (f"[Releasegate] {where} ({environment.release_stream}): release #{release.id} still needs "
+                   f"your approval ({news['by']} approved as {', '.join(news['rules'])})")
     context = {"release": release, "environment": environment, "where": where, "user": user, "links": links,
                "counts": change_counts(release.resources or []), "hook_tail": hook_tail(release),
                "triggered_by": release.triggered_by.username if release.triggered_by else "someone",
-               "expires_at": now + timedelta(hours=current_app.config["EMAIL_LINK_HOURS"])}
+               "expires_at": now + timedelta(hours=current_app.config["EMAIL_LINK_HOURS"]),
+               "progress": progress, "news": news, "approve_label": progress.approve_label(user),
+               "counted": counted if progress.approve_label(user) != "Approve" else []}
     text, html = _render("approval_request", **context)
-    return Composed(subject, text, html, [{"label": "Approve", "url": links["approve"]},
+    return Composed(subject, text, html, [{"label": progress.approve_label(user), "url": links["approve"]},
                                           {"label": "Reject", "url": links["reject"]},
                                           {"label": "Release page", "url": links["release"]}])
+
+
+def _approval_news(mail: OutgoingMail) -> dict | None:
+    """For a mail sent because someone approved while rules remain (an "approval" audit event):
+    who approved and for which rules; None for the first request."""
+    audit_event = db.session.get(AuditEvent, mail.audit_event_id) if mail.audit_event_id else None
+    if audit_event is None or audit_event.action != "approval":
+        return None
+    return {"by": audit_event.actor.username if audit_event.actor else "someone",
+            "rules": (audit_event.details or {}).get("rules") or ["a rule"]}
 
 
 OUTCOME_WORDS = {"APPROVED": "was approved", "REJECTED": "was rejected", "SUCCEEDED": "succeeded",

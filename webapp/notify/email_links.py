@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from .. import releases
+from .. import approval_rules, releases
 from ..extensions import db
 from ..models import EmailLink, Release, User, utcnow
 from ..permissions import PermissionDenied, has_permission
@@ -59,7 +59,7 @@ def revoke(where, reason: str) -> int:
 class Refusal:
     """Why a link cannot be used now: `kind` for tests and templates, `message` for people."""
 
-    kind: str  # unknown, foreign, used, revoked, expired, decided, not_allowed
+    kind: str  # unknown, foreign, used, revoked, expired, decided, not_allowed, not_counting
     message: str
     status: int
 
@@ -95,6 +95,13 @@ def refusal(link: EmailLink | None, user: User, now: datetime | None = None) -> 
     if release.triggered_by_id == user.id and not release.environment.allow_self_approval:
         return Refusal("not_allowed", "You triggered this release, so someone else must approve or reject it.",
                        403)
+    progress = approval_rules.progress(release)
+    if link.action == "approve" and not progress.counts_for(user):
+        return Refusal("not_counting", progress.why_not(user), 409)  # the sentence releases.approve refuses with
+    if link.action == "reject" and not progress.could_count(user):
+        groups = ", ".join(sorted({rule.group for rule in progress.rules if rule.group}))
+        return Refusal("not_allowed", "Only someone who could approve for one of its rules may reject this "
+                       f"release (members of {groups}), so this link does not work for you.", 403)
     return None
 
 
@@ -102,7 +109,7 @@ def refusal(link: EmailLink | None, user: User, now: datetime | None = None) -> 
 class Decided:
     release: Release
     action: str
-    bot_release_id: int | None
+    bot_release_id: int | None  # None after an approval that left rules unmet
 
 
 def decide(token: str, user: User, comment: str = "") -> Decided | Refusal:
@@ -135,4 +142,4 @@ def decide(token: str, user: User, comment: str = "") -> Decided | Refusal:
         return refusal(find(token), user) or Refusal("decided", "The release was decided meanwhile; nothing "
                                                      "was changed.", 409)
     release = db.session.get(Release, release_id)
-    return Decided(release, action, result.id if action == "approve" else None)
+    return Decided(release, action, result.id if action == "approve" and result.id != release_id else None)

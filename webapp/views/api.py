@@ -250,8 +250,10 @@ def _comment() -> str:
 @api.post("/releases/<int:release_id>/approve")
 @require_permission("approve_release", environment=release_environment)
 def approve(release_id: int):
-    approved = releases.approve(release_id, _actor(), _comment())  # the BOT release once every rule is met
-    return release_dict(approved.parent if approved.kind == "BOT" else approved)
+    """The release after the approval: still pending while rules remain ("approval" says which),
+    else approved with its bot release. 409 with a sentence when the approval would count for no rule."""
+    releases.approve(release_id, _actor(), _comment())
+    return release_dict(releases.get_release(release_id))
 
 
 @api.post("/releases/<int:release_id>/reject")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, render_template, request
 from flask_login import current_user, login_required
 
+from .. import approval_rules
 from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
 from ..models import EmailLink, Environment, User
 from ..notify import email_links
@@ -58,9 +59,11 @@ def _refused(refusal: email_links.Refusal, link: EmailLink | None):
 
 def _confirmation(link: EmailLink, *, comment: str = "", error: str | None = None, status: int = 200):
     release = link.release
+    progress = approval_rules.progress(release)
     return render_template("email/confirm.html", link=link, release=release, environment=release.environment,
                            counts=change_counts(release.resources or []),
-                           groups=resource_groups(release.resources or []),
+                           groups=resource_groups(release.resources or []), progress=progress,
+                           approve_label=progress.approve_label(_me()),
                            hook_lines=hook_tail(release, HOOK_LINES_SHOWN), comment=comment, error=error), status
 
 
@@ -89,4 +92,9 @@ def decide(token: str):
     outcome = email_links.decide(token, _me(), comment)
     if isinstance(outcome, email_links.Refusal):
         return _refused(outcome, email_links.find(token))
-    return render_template("email/decided.html", outcome=outcome, release=outcome.release)
+    release = outcome.release
+    waiting = release.state == "PENDING_APPROVAL"  # approved, but other rules remain
+    counted = next((d.rules for d in reversed(release.decisions) if d.user_id == _me().id and d.decision == "APPROVE"),
+                   []) if waiting else []
+    return render_template("email/decided.html", outcome=outcome, release=release, counted=counted,
+                           progress=approval_rules.progress(release) if waiting else None)

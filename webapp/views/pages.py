@@ -3,6 +3,8 @@ queue, history, settings, variables and settings audit trail."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +14,7 @@ from jinja2_fragments.flask import render_block
 from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
-from .. import environments
+from .. import approval_rules, environments
 from ..environments import SettingsConflict, sandbox_path_entries
 from ..extensions import db
 from ..intake.ids import parse_id
@@ -64,22 +66,43 @@ def _environment(project: str, environment: str, **_) -> Environment:
     return g.page_environment
 
 
-def _live_releases(environment_id: int | None = None) -> dict[int, dict[str, list[sa.Row]]]:
+@dataclass(frozen=True)
+class LiveRelease:
+    """A release line: the columns it shows, and for a pending release how far its approval
+    rules are met ("1 of 2 rules met — dba: waiting (needs 1 of 3 members), sre: approved by bob")."""
+
+    id: int
+    kind: str
+    state: str
+    environment_id: int
+    created_at: datetime
+    started_at: datetime | None
+    triggered_by_name: str | None
+    approval: str | None = None
+
+
+def _live_releases(environment_id: int | None = None) -> dict[int, dict[str, list[LiveRelease]]]:
     """Active and queued releases by environment, in one query that never reads history.
 
     Plain rows of the columns a release line shows, not ORM objects: a line needs no
     relationship or resource list, and a board shows the live releases of every environment.
+    The progress of the pending ones' rules takes a few more queries, however many they are.
     """
     query = (sa.select(Release.id, Release.kind, Release.state, Release.environment_id, Release.created_at,
-                       Release.started_at, User.username.label("triggered_by_name"))
+                       Release.started_at, User.username.label("triggered_by_name"), Release.triggered_by_id,
+                       Release.approval_rules, Release.approval_reason, Release.since)
              .outerjoin(User, User.id == Release.triggered_by_id)
              .where(Release.state.in_(LIVE_STATES)))
     if environment_id is not None:
         query = query.where(Release.environment_id == environment_id)
-    live: dict[int, dict[str, list[sa.Row]]] = {}
     # Sorted here, not by the database: with ORDER BY id, SQLite (no statistics) would walk the
     # environment's whole history in id order rather than look the few live releases up by state.
-    for release in sorted(db.session.execute(query), key=lambda row: row.id):
+    rows = sorted(db.session.execute(query), key=lambda row: row.id)
+    progress = approval_rules.progress_of(row for row in rows if row.state == "PENDING_APPROVAL")
+    live: dict[int, dict[str, list[LiveRelease]]] = {}
+    for row in rows:
+        release = LiveRelease(row.id, row.kind, row.state, row.environment_id, row.created_at, row.started_at,
+                              row.triggered_by_name, progress[row.id].summary() if row.id in progress else None)
         lists = live.setdefault(release.environment_id, {"active": [], "queue": []})
         lists["queue" if release.state == "QUEUED" else "active"].append(release)
     return live

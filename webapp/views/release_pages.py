@@ -15,7 +15,7 @@ from flask import Blueprint, Response, abort, flash, g, make_response, redirect,
 from flask_login import current_user, login_required
 from jinja2_fragments.flask import render_block
 
-from .. import releases
+from .. import approval_rules, releases
 from ..extensions import db
 from ..intake.resources import (
     CHANGE_TYPES,
@@ -46,13 +46,22 @@ def _actor() -> Actor:
 
 # -- who may do what (drawing buttons; the state machine checks again) ------------------------
 
-def allowed_actions(release: Release, user: User) -> dict[str, bool]:
-    """Which buttons to draw for `user` (SPEC §5–§6)."""
+def allowed_actions(release: Release, user: User, progress: approval_rules.Progress | None = None) -> dict[str, bool]:
+    """Which buttons to draw for `user` (SPEC §5–§6). Approve only when the click would count for
+    an unmet rule; Reject for anyone who could count for one (`progress`: of the release's rules)."""
     environment = release.environment
     own = may_cancel(release, user)
     state = release.state
+    decider = state == "PENDING_APPROVAL" and may_decide(release, user)
+    if decider and progress is None:
+        progress = approval_rules.progress(release)
+    approve = decider and bool(progress.counts_for(user))
+    reject = decider and progress.could_count(user)
     return {
-        "decide": state == "PENDING_APPROVAL" and may_decide(release, user),
+        "decider": decider,
+        "approve": approve,
+        "reject": reject,
+        "decide": approve or reject,
         "cancel": state == "QUEUED" and (own or has_permission(user, "cancel_release", environment)),
         "withdraw": state == "PENDING_APPROVAL" and own,
         "abort": state in RUNNING_STATES and has_permission(user, "cancel_release", environment),
@@ -112,14 +121,27 @@ def _output_mark(release_id: int) -> str:
 
 
 def _panel_key(release: Release) -> str:
-    """What the panel (state, facts, buttons) shows that can change: when the live part sees
-    it move, it brings a fresh panel along."""
-    return f"{release.state}.{(release.commit or '')[:12]}"
+    """What the panel (state, facts, buttons, decisions) shows that can change: when the live
+    part sees it move, it brings a fresh panel along. An approval that leaves rules unmet moves
+    no state, only the number of decisions."""
+    return f"{release.state}.{(release.commit or '')[:12]}.{len(release.decisions)}"
+
+
+def shows_approval(release: Release) -> bool:
+    """A release that has waited for approval (the API's "approval" is set for the same ones)."""
+    return release.kind == "RELEASE" and release.pending_since is not None
 
 
 def _panel_context(release: Release) -> dict:
+    user = current_user._get_current_object()
+    progress = approval_rules.progress(release) if shows_approval(release) else None
+    actions = allowed_actions(release, user, progress)
+    approved = release if release.kind == "BOT" else release.bot_release
     return {"release": release, "environment": release.environment, "counts": change_counts(release.resources or []),
-            "actions": allowed_actions(release, current_user._get_current_object())}
+            "actions": actions, "progress": progress,
+            "approve_label": progress.approve_label(user) if actions["approve"] else None,
+            "why_not": progress.why_not(user) if actions["decider"] and not actions["approve"] else None,
+            "approved_digest": approved.approval_digest if approved is not None else None}
 
 
 def _live_context(release: Release, version: str) -> dict:
@@ -189,9 +211,14 @@ def _comment() -> str:
 @login_required  # outermost: an ended session is sent to sign in (HX-Redirect for htmx)
 @require_permission("approve_release", environment=release_environment)
 def approve(release_id: int):
-    bot = releases.approve(release_id, _actor(), _comment())
-    return _after_action(releases.get_release(release_id),
-                         f"Approved. Bot release #{bot.id} is applying the changes.")
+    result = releases.approve(release_id, _actor(), _comment())
+    release = releases.get_release(release_id)
+    if result.id != release_id:
+        return _after_action(release, f"Approved. Bot release #{result.id} is applying the changes.")
+    counted = next(d.rules for d in reversed(release.decisions)
+                   if d.user_id == current_user.id and d.decision == "APPROVE")
+    return _after_action(release, f"Your approval counted for {', '.join(counted)}; the release waits for the rest: "
+                                  f"{approval_rules.progress(release).summary()}.")
 
 
 @release_pages.post("/releases/<int:release_id>/reject")
@@ -245,11 +272,21 @@ def _waiting_since():
     return sa.func.coalesce(Release.pending_since, Release.created_at)
 
 
+def awaiting(user: User, pending: list) -> list[tuple]:
+    """(release, its progress) for each of `pending` (releases `user` may decide, or rows of their
+    id, environment_id, triggered_by_id, approval_rules, approval_reason and since) whose rules
+    `user`'s approval would still count for: what the inbox lists and the navigation counts."""
+    progress = approval_rules.progress_of(pending)
+    return [(release, progress[release.id]) for release in pending if progress[release.id].counts_for(user)]
+
+
 def _inbox_context(version: str) -> dict:
     """`version` is read before the query, so a change in between shows on the next poll."""
-    query = decidable_releases(current_user._get_current_object()).order_by(_waiting_since(), Release.id)
-    waiting = db.session.scalars(query).all()
-    return {"waiting": [(release, change_counts(release.resources or [])) for release in waiting],
+    user = current_user._get_current_object()
+    query = decidable_releases(user).order_by(_waiting_since(), Release.id)
+    waiting = awaiting(user, db.session.scalars(query).all())
+    return {"waiting": [(release, change_counts(release.resources or []), progress, progress.counts_for(user))
+                        for release, progress in waiting],
             "refresh_url": url_for("release_pages.approvals_list", v=version)}
 
 
@@ -268,11 +305,15 @@ def approvals_list():
 @release_pages.get("/fragments/approvals-count")
 @login_required
 def approvals_count():
-    """The nav badge: one COUNT query, empty when nothing waits."""
+    """The nav badge: the releases the inbox lists, counted in a few queries however many wait
+    (at most one is pending per environment); empty when nothing waits."""
     def render(version: str) -> str:
-        query = (decidable_releases(current_user._get_current_object())
-                 .with_only_columns(sa.func.count(Release.id)))
-        return render_template("_approvals_count.html", count=db.session.scalar(query), counted_at=version)
+        user = current_user._get_current_object()
+        query = decidable_releases(user).with_only_columns(
+            Release.id, Release.environment_id, Release.triggered_by_id, Release.approval_rules,
+            Release.approval_reason, Release.since)
+        count = len(awaiting(user, db.session.execute(query).all()))
+        return render_template("_approvals_count.html", count=count, counted_at=version)
 
     return live_fragment(render)
 
