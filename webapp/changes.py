@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from .extensions import db
 from .models import Project, Release, utcnow
@@ -143,3 +143,28 @@ def commit_url(project: Project, sha: str) -> str | None:
     if "{sha}" not in template or not template.startswith(("https://", "http://")):
         return None
     return template.replace("{sha}", sha)
+
+
+def authored(commit: dict) -> datetime | None:
+    """A commit's authored_at (ISO 8601 with its offset) as naive UTC, like every stored time."""
+    try:
+        moment = datetime.fromisoformat(commit.get("authored_at") or "")
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def view(release: Release) -> dict | None:
+    """What the release page shows of `since`: the summary, the commits with links and ages,
+    the files by folder with migrations and hooks marked, the resource comparison."""
+    since = release.since
+    if since is None:
+        return None
+    project = release.project
+    commits = [{**commit, "short": str(commit.get("sha", ""))[:12], "url": commit_url(project, commit.get("sha", "")),
+                "at": authored(commit)} for commit in since.get("commits") or []]
+    files = [{**change, "highlight": highlight(change.get("path", ""))} for change in since.get("files") or []]
+    return {"summary": summary(release), "warn": is_rollback_or_diverged(since), "relation": since.get("relation"),
+            "error": since.get("error"), "commits": commits, "commits_truncated": since.get("commits_truncated"),
+            "folders": folders(files), "files_truncated": since.get("files_truncated"),
+            "resources": since.get("resources") or {}, "previous_release_id": since.get("previous_release_id")}

@@ -236,3 +236,32 @@ def test_authors_who_cannot_be_told_apart_fail_the_release_instead_of_waiting(ap
         found = db.session.get(Release, second)
         assert found.state == "FAILED" and not found.holds_slot
         assert "does not let the authors of a change approve it" in found.error
+
+
+def test_the_api_and_the_release_page_show_what_changed(app, api, web, new_environment, run_jobs):
+    repo = new_environment({HOOK: "exit 2\n"})
+    with app.app_context():
+        from webapp.models import Project
+
+        db.session.scalar(sa.select(Project)).web_url_template = "https://git.example.com/svc/commit/{sha}"
+        db.session.commit()
+    first = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
+    run_jobs()
+    sha = as_author(repo, "Alice", "alice@example.com", {"migrations/0002.sql": "ALTER TABLE t ADD c int;\n"},
+                    "Add a <b>migration</b>")
+    second = trigger(api, ref=sha, resources=[API, DB])
+    run_jobs()
+    data = api("member").get(f"/api/v1/releases/{second}").json
+    # The last SUCCEEDED release is the bot release that applied the first; dev asked for it.
+    assert data["since"]["relation"] == "ahead" and data["since"]["previous_release_id"] == bot
+    assert data["since_summary"].startswith(f"Since release #{bot} (deployed just now by dev): 1 commit by Alice")
+    alone = api("member").get(f"/api/v1/releases/{second}/since")
+    assert alone.status_code == 200 and alone.json == data["since"]
+    page = web("member").get(f"/releases/{second}").text
+    assert f"Since release #{bot} (deployed just now by dev): 1 commit by Alice" in page
+    assert f'href="https://git.example.com/svc/commit/{sha}"' in page
+    assert "Add a &lt;b&gt;migration&lt;/b&gt;" in page  # a subject is the branch's text, escaped
+    assert 'class="highlight highlight-migration"' in page
+    assert "<strong>1 added:</strong> <code>db/orders.json</code>" in page

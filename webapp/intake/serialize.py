@@ -5,7 +5,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from .. import approval_rules
+from .. import approval_rules, changes
 from ..extensions import db
 from ..models import AuditEvent, Decision, Environment, Grant, Group, Project, Release, User
 
@@ -59,7 +59,9 @@ def _name(user: User | None) -> str | None:
 def release_dict(release: Release) -> dict:
     """A release as the API shows it. "approval" is how far its approval rules are (or were) met,
     for a release that has waited for approval (null for a bot release and one that never waited);
-    "approval_digest" sums up what was approved: the bot release's, on it and on its original."""
+    "approval_digest" sums up what was approved: the bot release's, on it and on its original.
+    "since" is what changed since the environment's last successful release (null until the
+    worker computed it), "since_summary" the same in one line."""
     environment = release.environment
     bot = release.bot_release
     return {
@@ -77,6 +79,7 @@ def release_dict(release: Release) -> dict:
         "decisions": [decision_dict(d) for d in release.decisions],
         "approval": approval_dict(release),
         "approval_digest": release.approval_digest or (bot.approval_digest if bot is not None else None),
+        "since": release.since, "since_summary": changes.summary(release),
         "error": release.error, "created_at": iso(release.created_at), "started_at": iso(release.started_at),
         "finished_at": iso(release.finished_at),
     }

@@ -229,6 +229,12 @@ def get_release(release_id: int):
     return release_dict(release_in_url(release_id))
 
 
+@api.get("/releases/<int:release_id>/since")
+def release_since(release_id: int):
+    """What changed since the environment's last successful release, alone (null until computed)."""
+    return jsonify(release_in_url(release_id).since)
+
+
 @api.get("/releases/<int:release_id>/events")
 def release_events(release_id: int):
     release = release_in_url(release_id)

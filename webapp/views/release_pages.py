@@ -15,7 +15,7 @@ from flask import Blueprint, Response, abort, flash, g, make_response, redirect,
 from flask_login import current_user, login_required
 from jinja2_fragments.flask import render_block
 
-from .. import approval_rules, releases
+from .. import approval_rules, changes, releases
 from ..extensions import db
 from ..intake.resources import (
     CHANGE_TYPES,
@@ -123,8 +123,8 @@ def _output_mark(release_id: int) -> str:
 def _panel_key(release: Release) -> str:
     """What the panel (state, facts, buttons, decisions) shows that can change: when the live
     part sees it move, it brings a fresh panel along. An approval that leaves rules unmet moves
-    no state, only the number of decisions."""
-    return f"{release.state}.{(release.commit or '')[:12]}.{len(release.decisions)}"
+    no state, only the number of decisions; what changed appears once the worker computed it."""
+    return f"{release.state}.{(release.commit or '')[:12]}.{len(release.decisions)}.{int(release.since is not None)}"
 
 
 def shows_approval(release: Release) -> bool:
@@ -141,7 +141,8 @@ def _panel_context(release: Release) -> dict:
             "actions": actions, "progress": progress,
             "approve_label": progress.approve_label(user) if actions["approve"] else None,
             "why_not": progress.why_not(user) if actions["decider"] and not actions["approve"] else None,
-            "approved_digest": approved.approval_digest if approved is not None else None}
+            "approved_digest": approved.approval_digest if approved is not None else None,
+            "since": changes.view(release)}
 
 
 def _live_context(release: Release, version: str) -> dict:
