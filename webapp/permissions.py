@@ -180,11 +180,22 @@ def deciders(release: Release) -> list[User]:
     """Active users who may decide `release`: admins and approve_release holders for its
     environment, not its triggerer unless the environment allows self-approval, nor the authors
     of its change when the environment says so (the rules of decide_refusal)."""
+    return [user for user in _candidates(release) if _author_refusal(release, user) is None]
+
+
+def excluded_authors(release: Release) -> list[User]:
+    """Who would decide `release` but wrote or committed part of it (authors_may_not_approve)."""
+    if not release.environment.authors_may_not_approve:
+        return []
+    return [user for user in _candidates(release) if _author_refusal(release, user) is not None]
+
+
+def _candidates(release: Release) -> list[User]:
     environment = release.environment
     query = sa.select(User).where(_may_approve_in(environment.id)).order_by(User.username)
     if not environment.allow_self_approval and release.triggered_by_id is not None:
         query = query.where(User.id != release.triggered_by_id)
-    return [user for user in db.session.scalars(query) if _author_refusal(release, user) is None]
+    return list(db.session.scalars(query))
 
 
 def deciders_by_environment(environment_ids: Collection[int]) -> dict[int, tuple[bool, bool, list[User]]]:

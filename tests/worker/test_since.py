@@ -199,7 +199,7 @@ def authors_may_not_approve(app) -> None:
         db.session.commit()
 
 
-def test_an_author_of_a_commit_since_the_last_release_may_not_approve_it(app, api, people, new_environment,
+def test_an_author_of_a_commit_since_the_last_release_may_not_approve_it(app, api, web, people, new_environment,
                                                                         run_jobs):
     people.add("alice", "approve_release")  # alice@example.com
     repo = new_environment({HOOK: "exit 2\n"})
@@ -215,6 +215,9 @@ def test_an_author_of_a_commit_since_the_last_release_may_not_approve_it(app, ap
     assert refused.status_code == 403
     assert sha[:12] in refused.json["error"] and "Change the app" in refused.json["error"]
     assert api("alice").post(f"/api/v1/releases/{second}/reject", json={}).status_code == 403
+    page = web("approver").get(f"/releases/{second}").text
+    assert 'id="excluded-authors">alice <span' in page
+    assert "does not let the authors of a change approve it" in web("alice").get(f"/releases/{second}").text
     assert api("approver").post(f"/api/v1/releases/{second}/approve", json={}).status_code == 200
 
 
@@ -265,3 +268,28 @@ def test_the_api_and_the_release_page_show_what_changed(app, api, web, new_envir
     assert "Add a &lt;b&gt;migration&lt;/b&gt;" in page  # a subject is the branch's text, escaped
     assert 'class="highlight highlight-migration"' in page
     assert "<strong>1 added:</strong> <code>db/orders.json</code>" in page
+
+
+def test_the_approval_mail_and_the_inbox_carry_what_changed(app, api, web, new_environment, run_jobs,
+                                                             run_notify_jobs):
+    from webapp.models import OutgoingMail
+
+    repo = new_environment({HOOK: "exit 2\n"})
+    first = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
+    run_jobs()
+    commit_files(repo, {"a.txt": "a\n"}, "Tidy <script>alert(1)</script>")
+    commit_files(repo, {"b.txt": "b\n"}, "Second")
+    second = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    run_notify_jobs()
+    with app.app_context():
+        mail = db.session.scalar(sa.select(OutgoingMail).where(OutgoingMail.release_id == second,
+                                                               OutgoingMail.kind == "approval_request"))
+        text, html = mail.body_text, mail.body_html
+    assert f"Since release #{bot} (deployed just now by dev): 2 commits by Test" in text
+    assert "Tidy <script>alert(1)</script> (Test)" in text
+    assert "Tidy &lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
+    inbox = web("approver").get("/approvals").text
+    assert "2 commits · 2 files" in inbox

@@ -11,7 +11,7 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 import sqlalchemy as sa
 from flask import current_app, render_template
 
-from .. import approval_rules
+from .. import approval_rules, changes
 from ..extensions import db
 from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
 from ..models import AuditEvent, Decision, Environment, OutgoingMail, Release, User, utcnow
@@ -73,6 +73,9 @@ def compose(mail: OutgoingMail) -> Composed | str:
     return f"unknown kind of mail {mail.kind!r}"
 
 
+MAIL_COMMITS = 5  # the first commits an approval request lists; the release page has them all
+
+
 def _approval_request(mail: OutgoingMail, user: User) -> Composed | str:
     release = mail.release
     if release is None or release.state != "PENDING_APPROVAL":
@@ -96,6 +99,8 @@ def _approval_request(mail: OutgoingMail, user: User) -> Composed | str:
                    f"your approval ({news['by']} approved as {', '.join(news['rules'])})")
     context = {"release": release, "environment": environment, "where": where, "user": user, "links": links,
                "counts": change_counts(release.resources or []), "hook_tail": hook_tail(release),
+               "since_summary": changes.summary(release),
+               "first_commits": ((release.since or {}).get("commits") or [])[:MAIL_COMMITS],
                "triggered_by": release.triggered_by.username if release.triggered_by else "someone",
                "expires_at": now + timedelta(hours=current_app.config["EMAIL_LINK_HOURS"]),
                "progress": progress, "news": news, "approve_label": progress.approve_label(user),

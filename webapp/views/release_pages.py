@@ -27,7 +27,15 @@ from ..intake.terraform import resources_from_terraform_plan
 from ..intake.trigger import parse_trigger_body
 from ..live import current_version
 from ..models import AuditEvent, Environment, Project, Release, User
-from ..permissions import decidable_releases, grant_held, has_permission, may_cancel, may_decide, require_permission
+from ..permissions import (
+    decidable_releases,
+    excluded_authors,
+    grant_held,
+    has_permission,
+    may_cancel,
+    may_decide,
+    require_permission,
+)
 from ..transactions import Actor
 from .web import is_htmx, live_fragment, own_release, release_environment, release_in_url
 
@@ -142,7 +150,8 @@ def _panel_context(release: Release) -> dict:
             "approve_label": progress.approve_label(user) if actions["approve"] else None,
             "why_not": progress.why_not(user) if actions["decider"] and not actions["approve"] else None,
             "approved_digest": approved.approval_digest if approved is not None else None,
-            "since": changes.view(release)}
+            "since": changes.view(release),
+            "excluded_authors": excluded_authors(release) if release.state == "PENDING_APPROVAL" else []}
 
 
 def _live_context(release: Release, version: str) -> dict:
