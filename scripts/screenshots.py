@@ -1,5 +1,5 @@
-"""`make screenshots`: the dashboard, a pending release and the inbox, with demo data,
-into docs/screenshots/ (shown in the README).
+"""`make screenshots`: the dashboard, a pending release with what changed since the last
+release, and the inbox, with demo data, into docs/screenshots/ (shown in the README).
 
 Runs everything on 127.0.0.1 in a scratch instance: a private Redis, a SQLite database
 with the demo data, the web app, one worker, and Debian's chromium via Playwright.
@@ -48,6 +48,17 @@ def wait_state(base: str, token: str, release_id: int, state: str) -> None:
     raise SystemExit(f"release #{release_id} did not reach {state}")
 
 
+def commit_as(repo: Path, author: str, files: dict[str, str], message: str) -> None:
+    """A commit by `author` in the demo repository, as a teammate would push it."""
+    for name, content in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(content)
+    identity = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": f"{author.lower()}@example.com",
+                "GIT_COMMITTER_NAME": author, "GIT_COMMITTER_EMAIL": f"{author.lower()}@example.com"}
+    for command in (["git", "add", "-A"], ["git", "commit", "-q", "-m", message]):
+        subprocess.run(command, cwd=repo, env={**os.environ, **identity}, check=True)
+
+
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
@@ -61,8 +72,9 @@ def main() -> int:
     try:
         subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
         subprocess.run([*flask, "demo"], env=env, cwd=ROOT, check=True, capture_output=True)
-        admin = subprocess.run([*flask, "tokens", "create", "admin"], env=env, cwd=ROOT, check=True,
-                               capture_output=True, text=True).stdout.strip()
+        admin, reviewer = (subprocess.run([*flask, "tokens", "create", name], env=env, cwd=ROOT, check=True,
+                                          capture_output=True, text=True).stdout.strip()
+                           for name in ("admin", "reviewer"))
         children.append(subprocess.Popen([sys.executable, "-m", "worker"], env=env, cwd=ROOT,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         children.append(subprocess.Popen([*flask, "run", "--port", str(web_port)], env=env, cwd=ROOT,
@@ -71,8 +83,21 @@ def main() -> int:
         base = f"http://127.0.0.1:{web_port}"
         done = api(base, admin, "POST", "/projects/shop/environments/qa/releases", {"resources": CHANGES[:1]})
         wait_state(base, admin, done["id"], "SUCCEEDED")
+        # What runs on prod now: an approved release of the demo repository as it was made.
+        earlier = api(base, admin, "POST", "/projects/shop/environments/prod/releases", {"resources": CHANGES[:1]})
+        wait_state(base, admin, earlier["id"], "PENDING_APPROVAL")
+        bot = api(base, reviewer, "POST", f"/releases/{earlier['id']}/approve", {"comment": "ok"})["bot_release_id"]
+        wait_state(base, admin, bot, "SUCCEEDED")
+        # Then the team's work since: three commits by two people, a migration among them.
+        repo = scratch / "demo-repo"
+        commit_as(repo, "Alice", {"services/checkout/app.py": "def checkout(cart):\n    return cart.total()\n"},
+                  "Checkout v2: one page instead of three")
+        commit_as(repo, "Dan", {"migrations/0007_orders_note.sql": "ALTER TABLE orders ADD note text;\n"},
+                  "Orders get a free-text note")
+        commit_as(repo, "Alice", {"services/checkout/app.py": "def checkout(cart):\n    return cart.total(tax=True)\n",
+                                  "docs/checkout.md": "# Checkout\n\nOne page.\n"}, "Show prices with tax")
         pending = api(base, admin, "POST", "/projects/shop/environments/prod/releases",
-                      {"resources": CHANGES, "description": "Checkout v2 with a rebuilt replica"})
+                      {"resources": CHANGES, "ref": "main", "description": "Checkout v2 with a rebuilt replica"})
         wait_state(base, admin, pending["id"], "PENDING_APPROVAL")
         api(base, admin, "POST", "/projects/shop/environments/prod/releases", {"resources": CHANGES[:1]})
 
@@ -88,6 +113,7 @@ def main() -> int:
             page.screenshot(path=OUT / "dashboard.png", full_page=True)
             page.goto(f"/releases/{pending['id']}")
             page.screenshot(path=OUT / "pending-release.png", full_page=True)
+            page.locator("#since").screenshot(path=OUT / "release-changes.png")
             page.goto("/approvals")
             page.screenshot(path=OUT / "approvals.png", full_page=True)
             browser.close()

@@ -248,7 +248,11 @@ class Progress:
         "Approve" when the only rule is the default one."""
         counted = self.counts_for(user)
         only_default = len(self.rules) == 1 and self.rules[0].name == "default" and self.rules[0].group is None
-        return "Approve" if only_default or not counted else f"Approve as {', '.join(counted)}"
+        if only_default or not counted:
+            return "Approve"
+        if counted == ["default"]:  # beside a rule the hook added: say it meets only the default one
+            return "Approve (default rule)"
+        return f"Approve as {', '.join(counted)}"
 
     def as_json(self) -> dict:
         return {"rules": [rule.as_json() for rule in self.rules], "reason": self.reason, "met": self.met}

@@ -310,3 +310,20 @@ def test_ten_members_approving_at_once_count_three_and_give_one_bot_release(app,
         moves = db.session.scalars(sa.select(AuditEvent.to_state).where(
             AuditEvent.release_id == release_id, AuditEvent.action == "state")).all()
     assert moves.count("APPROVED") == 1
+
+
+def test_the_approve_button_says_what_a_click_counts_for(app, api, teams, new_environment, run_jobs):
+    new_environment(WAITS)
+    release_id = pending(api, run_jobs)
+    with app.app_context():
+        release = db.session.get(Release, release_id)
+        user = db.session.scalar(sa.select(User).where(User.username == "dana"))
+        assert approval_rules.progress(release).approve_label(user) == "Approve"  # the default rule alone
+        release.approval_rules = [*approval_rules.default_rules(), {"name": "dba", "group": "dba", "approvals": 1}]
+        assert approval_rules.progress(release).approve_label(user) == "Approve as default, dba"
+        approver = db.session.scalar(sa.select(User).where(User.username == "approver"))
+        assert approval_rules.progress(release).approve_label(approver) == "Approve (default rule)"
+        release.approval_rules = TWO_RULES
+        both = db.session.scalar(sa.select(User).where(User.username == "both"))
+        assert approval_rules.progress(release).approve_label(both) == "Approve as dba, sre"
+        db.session.rollback()
