@@ -70,3 +70,34 @@ def test_on_a_phone_the_approvals_and_the_audit_trail_show_every_column(api, pag
     page.goto(f"/releases/{release_id}")
     expect(page.locator("table.audit td[data-label='Why']").first).to_be_visible()
     assert cells_beyond_the_screen(page, "table.audit") == []
+
+
+def test_a_reviewer_sees_what_changed_since_the_last_release_and_a_rollback_in_words(api, page_as, new_environment):
+    from tests.helpers import commit_files, git, state, trigger, wait_for
+
+    repo = new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
+    first_commit = git(repo, "rev-parse", "HEAD")
+    first = trigger(api, ref=first_commit)
+    wait_for(lambda: state(api, first) == "PENDING_APPROVAL")
+    bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
+    wait_for(lambda: state(api, bot) == "SUCCEEDED")
+    commit_files(repo, {"migrations/0002.sql": "ALTER TABLE t ADD c int;\n"}, "Add a note column")
+    second = trigger(api, ref=git(repo, "rev-parse", "HEAD"))
+    wait_for(lambda: state(api, second) == "PENDING_APPROVAL")
+    page = page_as("approver")
+    page.goto(f"/releases/{second}")
+    summary = page.locator("#since-summary")
+    expect(summary).to_contain_text(f"Since release #{bot}")
+    expect(summary).to_contain_text("1 commit by Test · 1 file (+1 −0)")
+    expect(page.locator("#since")).to_contain_text("Add a note column")
+    expect(page.locator("#since .highlight-migration")).to_contain_text("0002.sql")
+    # Once it is applied, going back to the first commit is a rollback: said in the warning colour.
+    applied = api("approver").post(f"/api/v1/releases/{second}/approve", json={}).json["bot_release_id"]
+    wait_for(lambda: state(api, applied) == "SUCCEEDED")
+    back = trigger(api, ref=first_commit)
+    wait_for(lambda: state(api, back) == "PENDING_APPROVAL")
+    page.goto(f"/releases/{back}")
+    expect(page.locator(".since-warning").first).to_contain_text("Rollback")
+    expect(page.locator("#since-summary")).to_contain_text("rollback: undoes")
+    color = page.locator("#since-summary a").evaluate("element => getComputedStyle(element).color")
+    assert color == "rgb(138, 90, 0)"  # --warn

@@ -315,3 +315,29 @@ def test_an_unreachable_receiver_is_a_recorded_failure(app, api, web, new_enviro
     run_notify_jobs()
     [delivery] = deliveries(app)
     assert delivery.status == "retrying" and "refused" in delivery.last_error.lower()
+
+
+def test_the_slack_line_of_a_waiting_release_says_what_changed_and_its_first_commits(api, web, new_environment,
+                                                                                    run_jobs, run_notify_jobs,
+                                                                                    httpserver):
+    from tests.helpers import commit_files, git
+
+    httpserver.expect_request("/slack").respond_with_data("ok")
+    repo = new_environment(WAITS)
+    first = trigger(api, "dev", ref=git(repo, "rev-parse", "HEAD"))
+    run_jobs()
+    bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
+    run_jobs()
+    for number in range(4):
+        commit_files(repo, {f"f{number}.txt": "x\n"}, f"Step {number} <!channel>")
+    add_webhook(web, httpserver.url_for("/slack"), fmt="slack", name="Slack")
+    second = trigger(api, "dev", ref=git(repo, "rev-parse", "HEAD"))
+    run_jobs()
+    run_notify_jobs()
+    [text] = [request.get_json()["text"] for request, _ in httpserver.log
+              if request.get_json()["text"].startswith(f"svc/env release #{second} needs approval")]
+    lines = text.split("\n")
+    assert lines[1] == (f"Since release #{bot} (deployed just now by dev): 4 commits by Test \u00b7 "
+                        "4 files (+4 \u22120)")
+    assert lines[2].endswith("Step 3 &lt;!channel&gt; \u2014 Test")  # a subject never pings a channel
+    assert len(lines) == 6 and lines[5] == "\u2026 and 1 more"
