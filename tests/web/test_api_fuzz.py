@@ -19,13 +19,19 @@ JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dict
     st.text(max_size=12) | st.sampled_from(["resources", "terraform_plan", "name", "repo", "release_stream",
                                             "comment", "result", "log", "value", "secret", "ref",
                                             "parallel_releases", "approval_workflow", "sandbox_paths", "path",
-                                            "writable", "description", "permission", "environment"]),
+                                            "writable", "description", "permission", "environment",
+                                            "approval_rules", "approvals", "group", "authors_may_not_approve",
+                                            "web_url_template"]),
     inner, max_size=5),
     max_leaves=12)
 BODIES = JSON | st.dictionaries(st.sampled_from(["resources", "terraform_plan", "ref", "description"]), JSON,
                                 max_size=3) | \
     st.fixed_dictionaries({"permission": st.sampled_from(["approve_release", "manage_users", "nope"])},
-                          optional={"environment": st.sampled_from([None, "svc/env", "svc", "svc/nope", ""])})
+                          optional={"environment": st.sampled_from([None, "svc/env", "svc", "svc/nope", ""])}) | \
+    st.fixed_dictionaries({"approval_rules": st.lists(st.fixed_dictionaries(
+        {"name": st.sampled_from(["dba", "default", "Bad Name", ""]) | SCALARS},
+        optional={"group": st.sampled_from([None, "dba", "nobody"]) | SCALARS,
+                  "approvals": st.integers(-1, 12) | SCALARS}), max_size=3) | JSON})
 TABLES = (Release, Project, Environment, Variable, Decision, AuditEvent, Group, group_members, Grant)
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
