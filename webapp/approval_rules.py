@@ -225,8 +225,21 @@ class Progress:
         return [rule.name for rule in self.rules if not rule.met and any(u.id == user.id for u in rule.eligible)]
 
     def could_count(self, user: User | None) -> bool:
-        """Whether `user` is one who could count towards some rule (and so may reject)."""
+        """Whether `user` is one who could count towards some rule."""
         return user is not None and any(any(u.id == user.id for u in rule.eligible) for rule in self.rules)
+
+    def may_reject(self, user: User | None) -> bool:
+        """Whether `user`, who may decide the release (permissions.decide_refusal), may reject it:
+        one who could count towards a rule; or anyone, once an unmet rule can no longer be met
+        (its group lost members since it began waiting), so that a release nobody could approve
+        never holds its slot with nobody to turn it down."""
+        return user is not None and (self.unreachable or self.could_count(user))
+
+    @property
+    def unreachable(self) -> bool:
+        """Some unmet rule needs more approvals than there are people left who could give them."""
+        return any(rule.needed > len([u for u in rule.eligible if u.id not in self.approvers])
+                   for rule in self.rules if not rule.met)
 
     def still_counting(self) -> list[User]:
         """Everyone whose approval would still count, by name: who is asked, and who is told."""
@@ -256,6 +269,12 @@ class Progress:
 
     def as_json(self) -> dict:
         return {"rules": [rule.as_json() for rule in self.rules], "reason": self.reason, "met": self.met}
+
+
+def reject_refusal(progress: Progress) -> str:
+    """Why someone who may decide a release may not reject it (Progress.may_reject is False)."""
+    groups = ", ".join(sorted({rule.group for rule in progress.rules if rule.group}))
+    return f"Only someone who could approve for one of its rules may reject this release (members of {groups})."
 
 
 def rules_of(release: Release) -> list[dict]:

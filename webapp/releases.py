@@ -387,11 +387,9 @@ def reject(release_id: int, actor: Actor, comment: str = "") -> Release:
     release = get_release(release_id)
     _check_decider(release, actor)
     progress = _pending_progress(release, "rejected")
-    if not progress.could_count(actor.user):
+    if not progress.may_reject(actor.user):
         db.session.rollback()
-        groups = sorted({rule.group for rule in progress.rules if rule.group})
-        raise PermissionDenied(f"Only someone who could approve for one of its rules may reject this release "
-                               f"(members of {', '.join(groups)}).")
+        raise PermissionDenied(approval_rules.reject_refusal(progress))
     if not _move(release, "REJECTED", actor, "reject", expect=("PENDING_APPROVAL",), reason=comment or "rejected"):
         db.session.rollback()
         raise _wrong_state(release, "rejected", "pending approval")

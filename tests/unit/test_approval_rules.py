@@ -327,3 +327,18 @@ def test_the_approve_button_says_what_a_click_counts_for(app, api, teams, new_en
         both = db.session.scalar(sa.select(User).where(User.username == "both"))
         assert approval_rules.progress(release).approve_label(both) == "Approve as dba, sre"
         db.session.rollback()
+
+
+def test_a_rule_that_can_no_longer_be_met_lets_anyone_who_may_decide_reject(app, api, teams, new_environment,
+                                                                           run_jobs):
+    new_environment(WAITS)
+    with_rules(app, [{"name": "dba", "group": "dba", "approvals": 1}])
+    release_id = pending(api, run_jobs)
+    assert api("approver").post(f"/api/v1/releases/{release_id}/reject", json={}).status_code == 403
+    with app.app_context():  # every DBA who may approve leaves the group while it waits
+        dba = db.session.scalar(sa.select(Group).where(Group.name == "dba"))
+        dba.members = [member for member in dba.members if member.username == "gina"]
+        db.session.commit()
+        assert approval_rules.progress(db.session.get(Release, release_id)).unreachable
+    assert api("approver").post(f"/api/v1/releases/{release_id}/reject", json={}).status_code == 200
+    assert stored(app, release_id)[0].state == "REJECTED"

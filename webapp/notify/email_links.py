@@ -17,7 +17,7 @@ from flask import current_app
 from .. import approval_rules, releases
 from ..extensions import db
 from ..models import EmailLink, Release, User, utcnow
-from ..permissions import PermissionDenied, has_permission
+from ..permissions import PermissionDenied, decide_refusal, has_permission
 from ..transactions import Actor, write_transaction
 
 ACTIONS = ("approve", "reject")
@@ -92,16 +92,15 @@ def refusal(link: EmailLink | None, user: User, now: datetime | None = None) -> 
     if not user.active or not has_permission(user, "approve_release", release.environment):
         return Refusal("not_allowed", "You no longer hold the \u201cRelease Approval/Reject\u201d permission on "
                        f"{release.project.name}/{release.environment.name}, so this link no longer works.", 403)
-    if release.triggered_by_id == user.id and not release.environment.allow_self_approval:
-        return Refusal("not_allowed", "You triggered this release, so someone else must approve or reject it.",
-                       403)
+    refused = decide_refusal(release, user)  # the triggerer, an author: the state machine's own sentence
+    if refused is not None:
+        return Refusal("not_allowed", refused, 403)
     progress = approval_rules.progress(release)
     if link.action == "approve" and not progress.counts_for(user):
         return Refusal("not_counting", progress.why_not(user), 409)  # the sentence releases.approve refuses with
-    if link.action == "reject" and not progress.could_count(user):
-        groups = ", ".join(sorted({rule.group for rule in progress.rules if rule.group}))
-        return Refusal("not_allowed", "Only someone who could approve for one of its rules may reject this "
-                       f"release (members of {groups}), so this link does not work for you.", 403)
+    if link.action == "reject" and not progress.may_reject(user):
+        return Refusal("not_allowed", f"{approval_rules.reject_refusal(progress)} This link does not work for you.",
+                       403)
     return None
 
 

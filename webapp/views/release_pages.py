@@ -64,7 +64,7 @@ def allowed_actions(release: Release, user: User, progress: approval_rules.Progr
     if decider and progress is None:
         progress = approval_rules.progress(release)
     approve = decider and bool(progress.counts_for(user))
-    reject = decider and progress.could_count(user)
+    reject = decider and progress.may_reject(user)
     return {
         "decider": decider,
         "approve": approve,
