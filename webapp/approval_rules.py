@@ -73,9 +73,9 @@ def _check_rule(rule: object, where: str) -> dict:
         raise RuleError(f"{where} has the unknown field \u201c{unknown[0]}\u201d; "
                         "a rule has name, group and approvals.")
     name, group, approvals = rule.get("name"), rule.get("group"), rule.get("approvals", 1)
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise RuleError(f"{where}: name must be {NAME_RULE}.")
-    if group is not None and (not isinstance(group, str) or not NAME.match(group)):
+    if group is not None and (not isinstance(group, str) or not NAME.fullmatch(group)):
         raise RuleError(f"{where}: group must be a group's name, or null for anyone who may approve.")
     if isinstance(approvals, bool) or not isinstance(approvals, int) or not 1 <= approvals <= MAX_APPROVALS:
         raise RuleError(f"{where}: approvals must be a whole number from 1 to {MAX_APPROVALS}.")
@@ -97,16 +97,23 @@ def missing_groups(rules: list[dict]) -> list[str]:
 
 
 def weakenings(old: list[dict], new: list[dict]) -> list[str]:
-    """What going from rules `old` to `new` makes easier, one phrase each (empty: nothing)."""
+    """What going from rules `old` to `new` makes easier, one phrase each (empty: nothing).
+
+    An old rule stays as strict when some new rule asks at least as many approvals from the
+    same group, or, for an old rule of anyone who may approve, from any group: whatever meets
+    the new rules then meets it too. Names do not matter; replacing the default rule with a
+    group's is no weaker."""
     after = {rule["name"]: rule for rule in new}
     found = []
     for rule in old:
+        if any(other["approvals"] >= rule["approvals"] and rule["group"] in (None, other["group"]) for other in new):
+            continue
         other = after.get(rule["name"])
         if other is None:
             found.append(f"approval rule {rule['name']} removed")
         elif other["group"] != rule["group"]:
             found.append(f"approval rule {rule['name']} moved from {_whom(rule['group'])} to {_whom(other['group'])}")
-        elif other["approvals"] < rule["approvals"]:
+        else:
             found.append(f"approval rule {rule['name']} lowered from {rule['approvals']} to {other['approvals']}")
     return found
 

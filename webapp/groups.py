@@ -25,7 +25,7 @@ MAX_DESCRIPTION = 1000
 
 def check_name(name: str) -> str:
     name = name.strip() if isinstance(name, str) else ""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise FieldError("Use 1–63 lowercase letters, digits, \u201c-\u201d or \u201c_\u201d, starting with a "
                          "letter or digit, like dba or release-managers.", "name")
     return name

@@ -227,6 +227,8 @@ def test_a_pending_release_keeps_the_rules_it_started_waiting_with(app, api, tea
     ([{"name": "a"}, {"name": "a"}], "twice"),
     ([{"name": "a", "owner": "x"}], "unknown field"),
     ([{"name": "a", "group": "nobody"}], "does not exist"),
+    ([{"name": "dba\n"}], "name must be lowercase"),
+    ([{"name": "a", "group": "dba\n"}], "group must be a group's name"),
 ])
 def test_bad_rules_are_refused_with_a_sentence(app, value, message):
     with app.app_context(), pytest.raises(approval_rules.RuleError, match=message):
@@ -249,6 +251,12 @@ def test_weakenings_name_what_a_change_makes_easier():
         "approval rule dba lowered from 2 to 1"]
     assert approval_rules.weakenings(old, [{**old[0], "group": None}, old[1]]) == [
         "approval rule dba moved from group dba to anyone who may approve"]
+    # Whatever meets the new rules meets the old: no weaker, whatever the names.
+    default = approval_rules.default_rules()
+    assert approval_rules.weakenings(default, old) == []  # the first setup of group rules
+    assert approval_rules.weakenings([{"name": "two", "group": None, "approvals": 2}], old) == []
+    assert approval_rules.weakenings(old, [{"name": "db", "group": "dba", "approvals": 2}, old[1]]) == []
+    assert approval_rules.weakenings(old, default) == ["approval rule dba removed", "approval rule sre removed"]
 
 
 def test_a_verdict_adds_rules_and_may_only_raise_a_known_one():

@@ -161,3 +161,26 @@ def test_a_project_may_name_where_its_commits_are_shown(app, api, new_environmen
         response = api("admin").post("/api/v1/projects",
                                      json={"name": "bad", "repo": "/r", "web_url_template": bad})
         assert response.status_code == 422 and "{sha}" in response.json["error"]
+
+
+def test_a_form_without_the_rules_box_leaves_the_rules_alone(app, api, web, groups, new_environment):
+    new_environment(PLAIN)
+    api("admin").patch(API_ENV, json={"approval_rules": DBA_AND_SRE})
+    client = web("admin")
+    response = client.post(SETTINGS, data=settings_form(release_stream="QA2", csrf_token=client.csrf))
+    assert response.status_code == 303
+    saved = api("member").get(API_ENV).json
+    assert saved["release_stream"] == "QA2" and saved["approval_rules"] == DBA_AND_SRE
+
+
+def test_the_weakening_mail_names_the_rules_in_words(app, api, people, groups, new_environment, run_notify_jobs):
+    people.add("other-admin", admin=True)
+    new_environment(PLAIN)
+    api("admin").patch(API_ENV, json={"approval_rules": DBA_AND_SRE})
+    api("admin").patch(API_ENV, json={"approval_rules": [DBA_AND_SRE[0]]})
+    run_notify_jobs()
+    with app.app_context():
+        mail = db.session.scalar(sa.select(OutgoingMail).where(OutgoingMail.kind == "gate_weakened")
+                                 .order_by(OutgoingMail.id.desc()))
+        text = mail.body_text
+    assert "approval_rules: dba: 1 of group dba, sre: 2 of group sre -> dba: 1 of group dba" in text

@@ -308,6 +308,8 @@ def _settings_from_form(form: MultiDict, environment: Environment) -> tuple[dict
     errors: dict[str, str] = {}
     for name, check in ENVIRONMENT_FIELDS.items():
         label = SETTING_LABELS[name]
+        if name == "approval_rules" and name not in form:
+            continue  # a form without the box (an older page) leaves the rules alone, never resets them
         try:
             value = _typed_setting(name, form.get(name, ""), form)
             if name == "sandbox_paths" and sandbox_path_entries(value, label) == environment.sandbox_paths:
