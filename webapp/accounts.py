@@ -36,7 +36,7 @@ class FieldError(ReleaseError):
 
 def check_username(username: str) -> str:
     username = username.strip()
-    if not USERNAME.match(username):
+    if not USERNAME.fullmatch(username):
         raise FieldError("Use 1–64 lowercase letters, digits, \u201c.\u201d, \u201c-\u201d or \u201c_\u201d, "
                          "starting with a letter or digit.", "username")
     return username
@@ -44,7 +44,7 @@ def check_username(username: str) -> str:
 
 def check_email(email: str) -> str:
     email = email.strip()
-    if len(email) > 255 or not EMAIL.match(email):
+    if len(email) > 255 or not EMAIL.fullmatch(email):
         raise FieldError("Enter an email address like name@example.com; approval requests are sent there.",
                          "email")
     return email

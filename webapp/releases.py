@@ -149,7 +149,7 @@ def trigger(environment: Environment, actor: Actor, resources: list[dict], *, re
         if existing is not None:
             return existing, False
     release = Release(kind="RELEASE", project_id=environment.project_id, environment_id=environment.id,
-                      state="QUEUED", ref=ref, commit=ref if ref and FULL_SHA.match(ref) else None,
+                      state="QUEUED", ref=ref, commit=ref if ref and FULL_SHA.fullmatch(ref) else None,
                       description=description, resources=resources, triggered_by=actor.user,
                       idempotency_key=idempotency_key or None,
                       decisions=[], bot_release=None)  # none yet: known, so its answer reads none back

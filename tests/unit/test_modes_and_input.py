@@ -178,6 +178,8 @@ def test_malformed_json_unknown_names_and_bad_slugs_write_nothing(app, api, new_
     assert response.status_code == 400 and "hook_timeout_seconds" in response.json["error"]
     response = api("admin").put(f"{ENV_URL}/variables/PATH", json={"value": "x"})
     assert response.status_code == 422
+    response = api("admin").put(f"{ENV_URL}/variables/REGION%0A", json={"value": "x"})  # a name is matched whole
+    assert response.status_code == 422 and "not a valid variable name" in response.json["error"]
     assert counts(app) == before
 
 

@@ -151,7 +151,7 @@ def fields(body: Any, spec: dict[str, Field], *, required: tuple[str, ...] = (),
 
 
 def variable_name(name: str) -> str:
-    if not VARIABLE_NAME.match(name):
+    if not VARIABLE_NAME.fullmatch(name):
         raise InvalidInput(f"{name[:80]!r} is not a valid variable name: use letters, digits and "
                            "underscores, not starting with a digit.", 422)
     if name in RESERVED_VARIABLES:
