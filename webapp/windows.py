@@ -1,0 +1,167 @@
+"""Change windows and freezes: when a release may start applying (issue 14).
+
+A window is weekly and local to a named time zone, {"days": ["mon", …], "start": "09:00",
+"end": "16:00", "tz": "Europe/Berlin"}: 09:00–16:00 there on those days, whatever the offset
+that day (summer time included). A freeze is one interval in UTC, {"from": "…Z", "to": "…Z",
+"reason": "…"}. No windows means always open; a freeze closes whatever windows say.
+
+Only pure functions of the moment they are given, so tests pass times in and nothing sleeps.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+MAX_WINDOWS = 20
+MAX_FREEZES = 50
+MAX_REASON = 500
+EXAMPLE_WINDOW = '{"days": ["mon", "tue"], "start": "09:00", "end": "16:00", "tz": "Europe/Berlin"}'
+EXAMPLE_FREEZE = '{"from": "2026-12-20T00:00:00Z", "to": "2027-01-04T00:00:00Z", "reason": "year-end freeze"}'
+
+
+class WindowError(ValueError):
+    """A sentence saying what is wrong with some windows or freezes and what to do."""
+
+
+# -- checking what a client sends ------------------------------------------------------------------
+
+def check_windows(value: object, what: str = "change_windows") -> list[dict]:
+    if not isinstance(value, list):
+        raise WindowError(f"{what} must be a list of windows like [{EXAMPLE_WINDOW}], or [] for always open.")
+    if len(value) > MAX_WINDOWS:
+        raise WindowError(f"{what} holds {len(value)} windows; at most {MAX_WINDOWS} are allowed.")
+    return [_check_window(window, f"{what}[{index}]") for index, window in enumerate(value)]
+
+
+def _check_window(window: object, where: str) -> dict:
+    if not isinstance(window, dict) or set(window) != {"days", "start", "end", "tz"}:
+        raise WindowError(f"{where} must be an object with days, start, end and tz, like {EXAMPLE_WINDOW}.")
+    days = window["days"]
+    if not isinstance(days, list) or not days or any(day not in DAYS for day in days):
+        raise WindowError(f"{where}: days must be a non-empty list of {', '.join(DAYS)}.")
+    start, end = (_clock(window[key], f"{where}: {key}") for key in ("start", "end"))
+    if start >= end:
+        raise WindowError(f"{where}: start must be before end on the same day (a window over midnight is "
+                          "two windows).")
+    _zone(window["tz"], f"{where}: tz")
+    return {"days": [day for day in DAYS if day in days], "start": window["start"], "end": window["end"],
+            "tz": window["tz"]}
+
+
+def _clock(value: object, where: str) -> time:
+    match = CLOCK.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise WindowError(f"{where} must be a time like 09:00 (24 hours).")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def _zone(name: object, where: str) -> ZoneInfo:
+    if not isinstance(name, str) or name not in _zones():
+        raise WindowError(f"{where} must be a time zone name like Europe/Berlin or UTC.")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise WindowError(f"{where} must be a time zone name like Europe/Berlin or UTC.") from None
+
+
+_ZONES: set[str] = set()
+
+
+def _zones() -> set[str]:
+    if not _ZONES:
+        _ZONES.update(available_timezones() | {"UTC"})
+    return _ZONES
+
+
+def check_freezes(value: object, what: str = "freezes") -> list[dict]:
+    if not isinstance(value, list):
+        raise WindowError(f"{what} must be a list of freezes like [{EXAMPLE_FREEZE}], or [] for none.")
+    if len(value) > MAX_FREEZES:
+        raise WindowError(f"{what} holds {len(value)} freezes; at most {MAX_FREEZES} are allowed.")
+    return [_check_freeze(freeze, f"{what}[{index}]") for index, freeze in enumerate(value)]
+
+
+def _check_freeze(freeze: object, where: str) -> dict:
+    if not isinstance(freeze, dict) or set(freeze) != {"from", "to", "reason"}:
+        raise WindowError(f"{where} must be an object with from, to and reason, like {EXAMPLE_FREEZE}.")
+    start, end = (_instant(freeze[key], f"{where}: {key}") for key in ("from", "to"))
+    if start >= end:
+        raise WindowError(f"{where}: from must be before to.")
+    reason = freeze["reason"]
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise WindowError(f"{where}: reason must say in at most {MAX_REASON} characters why nothing may start.")
+    return {"from": _iso(start), "to": _iso(end), "reason": " ".join(reason.split())}
+
+
+def _instant(value: object, where: str) -> datetime:
+    """A UTC moment written like 2026-12-20T00:00:00Z; naive UTC, like every stored time."""
+    if isinstance(value, str) and value.endswith("Z"):
+        try:
+            return datetime.fromisoformat(value[:-1] + "+00:00").astimezone(UTC).replace(tzinfo=None)
+        except ValueError:
+            pass
+    raise WindowError(f"{where} must be a UTC time like 2026-12-20T00:00:00Z.")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- judging a moment ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a release may start applying at a moment; if not, why and until when."""
+
+    open: bool
+    reason: str = ""
+    until: datetime | None = None  # naive UTC; None: no window will open (or none is known)
+
+
+def judge(windows: list[dict], freezes: list[dict], now: datetime) -> Verdict:
+    """May a release start at `now` (naive UTC)? A freeze wins over every window."""
+    for freeze in freezes:
+        start, end = _instant(freeze["from"], "from"), _instant(freeze["to"], "to")
+        if start <= now < end:
+            return Verdict(False, f"frozen until {_iso(end)} \u2014 {freeze['reason']}", end)
+    if not windows or any(_inside(window, now) for window in windows):
+        return Verdict(True)
+    opening = next_opening(windows, now)
+    if opening is None:
+        return Verdict(False, "waiting for a change window; none will open", None)
+    window, moment = opening
+    local = moment.replace(tzinfo=UTC).astimezone(ZoneInfo(window["tz"]))
+    return Verdict(False, f"waiting for the change window: opens {local:%a %H:%M} {window['tz']}", moment)
+
+
+def _inside(window: dict, now: datetime) -> bool:
+    local = now.replace(tzinfo=UTC).astimezone(ZoneInfo(window["tz"]))
+    if DAYS[local.weekday()] not in window["days"]:
+        return False
+    return _clock(window["start"], "start") <= local.time().replace(tzinfo=None) < _clock(window["end"], "end")
+
+
+def next_opening(windows: list[dict], now: datetime) -> tuple[dict, datetime] | None:
+    """The first window start after `now` (naive UTC) and its window, within the next 8 days."""
+    found = []
+    for window in windows:
+        zone = ZoneInfo(window["tz"])
+        today = now.replace(tzinfo=UTC).astimezone(zone).date()
+        for offset in range(8):
+            day = today + timedelta(days=offset)
+            if DAYS[day.weekday()] not in window["days"]:
+                continue
+            # Local wall-clock time, whatever that day's offset: 09:00 is 09:00 in summer and winter.
+            start = datetime.combine(day, _clock(window["start"], "start"), tzinfo=zone)
+            moment = start.astimezone(UTC).replace(tzinfo=None)
+            if moment > now:
+                found.append((moment, window))
+                break
+    if not found:
+        return None
+    moment, window = min(found, key=lambda pair: pair[0])
+    return window, moment
