@@ -137,6 +137,9 @@ def parse_verdict(raw: bytes) -> Verdict:
         raise RuleError(f"{prefix} is larger than {VERDICT_LIMIT // 1024} KiB; write only a reason and rules.")
     try:
         value = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise RuleError(f"{prefix} is nested too deeply; write an object like "
+                        f'{{"reason": "\u2026", "rules": [{EXAMPLE}]}}.') from None
     except (UnicodeDecodeError, ValueError) as error:
         raise RuleError(f"{prefix} is not valid JSON ({error}); write an object like "
                         f'{{"reason": "\u2026", "rules": [{EXAMPLE}]}}.') from None
@@ -339,7 +342,10 @@ def _progress(rules: list[dict], reason: str | None, given: list[tuple[int | Non
     progressed = []
     for rule in rules:
         eligible = people if rule["group"] is None else [u for u in people if _in_group(u, rule["group"])]
-        approved_by = [name for _user_id, counted, name in given if rule["name"] in counted]
+        # An approval counts only while its giver could still give it: one who was deactivated,
+        # lost the permission or the group, or became the triggerer's equal, counts no more.
+        still = {u.id for u in eligible}
+        approved_by = [name for user_id, counted, name in given if rule["name"] in counted and user_id in still]
         progressed.append(RuleProgress(rule["name"], rule["group"], rule["approvals"], approved_by, eligible))
     return Progress(progressed, reason, {user_id for user_id, _counted, _name in given if user_id is not None})
 

@@ -149,9 +149,9 @@ def authored(commit: dict) -> datetime | None:
     """A commit's authored_at (ISO 8601 with its offset) as naive UTC, like every stored time."""
     try:
         moment = datetime.fromisoformat(commit.get("authored_at") or "")
-    except ValueError:
+        return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    except (ValueError, OverflowError, TypeError):  # a date the commit made up (year 9999, -0200)
         return None
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def view(release: Release) -> dict | None:

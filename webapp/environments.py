@@ -153,6 +153,11 @@ def update_environment(environment: Environment, actor: Actor, changes: dict[str
             raise SettingsConflict("Parallel releases cannot be turned on while a release of this environment "
                                    "is running its hook or waiting for approval; decide or cancel it first.",
                                    "parallel_releases")
+    if "approval_rules" in changes:  # again inside this transaction: a group deleted since the check
+        missing = approval_rules.missing_groups(changes["approval_rules"])
+        if missing:
+            raise SettingsConflict(f"The group \u201c{missing[0]}\u201d was deleted meanwhile; name another.",
+                                   "approval_rules")
     changed = {}
     for key, value in changes.items():
         old = getattr(environment, key)

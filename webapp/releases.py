@@ -261,9 +261,15 @@ def _authors_unknown(release: Release) -> str | None:
     """Fail closed: when the authors of a change may not approve it, a change whose commits could
     not be read cannot wait for approval, since nobody could be told apart from its authors."""
     since = release.since
-    if not release.environment.authors_may_not_approve or (since is not None and not since.get("error")):
+    if not release.environment.authors_may_not_approve or (since is not None and not since.get("error")
+                                                           and not since.get("commits_truncated")):
         return None
-    why = since["error"] if since is not None else "They were not computed."
+    if since is None:
+        why = "They were not computed."
+    elif since.get("error"):
+        why = since["error"]
+    else:
+        why = f"There are more than the {len(since.get('commits') or [])} listed, so some authors are unknown."
     return (f"{release.environment.project.name}/{release.environment.name} does not let the authors of a change "
             f"approve it, but the commits of this release could not be read: {why} Fix that, or turn "
             "authors_may_not_approve off, then trigger the release again.")
@@ -333,6 +339,7 @@ def _pending_progress(release: Release, doing: str) -> approval_rules.Progress:
     decisions of one environment are counted one at a time, each on what the last one left."""
     lock_environment(release.environment_id)
     db.session.refresh(release)
+    db.session.refresh(release.environment)  # its settings as committed now (self-approval, authors)
     if release.state != "PENDING_APPROVAL":
         db.session.rollback()
         raise _wrong_state(release, doing, "pending approval")

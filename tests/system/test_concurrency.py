@@ -174,3 +174,23 @@ def test_the_audit_names_the_state_a_move_left_even_when_it_moved_while_waiting(
         left = db.session.execute(sa.select(AuditEvent.from_state).where(
             AuditEvent.release_id == ready, AuditEvent.to_state == "FAILED")).scalar_one()
     assert left == "IN_PROGRESS"
+
+
+@pytest.mark.postgresql
+def test_an_approval_waiting_for_the_lock_is_judged_on_the_settings_committed_meanwhile(app, api, new_environment,
+                                                                                       run_jobs):
+    """The triggerer approves their own release while self-approval is allowed; before the approval
+    gets the environment's lock, an admin turns self-approval off. It must not count."""
+    from webapp import releases
+
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"}, allow_self_approval=True)
+    pending = trigger(api, "approver")
+    run_jobs()
+    approve = WaitingMove(app, "approver", lambda actor: releases.approve(pending, actor))
+    approve.holder.execute(sa.text("UPDATE environments SET allow_self_approval = false"))
+    approve.holder.commit()
+    [outcome] = approve.finish()
+    assert isinstance(outcome, releases.WrongState), outcome
+    assert state(api, pending) == "PENDING_APPROVAL"
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Decision.id))) == 0

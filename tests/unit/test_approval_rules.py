@@ -350,3 +350,23 @@ def test_a_rule_that_can_no_longer_be_met_lets_anyone_who_may_decide_reject(app,
         assert approval_rules.progress(db.session.get(Release, release_id)).unreachable
     assert api("approver").post(f"/api/v1/releases/{release_id}/reject", json={}).status_code == 200
     assert stored(app, release_id)[0].state == "REJECTED"
+
+
+def test_an_approval_stops_counting_once_its_giver_may_no_longer_give_it(app, api, teams, new_environment,
+                                                                         run_jobs):
+    new_environment(WAITS)
+    with_rules(app, TWO_RULES)
+    release_id = pending(api, run_jobs)
+    assert approve(api, "dana", release_id).status_code == 200  # dba met
+    with app.app_context():  # dana leaves dba while the release waits
+        dba = db.session.scalar(sa.select(Group).where(Group.name == "dba"))
+        dba.members = [member for member in dba.members if member.username != "dana"]
+        db.session.commit()
+    assert approve(api, "sam", release_id).status_code == 200  # sre met; dba is not any more
+    release, _decisions, bot = stored(app, release_id)
+    assert release.state == "PENDING_APPROVAL" and bot is None
+    with app.app_context():
+        progress = approval_rules.progress(db.session.get(Release, release_id))
+        assert [(rule.name, rule.approved_by) for rule in progress.rules] == [("dba", []), ("sre", ["sam"])]
+    assert approve(api, "both", release_id).status_code == 200
+    assert stored(app, release_id)[0].state == "APPROVED"

@@ -87,3 +87,9 @@ def test_ages_read_like_a_person_says_them():
     assert changes.ago(now - timedelta(hours=5), now) == "5 h ago"
     assert changes.ago(now - timedelta(days=1), now) == "1 day ago"
     assert changes.ago(now - timedelta(days=3), now) == "3 days ago"
+
+
+def test_a_commit_date_out_of_range_is_shown_as_unknown_not_an_error():
+    assert changes.authored({"authored_at": "9999-12-31T23:00:00-02:00"}) is None
+    assert changes.authored({"authored_at": "not a date"}) is None
+    assert changes.authored({"authored_at": "2026-12-01T10:00:00+01:00"}).isoformat() == "2026-12-01T09:00:00"

@@ -184,3 +184,26 @@ def test_the_weakening_mail_names_the_rules_in_words(app, api, people, groups, n
                                  .order_by(OutgoingMail.id.desc()))
         text = mail.body_text
     assert "approval_rules: dba: 1 of group dba, sre: 2 of group sre -> dba: 1 of group dba" in text
+
+
+def test_a_count_in_other_digits_is_refused_beside_the_field_not_a_500(app, web, groups, new_environment):
+    new_environment(PLAIN)
+    client = web("admin")
+    response = client.post(SETTINGS, data=settings_form(approval_rules="dba dba \u00b2", csrf_token=client.csrf))
+    assert response.status_code == 422
+    assert "write a rule as its name, a group" in field_error(response.text, "approval_rules")
+
+
+def test_rules_naming_a_group_deleted_after_the_check_are_refused_in_the_write(app, groups, new_environment):
+    from webapp import environments
+    from webapp.accounts import machine_actor
+    from webapp.models import Environment
+
+    new_environment(PLAIN)
+    with app.app_context():
+        checked = [{"name": "ops", "group": "ops", "approvals": 1}]  # as if "ops" was deleted since the check
+        environment = db.session.scalar(sa.select(Environment))
+        with pytest.raises(environments.SettingsConflict, match="was deleted meanwhile"):
+            environments.update_environment(environment, machine_actor(), {"approval_rules": checked})
+        db.session.rollback()
+        assert db.session.scalar(sa.select(Environment)).approval_rules == DEFAULT

@@ -293,3 +293,38 @@ def test_the_approval_mail_and_the_inbox_carry_what_changed(app, api, web, new_e
     assert "Tidy &lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
     inbox = web("approver").get("/approvals").text
     assert "2 commits · 2 files" in inbox
+
+
+def test_a_migration_hidden_behind_a_thousand_files_still_asks_for_approval(app, api, new_environment, run_jobs):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "hooks.md").read_text()
+    example = text[text.index("A hook that asks for approval when a migration changed"):]
+    hook = example[example.index("```python\n") + len("```python\n"):example.index("```\n", 10)]
+    repo = new_environment({"svc/pre_release_hooks/pre_release_hook.py": hook})
+    released(app, api, run_jobs, head(repo))
+    commit_files(repo, {"migrations/0042_drop_orders.sql": "DROP TABLE orders;\n",
+                        **{f"a/{number:04}.txt": "x\n" for number in range(since.MAX_FILES)}}, "Padding")
+    release_id = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    with app.app_context():
+        found = db.session.get(Release, release_id)
+        assert found.since["files_truncated"] is True
+        assert all(not f["path"].startswith("migrations/") for f in found.since["files"])  # cut off
+        assert found.state == "PENDING_APPROVAL" and "the list was cut" in found.hook_output
+
+
+def test_authors_beyond_the_listed_commits_fail_the_release_when_authors_may_not_approve(app, api, new_environment,
+                                                                                        run_jobs):
+    repo = new_environment({HOOK: "exit 2\n"})
+    authors_may_not_approve(app)
+    first = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    api("approver").post(f"/api/v1/releases/{first}/approve", json={})
+    run_jobs()
+    as_author(repo, "Mallory", "approver@example.com", {"evil.txt": "x\n"}, "The change to hide")
+    for number in range(since.MAX_COMMITS):
+        git(repo, "commit", "-q", "--allow-empty", "-m", f"cover {number}")
+    release_id = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    with app.app_context():
+        found = db.session.get(Release, release_id)
+        assert found.state == "FAILED" and "more than the 250 listed" in found.error

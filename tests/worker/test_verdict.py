@@ -169,3 +169,18 @@ def test_a_verdict_folder_swapped_for_a_link_is_never_read_through(app, api, dba
     data = release(api, release_id)
     assert data["state"] == "FAILED", data
     assert "is not a regular file" in data["error"]
+
+
+@pytest.mark.parametrize("hook, message", [
+    ("open(os.environ['RELEASE_VERDICT'], 'w').write('[' * 60000)", "nested too deeply"),
+    ("os.mkdir(os.environ['RELEASE_VERDICT'])", "is not a regular file"),
+])
+def test_a_verdict_that_breaks_the_reader_still_fails_the_release_with_a_sentence(app, api, new_environment,
+                                                                                  run_jobs, hook, message):
+    new_environment({HOOK: f"import os, sys\n{hook}\nsys.exit(2)\n"})
+    release_id = trigger(api)
+    behind = trigger(api)
+    run_jobs()
+    data = release(api, release_id)
+    assert data["state"] == "FAILED" and message in data["error"], data
+    assert release(api, behind)["state"] == "FAILED"  # the slot moved on to the next one

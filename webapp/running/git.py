@@ -94,11 +94,11 @@ def mirror_with(repo: str, cache_dir: Path, commit: str | None) -> Path:
     return fetch(repo, cache_dir)
 
 
-def has_commit(git_dir: Path, sha: str) -> bool:
+def has_commit(git_dir: Path, sha: str, *, timeout: float | None = None) -> bool:
     """Whether the mirror `git_dir` holds the commit `sha` (no network)."""
     if not (git_dir / "HEAD").exists():
         return False
-    return _git(git_dir, "cat-file", "-e", f"{sha}^{{commit}}").returncode == 0
+    return _git(git_dir, "cat-file", "-e", f"{sha}^{{commit}}", timeout=timeout).returncode == 0
 
 
 def resolve_commit(git_dir: Path, ref: str) -> str:
@@ -254,7 +254,8 @@ def _git(git_dir: Path, *args: str, timeout: float | None = None) -> subprocess.
         return subprocess.run(["git", f"--git-dir={git_dir}", *args], stdin=subprocess.DEVNULL,
                               capture_output=True, env=_git_env(), timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise RepoError(f"git {args[0]} took longer than {timeout:g} s in repository {git_dir}; "
+        # No path in the sentence: it is shown to every user, and the mirror's place is the operator's.
+        raise RepoError(f"git {args[0]} took longer than {timeout:g} s in the repository's mirror; "
                         "pass a simpler ref or a full commit.") from None
 
 

@@ -104,7 +104,10 @@ class RunContext:
         return {"environmentName": self.environment, "releaseStream": self.release_stream,
                 "resources": self.resources, "releaseId": self.release_id, "projectName": self.project,
                 "commit": commit, "previousCommit": changes.get("previous_commit"),
-                "commits": changes.get("commits", []), "files": changes.get("files", [])}
+                "commits": changes.get("commits", []), "files": changes.get("files", []),
+                # A list cut short, or none at all, must never read as "nothing changed".
+                "commitsTruncated": bool(changes.get("commits_truncated")),
+                "filesTruncated": bool(changes.get("files_truncated")), "sinceError": changes.get("error")}
 
     def changes_since(self, git_dir: Path, commit: str) -> dict:
         """What changed since the last successful release: as stored, or computed now."""
@@ -289,11 +292,15 @@ def read_verdict(path: Path) -> bytes | None:
         raise approval_rules.RuleError(f"{NOT_A_VERDICT_FILE} ({error.strerror}).") from None
     finally:
         os.close(folder)
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # a folder, a FIFO, a hard link
             raise approval_rules.RuleError(f"{NOT_A_VERDICT_FILE}.")
-        return handle.read(approval_rules.VERDICT_LIMIT + 1)
+        return os.read(fd, approval_rules.VERDICT_LIMIT + 1)
+    except OSError as error:
+        raise approval_rules.RuleError(f"{NOT_A_VERDICT_FILE} ({error.strerror}).") from None
+    finally:
+        os.close(fd)
 
 
 NOT_A_VERDICT_FILE = ("The hook's verdict ($RELEASE_VERDICT) is not a regular file; write the JSON into that "

@@ -52,7 +52,7 @@ def compute(git_dir: Path, commit: str, previous: Previous | None, resources: li
 
 
 def _history(git_dir: Path, before: str, now: str) -> dict:
-    if not git.has_commit(git_dir, before):
+    if not git.has_commit(git_dir, before, timeout=GIT_SECONDS):
         raise git.RepoError(f"its commit {before[:12]} is no longer in the repository; was history rewritten?")
     if before == now:
         relation = "same"

@@ -294,7 +294,7 @@ def _rule_lines(raw: str, label: str) -> list[dict[str, Any]]:
         words = line.split()
         if not words:
             continue
-        if len(words) != 3 or not words[2].isdigit():
+        if len(words) != 3 or not words[2].isascii() or not words[2].isdecimal():
             raise InvalidInput(f"{label}, line {number}: write a rule as its name, a group (or {ANYONE} for anyone "
                                "who may approve) and a number of approvals, e.g. dba dba 1.")
         name, group, approvals = words
