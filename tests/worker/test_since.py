@@ -328,3 +328,23 @@ def test_authors_beyond_the_listed_commits_fail_the_release_when_authors_may_not
     with app.app_context():
         found = db.session.get(Release, release_id)
         assert found.state == "FAILED" and "more than the 250 listed" in found.error
+
+
+def test_a_deployed_commit_force_pushed_away_is_still_compared_with(app, api, new_environment, run_jobs):
+    """The mirror keeps every commit a release command ran on, so a force push and a gc that
+    drop it from the repository's branches leave the next release a history to compare."""
+    repo = new_environment(GOES, release_command="true")
+    base = head(repo)
+    commit_files(repo, {"a.txt": "a\n"}, "Deployed, then force-pushed away")
+    released(app, api, run_jobs, head(repo))
+    git(repo, "reset", "-q", "--hard", base)
+    commit_files(repo, {"b.txt": "b\n"}, "The new history")
+    with app.app_context():
+        from webapp.running import git as gitcli
+
+        mirror = gitcli.mirror_path(str(repo), Path(app.config["REPO_CACHE_DIR"]))
+    git(mirror, "fetch", "--prune", "--quiet", "origin")  # what the next fetch does, then a gc
+    git(mirror, "-c", "gc.reflogExpire=now", "-c", "gc.reflogExpireUnreachable=now", "gc", "--quiet", "--prune=now")
+    after = released(app, api, run_jobs, head(repo))
+    assert after["error"] is None and after["relation"] == "diverged"
+    assert ("Deployed, then force-pushed away", True) in [(c["subject"], c["undone"]) for c in after["commits"]]

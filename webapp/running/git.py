@@ -162,6 +162,20 @@ def list_folder(git_dir: Path, commit: str, folder: str) -> dict[str, Entry]:
     return entries
 
 
+KEPT_REFS = "refs/releasegate/kept"
+
+
+def keep(git_dir: Path, commit: str) -> None:
+    """Keep `commit` in the mirror under a ref of our own, whatever the repository does later: a
+    force push or a deleted branch must not take a deployed commit away before the next release
+    compares itself with it (`fetch --prune` prunes only refs/heads and refs/tags). Best effort: a
+    ref another worker is writing at the same moment is that worker's to keep."""
+    if not is_full_commit(commit):
+        return
+    with contextlib.suppress(RepoError):  # timed out: the release goes on; only a later comparison may miss it
+        _git(git_dir, "update-ref", f"{KEPT_REFS}/{commit}", commit)
+
+
 def is_ancestor(git_dir: Path, ancestor: str, descendant: str, *, timeout: float | None = None) -> bool:
     """Whether commit `ancestor` is `descendant` or one of its ancestors."""
     _check_commit_arg(ancestor)

@@ -366,6 +366,7 @@ def execute_release(release_id: int) -> None:
             host_paths = environments.release_command_binds(list(context.sandbox_paths),
                                                             _config("SANDBOX_ALLOWED_PATHS"))
             changes = context.changes_since(git_dir, commit)  # a release dispatched without a hook
+            git.keep(git_dir, commit)  # what the next release of this environment compares itself with
         except Exception as error:  # noqa: BLE001 - nothing ran yet: fail closed, free the slot
             persist(releases.fail, release_id, _unprepared(error), expect=("IN_PROGRESS",),
                     where=UNCLAIMED["execute"])
