@@ -51,6 +51,7 @@ def target(app, api, new_environment):
 
 ENDPOINTS = [
     ("post", "/api/v1/projects"),
+    ("patch", "/api/v1/projects/svc"),
     ("post", "/api/v1/projects/svc/environments"),
     ("patch", "/api/v1/projects/svc/environments/env"),
     ("put", "/api/v1/projects/svc/environments/env/variables/REGION"),

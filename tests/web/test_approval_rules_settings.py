@@ -207,3 +207,14 @@ def test_rules_naming_a_group_deleted_after_the_check_are_refused_in_the_write(a
             environments.update_environment(environment, machine_actor(), {"approval_rules": checked})
         db.session.rollback()
         assert db.session.scalar(sa.select(Environment)).approval_rules == DEFAULT
+
+
+def test_a_projects_commit_address_is_changed_through_the_api(app, api, new_environment):
+    new_environment(PLAIN)
+    template = "https://git.example.com/svc/commit/{sha}"
+    response = api("admin").patch("/api/v1/projects/svc", json={"web_url_template": template})
+    assert response.status_code == 200 and response.json["web_url_template"] == template
+    assert api("dev").patch("/api/v1/projects/svc", json={"web_url_template": None}).status_code == 403
+    refused = api("admin").patch("/api/v1/projects/svc", json={"name": "other"})
+    assert refused.status_code == 400 and "Unknown field" in refused.json["error"]
+    assert api("member").get("/api/v1/projects").json["items"][0]["web_url_template"] == template

@@ -121,6 +121,8 @@ CASES = [
     # ... for all environments only: creating projects and environments, editing a project
     Case("api.create_project", "manage_environments", "POST", "/api/v1/projects", {"name": "blog", "repo": "{repo}"},
          ok=201, writes="projects", scoped=False),
+    Case("api.update_project", "manage_environments", "PATCH", f"/api/v1/projects/{PROJECT}",
+         {"web_url_template": "https://git.example.com/c/{sha}"}, writes="projects", scoped=False),
     Case("api.create_environment", "manage_environments", "POST", f"/api/v1/projects/{PROJECT}/environments",
          {"name": "stage", "release_stream": "STAGE"}, ok=201, writes="environments", scoped=False),
     Case("admin.create_project", "manage_environments", "POST", "/admin/projects",

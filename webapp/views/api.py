@@ -130,6 +130,17 @@ def create_project():
     return jsonify(project_dict(project)), 201
 
 
+@api.patch("/projects/<project>")
+@require_permission("manage_environments")
+def update_project(project: str):
+    """Change a project's repo, branch, hook_ref or web_url_template (the first three move the gate:
+    audited and announced to the environments they move, like the admin form)."""
+    found = _project(project)
+    editable = {key: PROJECT_FIELDS[key] for key in environments.PROJECT_EDITABLE}
+    environments.update_project(_actor(), found, fields(_body(), editable))
+    return project_dict(found)
+
+
 @api.get("/projects/<project>/environments")
 def list_environments(project: str):
     found = _project(project)
