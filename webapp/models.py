@@ -147,6 +147,7 @@ class Environment(db.Model):
     authors_may_not_approve: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     wait_for_external_finish: Mapped[bool] = mapped_column(default=False)
     approval_timeout_hours: Mapped[float | None]
+    reminder_hours: Mapped[float | None]  # a pending release re-asks those still counting this often
     # Host paths the release command (never the hook) also sees in its sandbox:
     # [{"path": "/srv/shop", "writable": true}, …], each checked against SANDBOX_ALLOWED_PATHS
     # when set and again at every run (environments.release_command_binds).
@@ -232,6 +233,7 @@ class Release(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     pending_since: Mapped[datetime | None]  # when it began waiting for a decision
+    reminded_at: Mapped[datetime | None]  # the last reminder of a pending release (reconcile.remind_pending)
     # Fixed when it starts waiting: the environment's rules with what the hook's verdict added
     # (NULL: the default rule), and the verdict's reason.
     approval_rules: Mapped[list | None] = mapped_column(sa.JSON)

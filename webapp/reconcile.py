@@ -24,6 +24,7 @@ def reconcile(now: datetime | None = None) -> dict[str, list[int]]:
         "worker_lost": mark_lost_runs(now),
         "timed_out": time_out_external_finishes(now),
         "expired": expire_pending(now),
+        "reminded": remind_pending(now),
         "requeued": requeue_lost_jobs(now),
     }
     redispatch_queues()
@@ -79,6 +80,21 @@ def expire_pending(now: datetime) -> list[int]:
                 expect=("PENDING_APPROVAL",), state="REJECTED"):
             expired.append(release_id)
     return expired
+
+
+def remind_pending(now: datetime) -> list[int]:
+    """Pending releases that waited their environment's reminder_hours since they began waiting
+    (or since the last reminder) re-ask the people whose approval would still count, once each
+    interval."""
+    rows = _ids(sa.select(Release.id, Release.pending_since, Release.reminded_at, Environment.reminder_hours)
+                .join(Environment, Release.environment_id == Environment.id)
+                .where(Release.state == "PENDING_APPROVAL", Environment.reminder_hours.is_not(None)))
+    reminded = []
+    for release_id, since, last, hours in rows:
+        start = last or since
+        if start is not None and start + timedelta(hours=hours) <= now and releases.remind(release_id, last, now):
+            reminded.append(release_id)
+    return reminded
 
 
 def requeue_lost_jobs(now: datetime, grace_seconds: int = 10) -> list[int]:

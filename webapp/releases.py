@@ -7,6 +7,7 @@ so views, jobs, the CLI and tests all call the same code.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -405,6 +406,26 @@ def reject(release_id: int, actor: Actor, comment: str = "") -> Release:
     dispatch_queue(release.environment_id)
     commit_changes()
     return release
+
+
+@transition
+def remind(release_id: int, last: datetime | None, now: datetime) -> bool:
+    """Record a reminder of a pending release, once: a compare-and-set on when it was last
+    reminded, so two reconcilers never remind twice. The audit event mails those still counting."""
+    release = get_release(release_id)
+    result = db.session.execute(
+        sa.update(Release).where(Release.id == release_id, Release.state == "PENDING_APPROVAL",
+                                 Release.reminded_at.is_(None) if last is None else Release.reminded_at == last)
+        .values(reminded_at=now).execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        db.session.rollback()
+        return False
+    waited = now - (release.pending_since or now)
+    audit(SYSTEM, "reminder", release=release,
+          reason=f"reminder: waiting for approval for {waited.total_seconds() / 3600:.0f} h",
+          details={"hours": release.environment.reminder_hours})
+    commit_changes()
+    return True
 
 
 @transition

@@ -11,7 +11,7 @@ from ..models import AuditEvent, Decision, Environment, Grant, Group, Project, R
 
 SETTINGS = ("release_stream", "approval_workflow", "parallel_releases", "release_command", "hook_ref",
             "hook_timeout_seconds", "release_timeout_seconds", "allow_self_approval",
-            "wait_for_external_finish", "approval_timeout_hours", "sandbox_paths", "approval_rules",
+            "wait_for_external_finish", "approval_timeout_hours", "reminder_hours", "sandbox_paths", "approval_rules",
             "authors_may_not_approve")
 
 

@@ -115,6 +115,7 @@ ENVIRONMENT_FIELDS: dict[str, Field] = {
     "allow_self_approval": boolean,
     "wait_for_external_finish": boolean,
     "approval_timeout_hours": number(0.001, 24 * 365, nullable=True),
+    "reminder_hours": number(0.01, 24 * 365, nullable=True),
     "sandbox_paths": sandbox_paths,
     "approval_rules": approval_rules,
     "authors_may_not_approve": boolean,

@@ -21,7 +21,8 @@ def worth_announcing(action: str, to_state: str | None, details: dict | None) ->
         return to_state in ANNOUNCED_STATES
     if action == "settings":
         return bool(details.get("weakens_gate"))
-    return action == "approval"  # an approval that met some rules: the ones still counting are told
+    # An approval that met some rules, or a reminder: the ones still counting are told.
+    return action in ("approval", "reminder")
 
 
 def publish(audit_event_id: int) -> None:

@@ -94,7 +94,10 @@ def _approval_request(mail: OutgoingMail, user: User) -> Composed | str:
     links = {"approve": link_url(approve), "reject": link_url(reject), "release": f"{_base()}/releases/{release.id}"}
     where = _where(environment)
     subject = f"[Releasegate] {where} ({environment.release_stream}): release #{release.id} needs your approval"
-    if news:
+    if news and news.get("reminder"):
+        subject = (f"[Releasegate] Reminder: {where} ({environment.release_stream}): release #{release.id} "
+                   "still needs your approval")
+    elif news:
         subject = (f"[Releasegate] {where} ({environment.release_stream}): release #{release.id} still needs "
                    f"your approval ({news['by']} approved as {', '.join(news['rules'])})")
     context = {"release": release, "environment": environment, "where": where, "user": user, "links": links,
@@ -115,8 +118,10 @@ def _approval_news(mail: OutgoingMail) -> dict | None:
     """For a mail sent because someone approved while rules remain (an "approval" audit event):
     who approved and for which rules; None for the first request."""
     audit_event = db.session.get(AuditEvent, mail.audit_event_id) if mail.audit_event_id else None
-    if audit_event is None or audit_event.action != "approval":
+    if audit_event is None or audit_event.action not in ("approval", "reminder"):
         return None
+    if audit_event.action == "reminder":
+        return {"reminder": audit_event.reason}
     return {"by": audit_event.actor.username if audit_event.actor else "someone",
             "rules": (audit_event.details or {}).get("rules") or ["a rule"]}
 

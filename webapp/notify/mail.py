@@ -51,6 +51,8 @@ def event_name(audit_event: AuditEvent) -> str | None:
         return EVENT_OF_STATE.get(audit_event.to_state or "")
     if audit_event.action == "settings" and (audit_event.details or {}).get("weakens_gate"):
         return "environment.updated"
+    if audit_event.action == "reminder" and audit_event.release_id is not None:
+        return "release.reminder"
     return None
 
 
@@ -113,7 +115,7 @@ def mails_for(audit_event: AuditEvent) -> list[OutgoingMail]:
         made = [_mail("gate_weakened", admin, audit_event) for admin in admins if admin.id != audit_event.actor_id]
         return [m for m in made if m is not None]
     release = db.session.get(Release, audit_event.release_id)
-    if audit_event.to_state == "PENDING_APPROVAL" or audit_event.action == "approval":
+    if audit_event.to_state == "PENDING_APPROVAL" or audit_event.action in ("approval", "reminder"):
         if release.state != "PENDING_APPROVAL":  # decided before we got here: no links to send
             return []
         # Only the people whose approval would still count; after an approval, everyone but its giver.

@@ -32,7 +32,7 @@ from .outbound import claim, retry_delay, worker_job
 log = logging.getLogger(__name__)
 
 EVENTS = ("release.queued", "release.pending_approval", "release.approved", "release.rejected",
-          "release.succeeded", "release.failed", "release.cancelled", "environment.updated")
+          "release.succeeded", "release.failed", "release.cancelled", "release.reminder", "environment.updated")
 FORMATS = {"json": "JSON (event, release, environment, project, links)",
            "slack": "Slack-compatible (incoming webhook \u201ctext\u201d with links)"}
 USER_AGENT = "Releasegate-Webhooks/1"
@@ -173,7 +173,7 @@ def release_links(release: Release, event: str | None = None) -> dict[str, str]:
     links = {"release": f"{base}/releases/{release.id}",
              "environment": f"{base}/projects/{release.project.name}/environments/{environment.name}",
              "api": f"{base}/api/v1/releases/{release.id}"}
-    if event == "release.pending_approval":
+    if event in ("release.pending_approval", "release.reminder"):
         links["approve"] = f"{base}/api/v1/releases/{release.id}/approve"
         links["reject"] = f"{base}/api/v1/releases/{release.id}/reject"
     return links
@@ -225,6 +225,8 @@ def slack_text(body: dict[str, Any]) -> str:
     release = body["release"]
     number = f"release #{release['id']}"
     link = f"<{body['links']['release']}|Open {number}>"
+    if event == "release.reminder":
+        return f"{where} {number} is still waiting for approval ({_slack_escape(body.get('reason') or '')}). {link}"
     if event == "release.pending_approval":
         resources = release["resources"]
         destructive = sum(1 for r in resources if r.get("changeType") in DESTRUCTIVE_CHANGE_TYPES)

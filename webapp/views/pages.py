@@ -42,6 +42,7 @@ SETTING_LABELS = {
     "allow_self_approval": "Allow self-approval",
     "wait_for_external_finish": "Wait for an external finish",
     "approval_timeout_hours": "Approval timeout (hours)",
+    "reminder_hours": "Reminder every (hours)",
     "sandbox_paths": "Host paths for the release command",
     "approval_rules": "Approval rules",
     "authors_may_not_approve": "Authors may not approve",
@@ -256,7 +257,7 @@ def _typed_setting(name: str, raw: str, form: MultiDict) -> Any:
             return int(raw)
         except ValueError:
             raise InvalidInput(f"{label} must be a whole number.") from None
-    if name == "approval_timeout_hours":
+    if name in ("approval_timeout_hours", "reminder_hours"):
         if not raw:
             return None
         try:
@@ -264,7 +265,7 @@ def _typed_setting(name: str, raw: str, form: MultiDict) -> Any:
         except ValueError:
             hours = math.nan
         if not math.isfinite(hours):
-            raise InvalidInput(f"{label} must be a number of hours, or empty for no timeout.")
+            raise InvalidInput(f"{label} must be a number of hours, or empty for none.")
         return hours
     if name in OPTIONAL_TEXT and not raw:
         return None
