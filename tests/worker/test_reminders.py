@@ -80,3 +80,24 @@ def test_a_reminder_asks_only_those_still_counting_and_never_after_a_decision(ap
     assert api("dana").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 200
     with app.app_context():
         assert reconcile(since + timedelta(hours=5))["reminded"] == []  # decided: nothing to remind of
+
+
+def test_the_pending_page_says_when_the_release_expires(app, api, web, new_environment, run_jobs):
+    new_environment(WAITS)
+    api("admin").patch(ENV, json={"approval_timeout_hours": 24})
+    release_id = trigger(api, "dev")
+    run_jobs()
+    with app.app_context():
+        expires = db.session.get(Release, release_id).pending_since + timedelta(hours=24)
+    page = web("member").get(f"/releases/{release_id}").text
+    assert f'id="expires-at"><time datetime="{expires:%Y-%m-%dT%H:%M:%SZ}">' in page
+
+
+def test_the_slack_line_of_a_reminder_says_it_still_waits():
+    from webapp.notify.webhooks import slack_text
+
+    body = {"event": "release.reminder", "environment": {"project": "shop", "name": "prod"}, "by": "system",
+            "reason": "reminder: waiting for approval for 4 h", "release": {"id": 7},
+            "links": {"release": "https://rg.example.com/releases/7"}}
+    assert slack_text(body) == ("shop/prod release #7 is still waiting for approval (reminder: waiting for approval "
+                                "for 4 h). <https://rg.example.com/releases/7|Open release #7>")
