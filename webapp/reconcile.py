@@ -75,7 +75,8 @@ def expire_pending(now: datetime) -> list[int]:
                 .where(Release.state == "PENDING_APPROVAL", Environment.approval_timeout_hours.is_not(None)))
     expired = []
     for release_id, since, hours in rows:
-        if since is not None and since + timedelta(hours=hours) <= now and releases.fail(
+        due = releases.expires_at(since, hours)
+        if due is not None and due <= now and releases.fail(
                 release_id, f"expired: no decision within {hours:g} hours", SYSTEM,
                 expect=("PENDING_APPROVAL",), state="REJECTED"):
             expired.append(release_id)

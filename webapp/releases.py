@@ -7,7 +7,7 @@ so views, jobs, the CLI and tests all call the same code.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -406,6 +406,11 @@ def reject(release_id: int, actor: Actor, comment: str = "") -> Release:
     dispatch_queue(release.environment_id)
     commit_changes()
     return release
+
+
+def expires_at(pending_since: datetime | None, hours: float | None) -> datetime | None:
+    """When a pending release is rejected as expired (approval_timeout_hours); None: never."""
+    return pending_since + timedelta(hours=hours) if pending_since is not None and hours else None
 
 
 @transition

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
-from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, flash, g, make_response, redirect, render_template, request, url_for
@@ -151,16 +150,10 @@ def _panel_context(release: Release) -> dict:
             "approve_label": progress.approve_label(user) if actions["approve"] else None,
             "why_not": progress.why_not(user) if actions["decider"] and not actions["approve"] else None,
             "approved_digest": approved.approval_digest if approved is not None else None,
-            "since": changes.view(release), "expires_at": _expires_at(release),
+            "since": changes.view(release),
+            "expires_at": releases.expires_at(release.pending_since, release.environment.approval_timeout_hours)
+            if release.state == "PENDING_APPROVAL" else None,
             "excluded_authors": excluded_authors(release) if release.state == "PENDING_APPROVAL" else []}
-
-
-def _expires_at(release: Release) -> datetime | None:
-    """When a pending release is rejected as expired (approval_timeout_hours), if ever."""
-    hours = release.environment.approval_timeout_hours
-    if release.state != "PENDING_APPROVAL" or not hours or release.pending_since is None:
-        return None
-    return release.pending_since + timedelta(hours=hours)
 
 
 def _live_context(release: Release, version: str) -> dict:
