@@ -11,10 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from .auth import create_token, hash_password
 from .extensions import db
 from .models import ApiToken, EmailLink, Environment, Grant, Project, Release, User, group_members, utcnow
-from .notify import email_links
 from .permissions import GLOBAL_ONLY, PERMISSIONS, PermissionDenied, grant_held, require
 from .releases import NotFound, ReleaseError
-from .transactions import Actor, audit, commit_changes, transition
+from .transactions import Actor, audit, commit_changes, revoke_email_links, transition
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -135,7 +134,7 @@ def deactivate_user(actor: Actor, user: User) -> int:
     revoked = db.session.execute(
         sa.update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())).rowcount
-    links = email_links.revoke(EmailLink.user_id == user.id, "the person it was sent to was deactivated")
+    links = revoke_email_links(EmailLink.user_id == user.id, "the person it was sent to was deactivated")
     audit(actor, "user", reason=f"user {user.username} deactivated; {revoked} API token(s) and {links} email "
           "link(s) revoked", details={"user": user.username, "active": {"old": True, "new": False},
                                       "tokens_revoked": revoked, "links_revoked": links})
@@ -251,7 +250,7 @@ def end_links_no_longer_allowed(user: User) -> int:
     them back to life; like a deactivation, losing the right ends them for good."""
     still_allowed = grant_held(user.id, "approve_release", Release.environment_id)
     no_longer = sa.select(Release.id).where(~still_allowed)
-    return email_links.revoke((EmailLink.user_id == user.id) & EmailLink.release_id.in_(no_longer),
+    return revoke_email_links((EmailLink.user_id == user.id) & EmailLink.release_id.in_(no_longer),
                               "the person it was sent to lost the permission to decide it")
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
 
-SLOT_STATES = ("READY", "PENDING_APPROVAL", "IN_PROGRESS")
+SLOT_STATES = ("READY", "PENDING_APPROVAL", "SCHEDULED", "IN_PROGRESS")
 TERMINAL_STATES = ("APPROVED", "REJECTED", "CANCELLED", "SUCCEEDED", "FAILED", "TIMED_OUT")
 STATES = ("QUEUED", *SLOT_STATES, *TERMINAL_STATES)
 DEFAULT_RULES = ({"name": "default", "group": None, "approvals": 1},)
@@ -120,6 +120,10 @@ class Project(db.Model):
     hook_ref: Mapped[str | None] = mapped_column(sa.String(255))
     # Where a commit is shown on the web, e.g. https://git.example.com/shop/commit/{sha}
     web_url_template: Mapped[str | None] = mapped_column(sa.String(1000))
+    # When releases may start applying (windows.py), for every environment without windows of its
+    # own; its freezes hold for every environment, beside the environment's own.
+    change_windows: Mapped[list] = mapped_column(sa.JSON, default=list, server_default="[]")
+    freezes: Mapped[list] = mapped_column(sa.JSON, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     environments: Mapped[list[Environment]] = relationship(
@@ -156,6 +160,13 @@ class Environment(db.Model):
     # every rule met; the default is one approval from anyone who may approve.
     approval_rules: Mapped[list] = mapped_column(sa.JSON, default=lambda: [dict(rule) for rule in DEFAULT_RULES],
                                                  server_default=DEFAULT_RULES_JSON)
+    # When releases may start applying (windows.py): NULL takes the project's windows; [] is always.
+    change_windows: Mapped[list | None] = mapped_column(sa.JSON)
+    freezes: Mapped[list] = mapped_column(sa.JSON, default=list, server_default="[]")
+    # Emergency releases (releases.trigger with break_glass): allowed at all, and how soon after
+    # one someone must review it.
+    allow_break_glass: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    break_glass_review_hours: Mapped[float] = mapped_column(default=24.0, server_default="24")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -197,7 +208,7 @@ class Release(db.Model):
         sa.Index("ix_releases_finished", "finished_at", "id"),
         sa.UniqueConstraint("environment_id", "triggered_by_id", "idempotency_key",
                             name="uq_releases_idempotency"),
-        sa.CheckConstraint("NOT holds_slot OR state IN ('READY', 'PENDING_APPROVAL', 'IN_PROGRESS')",
+        sa.CheckConstraint("NOT holds_slot OR state IN ('READY', 'PENDING_APPROVAL', 'SCHEDULED', 'IN_PROGRESS')",
                            name="slot_only_when_active"),
         sa.CheckConstraint("kind IN ('RELEASE', 'BOT')", name="kind"),
     )
@@ -243,12 +254,25 @@ class Release(db.Model):
     # What changed since the environment's last successful release (running/since.py); NULL until
     # the worker computed it.
     since: Mapped[dict | None] = mapped_column(sa.JSON)
+    # SCHEDULED: why it waits ("waiting for the change window: opens …", "frozen until …") and
+    # when it may start (NULL: no window will open).
+    scheduled_reason: Mapped[str | None] = mapped_column(sa.Text)
+    scheduled_until: Mapped[datetime | None]
+    # An emergency release: why (NULL for every other release), when its review is due, the
+    # review, and when the reconciler last re-announced it overdue.
+    break_glass_reason: Mapped[str | None] = mapped_column(sa.Text)
+    review_due_at: Mapped[datetime | None]
+    reviewed_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    review_comment: Mapped[str | None] = mapped_column(sa.Text)
+    reviewed_at: Mapped[datetime | None]
+    review_announced_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
 
     project: Mapped[Project] = relationship()
     environment: Mapped[Environment] = relationship()
-    triggered_by: Mapped[User | None] = relationship()
+    triggered_by: Mapped[User | None] = relationship(foreign_keys=[triggered_by_id])
+    reviewed_by: Mapped[User | None] = relationship(foreign_keys=[reviewed_by_id])
     parent: Mapped[Release | None] = relationship(remote_side=[id], back_populates="bot_release")
     bot_release: Mapped[Release | None] = relationship(back_populates="parent", uselist=False)
     decisions: Mapped[list[Decision]] = relationship(back_populates="release", order_by="Decision.id")

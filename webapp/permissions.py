@@ -16,6 +16,7 @@ PERMISSIONS = {
     "trigger_release": "Trigger release",
     "approve_release": "Release Approval/Reject",
     "cancel_release": "Cancel release",
+    "break_glass": "Emergency release (break-glass)",
     "manage_environments": "Manage environments",
     "manage_users": "Manage users",
 }

@@ -25,6 +25,7 @@ def reconcile(now: datetime | None = None) -> dict[str, list[int]]:
         "timed_out": time_out_external_finishes(now),
         "expired": expire_pending(now),
         "reminded": remind_pending(now),
+        "reviews_overdue": announce_overdue_reviews(now),
         "requeued": requeue_lost_jobs(now),
     }
     redispatch_queues()
@@ -98,6 +99,20 @@ def remind_pending(now: datetime) -> list[int]:
     return reminded
 
 
+REANNOUNCE_OVERDUE = timedelta(days=1)
+
+
+def announce_overdue_reviews(now: datetime) -> list[int]:
+    """Emergency releases whose review is overdue are announced, and again every day until
+    someone reviews them."""
+    rows = _ids(sa.select(Release.id, Release.review_announced_at)
+                .where(Release.break_glass_reason.is_not(None), Release.reviewed_at.is_(None),
+                       Release.review_due_at <= now))
+    return [release_id for release_id, last in rows
+            if (last is None or last + REANNOUNCE_OVERDUE <= now)
+            and releases.announce_overdue_review(release_id, last, now)]
+
+
 def requeue_lost_jobs(now: datetime, grace_seconds: int = 10) -> list[int]:
     """Slot holders whose job never started (Redis lost it) are queued again."""
     from worker.queues import enqueue_release_job
@@ -112,6 +127,8 @@ def requeue_lost_jobs(now: datetime, grace_seconds: int = 10) -> list[int]:
 
 
 def redispatch_queues() -> None:
-    """Environments with queued releases get a dispatch (it does nothing while the slot is held)."""
-    for (environment_id,) in _ids(sa.select(Release.environment_id).where(Release.state == "QUEUED").distinct()):
+    """Environments with queued or scheduled releases get a dispatch: it does nothing while the
+    slot is held, and starts what a change window lets start now (by the database's clock)."""
+    waiting = sa.select(Release.environment_id).where(Release.state.in_(("QUEUED", "SCHEDULED"))).distinct()
+    for (environment_id,) in _ids(waiting):
         releases.dispatch(environment_id)

@@ -13,11 +13,24 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from . import approval_rules
+from . import approval_rules, windows
 from .extensions import db
-from .models import Decision, Environment, Release, User, utcnow
+from .live import bump_version
+from .models import TERMINAL_STATES, Decision, EmailLink, Environment, Project, Release, User, utcnow
 from .permissions import PermissionDenied, decide_refusal, may_cancel, require
-from .transactions import SYSTEM, WORKER, Actor, after_commit, audit, commit_changes, lock_environment, move, transition
+from .transactions import (
+    SYSTEM,
+    WORKER,
+    Actor,
+    after_commit,
+    audit,
+    commit_changes,
+    database_now,
+    lock_environment,
+    move,
+    revoke_email_links,
+    transition,
+)
 
 __all__ = ["SYSTEM", "WORKER", "Actor", "ReleaseError", "NotFound", "WrongState", "TRANSITIONS"]
 
@@ -28,11 +41,13 @@ __all__ = ["SYSTEM", "WORKER", "Actor", "ReleaseError", "NotFound", "WrongState"
 TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "QUEUED": {
         "READY": ("dispatch",),        # took the slot, approval workflow on: the hook decides
-        "IN_PROGRESS": ("dispatch",),  # approval workflow off, or parallel releases: no hook
+        "IN_PROGRESS": ("dispatch",),  # approval workflow off, parallel releases, a BOT or emergency release
+        "SCHEDULED": ("dispatch",),    # as IN_PROGRESS, but outside every change window or in a freeze
         "CANCELLED": ("cancel",),
     },
     "READY": {
         "IN_PROGRESS": ("hook result",),       # exit 0
+        "SCHEDULED": ("hook result",),         # exit 0, outside every change window or in a freeze
         "PENDING_APPROVAL": ("hook result",),  # exit 2, or 0 from a hook unlike the hook ref's
         "FAILED": ("hook result", "abort", "fail"),  # fail: worker lost, or no run could start
     },
@@ -40,6 +55,12 @@ TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "APPROVED": ("approve",),       # its BOT release takes the slot in the same transaction
         "REJECTED": ("reject", "fail"),  # fail: the approval timeout expired
         "CANCELLED": ("cancel",),       # withdrawn by its triggerer
+        "QUEUED": ("break glass",),     # an emergency release took the slot; its hook runs again later
+    },
+    "SCHEDULED": {
+        "IN_PROGRESS": ("window opened",),  # a window opened, a freeze ended, or the settings changed
+        "FAILED": ("abort",),
+        "QUEUED": ("break glass",),         # an emergency release took the slot; it waits behind it
     },
     "IN_PROGRESS": {
         "SUCCEEDED": ("execution result", "nothing to run", "finish"),
@@ -97,54 +118,119 @@ def _wrong_state(release: Release, doing: str, needs: str) -> WrongState:
 
 # -- dispatch -------------------------------------------------------------------------------
 
-def dispatch_queue(environment_id: int) -> None:
-    """Within the current transaction: give the free slot to the oldest queued release,
-    or in parallel mode start every queued one."""
+def dispatch_queue(environment_id: int, now: datetime | None = None) -> None:
+    """Within the current transaction: start the scheduled releases a change window lets start,
+    then give the free slot to the oldest queued release (emergency releases first), or in
+    parallel mode start every queued one. Windows are judged at `now`, the database's clock
+    unless a test passes a moment in, once this transaction holds the environment."""
     # Locking the environment row serialises dispatches of one environment on PostgreSQL:
     # a trigger and a slot release committing together cannot both miss the queue.
     # NO KEY UPDATE does not conflict with the KEY SHARE lock a new release's foreign
     # key takes, so a trigger (insert, then dispatch) cannot deadlock with another.
     parallel, approval = lock_environment(environment_id)
+    verdict = _window_verdict(environment_id, now)
+    _start_scheduled(environment_id, verdict)
     queued = sa.select(Release).where(Release.environment_id == environment_id, Release.state == "QUEUED")
-    now = utcnow()
+    first = (Release.break_glass_reason.is_(None), Release.id)  # emergencies, then FIFO by trigger time
     if parallel:
-        for release in db.session.scalars(queued.order_by(Release.id)).all():
-            if _move(release, "IN_PROGRESS", WORKER, "dispatch", expect=("QUEUED",), started_at=now,
-                     reason="started at once (parallel releases)"):
-                _enqueue("execute", release.id)
+        for release in db.session.scalars(queued.order_by(*first)).all():
+            _start(release, verdict, "dispatch", expect=("QUEUED",), reason="started at once (parallel releases)")
         return
     holder = sa.select(Release.id).where(Release.environment_id == environment_id, Release.holds_slot)
     if db.session.scalar(holder.limit(1)) is not None:
         return
-    release = db.session.scalar(queued.order_by(Release.id).limit(1))  # FIFO by trigger time
+    release = db.session.scalar(queued.order_by(*first).limit(1))
     if release is None:
         return
-    to_state, job, reason = (("READY", "hook", "took the slot; running the pre-release hook") if approval else
-                             ("IN_PROGRESS", "execute", "took the slot; approval workflow is off"))
     try:
         with db.session.begin_nested():
-            moved = _move(release, to_state, WORKER, "dispatch", expect=("QUEUED",), holds_slot=True,
-                          started_at=now, heartbeat_at=None, reason=reason)
+            if approval and release.kind == "RELEASE" and release.break_glass_reason is None:
+                if _move(release, "READY", WORKER, "dispatch", expect=("QUEUED",), holds_slot=True, started_at=utcnow(),
+                         heartbeat_at=None, reason="took the slot; running the pre-release hook"):
+                    _enqueue("hook", release.id)
+            else:
+                _start(release, verdict, "dispatch", expect=("QUEUED",), holds_slot=True, heartbeat_at=None,
+                       reason=_skips_hook(release, approval))
     except IntegrityError:
         return  # another transaction took the slot first; it dispatches in turn
-    if moved:
-        _enqueue(job, release.id)
+
+
+def _skips_hook(release: Release, approval: bool) -> str:
+    if release.break_glass_reason is not None:
+        return "took the slot; an emergency release skips the hook, the approval rules and the change windows"
+    if release.kind == "BOT":
+        return "took the slot; a bot release skips the hook"
+    return "took the slot; approval workflow is off" if not approval else "took the slot"
+
+
+def _window_verdict(environment_id: int, now: datetime | None) -> windows.Verdict:
+    """May releases of the environment start applying now (windows.py)? Its settings as committed."""
+    row = db.session.execute(
+        sa.select(Environment.change_windows, Environment.freezes, Project.change_windows, Project.freezes)
+        .join(Project, Environment.project_id == Project.id).where(Environment.id == environment_id)).one()
+    return windows.judge(*windows.effective(*row), now if now is not None else database_now())
+
+
+def _start(release: Release, verdict: windows.Verdict, action: str, *, expect: tuple[str, ...], reason: str,
+           **values: Any) -> str | None:
+    """Move `release` on to apply: IN_PROGRESS, or SCHEDULED while `verdict` says no window is
+    open (an emergency release never waits). Returns the state it moved to, or None. The caller
+    enqueues what IN_PROGRESS runs, unless it is dispatch, which does it here."""
+    if verdict.open or release.break_glass_reason is not None:
+        if not _move(release, "IN_PROGRESS", WORKER, action, expect=expect, reason=reason,
+                     started_at=release.started_at or utcnow(), **values):
+            return None
+        if action == "dispatch":
+            _enqueue("execute", release.id)
+        return "IN_PROGRESS"
+    if not _move(release, "SCHEDULED", WORKER, action, expect=expect, reason=f"{reason}; {verdict.reason}",
+                 started_at=release.started_at or utcnow(), scheduled_reason=verdict.reason,
+                 scheduled_until=verdict.until, **values):
+        return None
+    return "SCHEDULED"
+
+
+def _start_scheduled(environment_id: int, verdict: windows.Verdict) -> None:
+    """Within the current transaction, the environment locked: scheduled releases start when
+    `verdict` lets them (a compare-and-set from SCHEDULED), or learn the new reason they wait."""
+    waiting = db.session.scalars(sa.select(Release).where(Release.environment_id == environment_id,
+                                                          Release.state == "SCHEDULED").order_by(Release.id)).all()
+    for release in waiting:
+        if verdict.open:
+            if _move(release, "IN_PROGRESS", WORKER, "window opened", expect=("SCHEDULED",),
+                     reason="the change window is open", scheduled_reason=None, scheduled_until=None):
+                _enqueue("execute", release.id)
+        elif (release.scheduled_reason, release.scheduled_until) != (verdict.reason, verdict.until):
+            release.scheduled_reason, release.scheduled_until = verdict.reason, verdict.until
+            after_commit(bump_version)  # the pages say why it waits
 
 
 @transition
-def dispatch(environment_id: int) -> None:
-    """Dispatch an environment's queue (the reconciler's safety net)."""
-    dispatch_queue(environment_id)
+def dispatch(environment_id: int, now: datetime | None = None) -> None:
+    """Dispatch an environment's queue, and start what a change window lets start (the
+    reconciler's safety net and clock)."""
+    dispatch_queue(environment_id, now)
     commit_changes()
 
 
 # -- trigger ----------------------------------------------------------------------------------
 
+BREAK_GLASS_REASON = (10, 2_000)  # characters: a sentence someone can review afterwards
+
+
+class Unacceptable(ReleaseError):
+    status = 422
+
+
 @transition
 def trigger(environment: Environment, actor: Actor, resources: list[dict], *, ref: str | None = None,
-            description: str = "", idempotency_key: str | None = None) -> tuple[Release, bool]:
-    """Queue a release; returns (release, created). A repeated Idempotency-Key returns the first."""
+            description: str = "", idempotency_key: str | None = None,
+            break_glass: str | None = None) -> tuple[Release, bool]:
+    """Queue a release; returns (release, created). A repeated Idempotency-Key returns the first.
+    `break_glass` (a reason) makes it an emergency release: see _break_glass."""
     require(actor.user, "trigger_release", environment)
+    if break_glass is not None:
+        break_glass = _check_break_glass(environment, actor, break_glass)
     if idempotency_key:
         existing = _by_idempotency_key(environment, actor.user, idempotency_key)
         if existing is not None:
@@ -152,7 +238,9 @@ def trigger(environment: Environment, actor: Actor, resources: list[dict], *, re
     release = Release(kind="RELEASE", project_id=environment.project_id, environment_id=environment.id,
                       state="QUEUED", ref=ref, commit=ref if ref and FULL_SHA.fullmatch(ref) else None,
                       description=description, resources=resources, triggered_by=actor.user,
-                      idempotency_key=idempotency_key or None,
+                      idempotency_key=idempotency_key or None, break_glass_reason=break_glass,
+                      review_due_at=(utcnow() + timedelta(hours=environment.break_glass_review_hours)
+                                     if break_glass is not None else None),
                       decisions=[], bot_release=None)  # none yet: known, so its answer reads none back
     db.session.add(release)
     try:
@@ -166,9 +254,57 @@ def trigger(environment: Environment, actor: Actor, resources: list[dict], *, re
             raise
         return existing, False
     audit(actor, "state", release=release, to_state="QUEUED", reason="triggered")
+    if break_glass is not None:
+        _break_glass(release, actor)
     dispatch_queue(environment.id)
     commit_changes()
     return release, True
+
+
+def _check_break_glass(environment: Environment, actor: Actor, reason: str) -> str:
+    """The reason of an emergency release, once its triggerer and environment may have one."""
+    require(actor.user, "break_glass", environment)
+    where = f"{environment.project.name}/{environment.name}"
+    if not environment.allow_break_glass:
+        raise WrongState(f"{where} does not allow emergency releases (allow_break_glass is off); trigger a "
+                         "normal release, or ask an admin to turn emergency releases on for it.")
+    reason = " ".join(reason.split())
+    shortest, longest = BREAK_GLASS_REASON
+    if not shortest <= len(reason) <= longest:
+        raise Unacceptable(f"An emergency release needs a reason of {shortest} to {longest:,} characters, saying "
+                           "what is broken and why it cannot wait: it is reviewed afterwards.")
+    return reason
+
+
+def _break_glass(release: Release, actor: Actor) -> None:
+    """Within the trigger's transaction: an emergency release skips the hook, the approval rules and
+    the change windows, and goes to the head of the queue (dispatch_queue orders it first). A
+    release that holds the slot only waiting (for approval, or for a window) goes back to the
+    queue right behind it: nothing of it ran, its hook runs again when it gets the slot, and the
+    approvals given so far no longer count (they were given for what was deployed before). A
+    release that is running is never interrupted."""
+
+    audit(actor, "break_glass", release=release, reason=f"emergency release: {release.break_glass_reason}",
+          details={"review_due_at": release.review_due_at.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    lock_environment(release.environment_id)
+    holder = db.session.scalar(sa.select(Release).where(Release.environment_id == release.environment_id,
+                                                        Release.holds_slot))
+    if holder is None or holder.state not in ("PENDING_APPROVAL", "SCHEDULED"):
+        return
+    given = [decision.user.username if decision.user else "someone" for decision in holder.decisions]
+    why = f"back to the queue behind emergency release #{release.id}"
+    if holder.state == "PENDING_APPROVAL":
+        why += "; its hook runs again when it gets the slot"
+    if given:
+        why += f", and the approvals given so far ({', '.join(given)}) no longer count"
+    if not _move(holder, "QUEUED", actor, "break glass", expect=(holder.state,), reason=why, finished_at=None,
+                 started_at=None, heartbeat_at=None, hook_started_at=None, hook_exit_code=None, hook_output="",
+                 hook_truncated=False, pending_since=None, reminded_at=None, approval_rules=None,
+                 approval_reason=None, scheduled_reason=None, scheduled_until=None, error=None):
+        return  # it moved on meanwhile (the lock makes that a decision that came first)
+    db.session.execute(sa.delete(Decision).where(Decision.release_id == holder.id))
+    db.session.expire(holder, ["decisions"])
+    revoke_email_links(EmailLink.release_id == holder.id, f"release #{holder.id} went {why}")
 
 
 def _by_idempotency_key(environment: Environment, user: User | None, key: str | None) -> Release | None:
@@ -239,12 +375,19 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
         else:
             hook.update(approval_rules=rules, pending_since=utcnow())
     elif passed:
-        new_state, reason = "IN_PROGRESS", "pre-release hook exited 0"
+        new_state = None  # on to apply, now or once a change window opens
     else:
         error = error or f"The pre-release hook exited {exit_code}."
         new_state, reason = "FAILED", error
         hook["error"] = error
-    if not _move(release, new_state, WORKER, "hook result", expect=("READY",), reason=reason, **hook):
+    if new_state is None:
+        lock_environment(release.environment_id)  # windows are judged on what the lock lets settle
+        new_state = _start(release, _window_verdict(release.environment_id, None), "hook result",
+                           expect=("READY",), reason="pre-release hook exited 0", **hook)
+        moved = new_state is not None
+    else:
+        moved = _move(release, new_state, WORKER, "hook result", expect=("READY",), reason=reason, **hook)
+    if not moved:
         commit_changes()
         return None
     if new_state == "FAILED":
@@ -373,18 +516,21 @@ def approve(release_id: int, actor: Actor, comment: str = "") -> Release:
     if not _move(release, "APPROVED", actor, "approve", expect=("PENDING_APPROVAL",), reason=comment or "approved"):
         db.session.rollback()
         raise _wrong_state(release, "approved", "pending approval")
-    now = utcnow()
+    verdict = _window_verdict(release.environment_id, None)  # approvals can be given during a freeze
+    state = "IN_PROGRESS" if verdict.open else "SCHEDULED"
     bot = Release(kind="BOT", project_id=release.project_id, environment_id=release.environment_id,
-                  state="IN_PROGRESS", holds_slot=True, ref=release.commit, commit=release.commit,
+                  state=state, holds_slot=True, ref=release.commit, commit=release.commit,
                   description=release.description, resources=release.resources, triggered_by=actor.user,
                   parent_release_id=release.id, hook_path=release.hook_path,
-                  hook_ref_commit=release.hook_ref_commit, started_at=now, approval_digest=digest,
-                  since=release.since)  # what was approved is what changes
+                  hook_ref_commit=release.hook_ref_commit, started_at=utcnow(), approval_digest=digest,
+                  since=release.since,  # what was approved is what changes
+                  scheduled_reason=verdict.reason or None, scheduled_until=verdict.until)
     db.session.add(bot)
     db.session.flush()
-    audit(actor, "state", release=bot, to_state="IN_PROGRESS",
-          reason=f"bot release for approved release #{release.id}; the hook is skipped")
-    _enqueue("execute", bot.id)
+    reason = f"bot release for approved release #{release.id}; the hook is skipped"
+    audit(actor, "state", release=bot, to_state=state, reason=reason if verdict.open else f"{reason}; {verdict.reason}")
+    if verdict.open:
+        _enqueue("execute", bot.id)
     commit_changes()
     return bot
 
@@ -433,6 +579,60 @@ def remind(release_id: int, last: datetime | None, now: datetime) -> bool:
     return True
 
 
+REVIEW_COMMENT = 10_000
+
+
+@transition
+def review(release_id: int, actor: Actor, comment: str) -> Release:
+    """Mark a finished emergency release reviewed, once: by someone who may approve its
+    environment and did not trigger it, with a comment on what was done."""
+    release = get_release(release_id)
+    if release.break_glass_reason is None:
+        raise WrongState(f"Release #{release.id} is not an emergency release, so it needs no review.")
+    require(actor.user, "approve_release", release.environment)
+    if release.triggered_by_id == actor.user.id:
+        raise PermissionDenied("You triggered this emergency release, so someone else with the \u201cRelease "
+                               "Approval/Reject\u201d permission must review it.")
+    comment = comment.strip()
+    if not comment or len(comment) > REVIEW_COMMENT:
+        raise Unacceptable(f"A review needs a comment of at most {REVIEW_COMMENT:,} characters: what was done, "
+                           "and whether it was the right call.")
+    if release.state not in TERMINAL_STATES:
+        raise _wrong_state(release, "reviewed", "finished")
+    result = db.session.execute(
+        sa.update(Release).where(Release.id == release.id, Release.reviewed_at.is_(None))
+        .values(reviewed_by_id=actor.user.id, review_comment=comment, reviewed_at=utcnow())
+        .execution_options(synchronize_session="fetch"))
+    if result.rowcount != 1:
+        db.session.rollback()
+        release = get_release(release_id)
+        by = release.reviewed_by.username if release.reviewed_by else "someone"
+        raise WrongState(f"Release #{release.id} was reviewed already, by {by}; nothing was changed.")
+    audit(actor, "review", release=release, reason=comment)
+    commit_changes()
+    return release
+
+
+@transition
+def announce_overdue_review(release_id: int, last: datetime | None, now: datetime) -> bool:
+    """Record that an emergency release's review is overdue, once per announcement: a
+    compare-and-set on when it was last announced (reconcile.announce_overdue_reviews)."""
+    release = get_release(release_id)
+    result = db.session.execute(
+        sa.update(Release).where(Release.id == release_id, Release.reviewed_at.is_(None),
+                                 Release.review_announced_at.is_(None) if last is None
+                                 else Release.review_announced_at == last)
+        .values(review_announced_at=now).execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        db.session.rollback()
+        return False
+    audit(SYSTEM, "review_overdue", release=release,
+          reason=f"the review of emergency release #{release.id} was due {release.review_due_at:%Y-%m-%d %H:%M} UTC",
+          details={"review_due_at": release.review_due_at.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    commit_changes()
+    return True
+
+
 @transition
 def cancel(release_id: int, actor: Actor) -> Release:
     """Cancel a queued release, or withdraw one's own pending release."""
@@ -464,13 +664,15 @@ def cancel(release_id: int, actor: Actor) -> Release:
 
 @transition
 def abort(release_id: int, actor: Actor) -> Release:
-    """Stop a READY or IN_PROGRESS release; its worker sees the change and kills its processes."""
+    """Stop a READY, SCHEDULED or IN_PROGRESS release; its worker sees the change and kills its
+    processes."""
     release = get_release(release_id)
     require(actor.user, "cancel_release", release.environment)
     message = f"aborted by {actor.name}"
-    if not _move(release, "FAILED", actor, "abort", expect=("READY", "IN_PROGRESS"), reason=message, error=message):
+    if not _move(release, "FAILED", actor, "abort", expect=("READY", "SCHEDULED", "IN_PROGRESS"), reason=message,
+                 error=message):
         db.session.rollback()
-        raise _wrong_state(release, "aborted", "ready or in progress")
+        raise _wrong_state(release, "aborted", "ready, scheduled or in progress")
     dispatch_queue(release.environment_id)
     commit_changes()
     return release

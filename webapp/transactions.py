@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from .extensions import db
 from .live import bump_version
-from .models import SLOT_STATES, AuditEvent, Environment, Release, User, utcnow
+from .models import SLOT_STATES, AuditEvent, EmailLink, Environment, Release, User, utcnow
 from .notify.announce import publish, worth_announcing
 
 
@@ -129,6 +130,21 @@ def lock_environment(environment_id: int) -> sa.Row:
     return db.session.execute(
         sa.select(Environment.parallel_releases, Environment.approval_workflow)
         .where(Environment.id == environment_id).with_for_update(key_share=True)).one()
+
+
+def revoke_email_links(where, reason: str) -> int:
+    """Within the caller's transaction: end the unused email links matching `where`."""
+    return db.session.execute(
+        sa.update(EmailLink).where(where, EmailLink.used_at.is_(None), EmailLink.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason).execution_options(synchronize_session=False)).rowcount
+
+
+def database_now() -> datetime:
+    """The database's clock, naive UTC, at this moment: change windows are judged by it, so a
+    worker whose clock is wrong never starts a release (releases.dispatch_queue)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return db.session.scalar(sa.text("SELECT clock_timestamp() AT TIME ZONE 'UTC'"))
+    return datetime.fromisoformat(db.session.scalar(sa.text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")))
 
 
 def write_transaction() -> None:

@@ -165,3 +165,17 @@ def next_opening(windows: list[dict], now: datetime) -> tuple[dict, datetime] | 
         return None
     moment, window = min(found, key=lambda pair: pair[0])
     return window, moment
+
+
+def effective(environment_windows: list[dict] | None, environment_freezes: list[dict] | None,
+              project_windows: list[dict] | None, project_freezes: list[dict] | None) -> tuple[list, list]:
+    """What holds for an environment: its own windows, or its project's when it has none of its
+    own (NULL); the project's freezes and its own, both (a freeze only ever stops more)."""
+    windows = environment_windows if environment_windows is not None else project_windows
+    return list(windows or []), [*(project_freezes or []), *(environment_freezes or [])]
+
+
+def judge_environment(environment, now: datetime) -> Verdict:
+    """judge() for an Environment row and its project, as they are loaded."""
+    return judge(*effective(environment.change_windows, environment.freezes, environment.project.change_windows,
+                            environment.project.freezes), now)

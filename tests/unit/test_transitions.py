@@ -110,10 +110,20 @@ def test_every_arrow_of_the_diagram_is_a_move_of_the_table_and_no_other():
     assert documented - table_moves() == set(), "moves of the diagram that TRANSITIONS lacks"
 
 
+# Moves an issue added to the contract (an issue that changes SPEC.md wins over it; the shared
+# file itself is not ours to edit): issue 14's change windows and break-glass.
+ADDED_BY_ISSUES = {
+    ("QUEUED", "SCHEDULED"): 14, ("READY", "SCHEDULED"): 14, ("SCHEDULED", "IN_PROGRESS"): 14,
+    ("SCHEDULED", "FAILED"): 14, ("PENDING_APPROVAL", "QUEUED"): 14, ("SCHEDULED", "QUEUED"): 14,
+}
+
+
 @pytest.mark.spec
-def test_the_readmes_diagram_draws_the_moves_of_spec_section_3():
+def test_the_readmes_diagram_draws_the_moves_of_spec_section_3_and_those_the_issues_added():
     spec = states_section(SPEC, "## 3. Release states")
-    assert diagram_moves(states_section(README, "## Release states")) == diagram_moves(spec)
+    drawn_in_spec = diagram_moves(spec)
+    assert not drawn_in_spec & ADDED_BY_ISSUES.keys(), "SPEC.md draws a move listed as added by an issue"
+    assert diagram_moves(states_section(README, "## Release states")) == drawn_in_spec | ADDED_BY_ISSUES.keys()
     words = " ".join(spec.split())
     assert all(sentence in words for sentence in WRITTEN_NOT_DRAWN.values())
 

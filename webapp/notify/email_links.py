@@ -48,13 +48,6 @@ def find(token: str) -> EmailLink | None:
     return db.session.scalar(sa.select(EmailLink).where(EmailLink.token_hash == token_hash(token)))
 
 
-def revoke(where, reason: str) -> int:
-    """Within the caller's transaction: end unused links matching `where`."""
-    return db.session.execute(
-        sa.update(EmailLink).where(where, EmailLink.used_at.is_(None), EmailLink.revoked_at.is_(None))
-        .values(revoked_at=utcnow(), revoked_reason=reason).execution_options(synchronize_session=False)).rowcount
-
-
 @dataclass(frozen=True)
 class Refusal:
     """Why a link cannot be used now: `kind` for tests and templates, `message` for people."""

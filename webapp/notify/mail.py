@@ -30,8 +30,8 @@ from ..models import (
     WebhookDelivery,
     utcnow,
 )
-from ..transactions import commit_changes, write_transaction
-from . import email_links, webhooks
+from ..transactions import commit_changes, revoke_email_links, write_transaction
+from . import webhooks
 from .compose import compose, message
 from .outbound import claim, retry_delay, worker_job
 
@@ -206,7 +206,7 @@ def _failed(mail_id: int, error: str, *, give_up: bool = False) -> str:
     write_transaction()
     mail = db.session.get(OutgoingMail, mail_id)
     # The links of a mail that was not delivered must not work if it turns up after all.
-    email_links.revoke(EmailLink.mail_id == mail_id, "the mail carrying it could not be sent")
+    revoke_email_links(EmailLink.mail_id == mail_id, "the mail carrying it could not be sent")
     delay = None if give_up else retry_delay(mail.attempts)
     status = "retrying" if delay is not None else "failed"
     now = utcnow()
