@@ -179,6 +179,22 @@ def register_cli(app: Flask) -> None:
             raise click.ClickException(str(error)) from None
         click.echo(f"Created project {name}.")
 
+    @projects.command("update")
+    @click.argument("name")
+    @click.option("--settings", required=True,
+                  help='JSON object of the project settings to change, e.g. \'{"change_windows": [{"days": ["mon"], '
+                       '"start": "09:00", "end": "16:00", "tz": "Europe/Berlin"}]}\' (SPEC §7).')
+    def projects_update(name, settings):
+        project = db.session.scalar(sa.select(Project).where(Project.name == name))
+        if project is None:
+            raise click.ClickException(f"There is no project {name}.")
+        editable = {key: PROJECT_FIELDS[key] for key in environments.PROJECT_EDITABLE}
+        try:
+            changed = environments.update_project(machine_actor(), project, fields(json.loads(settings), editable))
+        except (TypeError, ValueError, InvalidInput, releases.ReleaseError) as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"Updated {name}: {', '.join(changed)}." if changed else f"Nothing changed on {name}.")
+
     @envs.command("create")
     @click.argument("path", metavar="PROJECT/ENV")
     @click.option("--stream", "release_stream", required=True)
@@ -215,12 +231,16 @@ def register_cli(app: Flask) -> None:
     @click.option("--as", "username", required=True)
     @click.option("--resources", "resources_file", required=True, type=click.Path(exists=True, dir_okay=False))
     @click.option("--ref", default=None)
-    def releases_trigger(path, username, resources_file, ref):
+    @click.option("--break-glass", "break_glass", default=None, metavar="REASON",
+                  help="An emergency release: skips the hook, the approvals and the change windows, and is "
+                       "reviewed afterwards. Needs the break_glass permission and allow_break_glass.")
+    def releases_trigger(path, username, resources_file, ref, break_glass):
         try:
             data = json.loads(Path(resources_file).read_text())
             resources = (resources_from_terraform_plan(data) if isinstance(data, dict)
                          else parse_resources(data))
-            release, _ = releases.trigger(_environment(path), Actor(_user(username), "cli"), resources, ref=ref)
+            release, _ = releases.trigger(_environment(path), Actor(_user(username), "cli"), resources, ref=ref,
+                                          break_glass=break_glass)
         except (ValueError, InvalidInput, releases.ReleaseError) as error:
             raise click.ClickException(str(error)) from None
         click.echo(f"Triggered release #{release.id} ({release.state}).")

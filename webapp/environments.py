@@ -46,7 +46,7 @@ def create_project(actor: Actor, *, name: str, repo: str, branch: str = "main",
     return project
 
 
-PROJECT_EDITABLE = ("repo", "branch", "hook_ref", "web_url_template")
+PROJECT_EDITABLE = ("repo", "branch", "hook_ref", "web_url_template", "change_windows", "freezes")
 # A project's repository, branch and hook ref are audited (old → new) and announced to the
 # environments whose gate moves with them: where the hook is read from decides which gate runs
 # (SPEC §4), so moving it weakens the gate.
@@ -72,6 +72,10 @@ def update_project(actor: Actor, project: Project, changes: dict[str, Any]) -> l
           details={"project": project.name, "changes": changed,
                    "weakens_gate": sorted(PROJECT_GATE_WEAKENING & changed.keys())})
     _announce_to_environments(actor, project, changed)
+    if changed.keys() & {"change_windows", "freezes"}:
+        db.session.flush()
+        for environment in project.environments:  # a release waiting for a window may start now
+            releases.dispatch_queue(environment.id)
     commit_changes()
     return sorted(changed)
 
@@ -117,7 +121,8 @@ GATE_WEAKENING = {"approval_workflow", "release_stream", "allow_self_approval", 
 def weakened_settings(changed: dict[str, dict[str, Any]]) -> list[str]:
     """The changed settings that weaken the gate. Host paths weaken it only when a path is
     added or turns writable; approval rules only when one is removed, lowered or given to
-    other people; separation of duties only when turned off."""
+    other people; separation of duties only when turned off; emergency releases only when
+    turned on."""
     weakened = GATE_WEAKENING & changed.keys()
     if "sandbox_paths" in changed and sandbox_paths_widened(changed["sandbox_paths"]["old"],
                                                             changed["sandbox_paths"]["new"]):
@@ -127,6 +132,8 @@ def weakened_settings(changed: dict[str, dict[str, Any]]) -> list[str]:
         weakened.add("approval_rules")
     if "authors_may_not_approve" in changed and not changed["authors_may_not_approve"]["new"]:
         weakened.add("authors_may_not_approve")
+    if "allow_break_glass" in changed and changed["allow_break_glass"]["new"]:
+        weakened.add("allow_break_glass")  # emergency releases skip the hook and the approvals
     return sorted(weakened)
 
 

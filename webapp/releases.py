@@ -579,7 +579,7 @@ def remind(release_id: int, last: datetime | None, now: datetime) -> bool:
     return True
 
 
-REVIEW_COMMENT = 10_000
+REVIEW_COMMENT = 5_000  # like every decision's comment
 
 
 @transition

@@ -179,3 +179,63 @@ def judge_environment(environment, now: datetime) -> Verdict:
     """judge() for an Environment row and its project, as they are loaded."""
     return judge(*effective(environment.change_windows, environment.freezes, environment.project.change_windows,
                             environment.project.freezes), now)
+
+
+# -- the settings form: one window or freeze a line ------------------------------------------------
+
+ALWAYS = "always"  # an environment's windows box: always open, whatever its project's windows
+
+
+def window_lines(windows: list[dict] | None) -> str:
+    """`mon,tue,wed 09:00-16:00 Europe/Berlin` a line; None (the project's) is empty."""
+    if windows is None:
+        return ""
+    if not windows:
+        return ALWAYS
+    return "\n".join(f"{','.join(w['days'])} {w['start']}-{w['end']} {w['tz']}" for w in windows)
+
+
+def windows_from_lines(raw: str, label: str, *, nullable: bool) -> list[dict] | None:
+    """The reverse of window_lines; days may be a range (mon-fri). Checked by check_windows after."""
+    lines = [line.split() for line in raw.splitlines() if line.strip()]
+    if not lines:
+        return None if nullable else []
+    if lines == [[ALWAYS]]:
+        return []
+    found = []
+    for number, words in enumerate(lines, 1):
+        hours = words[1].split("-") if len(words) == 3 else []
+        if len(hours) != 2:
+            raise WindowError(f"{label}, line {number}: write a window as days, hours and a time zone, e.g. "
+                              f"mon-fri 09:00-16:00 Europe/Berlin{' (or ' + ALWAYS + ')' if nullable else ''}.")
+        found.append({"days": _days(words[0], f"{label}, line {number}"), "start": hours[0], "end": hours[1],
+                      "tz": words[2]})
+    return found
+
+
+def _days(text: str, where: str) -> list[str]:
+    days: list[str] = []
+    for part in text.lower().split(","):
+        first, _, last = part.partition("-")
+        if first not in DAYS or (last and last not in DAYS):
+            raise WindowError(f"{where}: days are {', '.join(DAYS)}, separated by commas or as a range like mon-fri.")
+        start, end = DAYS.index(first), DAYS.index(last or first)
+        days.extend(DAYS[start:end + 1] if start <= end else [*DAYS[start:], *DAYS[:end + 1]])
+    return days
+
+
+def freeze_lines(freezes: list[dict]) -> str:
+    """`2026-12-20T00:00:00Z 2027-01-04T00:00:00Z year-end freeze` a line."""
+    return "\n".join(f"{f['from']} {f['to']} {f['reason']}" for f in freezes)
+
+
+def freezes_from_lines(raw: str, label: str) -> list[dict]:
+    """The reverse of freeze_lines. Checked by check_freezes after."""
+    found = []
+    for number, line in enumerate((line for line in raw.splitlines() if line.strip()), 1):
+        words = line.split(None, 2)
+        if len(words) != 3:
+            raise WindowError(f"{label}, line {number}: write a freeze as its start, its end (UTC) and why, e.g. "
+                              "2026-12-20T00:00:00Z 2027-01-04T00:00:00Z year-end freeze.")
+        found.append({"from": words[0], "to": words[1], "reason": words[2]})
+    return found

@@ -180,3 +180,32 @@ def test_group_mistakes_on_the_command_line_get_a_sentence(app, tmp_path):
         db.session.commit()
     result = run(app, "groups", "delete", "dba")
     assert result.exit_code != 0 and "The approval rules of shop/prod name the group dba" in result.output
+
+
+def test_windows_and_an_emergency_release_from_the_command_line(app, hook_repo, tmp_path, run_jobs):
+    """A project's change windows (so nothing starts on a Sunday morning), an environment that
+    allows emergency releases, and one triggered with --break-glass: it starts at once."""
+    assert run(app, "users", "create", "ann", "--password", "pw-123456").exit_code == 0
+    run(app, "projects", "create", "shop", "--repo", str(hook_repo))
+    never = [{"days": ["sun"], "start": "00:00", "end": "00:01", "tz": "UTC"}]
+    result = run(app, "projects", "update", "shop", "--settings", json.dumps({"change_windows": never}))
+    assert result.exit_code == 0 and "Updated shop: change_windows." in result.output, result.output
+    result = run(app, "projects", "update", "shop", "--settings", json.dumps({"change_windows": [{"days": ["moon"]}]}))
+    assert result.exit_code != 0 and "change_windows[0] must be an object with days" in result.output
+    run(app, "environments", "create", "shop/prod", "--stream", "PROD",
+        "--settings", json.dumps({"approval_workflow": False, "allow_break_glass": True}))
+    for permission in ("trigger_release", "break_glass"):
+        assert run(app, "users", "grant", "ann", permission, "--environment", "shop/prod").exit_code == 0
+    resources = tmp_path / "changes.json"
+    resources.write_text("[]")
+    result = run(app, "releases", "trigger", "shop/prod", "--as", "ann", "--resources", str(resources))
+    assert "Triggered release #1 (SCHEDULED)" in result.output, result.output
+    result = run(app, "releases", "trigger", "shop/prod", "--as", "ann", "--resources", str(resources),
+                 "--break-glass", "short")
+    assert result.exit_code != 0 and "needs a reason of 10 to 2,000 characters" in result.output
+    result = run(app, "releases", "trigger", "shop/prod", "--as", "ann", "--resources", str(resources),
+                 "--break-glass", "checkout is down for everyone")
+    assert "Triggered release #2 (IN_PROGRESS)" in result.output, result.output
+    with app.app_context():
+        assert db.session.get(Release, 2).break_glass_reason == "checkout is down for everyone"
+        assert db.session.get(Project, 1).change_windows == never

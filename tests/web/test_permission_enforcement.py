@@ -38,6 +38,7 @@ import sqlalchemy as sa
 
 from tests.helpers import CHANGE, state, trigger
 from tests.web.test_routes import STATE_CHANGING, UNGATED
+from webapp import releases
 from webapp.extensions import db
 from webapp.models import AuditEvent, Environment, Grant, Project, User, WebhookEndpoint
 from webapp.permissions import PERMISSIONS
@@ -96,6 +97,8 @@ CASES = [
          target="pending", ok=303, to_state="REJECTED"),
     Case("email_links.decide", "approve_release", "POST", "/email/links/{token}", {"comment": "ok"},
          target="email_link", to_state="APPROVED"),
+    Case("api.review", "approve_release", "POST", "/api/v1/releases/{release}/review",
+         {"comment": "the hotfix was right"}, target="emergency", to_state="SUCCEEDED"),
     # -- cancel_release -------------------------------------------------------------------------------
     Case("api.cancel", "cancel_release", "POST", "/api/v1/releases/{release}/cancel", target="queued",
          to_state="CANCELLED"),
@@ -269,6 +272,13 @@ def build(world: World, target: str | None) -> dict[str, Any]:
         values["release"] = trigger(world.api, "dev", path=ENV_PATH)
         world.record_hook(values["release"], 0)
         assert world.release_state(values["release"]) == "IN_PROGRESS"
+    elif target == "emergency":  # admin's emergency release, finished, waiting for its review
+        response = world.api("admin").patch(API_ENV, json={"release_command": None, "allow_break_glass": True})
+        assert response.status_code == 200, response.json
+        values["release"] = trigger(world.api, "admin", path=ENV_PATH, break_glass={"reason": REASON})
+        with app.app_context():
+            assert releases.succeed_without_command(values["release"])
+        assert world.release_state(values["release"]) == "SUCCEEDED"
     elif target == "variable":
         response = world.api("admin").put(f"{API_ENV}/variables/OLD_VAR", json={"value": "old"})
         assert response.status_code == 201, response.json
@@ -418,7 +428,32 @@ def test_every_gated_route_has_a_case_with_its_permission(app):
     for case in CASES:
         endpoint, _args = adapter.match(_fill(case.path, placeholders), method=case.method)
         assert endpoint == case.endpoint, (case.path, endpoint)
-    assert {case.permission for case in CASES} == set(PERMISSIONS)
+    assert {case.permission for case in CASES} | CHECKED_INSIDE == set(PERMISSIONS)
+
+
+# Permissions a route's decorator cannot name, since the body decides whether they are needed:
+# an emergency release is a trigger with "break_glass" (tested below).
+CHECKED_INSIDE = {"break_glass"}
+REASON = "the payment service is down"
+EMERGENCY = Case("api.trigger_release", "break_glass", "POST", f"{API_ENV}/releases",
+                 {"resources": CHANGE, "break_glass": {"reason": REASON}}, ok=202)
+
+
+def test_an_emergency_release_needs_break_glass_on_the_environment_besides_trigger_release(world):
+    """The trigger route lets in whoever may trigger; releases.trigger then refuses an emergency
+    release without break_glass on this environment, through both doors, changing nothing."""
+    assert world.api("admin").patch(API_ENV, json={"allow_break_glass": True}).status_code == 200
+    world.grant("member", "trigger_release", ENV)
+    assert_refused(world, EMERGENCY, "member", {}, says=needs("break_glass"))
+    world.grant("member", "break_glass", OTHER)
+    assert_refused(world, EMERGENCY, "member", {}, says=needs("break_glass"))
+    world.grant("member", "break_glass", ENV)
+    values = {}
+    before = snapshot(world.app)
+    response = send(world, EMERGENCY, "member", values, "token")
+    assert response.status_code == 202, response.json
+    assert response.json["break_glass"]["reason"] == REASON
+    assert "releases" in changed_tables(before, snapshot(world.app))
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.endpoint)

@@ -5,14 +5,14 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from .. import approval_rules, changes
+from .. import approval_rules, changes, windows
 from ..extensions import db
-from ..models import AuditEvent, Decision, Environment, Grant, Group, Project, Release, User
+from ..models import SLOT_STATES, AuditEvent, Decision, Environment, Grant, Group, Project, Release, User, utcnow
 
 SETTINGS = ("release_stream", "approval_workflow", "parallel_releases", "release_command", "hook_ref",
             "hook_timeout_seconds", "release_timeout_seconds", "allow_self_approval",
             "wait_for_external_finish", "approval_timeout_hours", "reminder_hours", "sandbox_paths", "approval_rules",
-            "authors_may_not_approve")
+            "authors_may_not_approve", "change_windows", "freezes", "allow_break_glass", "break_glass_review_hours")
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -21,7 +21,8 @@ def iso(moment: datetime | None) -> str | None:
 
 def project_dict(project: Project) -> dict:
     return {"name": project.name, "repo": project.repo, "branch": project.branch, "hook_ref": project.hook_ref,
-            "web_url_template": project.web_url_template, "environments": [e.name for e in project.environments],
+            "web_url_template": project.web_url_template, "change_windows": project.change_windows,
+            "freezes": project.freezes, "environments": [e.name for e in project.environments],
             "created_at": iso(project.created_at)}
 
 
@@ -31,6 +32,8 @@ def environment_dict(environment: Environment, *, live: bool = True) -> dict:
     data["variables"] = [{"name": v.name, "secret": v.secret, "for_hooks": v.for_hooks,
                           "value": None if v.secret else v.value} for v in environment.variables]
     if live:
+        verdict = windows.judge_environment(environment, utcnow())
+        data["window"] = {"open": verdict.open, "reason": verdict.reason or None, "until": iso(verdict.until)}
         data["active"] = [release_summary(r) for r in active_releases(environment.id)]
         data["queue"] = [release_summary(r) for r in queued_releases(environment.id)]
     return data
@@ -39,7 +42,7 @@ def environment_dict(environment: Environment, *, live: bool = True) -> dict:
 def active_releases(environment_id: int) -> list[Release]:
     return list(db.session.scalars(sa.select(Release).where(
         Release.environment_id == environment_id,
-        Release.state.in_(("READY", "PENDING_APPROVAL", "IN_PROGRESS"))).order_by(Release.id)))
+        Release.state.in_(SLOT_STATES)).order_by(Release.id)))
 
 
 def queued_releases(environment_id: int) -> list[Release]:
@@ -49,7 +52,8 @@ def queued_releases(environment_id: int) -> list[Release]:
 
 def release_summary(release: Release) -> dict:
     return {"id": release.id, "kind": release.kind, "state": release.state,
-            "triggered_by": _name(release.triggered_by), "created_at": iso(release.created_at)}
+            "triggered_by": _name(release.triggered_by), "break_glass": release.break_glass_reason is not None,
+            "created_at": iso(release.created_at)}
 
 
 def _name(user: User | None) -> str | None:
@@ -80,9 +84,22 @@ def release_dict(release: Release) -> dict:
         "approval": approval_dict(release),
         "approval_digest": release.approval_digest or (bot.approval_digest if bot is not None else None),
         "since": release.since, "since_summary": changes.summary(release),
+        "scheduled": ({"reason": release.scheduled_reason, "until": iso(release.scheduled_until)}
+                      if release.state == "SCHEDULED" else None),
+        "break_glass": break_glass_dict(release),
         "error": release.error, "created_at": iso(release.created_at), "started_at": iso(release.started_at),
         "finished_at": iso(release.finished_at),
     }
+
+
+def break_glass_dict(release: Release) -> dict | None:
+    """An emergency release's reason and its review afterwards (null until reviewed); None otherwise."""
+    if release.break_glass_reason is None:
+        return None
+    review = None
+    if release.reviewed_at is not None:
+        review = {"by": _name(release.reviewed_by), "comment": release.review_comment, "at": iso(release.reviewed_at)}
+    return {"reason": release.break_glass_reason, "review": review, "review_due_at": iso(release.review_due_at)}
 
 
 def approval_dict(release: Release) -> dict | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from .resources import InvalidInput, check_storable, json_type, key_list, parse_resources, show_value
 from .terraform import resources_from_terraform_plan
 
-TRIGGER_KEYS = ("resources", "terraform_plan", "ref", "description")
+TRIGGER_KEYS = ("resources", "terraform_plan", "ref", "description", "break_glass")
 MAX_REF_LENGTH = 255
 MAX_DESCRIPTION_LENGTH = 2_000
 MESSAGE_KEY_COUNT = 5  # unknown keys named in a message
@@ -15,11 +15,13 @@ MESSAGE_KEY_COUNT = 5  # unknown keys named in a message
 
 @dataclass(frozen=True)
 class TriggerRequest:
-    """A validated trigger body: resource changes, optional ref, description."""
+    """A validated trigger body: resource changes, optional ref, description, and the reason of
+    an emergency release (releases.trigger judges its length and who may)."""
 
     resources: list[dict]
     ref: str | None
     description: str
+    break_glass: str | None = None
 
 
 def parse_trigger_body(body: object) -> TriggerRequest:
@@ -27,7 +29,8 @@ def parse_trigger_body(body: object) -> TriggerRequest:
 
     The body is an object with exactly one of "resources" (a list of resource changes)
     and "terraform_plan" (`terraform show -json` output), an optional "ref" (a branch,
-    tag or commit) and an optional "description" (at most 2,000 characters). A key
+    tag or commit), an optional "description" (at most 2,000 characters) and an optional
+    "break_glass": {"reason": "…"} for an emergency release. A key
     whose value is null counts as not sent. Unknown keys are refused, so a misspelt
     field never goes unnoticed.
     """
@@ -39,6 +42,7 @@ def parse_trigger_body(body: object) -> TriggerRequest:
         resources=_trigger_resources(sent),
         ref=_check_ref(sent["ref"]) if "ref" in sent else None,
         description=_check_description(sent.get("description", "")),
+        break_glass=_check_break_glass(sent["break_glass"]) if "break_glass" in sent else None,
     )
 
 
@@ -107,3 +111,12 @@ def _check_description(description: object) -> str:
         )
     check_storable(description, '"description"')
     return description
+
+
+def _check_break_glass(break_glass: object) -> str:
+    reason = break_glass.get("reason") if isinstance(break_glass, dict) and set(break_glass) == {"reason"} else None
+    if not isinstance(reason, str):
+        raise InvalidInput('"break_glass" must be an object like {"reason": "what is broken and why it cannot wait"}.',
+                           400)
+    check_storable(reason, '"break_glass.reason"')
+    return reason

@@ -13,6 +13,7 @@ from typing import Any
 from flask import current_app
 
 from .. import approval_rules as rules
+from .. import windows
 from ..environments import check_sandbox_paths, protected_locations
 from .resources import InvalidInput, check_slug, check_storable
 
@@ -93,6 +94,27 @@ def web_url_template(value: Any, name: str) -> str | None:
     return value
 
 
+def change_windows(*, nullable: bool) -> Field:
+    """Weekly windows in a named time zone (windows.py); [] is always open, and for an
+    environment null means its project's windows."""
+    def check(value: Any, name: str) -> list[dict] | None:
+        if value is None and nullable:
+            return None
+        try:
+            return windows.check_windows(value, name)
+        except windows.WindowError as error:
+            raise InvalidInput(str(error) + (" Or null for the project's windows." if nullable else ""), 422) from None
+    return check
+
+
+def freezes(value: Any, name: str) -> list[dict]:
+    """One-off intervals in UTC when nothing may start (windows.py)."""
+    try:
+        return windows.check_freezes(value, name)
+    except windows.WindowError as error:
+        raise InvalidInput(str(error), 422) from None
+
+
 def slug(what: str) -> Field:
     return lambda value, _name: check_slug(value, what)
 
@@ -103,6 +125,8 @@ PROJECT_FIELDS: dict[str, Field] = {
     "branch": text(255),
     "hook_ref": text(255, nullable=True),
     "web_url_template": web_url_template,
+    "change_windows": change_windows(nullable=False),
+    "freezes": freezes,
 }
 ENVIRONMENT_FIELDS: dict[str, Field] = {
     "release_stream": text(100),
@@ -119,6 +143,10 @@ ENVIRONMENT_FIELDS: dict[str, Field] = {
     "sandbox_paths": sandbox_paths,
     "approval_rules": approval_rules,
     "authors_may_not_approve": boolean,
+    "change_windows": change_windows(nullable=True),
+    "freezes": freezes,
+    "allow_break_glass": boolean,
+    "break_glass_review_hours": number(0.1, 24 * 365),
 }
 GROUP_FIELDS: dict[str, Field] = {  # groups.py checks the name's form and the description's length
     "name": text(100),

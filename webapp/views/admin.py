@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import accounts, environments, groups
+from .. import accounts, environments, groups, windows
 from ..extensions import db
 from ..intake.ids import parse_id
 from ..intake.resources import InvalidInput, check_slug
@@ -28,7 +28,9 @@ admin = Blueprint("admin", __name__, url_prefix="/admin")
 
 Errors = dict[str, str]
 PROJECT_LABELS = {"name": "Name", "repo": "Repository", "branch": "Branch", "hook_ref": "Hook ref",
-                  "web_url_template": "Commit web address"}
+                  "web_url_template": "Commit web address", "change_windows": "Change windows",
+                  "freezes": "Freezes"}
+PROJECT_TEXT = ("repo", "branch", "hook_ref", "web_url_template")
 ENVIRONMENT_LABELS = {"release_stream": "Release stream", "release_command": "Release command"}
 
 
@@ -382,7 +384,9 @@ def _render_project(project: Project, errors: dict[str, Errors] | None = None,
     return render_template(
         "admin/project.html", project=project,
         edit_errors=errors.get("edit", {}), env_errors=errors.get("environment", {}),
-        edit_values=values.get("edit") or {key: getattr(project, key) or "" for key in environments.PROJECT_EDITABLE},
+        edit_values=values.get("edit") or {**{key: getattr(project, key) or "" for key in PROJECT_TEXT},
+                                           "change_windows": windows.window_lines(project.change_windows),
+                                           "freezes": windows.freeze_lines(project.freezes)},
         env_values=values.get("environment") or {"approval_workflow": True}), status
 
 
@@ -398,8 +402,22 @@ def project(project: str):
 @gate("manage_environments")
 def update_project(project: str):
     found = _project(project)
-    values = {key: request.form.get(key, "") for key in environments.PROJECT_EDITABLE}
+    form = request.form
+    values = {key: form.get(key, "") for key in PROJECT_TEXT}
     clean, errors = _check(values, _spec_checks(PROJECT_FIELDS, PROJECT_LABELS))
+    lines = {"change_windows": lambda raw, label: windows.windows_from_lines(raw, label, nullable=False),
+             "freezes": windows.freezes_from_lines}
+    for key, parse in lines.items():
+        if key not in form:
+            continue  # a form without the box leaves the setting alone
+        values[key] = form[key]
+        try:
+            clean[key] = PROJECT_FIELDS[key](parse(form[key].replace("\r\n", "\n"), PROJECT_LABELS[key]),
+                                             PROJECT_LABELS[key])
+        except windows.WindowError as error:
+            errors[key] = str(error)
+        except InvalidInput as error:
+            errors[key] = error.message
     if errors:
         return _render_project(found, {"edit": errors}, {"edit": values}, 422)
     changed = environments.update_project(_actor(), found, clean)

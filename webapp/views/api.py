@@ -222,7 +222,8 @@ def trigger_release(project: str, environment: str):
     if key is not None and len(key) > 255:
         raise InvalidInput("The Idempotency-Key header must be at most 255 characters.", 400)
     release, created = releases.trigger(found, _actor(), wanted.resources, ref=wanted.ref,
-                                        description=wanted.description, idempotency_key=key)
+                                        description=wanted.description, idempotency_key=key,
+                                        break_glass=wanted.break_glass)
     # Accepted, but said: a release that changes nothing still runs the deploy.
     warnings = [] if wanted.resources else [EMPTY_RELEASE]
     response = jsonify({**release_dict(release), "warnings": warnings})
@@ -277,6 +278,13 @@ def approve(release_id: int):
 @require_permission("approve_release", environment=release_environment)
 def reject(release_id: int):
     return release_dict(releases.reject(release_id, _actor(), _comment()))
+
+
+@api.post("/releases/<int:release_id>/review")
+@require_permission("approve_release", environment=release_environment)
+def review(release_id: int):
+    """Mark a finished emergency release reviewed: {"comment": "what was done, and was it right"}."""
+    return release_dict(releases.review(release_id, _actor(), _comment()))
 
 
 @api.post("/releases/<int:release_id>/cancel")

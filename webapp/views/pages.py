@@ -14,7 +14,7 @@ from jinja2_fragments.flask import render_block
 from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
-from .. import approval_rules, environments
+from .. import approval_rules, environments, windows
 from ..environments import SettingsConflict, sandbox_path_entries
 from ..extensions import db
 from ..intake.ids import parse_id
@@ -46,12 +46,17 @@ SETTING_LABELS = {
     "sandbox_paths": "Host paths for the release command",
     "approval_rules": "Approval rules",
     "authors_may_not_approve": "Authors may not approve",
+    "change_windows": "Change windows",
+    "freezes": "Freezes",
+    "allow_break_glass": "Allow emergency releases",
+    "break_glass_review_hours": "Emergency release review due within (hours)",
 }
 SWITCHES = ("approval_workflow", "parallel_releases", "allow_self_approval", "wait_for_external_finish",
-            "authors_may_not_approve")
+            "authors_may_not_approve", "allow_break_glass")
 ANYONE = "*"  # the approval rules textarea: a rule for anyone who may approve
 WHOLE_NUMBERS = ("hook_timeout_seconds", "release_timeout_seconds")
 OPTIONAL_TEXT = ("hook_ref", "release_command")
+KEPT_WHEN_ABSENT = ("approval_rules", "change_windows", "freezes", "break_glass_review_hours")
 
 
 # -- lookups ------------------------------------------------------------------------------------
@@ -182,6 +187,10 @@ def _settings_values(environment: Environment) -> dict[str, Any]:
         elif name == "approval_rules":
             values[name] = "\n".join(f"{rule['name']} {rule['group'] or ANYONE} {rule['approvals']}"
                                      for rule in value)
+        elif name == "change_windows":
+            values[name] = windows.window_lines(value)
+        elif name == "freezes":
+            values[name] = windows.freeze_lines(value)
         elif value is None:
             values[name] = ""
         elif isinstance(value, float):
@@ -250,6 +259,13 @@ def _typed_setting(name: str, raw: str, form: MultiDict) -> Any:
         return _sandbox_lines(raw, label)
     if name == "approval_rules":
         return _rule_lines(raw, label)
+    try:
+        if name == "change_windows":
+            return windows.windows_from_lines(raw, label, nullable=True)
+        if name == "freezes":
+            return windows.freezes_from_lines(raw, label)
+    except windows.WindowError as error:
+        raise InvalidInput(str(error)) from None
     if name in WHOLE_NUMBERS:
         if not raw:
             raise InvalidInput(f"{label} is required.")
@@ -257,7 +273,7 @@ def _typed_setting(name: str, raw: str, form: MultiDict) -> Any:
             return int(raw)
         except ValueError:
             raise InvalidInput(f"{label} must be a whole number.") from None
-    if name in ("approval_timeout_hours", "reminder_hours"):
+    if name in ("approval_timeout_hours", "reminder_hours", "break_glass_review_hours"):
         if not raw:
             return None
         try:
@@ -309,8 +325,8 @@ def _settings_from_form(form: MultiDict, environment: Environment) -> tuple[dict
     errors: dict[str, str] = {}
     for name, check in ENVIRONMENT_FIELDS.items():
         label = SETTING_LABELS[name]
-        if name == "approval_rules" and name not in form:
-            continue  # a form without the box (an older page) leaves the rules alone, never resets them
+        if name in KEPT_WHEN_ABSENT and name not in form:
+            continue  # a form without the box (an older page) leaves the setting alone, never resets it
         try:
             value = _typed_setting(name, form.get(name, ""), form)
             if name == "sandbox_paths" and sandbox_path_entries(value, label) == environment.sandbox_paths:
