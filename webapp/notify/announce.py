@@ -21,8 +21,9 @@ def worth_announcing(action: str, to_state: str | None, details: dict | None) ->
         return to_state in ANNOUNCED_STATES
     if action == "settings":
         return bool(details.get("weakens_gate"))
-    # An approval that met some rules, or a reminder: the ones still counting are told.
-    return action in ("approval", "reminder")
+    # An approval that met some rules, or a reminder: the ones still counting are told. An
+    # emergency release, and its review once overdue: everyone who may approve there is told.
+    return action in ("approval", "reminder", "break_glass", "review_overdue")
 
 
 def publish(audit_event_id: int) -> None:

@@ -1,5 +1,6 @@
 """The mails themselves: an approval request with its one-use decision links, a release's
-outcome for its triggerer, a weakened gate for the admins; text and HTML from templates/email."""
+outcome for its triggerer, a weakened gate for the admins, an emergency release and its overdue
+review for everyone who may approve there; text and HTML from templates/email."""
 from __future__ import annotations
 
 from collections import Counter
@@ -15,7 +16,7 @@ from .. import approval_rules, changes
 from ..extensions import db
 from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
 from ..models import AuditEvent, Decision, Environment, OutgoingMail, Release, User, utcnow
-from ..permissions import may_decide
+from ..permissions import PERMISSIONS, may_decide
 from . import email_links
 
 HOOK_TAIL_LINES = 15
@@ -70,6 +71,8 @@ def compose(mail: OutgoingMail) -> Composed | str:
         return _release_outcome(mail)
     if mail.kind == "gate_weakened":
         return _gate_weakened(mail)
+    if mail.kind in ("break_glass", "review_overdue"):
+        return _emergency(mail)
     return f"unknown kind of mail {mail.kind!r}"
 
 
@@ -176,6 +179,32 @@ def _gate_weakened(mail: OutgoingMail) -> Composed | str:
     text, html = _render("gate_weakened", **context)
     return Composed(subject, text, html, [{"label": "Project page" if "project" in links else "Environment page",
                                            "url": links.get("project", links["environment"])}])
+
+
+def _emergency(mail: OutgoingMail) -> Composed | str:
+    """An emergency release was triggered ("break_glass"), or its review is overdue
+    ("review_overdue"): what it skipped, why, and who must review it by when. No decision links:
+    there is nothing to approve, only a release page to review it on."""
+    release = mail.release
+    if release is None:
+        return "the release was deleted"
+    if mail.kind == "review_overdue" and release.reviewed_at is not None:
+        return "the emergency release was reviewed meanwhile"
+    environment = release.environment
+    where = _where(environment)
+    triggered_by = release.triggered_by.username if release.triggered_by else "someone"
+    links = {"release": f"{_base()}/releases/{release.id}"}
+    if mail.kind == "break_glass":
+        subject = (f"[Releasegate] EMERGENCY: {where} ({environment.release_stream}): emergency release "
+                   f"#{release.id} triggered by {triggered_by}")
+    else:
+        subject = (f"[Releasegate] Review overdue: {where} ({environment.release_stream}): emergency release "
+                   f"#{release.id} was to be reviewed by {release.review_due_at:%Y-%m-%d %H:%M} UTC")
+    context = {"release": release, "environment": environment, "where": where, "user": mail.user,
+               "triggered_by": triggered_by, "own": release.triggered_by_id == mail.user_id, "links": links,
+               "reviewer_permission": PERMISSIONS["approve_release"], "counts": change_counts(release.resources or [])}
+    text, html = _render(mail.kind, **context)
+    return Composed(subject, text, html, [{"label": "Release page", "url": links["release"]}])
 
 
 def message(mail: OutgoingMail, composed: Composed) -> EmailMessage:

@@ -30,6 +30,7 @@ from ..models import (
     WebhookDelivery,
     utcnow,
 )
+from ..permissions import deciders_by_environment
 from ..transactions import commit_changes, revoke_email_links, write_transaction
 from . import webhooks
 from .compose import compose, message
@@ -41,6 +42,9 @@ EVENT_OF_STATE = {"QUEUED": "release.queued", "PENDING_APPROVAL": "release.pendi
                   "APPROVED": "release.approved", "REJECTED": "release.rejected",
                   "SUCCEEDED": "release.succeeded", "FAILED": "release.failed", "TIMED_OUT": "release.failed",
                   "CANCELLED": "release.cancelled"}
+EVENT_OF_ACTION = {"reminder": "release.reminder", "break_glass": "release.break_glass",
+                   "review_overdue": "release.review_overdue"}  # audit actions about a release
+EMERGENCY_ACTIONS = ("break_glass", "review_overdue")  # their mail kinds bear the same names
 OUTCOME_STATES = ("APPROVED", "REJECTED", "SUCCEEDED", "FAILED", "TIMED_OUT")  # the triggerer is told
 STALE_SENDING = timedelta(minutes=5)  # a claim older than this belongs to a lost worker
 SWEEP_BATCH = 200
@@ -51,8 +55,8 @@ def event_name(audit_event: AuditEvent) -> str | None:
         return EVENT_OF_STATE.get(audit_event.to_state or "")
     if audit_event.action == "settings" and (audit_event.details or {}).get("weakens_gate"):
         return "environment.updated"
-    if audit_event.action == "reminder" and audit_event.release_id is not None:
-        return "release.reminder"
+    if audit_event.action in EVENT_OF_ACTION and audit_event.release_id is not None:
+        return EVENT_OF_ACTION[audit_event.action]
     return None
 
 
@@ -108,6 +112,12 @@ def _mail(kind: str, user: User, audit_event: AuditEvent, release_id: int | None
     return mail
 
 
+def may_approve_in(environment_id: int) -> list[User]:
+    """The active admins and approve_release holders of an environment, each once."""
+    found = deciders_by_environment([environment_id]).get(environment_id)
+    return found[2] if found is not None else []
+
+
 def mails_for(audit_event: AuditEvent) -> list[OutgoingMail]:
     """Within the caller's transaction: the mail rows an audit event calls for."""
     if audit_event.action == "settings":
@@ -115,6 +125,12 @@ def mails_for(audit_event: AuditEvent) -> list[OutgoingMail]:
         made = [_mail("gate_weakened", admin, audit_event) for admin in admins if admin.id != audit_event.actor_id]
         return [m for m in made if m is not None]
     release = db.session.get(Release, audit_event.release_id)
+    if audit_event.action in EMERGENCY_ACTIONS:
+        # Loud on purpose: everyone who may approve there, admins included, and the triggerer
+        # too when they are one of them (the mail tells them someone else must review it).
+        made = [_mail(audit_event.action, user, audit_event, release.id)
+                for user in may_approve_in(release.environment_id)]
+        return [m for m in made if m is not None]
     if audit_event.to_state == "PENDING_APPROVAL" or audit_event.action in ("approval", "reminder"):
         if release.state != "PENDING_APPROVAL":  # decided before we got here: no links to send
             return []

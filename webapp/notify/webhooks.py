@@ -32,7 +32,8 @@ from .outbound import claim, retry_delay, worker_job
 log = logging.getLogger(__name__)
 
 EVENTS = ("release.queued", "release.pending_approval", "release.approved", "release.rejected",
-          "release.succeeded", "release.failed", "release.cancelled", "release.reminder", "environment.updated")
+          "release.succeeded", "release.failed", "release.cancelled", "release.reminder", "release.break_glass",
+          "release.review_overdue", "environment.updated")
 FORMATS = {"json": "JSON (event, release, environment, project, links)",
            "slack": "Slack-compatible (incoming webhook \u201ctext\u201d with links)"}
 USER_AGENT = "Releasegate-Webhooks/1"
@@ -194,6 +195,8 @@ def payload(event_name: str, audit_event: AuditEvent) -> dict[str, Any]:
     if audit_event.release_id is not None:
         release = db.session.get(Release, audit_event.release_id)
         body["release"] = release_dict(release)
+        if release.break_glass_reason is not None:
+            body["release"].setdefault("break_glass", _break_glass(release))
         body["since_summary"] = changes.summary(release)  # what changed since the last release, in words
         body["links"] = release_links(release, event_name)
     else:
@@ -206,6 +209,16 @@ def payload(event_name: str, audit_event: AuditEvent) -> dict[str, Any]:
     project = project_dict(environment.project)
     body["project"] = {key: project[key] for key in ("name", "repo", "branch", "hook_ref")}
     return body
+
+
+def _break_glass(release: Release) -> dict:
+    """The emergency part of an emergency release, in the shape serialize.release_dict is to give
+    it; filled in here only until release_dict does (setdefault above), and then to go."""
+    review = None
+    if release.reviewed_at is not None:
+        review = {"by": release.reviewed_by.username if release.reviewed_by else None,
+                  "comment": release.review_comment, "at": iso(release.reviewed_at)}
+    return {"reason": release.break_glass_reason, "review": review, "review_due_at": iso(release.review_due_at)}
 
 
 def _slack_escape(text: str) -> str:
@@ -227,6 +240,8 @@ def slack_text(body: dict[str, Any]) -> str:
     link = f"<{body['links']['release']}|Open {number}>"
     if event == "release.reminder":
         return f"{where} {number} is still waiting for approval ({_slack_escape(body.get('reason') or '')}). {link}"
+    if event in ("release.break_glass", "release.review_overdue"):
+        return _emergency_line(event, where, number, by, release.get("break_glass") or {}, link)
     if event == "release.pending_approval":
         resources = release["resources"]
         destructive = sum(1 for r in resources if r.get("changeType") in DESTRUCTIVE_CHANGE_TYPES)
@@ -242,6 +257,15 @@ def slack_text(body: dict[str, Any]) -> str:
     if event in ("release.rejected", "release.failed", "release.cancelled") and body.get("reason"):
         text += f": {_slack_escape(body['reason'][:300])}"
     return f"{text}. {link}"
+
+
+def _emergency_line(event: str, where: str, number: str, by: str, break_glass: dict, link: str) -> str:
+    due = (break_glass.get("review_due_at") or "").replace("T", " ")[:16] + " UTC"
+    if event == "release.review_overdue":
+        return (f"{where} emergency {number} is not reviewed yet: its review was due {due}. Someone who may "
+                f"approve there, and did not trigger it, must review it. {link}")
+    return (f"EMERGENCY: {where} {number} was triggered by {by}, skipping the hook, the approval rules and the "
+            f"change windows: {_slack_escape((break_glass.get('reason') or '')[:300])}. Review due by {due}. {link}")
 
 
 SLACK_COMMITS = 3
