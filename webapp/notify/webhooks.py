@@ -195,8 +195,6 @@ def payload(event_name: str, audit_event: AuditEvent) -> dict[str, Any]:
     if audit_event.release_id is not None:
         release = db.session.get(Release, audit_event.release_id)
         body["release"] = release_dict(release)
-        if release.break_glass_reason is not None:
-            body["release"].setdefault("break_glass", _break_glass(release))
         body["since_summary"] = changes.summary(release)  # what changed since the last release, in words
         body["links"] = release_links(release, event_name)
     else:
@@ -209,16 +207,6 @@ def payload(event_name: str, audit_event: AuditEvent) -> dict[str, Any]:
     project = project_dict(environment.project)
     body["project"] = {key: project[key] for key in ("name", "repo", "branch", "hook_ref")}
     return body
-
-
-def _break_glass(release: Release) -> dict:
-    """The emergency part of an emergency release, in the shape serialize.release_dict is to give
-    it; filled in here only until release_dict does (setdefault above), and then to go."""
-    review = None
-    if release.reviewed_at is not None:
-        review = {"by": release.reviewed_by.username if release.reviewed_by else None,
-                  "comment": release.review_comment, "at": iso(release.reviewed_at)}
-    return {"reason": release.break_glass_reason, "review": review, "review_due_at": iso(release.review_due_at)}
 
 
 def _slack_escape(text: str) -> str:
