@@ -293,7 +293,7 @@ def _break_glass(release: Release, actor: Actor) -> None:
         return
     given = [decision.user.username if decision.user else "someone" for decision in holder.decisions]
     why = f"back to the queue behind emergency release #{release.id}"
-    if holder.state == "PENDING_APPROVAL":
+    if holder.kind == "RELEASE" and holder.environment.approval_workflow:
         why += "; its hook runs again when it gets the slot"
     if given:
         why += f", and the approvals given so far ({', '.join(given)}) no longer count"
