@@ -21,7 +21,9 @@ JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dict
                                             "parallel_releases", "approval_workflow", "sandbox_paths", "path",
                                             "writable", "description", "permission", "environment",
                                             "approval_rules", "approvals", "group", "authors_may_not_approve",
-                                            "web_url_template"]),
+                                            "web_url_template", "change_windows", "freezes", "days", "start",
+                                            "end", "tz", "from", "to", "reason", "break_glass",
+                                            "allow_break_glass", "break_glass_review_hours"]),
     inner, max_size=5),
     max_leaves=12)
 BODIES = JSON | st.dictionaries(st.sampled_from(["resources", "terraform_plan", "ref", "description"]), JSON,
@@ -31,7 +33,20 @@ BODIES = JSON | st.dictionaries(st.sampled_from(["resources", "terraform_plan", 
     st.fixed_dictionaries({"approval_rules": st.lists(st.fixed_dictionaries(
         {"name": st.sampled_from(["dba", "default", "Bad Name", ""]) | SCALARS},
         optional={"group": st.sampled_from([None, "dba", "nobody"]) | SCALARS,
-                  "approvals": st.integers(-1, 12) | SCALARS}), max_size=3) | JSON})
+                  "approvals": st.integers(-1, 12) | SCALARS}), max_size=3) | JSON}) | \
+    st.fixed_dictionaries({"change_windows": st.lists(st.fixed_dictionaries({
+        "days": st.lists(st.sampled_from(["mon", "sun", "Mon", "moon", ""]) | SCALARS, max_size=3) | SCALARS,
+        "start": st.sampled_from(["09:00", "24:00", "9:00", "02:30", "00:00"]) | SCALARS,
+        "end": st.sampled_from(["16:00", "09:00", "23:59"]) | SCALARS,
+        "tz": st.sampled_from(["Europe/Berlin", "UTC", "localtime", "../../etc/passwd", "Factory", ""]) | SCALARS}),
+        max_size=3) | JSON}) | \
+    st.fixed_dictionaries({"freezes": st.lists(st.fixed_dictionaries({
+        "from": st.sampled_from(["2026-12-20T00:00:00Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
+                                 "2026-12-20"]) | SCALARS,
+        "to": st.sampled_from(["2027-01-04T00:00:00Z", "9999-12-31T23:59:59Z"]) | SCALARS,
+        "reason": SCALARS}), max_size=3) | JSON}) | \
+    st.fixed_dictionaries({"resources": st.just([]), "break_glass": st.fixed_dictionaries(
+        {"reason": st.sampled_from(["", "the site is down for everyone"]) | SCALARS}) | JSON})
 TABLES = (Release, Project, Environment, Variable, Decision, AuditEvent, Group, group_members, Grant)
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
@@ -59,6 +74,7 @@ ENDPOINTS = [
     ("post", "/api/v1/releases/{id}/approve"),
     ("post", "/api/v1/releases/{id}/reject"),
     ("post", "/api/v1/releases/{id}/finish"),
+    ("post", "/api/v1/releases/{id}/review"),
     ("post", "/api/v1/groups"),
     ("patch", "/api/v1/groups/dba"),
     ("put", "/api/v1/groups/dba/members/dev"),
