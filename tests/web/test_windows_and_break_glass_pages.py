@@ -171,6 +171,7 @@ def test_abort_is_offered_on_a_scheduled_release_and_its_confirmation_says_it_ha
     assert post(web("member"), f"{url}/abort").status_code == 403
     response = post(web("dev"), f"{url}/abort")
     assert response.status_code == 200 and "state-FAILED" in response.text
+    assert f"Scheduled release #{release_id} was aborted before it started." in response.text
     aborted = release(api, release_id)
     assert aborted["state"] == "FAILED" and aborted["error"] == "aborted by dev"
 

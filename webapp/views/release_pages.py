@@ -293,8 +293,10 @@ def cancel(release_id: int):
 @login_required
 @require_permission("cancel_release", environment=release_environment)
 def abort_release(release_id: int):
+    started = release_in_url(release_id).state != "SCHEDULED"
     aborted = releases.abort(release_id, _actor())
-    return _after_action(aborted, f"Release #{release_id} was aborted; its processes are being stopped.")
+    return _after_action(aborted, f"Release #{release_id} was aborted; its processes are being stopped." if started
+                         else f"Scheduled release #{release_id} was aborted before it started.")
 
 
 def _to_release_page(release_id: int) -> Response:
