@@ -1,5 +1,6 @@
 """`make screenshots`: the dashboard, a pending release with what changed since the last
-release, and the inbox, with demo data, into docs/screenshots/ (shown in the README).
+release, the inbox and an emergency release waiting for its review, with demo data, into
+docs/screenshots/ (shown in the README).
 
 Runs everything on 127.0.0.1 in a scratch instance: a private Redis, a SQLite database
 with the demo data, the web app, one worker, and Debian's chromium via Playwright.
@@ -116,6 +117,15 @@ def main() -> int:
             page.locator("#since").screenshot(path=OUT / "release-changes.png")
             page.goto("/approvals")
             page.screenshot(path=OUT / "approvals.png", full_page=True)
+            # Last, since it jumps the queue: an emergency release on qa, as on-call would trigger one.
+            api(base, admin, "PATCH", "/projects/shop/environments/qa", {"allow_break_glass": True})
+            hotfix = api(base, admin, "POST", "/projects/shop/environments/qa/releases", {
+                "resources": CHANGES[:1], "description": "Roll back the checkout cache settings",
+                "break_glass": {"reason": "Checkout fails for every customer since 14:02; rolling the cache "
+                                          "settings back cannot wait for the approval round"}})
+            wait_state(base, admin, hotfix["id"], "SUCCEEDED")
+            page.goto(f"/releases/{hotfix['id']}")
+            page.screenshot(path=OUT / "emergency-release.png", full_page=True)
             browser.close()
         print(f"Wrote {', '.join(p.name for p in sorted(OUT.glob('*.png')))} to {OUT.relative_to(ROOT)}/")
     finally:

@@ -99,6 +99,8 @@ CASES = [
          target="email_link", to_state="APPROVED"),
     Case("api.review", "approve_release", "POST", "/api/v1/releases/{release}/review",
          {"comment": "the hotfix was right"}, target="emergency", to_state="SUCCEEDED"),
+    Case("release_pages.review", "approve_release", "POST", "/releases/{release}/review",
+         {"comment": "the hotfix was right"}, target="emergency", ok=303, to_state="SUCCEEDED"),
     # -- cancel_release -------------------------------------------------------------------------------
     Case("api.cancel", "cancel_release", "POST", "/api/v1/releases/{release}/cancel", target="queued",
          to_state="CANCELLED"),

@@ -21,10 +21,10 @@ from ..intake.ids import parse_id
 from ..intake.resources import InvalidInput
 from ..intake.validate import ENVIRONMENT_FIELDS, VARIABLE_FIELDS, variable_name
 from ..live import current_version
-from ..models import SLOT_STATES, STATES, AuditEvent, Environment, Group, Project, Release, User, Variable
+from ..models import SLOT_STATES, STATES, AuditEvent, Environment, Group, Project, Release, User, Variable, utcnow
 from ..permissions import has_permission, require_permission
 from ..transactions import Actor
-from .web import is_htmx, live_fragment
+from .web import is_htmx, live_fragment, relative
 
 pages = Blueprint("pages", __name__)
 
@@ -84,65 +84,139 @@ class LiveRelease:
     created_at: datetime
     started_at: datetime | None
     triggered_by_name: str | None
+    scheduled_reason: str | None = None
+    break_glass_reason: str | None = None  # an emergency release: live, or finished and not reviewed yet
+    review_due_at: datetime | None = None
     approval: str | None = None
 
 
+def _empty_lists() -> dict[str, list[LiveRelease]]:
+    return {"active": [], "queue": [], "emergencies": []}
+
+
 def _live_releases(environment_id: int | None = None) -> dict[int, dict[str, list[LiveRelease]]]:
-    """Active and queued releases by environment, in one query that never reads history.
+    """Active and queued releases by environment, and the emergency releases among them or
+    finished without their review yet, in one query. The live ones are looked up by state; the
+    unreviewed emergencies have no index of their own yet, so that half reads the releases table
+    through (a partial index WHERE break_glass_reason IS NOT NULL AND reviewed_at IS NULL fits it).
 
     Plain rows of the columns a release line shows, not ORM objects: a line needs no
     relationship or resource list, and a board shows the live releases of every environment.
     The progress of the pending ones' rules takes a few more queries, however many they are.
     """
-    query = (sa.select(Release.id, Release.kind, Release.state, Release.environment_id, Release.created_at,
-                       Release.started_at, User.username.label("triggered_by_name"), Release.triggered_by_id,
-                       Release.approval_rules, Release.approval_reason, Release.since)
-             .outerjoin(User, User.id == Release.triggered_by_id)
-             .where(Release.state.in_(LIVE_STATES)))
-    if environment_id is not None:
-        query = query.where(Release.environment_id == environment_id)
+    def rows_where(*conditions) -> sa.Select:
+        query = (sa.select(Release.id, Release.kind, Release.state, Release.environment_id, Release.created_at,
+                           Release.started_at, User.username.label("triggered_by_name"), Release.triggered_by_id,
+                           Release.approval_rules, Release.approval_reason, Release.since, Release.scheduled_reason,
+                           Release.break_glass_reason, Release.review_due_at)
+                 .outerjoin(User, User.id == Release.triggered_by_id).where(*conditions))
+        return query.where(Release.environment_id == environment_id) if environment_id is not None else query
+
+    unreviewed = rows_where(Release.break_glass_reason.is_not(None), Release.reviewed_at.is_(None),
+                            Release.state.not_in(LIVE_STATES))
     # Sorted here, not by the database: with ORDER BY id, SQLite (no statistics) would walk the
     # environment's whole history in id order rather than look the few live releases up by state.
-    rows = sorted(db.session.execute(query), key=lambda row: row.id)
+    rows = sorted(db.session.execute(sa.union_all(rows_where(Release.state.in_(LIVE_STATES)), unreviewed)),
+                  key=lambda row: row.id)
     progress = approval_rules.progress_of(row for row in rows if row.state == "PENDING_APPROVAL")
     live: dict[int, dict[str, list[LiveRelease]]] = {}
     for row in rows:
         release = LiveRelease(row.id, row.kind, row.state, row.environment_id, row.created_at, row.started_at,
-                              row.triggered_by_name, progress[row.id].summary() if row.id in progress else None)
-        lists = live.setdefault(release.environment_id, {"active": [], "queue": []})
-        lists["queue" if release.state == "QUEUED" else "active"].append(release)
+                              row.triggered_by_name, row.scheduled_reason, row.break_glass_reason, row.review_due_at,
+                              progress[row.id].summary() if row.id in progress else None)
+        lists = live.setdefault(release.environment_id, _empty_lists())
+        if release.break_glass_reason is not None:
+            lists["emergencies"].append(release)
+        if release.state == "QUEUED":
+            lists["queue"].append(release)
+        elif release.state in LIVE_STATES:
+            lists["active"].append(release)
     return live
+
+
+# -- change windows and emergency releases, as the dashboard and the environment page show them --
+
+def window_note(verdict: windows.Verdict) -> str | None:
+    """The badge of an environment where releases may not start now (windows.judge's reason):
+    "Frozen until 2026-12-24T00:00:00Z — year-end freeze", "Outside change window, opens Tue 09:00
+    Europe/Berlin"; None while they may."""
+    if verdict.open:
+        return None
+    if verdict.reason.startswith("frozen"):
+        return verdict.reason[:1].upper() + verdict.reason[1:]
+    _waiting, _colon, opening = verdict.reason.partition(": ")  # "waiting for the change window: opens …"
+    return f"Outside change window, {opening}" if opening else "Outside change window; none will open"
+
+
+def _has_windows(environment: Environment) -> bool:
+    """Whether the environment's badge can change with the clock alone."""
+    project = environment.project
+    return bool(environment.change_windows or environment.freezes or project.freezes
+                or (environment.change_windows is None and project.change_windows))
+
+
+def _emergency(release: LiveRelease, now: datetime, **where: Any) -> dict[str, Any]:
+    """An emergency release for a banner: whether it still runs, or its review is due or overdue."""
+    due = release.review_due_at
+    return {"release": release, "finished": release.state not in LIVE_STATES, "overdue": due is not None and due <= now,
+            "due_in": relative(due, now) if due is not None else None, **where}
+
+
+def _clock(timed: bool) -> dict[str, str]:
+    """A live fragment whose windows badges change with the clock carries the minute it was drawn
+    (`?m=`) and is drawn again when the minute has moved, even if nothing else did."""
+    return {"m": utcnow().strftime("%Y%m%d%H%M")} if timed else {}
+
+
+def _clock_moved() -> bool:
+    drawn = request.args.get("m")
+    return drawn is not None and drawn != utcnow().strftime("%Y%m%d%H%M")
 
 
 # -- dashboard ----------------------------------------------------------------------------------
 
-def _board() -> list[dict[str, Any]]:
-    """Every project with its environments, each with its active releases and queue."""
+def _dashboard_context(version: str) -> dict[str, Any]:
+    """Every project with its environments, each with its active releases, queue and window badge;
+    the emergency releases that still run or wait for their review, and the overdue reviews."""
     rows = db.session.execute(sa.select(Project, Environment)
                               .outerjoin(Environment, Environment.project_id == Project.id)
                               .order_by(Project.name, Environment.name)).all()
     live = _live_releases()
+    now = utcnow()
     board: list[dict[str, Any]] = []
+    emergencies: list[dict[str, Any]] = []
+    timed = False
     for project, environment in rows:
         if not board or board[-1]["project"] is not project:
             board.append({"project": project, "environments": []})
-        if environment is not None:
-            lists = live.get(environment.id, {"active": [], "queue": []})
-            board[-1]["environments"].append({"environment": environment, **lists})
-    return board
+        if environment is None:
+            continue
+        lists = live.get(environment.id, _empty_lists())
+        # The project is loaded by the same query, so judging every environment adds no query.
+        board[-1]["environments"].append({"environment": environment, "active": lists["active"],
+                                          "queue": lists["queue"],
+                                          "window": window_note(windows.judge_environment(environment, now))})
+        emergencies += [_emergency(release, now, project=project.name, environment=environment.name)
+                        for release in lists["emergencies"]]
+        timed = timed or _has_windows(environment)
+    emergencies.sort(key=lambda entry: entry["release"].id)
+    return {"board": board, "emergencies": emergencies,
+            "overdue": [entry for entry in emergencies if entry["overdue"]],
+            "version": version, "clock": _clock(timed)}
 
 
 @pages.get("/")
 @login_required
 def dashboard():
     version = current_version()  # read before the rows, so a change in between shows on the next poll
-    return render_template("dashboard.html", board=_board(), version=version)
+    return render_template("dashboard.html", **_dashboard_context(version))
 
 
 @pages.get("/fragments/dashboard")
 @login_required
 def dashboard_fragment():
-    return live_fragment(lambda version: render_block("dashboard.html", "dashboard", board=_board(), version=version))
+    return live_fragment(lambda version: render_block("dashboard.html", "dashboard", **_dashboard_context(version)),
+                         moved=_clock_moved)
 
 
 # -- environment page ---------------------------------------------------------------------------
@@ -210,15 +284,25 @@ def _variable_values(environment: Environment) -> dict[str, Any]:
             "for_hooks": variable.for_hooks, "existing_secret": variable.secret}
 
 
+def _environment_live_context(environment: Environment, version: str) -> dict[str, Any]:
+    """What the live part of the environment page shows: its releases, window badge and emergencies.
+    `version` is read before the rows, so a change in between shows on the next poll."""
+    live = _live_releases(environment.id).get(environment.id, _empty_lists())
+    now = utcnow()
+    return {"environment": environment, "project": environment.project, "version": version,
+            "active": live["active"], "queue": live["queue"],
+            "emergencies": [_emergency(release, now) for release in live["emergencies"]],
+            "window": window_note(windows.judge_environment(environment, now)),
+            "clock": _clock(_has_windows(environment))}
+
+
 def _render_environment(environment: Environment, *, status: int = 200, settings: dict | None = None,
                         settings_errors: dict | None = None, variable: dict | None = None,
                         variable_errors: dict | None = None):
-    version = current_version()
-    live = _live_releases(environment.id).get(environment.id, {"active": [], "queue": []})
     manager = has_permission(current_user, "manage_environments", environment)
     page = render_template(
-        "environment.html", environment=environment, project=environment.project, version=version,
-        active=live["active"], queue=live["queue"], history=_history(environment),
+        "environment.html", **_environment_live_context(environment, current_version()),
+        history=_history(environment),
         events=_settings_events(environment), can_manage=manager, labels=SETTING_LABELS,
         group_names=list(db.session.scalars(sa.select(Group.name).order_by(Group.name))) if manager else [],
         settings=settings or _settings_values(environment), settings_errors=settings_errors or {},
@@ -237,14 +321,12 @@ def environment(project: str, environment: str):
 @login_required
 def environment_fragment(project: str, environment: str):
     def render(version: str) -> str:
-        found = _environment(project, environment)
-        live = _live_releases(found.id).get(found.id, {"active": [], "queue": []})
         # A partial, not a block of environment.html: jinja2-fragments' render_block takes the
         # context as keywords beside its own parameter named `environment`.
-        return render_template("_environment_live.html", environment=found, project=found.project,
-                               version=version, active=live["active"], queue=live["queue"])
+        return render_template("_environment_live.html",
+                               **_environment_live_context(_environment(project, environment), version))
 
-    return live_fragment(render)
+    return live_fragment(render, moved=_clock_moved)
 
 
 # -- settings -----------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import zlib
 from collections import Counter
+from datetime import datetime
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, flash, g, make_response, redirect, render_template, request, url_for
@@ -26,8 +28,9 @@ from ..intake.resources import (
 from ..intake.terraform import resources_from_terraform_plan
 from ..intake.trigger import parse_trigger_body
 from ..live import current_version
-from ..models import AuditEvent, Environment, Project, Release, User
+from ..models import TERMINAL_STATES, AuditEvent, Environment, Project, Release, User, utcnow
 from ..permissions import (
+    PermissionDenied,
     decidable_releases,
     excluded_authors,
     grant_held,
@@ -37,15 +40,19 @@ from ..permissions import (
     require_permission,
 )
 from ..transactions import Actor
-from .web import is_htmx, live_fragment, own_release, release_environment, release_in_url
+from .web import is_htmx, live_fragment, own_release, relative, release_environment, release_in_url
 
 release_pages = Blueprint("release_pages", __name__)
 
 RUNNING_STATES = ("READY", "IN_PROGRESS")
+ABORTABLE_STATES = ("READY", "SCHEDULED", "IN_PROGRESS")
 # The live part of the release page polls while the release can still move without
-# anyone on the page acting: dispatch, the hook, the run, or a decision made elsewhere.
-LIVE_STATES = ("QUEUED", "PENDING_APPROVAL", *RUNNING_STATES)
+# anyone on the page acting: dispatch, the hook, the run, a change window opening, or a
+# decision made elsewhere (and a finished emergency release until someone reviews it).
+LIVE_STATES = ("QUEUED", "PENDING_APPROVAL", "SCHEDULED", *RUNNING_STATES)
 MAX_COMMENT_LENGTH = 5000
+OWN_EMERGENCY = ("You triggered this emergency release, so someone else with the \u201cRelease Approval/Reject\u201d "
+                 "permission must review it.")
 
 
 def _actor() -> Actor:
@@ -72,9 +79,16 @@ def allowed_actions(release: Release, user: User, progress: approval_rules.Progr
         "decide": approve or reject,
         "cancel": state == "QUEUED" and (own or has_permission(user, "cancel_release", environment)),
         "withdraw": state == "PENDING_APPROVAL" and own,
-        "abort": state in RUNNING_STATES and has_permission(user, "cancel_release", environment),
+        "abort": state in ABORTABLE_STATES and has_permission(user, "cancel_release", environment),
+        "review": (awaits_review(release) and state in TERMINAL_STATES and not own
+                   and has_permission(user, "approve_release", environment)),
         "trigger_again": has_permission(user, "trigger_release", environment),
     }
+
+
+def awaits_review(release: Release) -> bool:
+    """An emergency release nobody has reviewed yet (it can be reviewed once it has finished)."""
+    return release.break_glass_reason is not None and release.reviewed_at is None
 
 
 # -- lookups shared by the permission decorator and the views ----------------------------------
@@ -131,8 +145,11 @@ def _output_mark(release_id: int) -> str:
 def _panel_key(release: Release) -> str:
     """What the panel (state, facts, buttons, decisions) shows that can change: when the live
     part sees it move, it brings a fresh panel along. An approval that leaves rules unmet moves
-    no state, only the number of decisions; what changed appears once the worker computed it."""
-    return f"{release.state}.{(release.commit or '')[:12]}.{len(release.decisions)}.{int(release.since is not None)}"
+    no state, only the number of decisions; what changed appears once the worker computed it. A
+    scheduled release learns a new reason to wait when the windows change; a review moves no state."""
+    waiting = zlib.crc32(f"{release.scheduled_reason}.{release.scheduled_until}".encode())
+    return (f"{release.state}.{(release.commit or '')[:12]}.{len(release.decisions)}.{int(release.since is not None)}"
+            f".{int(release.reviewed_at is not None)}.{waiting:x}")
 
 
 def shows_approval(release: Release) -> bool:
@@ -145,8 +162,8 @@ def _panel_context(release: Release) -> dict:
     progress = approval_rules.progress(release) if shows_approval(release) else None
     actions = allowed_actions(release, user, progress)
     approved = release if release.kind == "BOT" else release.bot_release
-    return {"release": release, "environment": release.environment, "counts": change_counts(release.resources or []),
-            "actions": actions, "progress": progress,
+    return {**_waiting_context(release, user, utcnow()), "release": release, "environment": release.environment,
+            "counts": change_counts(release.resources or []), "actions": actions, "progress": progress,
             "approve_label": progress.approve_label(user) if actions["approve"] else None,
             "why_not": progress.why_not(user) if actions["decider"] and not actions["approve"] else None,
             "approved_digest": approved.approval_digest if approved is not None else None,
@@ -156,10 +173,22 @@ def _panel_context(release: Release) -> dict:
             "excluded_authors": excluded_authors(release) if release.state == "PENDING_APPROVAL" else []}
 
 
+def _waiting_context(release: Release, user: User, now: datetime) -> dict:
+    """How long a scheduled release waits, and when an emergency release's review is due, as
+    said at render ("in 14 h", "3 h ago"); why its triggerer may not review it."""
+    scheduled = release.state == "SCHEDULED" and release.scheduled_until is not None
+    unreviewed, finished = awaits_review(release), release.state in TERMINAL_STATES
+    due = release.review_due_at if unreviewed else None
+    return {"scheduled_in": relative(release.scheduled_until, now) if scheduled else None,
+            "review_due_in": relative(due, now) if due is not None else None,
+            "review_overdue": due is not None and due <= now, "finished": finished,
+            "why_not_review": OWN_EMERGENCY if unreviewed and finished and may_cancel(release, user) else None}
+
+
 def _live_context(release: Release, version: str) -> dict:
     """`version` is read before the release was loaded, so a change in between shows next poll."""
     live_url = None
-    if release.state in LIVE_STATES:
+    if release.state in LIVE_STATES or awaits_review(release):
         args = {"v": version, "s": _panel_key(release)}
         if release.state in RUNNING_STATES:
             args["o"] = _mark(release.state, release.hook_output, release.exec_output, release.commit,
@@ -241,6 +270,15 @@ def reject(release_id: int):
     return _after_action(rejected, f"Release #{release_id} was rejected.")
 
 
+@release_pages.post("/releases/<int:release_id>/review")
+@login_required
+@require_permission("approve_release", environment=release_environment)
+def review(release_id: int):
+    """Mark a finished emergency release reviewed (the state machine says who may, and when)."""
+    reviewed = releases.review(release_id, _actor(), request.form.get("comment", ""))
+    return _after_action(reviewed, f"Emergency release #{release_id} is marked reviewed.")
+
+
 @release_pages.post("/releases/<int:release_id>/cancel")
 @login_required
 @require_permission("cancel_release", environment=release_environment, or_if=own_release)
@@ -255,8 +293,10 @@ def cancel(release_id: int):
 @login_required
 @require_permission("cancel_release", environment=release_environment)
 def abort_release(release_id: int):
+    started = release_in_url(release_id).state != "SCHEDULED"
     aborted = releases.abort(release_id, _actor())
-    return _after_action(aborted, f"Release #{release_id} was aborted; its processes are being stopped.")
+    return _after_action(aborted, f"Release #{release_id} was aborted; its processes are being stopped." if started
+                         else f"Scheduled release #{release_id} was aborted before it started.")
 
 
 def _to_release_page(release_id: int) -> Response:
@@ -332,12 +372,15 @@ def approvals_count():
 
 # -- the trigger form ---------------------------------------------------------------------------
 
-def triggerable_environments(user: User) -> list[Environment]:
-    """Environments where `user` holds trigger_release, by project and name."""
+def triggerable_environments(user: User, *, emergency: bool = False) -> list[Environment]:
+    """Environments where `user` holds trigger_release (with `emergency`, break_glass as well), by
+    project and name."""
     query = (sa.select(Environment).join(Project, Environment.project_id == Project.id)
              .order_by(Project.name, Environment.name))
     if not user.is_admin:
         query = query.where(grant_held(user.id, "trigger_release", Environment.id))
+        if emergency:
+            query = query.where(grant_held(user.id, "break_glass", Environment.id))
     return list(db.session.scalars(query))
 
 
@@ -347,9 +390,14 @@ def _label(environment: Environment) -> str:
 
 def _render_trigger(form: dict, errors: dict[str, str], status: int = 200, *,
                     confirm_empty: bool = False) -> tuple[str, int]:
-    choices = triggerable_environments(current_user._get_current_object())
+    user = current_user._get_current_object()
+    choices = triggerable_environments(user)
+    # The emergency part is drawn for people who hold break_glass somewhere they may trigger, and
+    # names where the environment allows emergency releases at all.
+    emergency = triggerable_environments(user, emergency=True)
     return render_template("trigger.html", choices=[_label(e) for e in choices], form=form, errors=errors,
-                           confirm_empty=confirm_empty,
+                           confirm_empty=confirm_empty, emergency_offered=bool(emergency) or form.get("break_glass"),
+                           emergency_allowed=[_label(e) for e in emergency if e.allow_break_glass],
                            idempotency_key=form.get("idempotency_key") or secrets.token_urlsafe(18)), status
 
 
@@ -413,8 +461,10 @@ def _wanted_resources(text: str) -> list[dict]:
 def trigger_submit():
     environment = _chosen_environment()
     form = {key: request.form.get(key, "") for key in ("environment", "resources", "ref", "description",
-                                                        "idempotency_key")}
+                                                        "idempotency_key", "break_glass_reason")}
+    form["break_glass"] = "break_glass" in request.form
     ref, description = form["ref"].strip(), form["description"].strip()
+    reason = None
     try:
         resources = _wanted_resources(form["resources"].strip())
         if ref:
@@ -422,13 +472,34 @@ def trigger_submit():
         _checked("description",
                  lambda value: parse_trigger_body({"resources": [], "description": value}), description)
         key = form["idempotency_key"].strip()[:255] or None
+        if form["break_glass"]:
+            reason = _checked("break_glass_reason", lambda value: parse_trigger_body(
+                {"resources": [], "break_glass": {"reason": value}}).break_glass, form["break_glass_reason"])
     except _FieldError as error:
         return _render_trigger(form, {error.field: error.message}, error.status)
     if not resources and "confirm_empty" not in request.form:
         # Kept as a pasted [] so the confirmation does not need the file chosen again.
         return _render_trigger({**form, "resources": "[]"}, {}, 422, confirm_empty=True)
-    new, created = releases.trigger(environment, _actor(), resources, ref=ref or None, description=description,
-                                    idempotency_key=key)
-    flash(f"Release #{new.id} was triggered on {_label(environment)}." if created else
-          f"This form was already sent: it triggered release #{new.id}.", "success" if created else "info")
+    try:
+        new, created = releases.trigger(environment, _actor(), resources, ref=ref or None, description=description,
+                                        idempotency_key=key, break_glass=reason)
+    except (releases.ReleaseError, PermissionDenied) as error:
+        if reason is None:
+            raise  # the error pages say it, as for every other action
+        # An emergency release refused (its reason, the environment's switch, break_glass): beside
+        # the reason, nothing created.
+        db.session.rollback()
+        status = error.status if isinstance(error, releases.ReleaseError) else 403
+        return _render_trigger(form, {"break_glass_reason": str(error)}, status)
+    flash(_triggered_message(new, created, environment), "success" if created else "info")
     return redirect(url_for("release_pages.release", release_id=new.id), 303)
+
+
+def _triggered_message(release: Release, created: bool, environment: Environment) -> str:
+    if not created:
+        return f"This form was already sent: it triggered release #{release.id}."
+    if release.break_glass_reason is None:
+        return f"Release #{release.id} was triggered on {_label(environment)}."
+    return (f"Emergency release #{release.id} was triggered on {_label(environment)}: it skips the hook, the approval "
+            f"rules and the change windows, and someone else must review it by "
+            f"{release.review_due_at:%Y-%m-%d %H:%M} UTC.")

@@ -3,6 +3,7 @@ answers its poll, and the release lookups the page and API views share."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from flask import Response, g, make_response, render_template, request
 from flask_login import current_user
@@ -25,6 +26,21 @@ def message_response(message: str, status: int, *, kind: str = "error") -> Respo
         response.headers["HX-Reswap"] = "innerHTML"
         return response
     return make_response(render_template("error.html", message=message, status=status), status)
+
+
+def relative(moment: datetime, now: datetime) -> str:
+    """How far `moment` is from `now` (both naive UTC) as people say it: "in 14 h", "3 d ago"."""
+    seconds = (moment - now).total_seconds()
+    span = abs(seconds)
+    if span < 60:
+        return "in under a minute" if seconds >= 0 else "under a minute ago"
+    if span < 3600:
+        amount = f"{int(span // 60)} min"
+    elif span < 48 * 3600:
+        amount = f"{int(span // 3600)} h"
+    else:
+        amount = f"{int(span // 86400)} d"
+    return f"in {amount}" if seconds >= 0 else f"{amount} ago"
 
 
 # -- live fragments -------------------------------------------------------------------------------
