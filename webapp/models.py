@@ -206,6 +206,10 @@ class Release(db.Model):
         sa.Index("ix_releases_environment_history", "environment_id", "id"),
         # Retention walks finished releases in finishing order (retention.py).
         sa.Index("ix_releases_finished", "finished_at", "id"),
+        # Emergency releases still to be reviewed: the banners and the overdue reviews.
+        sa.Index("ix_releases_review_pending", "id",
+                 sqlite_where=sa.text("break_glass_reason IS NOT NULL AND reviewed_at IS NULL"),
+                 postgresql_where=sa.text("break_glass_reason IS NOT NULL AND reviewed_at IS NULL")),
         sa.UniqueConstraint("environment_id", "triggered_by_id", "idempotency_key",
                             name="uq_releases_idempotency"),
         sa.CheckConstraint("NOT holds_slot OR state IN ('READY', 'PENDING_APPROVAL', 'SCHEDULED', 'IN_PROGRESS')",

@@ -17,6 +17,7 @@ depends_on = None
 
 SLOT_STATES_BEFORE = "NOT holds_slot OR state IN ('READY', 'PENDING_APPROVAL', 'IN_PROGRESS')"
 SLOT_STATES_AFTER = "NOT holds_slot OR state IN ('READY', 'PENDING_APPROVAL', 'SCHEDULED', 'IN_PROGRESS')"
+REVIEW_PENDING = 'break_glass_reason IS NOT NULL AND reviewed_at IS NULL'
 RELEASE_COLUMNS = ('scheduled_reason', 'scheduled_until', 'break_glass_reason', 'review_due_at',
                    'reviewed_by_id', 'review_comment', 'reviewed_at', 'review_announced_at')
 
@@ -51,6 +52,8 @@ def upgrade():
         batch_op.create_check_constraint(batch_op.f('ck_releases_slot_only_when_active'), SLOT_STATES_AFTER)
         batch_op.create_index('uq_releases_slot_holder', ['environment_id'], unique=True,
                               sqlite_where=sa.text('holds_slot'), postgresql_where=sa.text('holds_slot'))
+    op.create_index('ix_releases_review_pending', 'releases', ['id'], sqlite_where=sa.text(REVIEW_PENDING),
+                    postgresql_where=sa.text(REVIEW_PENDING))
 
 
 def downgrade():
@@ -58,6 +61,7 @@ def downgrade():
     op.execute("UPDATE releases SET state = 'FAILED', holds_slot = false, "
                "error = 'The database was downgraded while this release waited for its change window.' "
                "WHERE state = 'SCHEDULED'")
+    op.drop_index('ix_releases_review_pending', table_name='releases')
     with op.batch_alter_table('releases', schema=None) as batch_op:
         batch_op.drop_index('uq_releases_slot_holder', sqlite_where=sa.text('holds_slot'),
                             postgresql_where=sa.text('holds_slot'))

@@ -96,9 +96,8 @@ def _empty_lists() -> dict[str, list[LiveRelease]]:
 
 def _live_releases(environment_id: int | None = None) -> dict[int, dict[str, list[LiveRelease]]]:
     """Active and queued releases by environment, and the emergency releases among them or
-    finished without their review yet, in one query. The live ones are looked up by state; the
-    unreviewed emergencies have no index of their own yet, so that half reads the releases table
-    through (a partial index WHERE break_glass_reason IS NOT NULL AND reviewed_at IS NULL fits it).
+    finished without their review yet, in one query. The live ones are looked up by state, the
+    unreviewed emergencies by their partial index (ix_releases_review_pending).
 
     Plain rows of the columns a release line shows, not ORM objects: a line needs no
     relationship or resource list, and a board shows the live releases of every environment.
