@@ -112,7 +112,7 @@ def state(api, release_id: int) -> str:
     return release(api, release_id)["state"]
 
 
-SLOT_STATES = ("READY", "PENDING_APPROVAL", "IN_PROGRESS")
+SLOT_STATES = ("READY", "PENDING_APPROVAL", "SCHEDULED", "IN_PROGRESS")
 
 
 def assert_one_slot_holder_at_a_time(transitions: Iterable[tuple[int, str]]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
-from . import approval_rules, releases
+from . import approval_rules, releases, windows
 from .config import ROOT
 from .extensions import db
 from .intake.resources import InvalidInput
@@ -70,7 +70,7 @@ def update_project(actor: Actor, project: Project, changes: dict[str, Any]) -> l
         return []
     audit(actor, "project", reason=f"project {project.name} changed",
           details={"project": project.name, "changes": changed,
-                   "weakens_gate": sorted(PROJECT_GATE_WEAKENING & changed.keys())})
+                   "weakens_gate": sorted((PROJECT_GATE_WEAKENING & changed.keys()) | windows_weakened(changed))})
     _announce_to_environments(actor, project, changed)
     if changed.keys() & {"change_windows", "freezes"}:
         db.session.flush()
@@ -86,9 +86,11 @@ def _announce_to_environments(actor: Actor, project: Project, changed: dict[str,
     admins), so an integration watching one environment hears about it too. Keys read
     `project.<field>`, apart from the environment's own settings of the same name."""
     for environment in project.environments:
-        moved = PROJECT_GATE_WEAKENING & changed.keys()
+        moved = (PROJECT_GATE_WEAKENING & changed.keys()) | windows_weakened(changed)
         if environment.hook_ref:  # its own hook ref wins over the project's
             moved -= {"hook_ref"}
+        if environment.change_windows is not None:  # and its own windows over the project's
+            moved -= {"change_windows"}
         if not moved:
             continue
         audit(actor, "settings", environment_id=environment.id, reason=f"project {project.name} changed",
@@ -122,7 +124,8 @@ def weakened_settings(changed: dict[str, dict[str, Any]]) -> list[str]:
     """The changed settings that weaken the gate. Host paths weaken it only when a path is
     added or turns writable; approval rules only when one is removed, lowered or given to
     other people; separation of duties only when turned off; emergency releases only when
-    turned on."""
+    turned on, their review only when given longer; windows and freezes only when releases may
+    start at more moments."""
     weakened = GATE_WEAKENING & changed.keys()
     if "sandbox_paths" in changed and sandbox_paths_widened(changed["sandbox_paths"]["old"],
                                                             changed["sandbox_paths"]["new"]):
@@ -134,7 +137,22 @@ def weakened_settings(changed: dict[str, dict[str, Any]]) -> list[str]:
         weakened.add("authors_may_not_approve")
     if "allow_break_glass" in changed and changed["allow_break_glass"]["new"]:
         weakened.add("allow_break_glass")  # emergency releases skip the hook and the approvals
+    if "break_glass_review_hours" in changed and changed["break_glass_review_hours"]["new"] > (
+            changed["break_glass_review_hours"]["old"] or 0):
+        weakened.add("break_glass_review_hours")
+    weakened |= windows_weakened(changed)
     return sorted(weakened)
+
+
+def windows_weakened(changed: dict[str, dict[str, Any]]) -> set[str]:
+    """The windows and freezes among `changed` that let releases start at more moments."""
+    weakened = set()
+    if "change_windows" in changed and windows.windows_widened(changed["change_windows"]["old"],
+                                                               changed["change_windows"]["new"]):
+        weakened.add("change_windows")
+    if "freezes" in changed and windows.freezes_lifted(changed["freezes"]["old"], changed["freezes"]["new"]):
+        weakened.add("freezes")
+    return weakened
 
 
 def sandbox_paths_widened(old: list[dict] | None, new: list[dict] | None) -> bool:

@@ -14,7 +14,7 @@ from flask import current_app
 
 from . import releases, retention
 from .extensions import db
-from .models import Environment, Release, utcnow
+from .models import TERMINAL_STATES, Environment, Release, utcnow
 from .releases import SYSTEM
 
 
@@ -104,10 +104,10 @@ REANNOUNCE_OVERDUE = timedelta(days=1)
 
 def announce_overdue_reviews(now: datetime) -> list[int]:
     """Emergency releases whose review is overdue are announced, and again every day until
-    someone reviews them."""
+    someone reviews them: once finished, since only then can they be reviewed."""
     rows = _ids(sa.select(Release.id, Release.review_announced_at)
                 .where(Release.break_glass_reason.is_not(None), Release.reviewed_at.is_(None),
-                       Release.review_due_at <= now))
+                       Release.review_due_at <= now, Release.state.in_(TERMINAL_STATES)))
     return [release_id for release_id, last in rows
             if (last is None or last + REANNOUNCE_OVERDUE <= now)
             and releases.announce_overdue_review(release_id, last, now)]

@@ -61,8 +61,10 @@ TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "IN_PROGRESS": ("window opened",),  # a window opened, a freeze ended, or the settings changed
         "FAILED": ("abort",),
         "QUEUED": ("break glass",),         # an emergency release took the slot; it waits behind it
+        "CANCELLED": ("break glass",),      # a BOT release: its approval was for what ran before
     },
     "IN_PROGRESS": {
+        "SCHEDULED": ("window closed",),  # its apply had not started when the window closed
         "SUCCEEDED": ("execution result", "nothing to run", "finish"),
         "FAILED": ("execution result", "abort", "finish", "fail"),
         "TIMED_OUT": ("execution result", "fail"),  # fail: no external finish in time
@@ -132,6 +134,8 @@ def dispatch_queue(environment_id: int, now: datetime | None = None) -> None:
     _start_scheduled(environment_id, verdict)
     queued = sa.select(Release).where(Release.environment_id == environment_id, Release.state == "QUEUED")
     first = (Release.break_glass_reason.is_(None), Release.id)  # emergencies, then FIFO by trigger time
+    if not parallel:
+        _make_way_for_emergency(environment_id, db.session.scalar(queued.order_by(*first).limit(1)))
     if parallel:
         for release in db.session.scalars(queued.order_by(*first)).all():
             _start(release, verdict, "dispatch", expect=("QUEUED",), reason="started at once (parallel releases)")
@@ -277,31 +281,53 @@ def _check_break_glass(environment: Environment, actor: Actor, reason: str) -> s
 
 
 def _break_glass(release: Release, actor: Actor) -> None:
-    """Within the trigger's transaction: an emergency release skips the hook, the approval rules and
-    the change windows, and goes to the head of the queue (dispatch_queue orders it first). A
-    release that holds the slot only waiting (for approval, or for a window) goes back to the
-    queue right behind it: nothing of it ran, its hook runs again when it gets the slot, and the
-    approvals given so far no longer count (they were given for what was deployed before). A
-    release that is running is never interrupted."""
-
+    """Within the trigger's transaction: record the emergency, once the environment is locked and
+    still allows it (a switch turned off meanwhile wins). dispatch_queue then gives it the slot,
+    or makes way for it (_make_way_for_emergency)."""
+    lock_environment(release.environment_id)
+    if not db.session.scalar(sa.select(Environment.allow_break_glass)
+                             .where(Environment.id == release.environment_id)):
+        db.session.rollback()
+        raise WrongState("Emergency releases were turned off for this environment a moment ago; nothing was "
+                         "triggered.")
     audit(actor, "break_glass", release=release, reason=f"emergency release: {release.break_glass_reason}",
           details={"review_due_at": release.review_due_at.strftime("%Y-%m-%dT%H:%M:%SZ")})
-    lock_environment(release.environment_id)
-    holder = db.session.scalar(sa.select(Release).where(Release.environment_id == release.environment_id,
+
+
+def _make_way_for_emergency(environment_id: int, first: Release | None) -> None:
+    """Within a dispatch, the environment locked: when the first queued release is an emergency
+    one and the slot is held by a release that only waits (for approval, or for a window), that
+    release leaves the slot. An emergency release skips the hook, the approval rules and the
+    windows; nothing of the waiting one ran, and a running one is never interrupted.
+
+    A release goes back to the queue right behind it: its hook runs again when it gets the slot,
+    against what the emergency release deployed, and the approvals given so far no longer count
+    (they were given for what was deployed before). A bot release is cancelled: its approval
+    was for what ran before, and applying it now could undo the emergency fix."""
+    if first is None or first.break_glass_reason is None:
+        return
+    holder = db.session.scalar(sa.select(Release).where(Release.environment_id == environment_id,
                                                         Release.holds_slot))
     if holder is None or holder.state not in ("PENDING_APPROVAL", "SCHEDULED"):
         return
+    by = first.triggered_by.username if first.triggered_by else "someone"
+    if holder.kind == "BOT":
+        why = (f"cancelled: emergency release #{first.id} (by {by}) took the slot, and this bot release's approval "
+               "was given for what was deployed before; trigger the release again if it is still wanted")
+        _move(holder, "CANCELLED", SYSTEM, "break glass", expect=("SCHEDULED",), reason=why, error=why)
+        return
     given = [decision.user.username if decision.user else "someone" for decision in holder.decisions]
-    why = f"back to the queue behind emergency release #{release.id}"
-    if holder.kind == "RELEASE" and holder.environment.approval_workflow:
+    why = f"back to the queue behind emergency release #{first.id} (by {by})"
+    if holder.environment.approval_workflow:
         why += "; its hook runs again when it gets the slot"
     if given:
         why += f", and the approvals given so far ({', '.join(given)}) no longer count"
-    if not _move(holder, "QUEUED", actor, "break glass", expect=(holder.state,), reason=why, finished_at=None,
+    if not _move(holder, "QUEUED", SYSTEM, "break glass", expect=(holder.state,), reason=why, finished_at=None,
                  started_at=None, heartbeat_at=None, hook_started_at=None, hook_exit_code=None, hook_output="",
                  hook_truncated=False, pending_since=None, reminded_at=None, approval_rules=None,
-                 approval_reason=None, scheduled_reason=None, scheduled_until=None, error=None):
-        return  # it moved on meanwhile (the lock makes that a decision that came first)
+                 approval_reason=None, scheduled_reason=None, scheduled_until=None, error=None,
+                 since=None):  # what changed is compared again, with the emergency release deployed
+        return
     db.session.execute(sa.delete(Decision).where(Decision.release_id == holder.id))
     db.session.expire(holder, ["decisions"])
     revoke_email_links(EmailLink.release_id == holder.id, f"release #{holder.id} went {why}")
@@ -319,7 +345,10 @@ def _by_idempotency_key(environment: Environment, user: User | None, key: str | 
 def claim_run(release_id: int, stage: str, **pinned: Any) -> bool:
     """Mark a hook ("hook") or apply ("execute") as started, once, and record in the same
     compare-and-set what it runs (`pinned`: commit, hook ref commit and path, or command).
-    False: nothing to do (another job claimed it, or the release moved on)."""
+    False: nothing to do (another job claimed it, or the release moved on, or an apply found its
+    change window closed: _window_closed)."""
+    if stage == "execute" and _window_closed(release_id):
+        return False
     now = utcnow()
     state, started = ("READY", Release.hook_started_at) if stage == "hook" else ("IN_PROGRESS", Release.exec_started_at)
     result = db.session.execute(
@@ -327,6 +356,25 @@ def claim_run(release_id: int, stage: str, **pinned: Any) -> bool:
         .values({started: now, Release.heartbeat_at: now, **pinned}).execution_options(synchronize_session=False))
     commit_changes()
     return result.rowcount == 1
+
+
+def _window_closed(release_id: int) -> bool:
+    """Within claim_run, before an apply starts: its window is judged again by the database's
+    clock (it may have closed, or a freeze begun, since the release became IN_PROGRESS, while
+    its job waited in the queue), and a release that may not start now goes back to SCHEDULED."""
+    release = get_release(release_id)
+    if release.state != "IN_PROGRESS" or release.exec_started_at is not None or release.break_glass_reason:
+        return False
+    lock_environment(release.environment_id)
+    verdict = _window_verdict(release.environment_id, None)
+    if verdict.open:
+        return False
+    moved = _move(release, "SCHEDULED", WORKER, "window closed", expect=("IN_PROGRESS",),
+                  reason=f"the change window closed before it started applying; {verdict.reason}",
+                  where=(Release.exec_started_at.is_(None),), scheduled_reason=verdict.reason,
+                  scheduled_until=verdict.until)
+    commit_changes()
+    return moved
 
 
 @transition  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
@@ -390,8 +438,8 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
     if not moved:
         commit_changes()
         return None
-    if new_state == "FAILED":
-        dispatch_queue(release.environment_id)
+    if new_state in ("FAILED", "PENDING_APPROVAL", "SCHEDULED"):
+        dispatch_queue(release.environment_id)  # the slot is free, or a queued emergency release needs it
     elif new_state == "IN_PROGRESS" and not _nothing_to_run(release.environment):
         _enqueue("execute", release_id)
     elif new_state == "IN_PROGRESS":  # nothing to execute: on to SUCCEEDED now, not through a second job

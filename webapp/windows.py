@@ -71,9 +71,14 @@ def _zone(name: object, where: str) -> ZoneInfo:
 _ZONES: set[str] = set()
 
 
+# Names whose rules are whatever one host says, not a place: the web and the workers could
+# judge the same window differently.
+HOST_ZONES = {"localtime", "Factory"}
+
+
 def _zones() -> set[str]:
     if not _ZONES:
-        _ZONES.update(available_timezones() | {"UTC"})
+        _ZONES.update((available_timezones() - HOST_ZONES) | {"UTC"})
     return _ZONES
 
 
@@ -108,7 +113,7 @@ def _instant(value: object, where: str) -> datetime:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.isoformat(timespec="seconds") + "Z"  # four-digit years, unlike strftime's %Y
 
 
 # -- judging a moment ------------------------------------------------------------------------------
@@ -123,7 +128,16 @@ class Verdict:
 
 
 def judge(windows: list[dict], freezes: list[dict], now: datetime) -> Verdict:
-    """May a release start at `now` (naive UTC)? A freeze wins over every window."""
+    """May a release start at `now` (naive UTC)? A freeze wins over every window. Fails closed:
+    stored settings this host cannot read (a time zone its tzdata lacks) start nothing."""
+    try:
+        return _judge(windows, freezes, now)
+    except (WindowError, ZoneInfoNotFoundError, KeyError, TypeError, ValueError) as error:
+        return Verdict(False, f"waiting: the change windows or freezes cannot be read on this host ({error}); "
+                              "correct them in the settings", None)
+
+
+def _judge(windows: list[dict], freezes: list[dict], now: datetime) -> Verdict:
     for freeze in freezes:
         start, end = _instant(freeze["from"], "from"), _instant(freeze["to"], "to")
         if start <= now < end:
@@ -239,3 +253,23 @@ def freezes_from_lines(raw: str, label: str) -> list[dict]:
                               "2026-12-20T00:00:00Z 2027-01-04T00:00:00Z year-end freeze.")
         found.append({"from": words[0], "to": words[1], "reason": words[2]})
     return found
+
+
+# -- which changes let releases start more often (environments.weakened_settings) -------------------
+
+def windows_widened(old: list[dict] | None, new: list[dict] | None) -> bool:
+    """Windows that may let a release start at a moment the old ones did not: a new window, or
+    none at all (always open). For an environment, None means its project's windows, which may
+    be anything: a move to or from them counts as wider unless it comes from always open."""
+    if old == new:
+        return False
+    if old == []:  # always open already
+        return False
+    if new is None or new == [] or old is None:
+        return True
+    return any(window not in old for window in new)
+
+
+def freezes_lifted(old: list[dict] | None, new: list[dict] | None) -> bool:
+    """A freeze removed or changed (shortened, moved) lets releases start when they could not."""
+    return any(freeze not in (new or []) for freeze in old or [])

@@ -285,11 +285,17 @@ def query_plan(statement: str, parameters) -> list[str]:
         return [row[0] for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).all()]
 
 
+# Partial indexes hold only the few rows their WHERE names (models.py): reading one through is no
+# walk of the history.
+PARTIAL_INDEXES = ("ix_releases_review_pending",)
+
+
 def full_scans(plan: list[str]) -> list[str]:
     """Plan lines that read a whole table of history (releases or audit events)."""
     history = r"(releases|audit_events)\w*"
     return [line for line in plan
-            if re.match(rf"SCAN {history}\b", line) or re.search(rf"Seq Scan on {history}\b", line)]
+            if (re.match(rf"SCAN {history}\b", line) or re.search(rf"Seq Scan on {history}\b", line))
+            and not any(f"USING INDEX {index}" in line for index in PARTIAL_INDEXES)]
 
 
 def sorts(plan: list[str]) -> list[str]:

@@ -115,6 +115,7 @@ def test_every_arrow_of_the_diagram_is_a_move_of_the_table_and_no_other():
 ADDED_BY_ISSUES = {
     ("QUEUED", "SCHEDULED"): 14, ("READY", "SCHEDULED"): 14, ("SCHEDULED", "IN_PROGRESS"): 14,
     ("SCHEDULED", "FAILED"): 14, ("PENDING_APPROVAL", "QUEUED"): 14, ("SCHEDULED", "QUEUED"): 14,
+    ("SCHEDULED", "CANCELLED"): 14, ("IN_PROGRESS", "SCHEDULED"): 14,
 }
 
 

@@ -78,3 +78,13 @@ def test_checked_windows_and_freezes_come_back_in_one_form():
     with pytest.raises(windows.WindowError):
         windows.check_freezes([freeze])
     assert windows.check_freezes([{**freeze, "from": "2026-12-01T00:00:00Z"}])[0]["reason"] == "a b"
+
+
+def test_stored_windows_this_host_cannot_read_start_nothing():
+    """Fail closed: a zone a worker's tzdata lacks, or a stored value gone bad, is no window open."""
+    moment = datetime(2026, 12, 7, 10, 0)
+    lost = [{"days": ["mon"], "start": "09:00", "end": "16:00", "tz": "Nowhere/Atlantis"}]
+    verdict = windows.judge(lost, [], moment)
+    assert not verdict.open and verdict.until is None
+    assert verdict.reason.startswith("waiting: the change windows or freezes cannot be read on this host")
+    assert not windows.judge([], [{"from": "soon", "to": "later", "reason": "x"}], moment).open

@@ -87,11 +87,15 @@ def test_a_release_outside_every_window_waits_scheduled_and_starts_when_the_wind
     assert state(api, release_id) == "SCHEDULED"
     with app.app_context():
         releases.dispatch(env, now=opening)
-    assert release(api, release_id)["scheduled"] is None
+    shown = release(api, release_id)
+    assert (shown["state"], shown["scheduled"]) == ("IN_PROGRESS", None)
+    assert moves(app, release_id)[-1] == ("IN_PROGRESS", "the change window is open")
+    # Its apply judges the window again by the database's clock, for which it is still closed.
     run_jobs()
-    assert state(api, release_id) == "SUCCEEDED"
-    assert ("IN_PROGRESS", "the change window is open") in moves(app, release_id)
-    assert state(api, later) == "SCHEDULED"  # its hook ran, and the window is still closed by the real clock
+    assert state(api, release_id) == "SCHEDULED" and release(api, release_id)["execution"]["exit_code"] is None
+    patch(api, API_QA, change_windows=[])
+    run_jobs()
+    assert (state(api, release_id), state(api, later)) == ("SUCCEEDED", "SUCCEEDED")
 
 
 def test_the_database_clock_decides_not_the_clock_a_worker_passes_to_the_reconciler(app, api, shop, run_jobs):
@@ -154,6 +158,8 @@ def test_during_a_freeze_hooks_run_and_approvals_count_but_nothing_applies_until
                                 "until": frozen[0]["to"]}
     with app.app_context():
         releases.dispatch(environment_id(app, "prod"), now=datetime.fromisoformat(frozen[0]["to"][:-1]))
+    assert moves(app, bot["id"])[-1] == ("IN_PROGRESS", "the change window is open")  # when the freeze ends
+    patch(api, API_PROD, freezes=[])  # (ended by the database's clock, too)
     run_jobs()
     assert state(api, bot["id"]) == "SUCCEEDED"
 
@@ -214,7 +220,7 @@ def test_an_emergency_release_jumps_a_pending_one_which_runs_its_hook_again_afte
     assert state(api, pending) == "QUEUED"
     assert release(api, pending)["decisions"] == []
     [(_, why)] = [move for move in moves(app, pending) if move[0] == "QUEUED"][1:]
-    assert why == (f"back to the queue behind emergency release #{urgent['id']}; its hook runs again when it "
+    assert why == (f"back to the queue behind emergency release #{urgent['id']} (by oncall); its hook runs again when it "
                    "gets the slot, and the approvals given so far (approver) no longer count")
     with app.app_context():
         link = db.session.scalar(sa.select(EmailLink).where(EmailLink.release_id == pending))
@@ -348,3 +354,133 @@ def test_overdue_reviews_are_announced_when_due_and_again_each_day_until_reviewe
         assert reconcile(due + timedelta(days=3))["reviews_overdue"] == []
         overdue = db.session.scalars(sa.select(AuditEvent.reason).where(AuditEvent.action == "review_overdue")).all()
     assert len(overdue) == 2 and overdue[0].startswith(f"the review of emergency release #{urgent['id']} was due")
+
+
+# -- what an attacker's reading of the above found (review of issue 14) -----------------------------
+
+def test_a_scheduled_bot_release_is_cancelled_by_an_emergency_release_never_applied_after_it(app, api, emergencies,
+                                                                                            run_jobs):
+    """Its approval was for what ran before: applying it after the emergency fix could undo it."""
+    patch(api, API_PROD, freezes=freeze())
+    pending = trigger(api, "dev", path=PROD)
+    run_jobs()
+    bot = api("approver").post(f"/api/v1/releases/{pending}/approve", json={}).json["bot_release_id"]
+    assert state(api, bot) == "SCHEDULED"
+    urgent = emergency(api).json
+    assert urgent["state"] == "IN_PROGRESS"
+    cancelled = release(api, bot)
+    assert cancelled["state"] == "CANCELLED"
+    assert cancelled["error"].startswith(f"cancelled: emergency release #{urgent['id']} (by oncall) took the slot")
+    patch(api, API_PROD, freezes=[])
+    run_jobs()
+    assert state(api, urgent["id"]) == "SUCCEEDED" and state(api, bot) == "CANCELLED"
+    assert release(api, bot)["execution"]["exit_code"] is None
+
+
+def test_a_release_sent_back_compares_its_changes_again_with_what_the_emergency_release_deployed(app, api,
+                                                                                               emergencies,
+                                                                                               run_jobs):
+    pending = trigger(api, "dev", path=PROD)
+    run_jobs()
+    assert release(api, pending)["since"]["previous_release_id"] is None  # the first release here
+    urgent = emergency(api).json
+    run_jobs()
+    assert state(api, urgent["id"]) == "SUCCEEDED"
+    again = release(api, pending)
+    assert again["state"] == "PENDING_APPROVAL"
+    assert again["since"]["previous_release_id"] == urgent["id"]
+
+
+def test_an_emergency_release_queued_behind_a_running_hook_takes_the_slot_when_that_hook_asks_for_approval(
+        app, api, emergencies, run_jobs):
+    holder = trigger(api, "dev", path=PROD)
+    assert state(api, holder) == "READY"  # its hook is queued
+    urgent = emergency(api).json
+    assert urgent["state"] == "QUEUED"  # a hook that runs is never interrupted
+    with app.app_context():
+        assert releases.record_hook_result(holder, exit_code=2, output="", truncated=False) == "PENDING_APPROVAL"
+    assert state(api, urgent["id"]) == "IN_PROGRESS"
+    assert state(api, holder) == "QUEUED"
+
+
+def test_an_apply_that_finds_its_window_closed_when_its_job_runs_waits_scheduled(app, api, shop, run_jobs):
+    """The window is judged again when the apply starts, not only when the release became
+    IN_PROGRESS: its job may wait in the queue (or be lost and re-queued) meanwhile."""
+    patch(api, API_QA, approval_workflow=False)
+    release_id = trigger(api, "dev", path=QA)
+    assert state(api, release_id) == "IN_PROGRESS"  # its apply job is queued, not run yet
+    with app.app_context():  # a freeze begins meanwhile (set as the settings page would, without a dispatch)
+        db.session.get(Environment, environment_id(app, "qa")).freezes = freeze("incident freeze")
+        db.session.commit()
+    run_jobs()
+    shown = release(api, release_id)
+    assert shown["state"] == "SCHEDULED" and shown["execution"]["exit_code"] is None
+    assert shown["scheduled"]["reason"].endswith("\u2014 incident freeze")
+    assert moves(app, release_id)[-1][1].startswith("the change window closed before it started applying")
+    patch(api, API_QA, freezes=[])
+    run_jobs()
+    assert state(api, release_id) == "SUCCEEDED"
+
+
+def test_an_overdue_review_is_announced_only_once_the_release_finished(app, api, emergencies, run_jobs):
+    patch(api, API_PROD, approval_workflow=False, break_glass_review_hours=1)
+    running = trigger(api, "dev", path=PROD)
+    urgent = emergency(api).json
+    assert (state(api, running), urgent["state"]) == ("IN_PROGRESS", "QUEUED")
+    with app.app_context():
+        due = db.session.get(Release, urgent["id"]).review_due_at
+        assert reconcile(due + timedelta(hours=1))["reviews_overdue"] == []  # it cannot be reviewed yet
+    run_jobs()
+    assert state(api, urgent["id"]) == "SUCCEEDED"
+    with app.app_context():
+        assert reconcile(due + timedelta(hours=1))["reviews_overdue"] == [urgent["id"]]
+
+
+def test_freezes_in_any_year_are_stored_as_they_are_read_back(app, api, shop, run_jobs):
+    old = [{"from": "0999-01-01T00:00:00Z", "to": "1000-01-01T00:00:00Z", "reason": "long ago"}]
+    assert patch(api, "/api/v1/projects/shop", freezes=old)["freezes"] == old
+    release_id = trigger(api, "dev", path=QA)
+    run_jobs()
+    assert state(api, release_id) == "SUCCEEDED"
+
+
+def test_a_time_zone_that_is_whatever_the_host_says_is_refused(api, shop):
+    for zone in ("localtime", "Factory"):
+        response = api("admin").patch(API_QA, json={"change_windows": [
+            {"days": ["mon"], "start": "09:00", "end": "16:00", "tz": zone}]})
+        assert response.status_code == 422 and "must be a time zone name" in response.json["error"], zone
+
+
+def weakens(app) -> list[list[str]]:
+    with app.app_context():
+        return [event.details.get("weakens_gate") for event in db.session.scalars(
+            sa.select(AuditEvent).where(AuditEvent.action == "settings").order_by(AuditEvent.id))]
+
+
+@pytest.mark.parametrize("before, after, weakened", [
+    ({"freezes": freeze()}, {"freezes": []}, ["freezes"]),
+    ({"freezes": []}, {"freezes": freeze()}, []),
+    ({"change_windows": closed_now()[0]}, {"change_windows": []}, ["change_windows"]),
+    ({"change_windows": []}, {"change_windows": closed_now()[0]}, []),
+    ({"change_windows": closed_now()[0]}, {"change_windows": closed_now()[0] + [
+        {"days": ["sat"], "start": "01:00", "end": "02:00", "tz": "UTC"}]}, ["change_windows"]),
+    ({"break_glass_review_hours": 24}, {"break_glass_review_hours": 48}, ["break_glass_review_hours"]),
+    ({"break_glass_review_hours": 24}, {"break_glass_review_hours": 4}, []),
+])
+def test_windows_and_freezes_that_let_releases_start_more_often_weaken_the_gate(app, api, shop, before, after,
+                                                                              weakened):
+    patch(api, API_QA, **before)
+    patch(api, API_QA, **after)
+    assert weakens(app)[-1] == weakened
+
+
+def test_lifting_a_project_freeze_is_announced_to_each_of_its_environments(app, api, shop):
+    patch(api, "/api/v1/projects/shop", freezes=freeze(), change_windows=closed_now()[0])
+    patch(api, API_QA, change_windows=[])  # qa's own windows: the project's do not reach it
+    patch(api, "/api/v1/projects/shop", freezes=[], change_windows=[])
+    with app.app_context():
+        events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "settings",
+                                                                AuditEvent.reason == "project shop changed")).all()
+        by_environment = {db.session.get(Environment, e.environment_id).name: e.details["weakens_gate"]
+                          for e in events}
+    assert by_environment == {"qa": ["project.freezes"], "prod": ["project.change_windows", "project.freezes"]}
