@@ -220,8 +220,8 @@ def test_an_emergency_release_jumps_a_pending_one_which_runs_its_hook_again_afte
     assert state(api, pending) == "QUEUED"
     assert release(api, pending)["decisions"] == []
     [(_, why)] = [move for move in moves(app, pending) if move[0] == "QUEUED"][1:]
-    assert why == (f"back to the queue behind emergency release #{urgent['id']} (by oncall); its hook runs again when it "
-                   "gets the slot, and the approvals given so far (approver) no longer count")
+    assert why == (f"back to the queue behind emergency release #{urgent['id']} (by oncall); its hook runs again "
+                   "when it gets the slot, and the approvals given so far (approver) no longer count")
     with app.app_context():
         link = db.session.scalar(sa.select(EmailLink).where(EmailLink.release_id == pending))
         assert link.revoked_at is not None and "emergency release" in link.revoked_reason
