@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from tests.helpers import trigger
-from webapp.views.api import load_openapi
+from webapp.views.api import OPENAPI_DOCUMENT, load_openapi
 
 PREFIX = "/api/v1"
 DOCUMENT_URI = "urn:releasegate:openapi"
@@ -43,6 +44,22 @@ def route_operations(app) -> set[tuple[str, str]]:
 def test_the_document_is_valid_openapi_3_1(document):
     validate(document)
     assert document["openapi"].startswith("3.1.")
+
+
+class RefusesDuplicateKeys(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys without a word: two "400" answers would hide one."""
+
+    def construct_mapping(self, node, deep=False):
+        self.flatten_mapping(node)  # `<<: *anchor` merges: what it brings in counts as written here
+        keys = [self.construct_object(key, deep=deep) for key, _value in node.value]
+        repeated = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"repeated keys {repeated}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_the_document_names_no_key_twice():
+    yaml.load(OPENAPI_DOCUMENT.read_text(encoding="utf-8"), Loader=RefusesDuplicateKeys)  # noqa: S506
 
 
 def test_the_document_names_every_api_route_and_method_and_no_other(app, document):
@@ -157,3 +174,11 @@ def test_errors_read_as_the_document_says(app, api, new_environment, contract):
     contract.check(api("admin").post(f"/api/v1/releases/{release_id}/review", json={}),
                    "POST", "/releases/{release_id}/review")  # 409: not an emergency release
     contract.check(api("admin").delete("/api/v1/groups/nobody"), "DELETE", "/groups/{group}")  # 404
+
+
+def test_creating_a_project_with_change_windows_is_refused_with_a_sentence_not_a_server_error(api, contract):
+    """Found by schemathesis: the creation passed change_windows on to a function without them (500)."""
+    response = api("admin").post("/api/v1/projects", json={"name": "shop", "repo": "r", "change_windows": []})
+    assert "allowed: name, repo, branch, hook_ref, web_url_template" in contract.check(response, "POST", "/projects")[
+        "error"]
+    assert response.status_code == 400

@@ -145,10 +145,15 @@ def list_projects():
     return _page(sa.select(Project), project_dict)
 
 
+# What environments.create_project takes; change windows and freezes come afterwards, by PATCH.
+PROJECT_CREATABLE = ("name", "repo", "branch", "hook_ref", "web_url_template")
+
+
 @api.post("/projects")
 @require_permission("manage_environments")
 def create_project():
-    values = fields(_body(), PROJECT_FIELDS, required=("name", "repo"), creating="a project")
+    creatable = {key: PROJECT_FIELDS[key] for key in PROJECT_CREATABLE}
+    values = fields(_body(), creatable, required=("name", "repo"), creating="a project")
     project = environments.create_project(_actor(), **values)
     return jsonify(project_dict(project)), 201
 
