@@ -1,8 +1,11 @@
 """REST API (`/api/v1`, SPEC §7): thin views over releases.py and environments.py."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
-from flask import Blueprint, abort, g, jsonify, request, url_for
+import yaml
+from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
 from flask_login import current_user
 from redis.exceptions import RedisError
 
@@ -27,7 +30,21 @@ from ..transactions import Actor
 from .web import own_release, release_environment, release_in_url
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
-PUBLIC_ENDPOINTS = frozenset({"api.health"})
+# Answered without signing in: a load balancer's health check, and the API's own description.
+PUBLIC_ENDPOINTS = frozenset({"api.health", "api.openapi"})
+OPENAPI_DOCUMENT = Path(__file__).resolve().parent.parent / "openapi.yaml"
+
+
+def load_openapi() -> dict:
+    """The API's OpenAPI document (webapp/openapi.yaml), as data."""
+    with OPENAPI_DOCUMENT.open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+@api.record_once
+def _read_openapi(state) -> None:
+    # Once at start-up, when the blueprint is registered: every request answers the same document.
+    state.app.extensions["openapi"] = load_openapi()
 
 
 @api.before_request
@@ -115,6 +132,12 @@ def health():
     return jsonify(status="ok")
 
 
+@api.get("/openapi.json")
+def openapi():
+    """This API's contract (webapp/openapi.yaml) as JSON, for any OpenAPI viewer or client."""
+    return jsonify(current_app.extensions["openapi"])
+
+
 # -- projects and environments -----------------------------------------------------------------
 
 @api.get("/projects")
@@ -122,10 +145,15 @@ def list_projects():
     return _page(sa.select(Project), project_dict)
 
 
+# What environments.create_project takes; change windows and freezes come afterwards, by PATCH.
+PROJECT_CREATABLE = ("name", "repo", "branch", "hook_ref", "web_url_template")
+
+
 @api.post("/projects")
 @require_permission("manage_environments")
 def create_project():
-    values = fields(_body(), PROJECT_FIELDS, required=("name", "repo"), creating="a project")
+    creatable = {key: PROJECT_FIELDS[key] for key in PROJECT_CREATABLE}
+    values = fields(_body(), creatable, required=("name", "repo"), creating="a project")
     project = environments.create_project(_actor(), **values)
     return jsonify(project_dict(project)), 201
 
