@@ -3,6 +3,8 @@ never for a session or a user's API token; and what it says is what the database
 after real releases run by a real RQ worker."""
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -210,3 +212,28 @@ def test_each_worker_registered_in_redis_has_its_last_heartbeat(app):
     [(labels, value)] = samples["releasegate_worker_last_heartbeat_timestamp_seconds"].items()
     assert dict(labels)["worker"] == "worker-one" and value == pytest.approx(beat, abs=0.001)
     assert scrape(app)["releasegate_workers"] == {(): 0.0}
+
+
+def test_a_worker_busy_with_a_long_job_stays_registered_with_a_fresh_heartbeat(app):
+    """RQ gives a SimpleWorker's registration a few minutes when a job without a timeout starts,
+    and reports nothing more until it ends; the worker's reconciler thread keeps it alive."""
+    from worker.__main__ import reconcile_forever
+
+    with app.app_context():
+        redis = redis_connection()
+        worker = SimpleWorker(["releasegate"], connection=redis, name="busy")
+        worker.register_birth()
+        redis.expire(worker.key, 1)  # as a job start leaves it, but 1 s instead of 420
+        stop = threading.Event()
+        thread = threading.Thread(target=reconcile_forever, args=(app, 0.2, stop, worker))
+        thread.start()
+        try:
+            time.sleep(1.5)
+            samples = scrape(app)
+        finally:
+            stop.set()
+            thread.join(10)
+            worker.register_death()
+    assert samples["releasegate_workers"] == {(): 1.0}
+    [beat] = samples["releasegate_worker_last_heartbeat_timestamp_seconds"].values()
+    assert time.time() - beat < 1
