@@ -46,6 +46,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .views.auth import auth as auth_pages
     from .views.email_links import email_pages
     from .views.integrations import integrations
+    from .views.metrics import metrics
     from .views.pages import pages
     from .views.release_pages import release_pages
 
@@ -56,5 +57,6 @@ def create_app(config: dict | None = None) -> Flask:
     app.context_processor(permission_context)
     for blueprint in (api, auth_pages, pages, release_pages, admin, email_pages, integrations):
         app.register_blueprint(blueprint)
+    app.register_blueprint(metrics)  # GET /metrics for Prometheus, behind METRICS_TOKEN
     register_cli(app)
     return app

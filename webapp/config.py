@@ -55,6 +55,15 @@ def _directories(name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(directories))
 
 
+def _token(name: str, shortest: int = 32) -> str:
+    """A shared secret that may be unset (""), but is never short enough to guess."""
+    value = os.environ.get(name, "").strip()
+    if value and len(value) < shortest:
+        raise SystemExit(f"{name} must be at least {shortest} characters long; make one with "
+                         f"`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`.")
+    return value
+
+
 def _engine_options(database_url: str) -> dict:
     options: dict = {"pool_pre_ping": True}  # a connection the server dropped is replaced, not used
     if database_url.startswith("postgresql"):
@@ -135,6 +144,8 @@ def load_config() -> dict:
         "LOGIN_LIMIT_PER_USERNAME": env.get("LOGIN_LIMIT_PER_USERNAME", "5 per minute"),
         # Behind a reverse proxy: how many proxies set X-Forwarded-For/-Proto/-Host.
         "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
+        # The bearer token Prometheus sends to GET /metrics; unset, /metrics answers 404 (docs/operations.md).
+        "METRICS_TOKEN": _token("METRICS_TOKEN"),
         # SQLite: how long a write waits for another writer before answering 503 (the API) or
         # retrying (the worker).
         "SQLITE_BUSY_SECONDS": _int("SQLITE_BUSY_SECONDS", 30),

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from . import releases, retention
+from . import metrics, releases, retention
 from .extensions import db
 from .models import TERMINAL_STATES, Environment, Release, utcnow
 from .releases import SYSTEM
@@ -28,6 +28,7 @@ def reconcile(now: datetime | None = None) -> dict[str, list[int]]:
         "reviews_overdue": announce_overdue_reviews(now),
         "requeued": requeue_lost_jobs(now),
     }
+    metrics.count_repairs(report)
     redispatch_queues()
     db.session.rollback()
     retention.prune_if_due(now)  # at most hourly, among all workers

@@ -28,12 +28,17 @@ log = logging.getLogger("releasegate.worker")
 RECONCILER_LOCK = "releasegate:reconciler"
 
 
-def reconcile_forever(app, period: int, stop: threading.Event) -> None:
-    """Every `period` seconds, one worker among all of them repairs lost state."""
+def reconcile_forever(app, period: int, stop: threading.Event, rq_worker: SimpleWorker | None = None) -> None:
+    """Every `period` seconds, one worker among all of them repairs lost state; and every worker
+    tells RQ it is alive. RQ's SimpleWorker reports only between jobs, and a job without a timeout
+    (all of ours) gives its registration 420 s: a longer hook or release command made the worker
+    vanish from `rq info` and /metrics for good."""
     me = f"{socket.gethostname()}:{os.getpid()}"
     while not stop.wait(period):
         with app.app_context():
             try:
+                if rq_worker is not None and rq_worker.birth_date is not None:
+                    rq_worker.heartbeat()
                 for directory in sweep_workspaces():  # this host's leftovers of killed workers
                     log.info("removed the workspace of a lost worker: %s", directory)
                 if redis_connection().set(RECONCILER_LOCK, me, nx=True, px=int(period * 900)):
@@ -115,12 +120,13 @@ def main() -> int:
                   file=sys.stderr)
             return 2
         stop = threading.Event()
-        threading.Thread(target=reconcile_forever, args=(app, app.config["RECONCILE_SECONDS"], stop),
+        worker = ReleaseWorker([RELEASES_QUEUE, NOTIFY_QUEUE], connection=connection, serializer=JSONSerializer)
+        threading.Thread(target=reconcile_forever, args=(app, app.config["RECONCILE_SECONDS"], stop, worker),
                          name="reconciler", daemon=True).start()
         # Jobs run in this process's main thread: a run's sandbox dies with it (bwrap's
         # --die-with-parent follows the thread that started it).
         try:
-            work(ReleaseWorker([RELEASES_QUEUE, NOTIFY_QUEUE], connection=connection, serializer=JSONSerializer))
+            work(worker)
         finally:
             stop.set()
     return 0
