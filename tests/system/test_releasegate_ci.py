@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser_support import serve
-from tests.helpers import CHANGE, release, state, wait_for
+from tests.helpers import CHANGE, git, release, state, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "releasegate-ci"
@@ -39,12 +39,14 @@ class Gate:
                 "RELEASEGATE_TOKEN": self.people.tokens[who], **extra}
 
     def argv(self, env: str, *options: str) -> list[str]:
-        return [PYTHON, str(SCRIPT), "trigger", "--env", env, "--resources", str(self.changes), "--interval", "0.2",
-                *options]
+        """The script's command line; the test's resource list unless `options` name what to release."""
+        source = [] if {"--resources", "--terraform-plan"} & set(options) else ["--resources", str(self.changes)]
+        return [PYTHON, str(SCRIPT), "trigger", "--env", env, *source, "--interval", "0.2", *options]
 
-    def run(self, env: str, *options: str, who: str = "dev", **extra: str) -> subprocess.CompletedProcess:
+    def run(self, env: str, *options: str, who: str = "dev", stdin: str | None = None,
+            **extra: str) -> subprocess.CompletedProcess:
         return subprocess.run(self.argv(env, *options), env=self.environ(who, **extra), capture_output=True,
-                              text=True, timeout=60)
+                              text=True, timeout=60, input=stdin)
 
     def start(self, env: str, *options: str, who: str = "dev") -> subprocess.Popen:
         return subprocess.Popen(self.argv(env, *options), env=self.environ(who), stdout=subprocess.PIPE,
@@ -106,6 +108,21 @@ def test_a_release_whose_hook_fails_exits_1_with_the_end_of_the_hook_output(gate
     assert "the pre-release hook exited 1 (the release fails)" in said
     assert "no deploys on Fridays" in said
     assert said.rstrip().endswith(f": FAILED: {gate.base}/releases/{released_ids(api, 'svc/env')[0]}")
+
+
+def test_a_terraform_plan_on_standard_input_is_triggered_and_without_wait_exits_0_at_once(gate, api, shop):
+    commit = git(shop, "rev-parse", "HEAD")
+    plan = {"format_version": "1.2", "resource_changes": [
+        {"address": "aws_s3_bucket.logs", "type": "aws_s3_bucket", "name": "logs", "change": {"actions": ["create"]}}]}
+    token = gate.people.tokens["dev"]
+    finished = gate.run("shop/qa", "--terraform-plan", "-", "--ref", commit, "--url", f"{gate.base}/api/v1/",
+                        "--token", token, stdin=json.dumps(plan), RELEASEGATE_TOKEN="", RELEASEGATE_URL="")
+    assert finished.returncode == 0, output(finished)
+    [release_id] = released_ids(api)
+    assert finished.stdout == f"releasegate: release {release_id} of shop/qa: {gate.base}/releases/{release_id}\n"
+    triggered = release(api, release_id)
+    assert triggered["commit"] == commit
+    assert [(r["resourcePath"], r["changeType"]) for r in triggered["resources"]] == [("aws_s3_bucket.logs", "CREATE")]
 
 
 def wait_for_pending(api, path: str = "shop/prod") -> int:
@@ -179,12 +196,10 @@ def test_bad_usage_and_a_refused_trigger_exit_2_with_a_sentence(gate, api, tmp_p
     no_token = gate.run("shop/qa", RELEASEGATE_TOKEN="")
     assert no_token.returncode == 2 and "set RELEASEGATE_TOKEN" in no_token.stderr
 
+    both = gate.run("shop/qa", "--resources", str(gate.changes), "--terraform-plan", str(gate.changes))
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
     (tmp_path / "plan.json").write_text("{not json")
     broken = gate.run("shop/qa", "--terraform-plan", str(tmp_path / "plan.json"))
-    assert broken.returncode == 2 and "not allowed with argument" in broken.stderr  # both sources given
-    broken = subprocess.run([PYTHON, str(SCRIPT), "trigger", "--env", "shop/qa", "--terraform-plan",
-                             str(tmp_path / "plan.json")], env=gate.environ("dev"), capture_output=True, text=True,
-                            timeout=30)
     assert broken.returncode == 2 and "is not valid JSON" in broken.stderr
 
     unknown = gate.run("shop/nope", "--wait")
