@@ -133,13 +133,24 @@ def wait_for_pending(api, path: str = "shop/prod") -> int:
     return wait_for(pending, timeout=30)
 
 
+def read_until(process: subprocess.Popen, text: str) -> str:
+    """What the script has said up to the line holding `text` (it ends by --timeout at the latest)."""
+    said = ""
+    while text not in said:
+        line = process.stdout.readline()
+        assert line, f"the script ended before saying {text!r}:\n{said}"
+        said += line
+    return said
+
+
 def test_a_release_approved_while_the_script_waits_exits_0_once_its_bot_release_succeeds(gate, api):
-    waiting = gate.start("shop/prod", "--wait")
+    waiting = gate.start("shop/prod", "--wait", "--timeout", "60")
     try:
-        release_id = wait_for_pending(api)
+        said = read_until(waiting, "approvals default 0/1")
+        release_id = released_ids(api, "shop/prod")[0]
         response = api("approver").post(f"/api/v1/releases/{release_id}/approve", json={"comment": "ship it"})
         assert response.status_code == 200, response.json
-        said, _ = waiting.communicate(timeout=60)
+        said += waiting.communicate(timeout=60)[0]
     finally:
         waiting.kill()
     assert waiting.returncode == 0, said
@@ -155,12 +166,13 @@ def test_a_release_approved_while_the_script_waits_exits_0_once_its_bot_release_
 
 
 def test_a_release_rejected_while_the_script_waits_exits_1(gate, api):
-    waiting = gate.start("shop/prod", "--wait")
+    waiting = gate.start("shop/prod", "--wait", "--timeout", "60")
     try:
-        release_id = wait_for_pending(api)
+        said = read_until(waiting, "approvals default 0/1")
+        release_id = released_ids(api, "shop/prod")[0]
         response = api("approver").post(f"/api/v1/releases/{release_id}/reject", json={"comment": "not on a Friday"})
         assert response.status_code == 200, response.json
-        said, _ = waiting.communicate(timeout=60)
+        said += waiting.communicate(timeout=60)[0]
     finally:
         waiting.kill()
     assert waiting.returncode == 1, said
@@ -216,7 +228,7 @@ def test_bad_usage_and_a_refused_trigger_exit_2_with_a_sentence(gate, api, tmp_p
 class FlakyServer:
     """Answers each request with the next of `answers` (status, body), counting them."""
 
-    def __init__(self, answers: list[tuple[int, dict]]) -> None:
+    def __init__(self, answers: list[tuple[int, object]]) -> None:
         self.answers = answers
         self.seen: list[str] = []
         outer = self
@@ -274,3 +286,15 @@ def test_a_503_is_tried_again_with_the_same_key_and_a_4xx_never(tmp_path):
     assert finished.returncode == 2 and "(422): The resource list is empty." in finished.stderr
     assert len(refusing.seen) == 1
     assert "a-ci-secret-token" not in output(finished)
+
+
+def test_an_address_that_is_not_releasegate_exits_2_saying_so(tmp_path):
+    changes = tmp_path / "changes.json"
+    changes.write_text(json.dumps(CHANGE))
+    elsewhere = FlakyServer([(200, "<html>Sign in to the proxy</html>")])
+    try:
+        finished = run_against(elsewhere, changes)
+    finally:
+        elsewhere.close()
+    assert finished.returncode == 2, output(finished)
+    assert f"is {elsewhere.base} Releasegate's address?" in finished.stderr and "Traceback" not in finished.stderr
