@@ -84,7 +84,7 @@ def test_a_qa_release_that_succeeds_exits_0_and_the_same_job_again_triggers_noth
     assert finished.returncode == 0, said
     [release_id] = released_ids(api)
     assert said.splitlines()[0] == f"releasegate: release {release_id} of shop/qa: {gate.base}/releases/{release_id}"
-    assert "the pre-release hook exited 0 (no approval needed)" in said
+    assert "the pre-release hook exited 0 (passed)" in said
     assert "applying 1 changes" in said  # the tail of the command's output
     assert said.rstrip().endswith(f"release {release_id}: SUCCEEDED: {gate.base}/releases/{release_id}")
     assert people.tokens["dev"] not in said
@@ -157,7 +157,7 @@ def test_a_release_approved_while_the_script_waits_exits_0_once_its_bot_release_
     bot_id = release(api, release_id)["bot_release_id"]
     page = f"{gate.base}/releases/{release_id}"
     assert f"release {release_id}: PENDING_APPROVAL, waiting for approval: {page}" in said
-    assert f"release {release_id}: the pre-release hook exited 2 (it asks for approval)" in said
+    assert f"release {release_id}: the pre-release hook exited 2 (asks for approval)" in said
     assert f"release {release_id}: approvals default 0/1 (anyone who may approve)" in said
     assert f"release {release_id}: approved by approver: ship it" in said
     assert f"carried out by bot release {bot_id}: {gate.base}/releases/{bot_id}" in said
