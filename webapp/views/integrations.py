@@ -28,8 +28,7 @@ from ..intake.ids import parse_id
 from ..intake.resources import InvalidInput
 from ..models import Environment, OutgoingMail, Project, User, WebhookDelivery
 from ..notify import mail as notify
-from ..notify import slack
-from ..notify import webhooks
+from ..notify import slack, webhooks
 from ..permissions import require_permission
 from ..transactions import Actor
 
