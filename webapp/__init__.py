@@ -49,13 +49,14 @@ def create_app(config: dict | None = None) -> Flask:
     from .views.metrics import metrics
     from .views.pages import pages
     from .views.release_pages import release_pages
+    from .views.slack import slack
 
     auth.init_app(app)
     storable.init_app(app)  # after auth: who asks is known before what they sent is judged
     errors.init_app(app)
     security.init_app(app)
     app.context_processor(permission_context)
-    for blueprint in (api, auth_pages, pages, release_pages, admin, email_pages, integrations):
+    for blueprint in (api, auth_pages, pages, release_pages, admin, email_pages, integrations, slack):
         app.register_blueprint(blueprint)
     app.register_blueprint(metrics)  # GET /metrics for Prometheus, behind METRICS_TOKEN
     register_cli(app)

@@ -121,6 +121,11 @@ def load_config() -> dict:
         # Webhooks to loopback and link-local addresses (this machine, a cloud's metadata service)
         # are refused unless this is set; private ranges are always allowed (notify/webhooks.py).
         "WEBHOOK_ALLOW_LOCAL": _bool(env.get("WEBHOOK_ALLOW_LOCAL")),
+        # The Slack app (docs/integrations.md, "Slack app"): the bot token its messages are posted
+        # with, the signing secret its requests to us carry, and where Slack's Web API is.
+        "SLACK_BOT_TOKEN": env.get("SLACK_BOT_TOKEN", "").strip(),
+        "SLACK_SIGNING_SECRET": env.get("SLACK_SIGNING_SECRET", "").strip(),
+        "SLACK_API_URL": env.get("SLACK_API_URL", "https://slack.com/api").rstrip("/"),
         # Waits between attempts of a failed send or webhook delivery; one more attempt than entries.
         "NOTIFY_RETRY_SECONDS": _seconds_list("NOTIFY_RETRY_SECONDS", (30, 120, 480, 1920, 7680)),
         # Retention (retention.py; 0 keeps forever): hook and apply output of releases finished

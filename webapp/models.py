@@ -442,3 +442,74 @@ class WebhookDelivery(db.Model):
     last_attempt_at: Mapped[datetime | None]
 
     endpoint: Mapped[WebhookEndpoint] = relationship()
+
+
+# -- the Slack app (notify/slack.py, notify/slack_links.py) ------------------------------
+
+class SlackChannel(db.Model):
+    """A Slack channel the app posts approval requests to: for every environment
+    (environment_id NULL) or one."""
+
+    __tablename__ = "slack_channels"
+    __table_args__ = (sa.UniqueConstraint("channel", "environment_id", name="uq_slack_channels_scope"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(sa.String(80))  # a channel id (C0123…) or #name
+    environment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("environments.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    environment: Mapped[Environment | None] = relationship()
+
+
+class SlackMessage(db.Model):
+    """One approval request posted to one channel, kept so it can be updated (chat.update needs
+    the channel and ts that chat.postMessage answered). "pending" whenever Slack shows less than
+    the release now says; the worker posts or updates it, retried with backoff like a webhook."""
+
+    __tablename__ = "slack_messages"
+    __table_args__ = (
+        sa.UniqueConstraint("audit_event_id", "channel", name="uq_slack_messages_event_channel"),
+        sa.Index("ix_slack_messages_status_due", "status", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(sa.ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    audit_event_id: Mapped[int | None] = mapped_column(sa.ForeignKey("audit_events.id", ondelete="SET NULL"))
+    channel: Mapped[str] = mapped_column(sa.String(80))  # as configured, then the id Slack answered
+    ts: Mapped[str | None] = mapped_column(sa.String(32))  # None until posted
+    shown: Mapped[str | None] = mapped_column(sa.String(64))  # what the last post or update showed (slack.shown_key)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+
+    release: Mapped[Release] = relationship()
+
+
+class SlackLink(db.Model):
+    """A Slack user (of one workspace) who acts in Slack as this Releasegate user."""
+
+    __tablename__ = "slack_links"
+    __table_args__ = (sa.UniqueConstraint("team_id", "slack_user_id", name="uq_slack_links_slack_user"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[str] = mapped_column(sa.String(32))
+    slack_user_id: Mapped[str] = mapped_column(sa.String(32))
+    slack_username: Mapped[str] = mapped_column(sa.String(100), default="")
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+
+class SlackLinkCode(db.Model):
+    """A one-time code a user sends to the app (/releasegate link CODE) to link their Slack
+    user: only its sha256 is stored; it works once and for minutes."""
+
+    __tablename__ = "slack_link_codes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

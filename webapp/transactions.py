@@ -20,7 +20,7 @@ from .notify.announce import publish, worth_announcing
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts and through which door: ui, email, api, cli, worker or system."""
+    """Who acts and through which door: ui, email, slack, api, cli, worker or system."""
 
     user: User | None
     via: str

@@ -2,7 +2,7 @@
 the state they expect."""
 from __future__ import annotations
 
-from webapp.notify import mail, webhooks
+from webapp.notify import mail, slack, webhooks
 from webapp.running import runner
 
 
@@ -24,3 +24,7 @@ def send_mail(mail_id: int) -> None:
 
 def deliver_webhook(delivery_id: int) -> None:
     webhooks.deliver(delivery_id)
+
+
+def send_slack_message(message_id: int) -> None:
+    slack.send_message(message_id)

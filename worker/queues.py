@@ -62,7 +62,7 @@ def _job_alive(queue: Queue, id_: str) -> bool:
 
 NOTIFY_QUEUE = "releasegate-notify"
 NOTIFY_JOBS = {"announce": "worker.jobs.announce_event", "mail": "worker.jobs.send_mail",
-               "webhook": "worker.jobs.deliver_webhook"}
+               "webhook": "worker.jobs.deliver_webhook", "slack": "worker.jobs.send_slack_message"}
 
 
 def notify_queue() -> Queue:
@@ -70,7 +70,8 @@ def notify_queue() -> Queue:
 
 
 def enqueue_notify_job(kind: str, row_id: int, *, only_if_missing: bool = False) -> bool:
-    """Queue announcing an audit event, sending a mail or delivering a webhook.
+    """Queue announcing an audit event, sending a mail, delivering a webhook or posting (or
+    updating) a Slack message.
 
     No RQ Retry: each job claims its row with a compare-and-set and records the outcome;
     a failure sets the row's next attempt and the worker's periodic sweep queues it again

@@ -40,7 +40,7 @@ from tests.helpers import CHANGE, state, trigger
 from tests.web.test_routes import STATE_CHANGING, UNGATED
 from webapp import releases
 from webapp.extensions import db
-from webapp.models import AuditEvent, Environment, Grant, Project, User, WebhookEndpoint
+from webapp.models import AuditEvent, Environment, Grant, Project, SlackChannel, User, WebhookEndpoint
 from webapp.permissions import PERMISSIONS
 
 PROJECT, ENV, OTHER = "shop", "prod", "qa"  # every case acts on shop/prod; a grant on shop/qa must not help
@@ -192,6 +192,11 @@ CASES = [
          target="webhook", ok=302, writes="webhook_endpoints", scoped=False, admin_only=True),
     Case("integrations.redeliver", "manage_users", "POST", "/admin/webhooks/deliveries/{delivery}/redeliver",
          target="delivery", ok=302, writes="webhook_deliveries", scoped=False, admin_only=True),
+    Case("integrations.add_slack_channel", "manage_users", "POST", "/admin/slack/channels",
+         {"channel": "C0RELEASES", "environment": ""}, ok=302, writes="slack_channels", scoped=False,
+         admin_only=True),
+    Case("integrations.delete_slack_channel", "manage_users", "POST", "/admin/slack/channels/{slack_channel}/delete",
+         target="slack_channel", ok=302, writes="slack_channels", scoped=False, admin_only=True),
 ]
 
 
@@ -311,6 +316,12 @@ def build(world: World, target: str | None) -> dict[str, Any]:
                 delivery.status = "failed"
                 db.session.commit()
                 values["delivery"] = delivery.id
+    elif target == "slack_channel":
+        admin = world.browser("admin")
+        response = admin.post("/admin/slack/channels", data={"channel": "C0OLD", "csrf_token": admin.csrf})
+        assert response.status_code == 302, response.text
+        with app.app_context():
+            values["slack_channel"] = db.session.scalar(sa.select(sa.func.max(SlackChannel.id)))
     else:
         assert target is None, f"unknown target {target!r}"
     return values
@@ -426,7 +437,7 @@ def test_every_gated_route_has_a_case_with_its_permission(app):
     assert sorted(set(covered) - set(gated)) == [], "cases for routes that are not gated (or gone)"
     assert covered == gated, "a case names another permission than the route's decorator"
     placeholders = {"release": 1, "token": "t", "dev": 1, "dev_grant": 1, "gone": 1, "webhook": 1, "delivery": 1,
-                    "repo": "r", "group_grant": 1}
+                    "repo": "r", "group_grant": 1, "slack_channel": 1}
     for case in CASES:
         endpoint, _args = adapter.match(_fill(case.path, placeholders), method=case.method)
         assert endpoint == case.endpoint, (case.path, endpoint)

@@ -13,6 +13,12 @@ UNGATED = {
     "auth.sign_out": "anyone may end their own session",
     "admin.create_token": "a user manages only their own API tokens",
     "admin.revoke_token": "a user manages only their own API tokens",
+    "admin.create_slack_code": "a user links only their own Slack users",
+    "admin.unlink_slack": "a user unlinks only their own Slack users",
+    # Slack's requests have no session: each is signed with SLACK_SIGNING_SECRET instead (401 if
+    # not), and acts as the linked user through releases.approve / reject, which check permissions.
+    "slack.interactions": "signed by Slack; decisions are checked as the linked user (notify/slack_links.py)",
+    "slack.commands": "signed by Slack; /releasegate link needs a one-time code of the user it links",
 }
 
 

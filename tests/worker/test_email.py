@@ -198,7 +198,7 @@ def test_announcing_an_event_twice_sends_each_mail_once(app, api, new_environmen
     assert len(smtp_server.messages) == 2
     with app.app_context():
         event_id = db.session.scalar(sa.select(AuditEvent.id).where(AuditEvent.to_state == "PENDING_APPROVAL"))
-        assert mail.announce(event_id) == {"mails": [], "deliveries": []}
+        assert mail.announce(event_id) == {"mails": [], "deliveries": [], "slack": []}
     run_notify_jobs()
     assert len(smtp_server.messages) == 2
 
@@ -227,7 +227,7 @@ def test_a_failed_send_is_retried_with_backoff_shown_to_admins_and_never_holds_t
     run_jobs()
 
     with app.app_context():  # nothing is due yet; once the wait has passed, both are
-        assert mail.resume_due() == {"mail": [], "webhook": []}
+        assert mail.resume_due() == {"mail": [], "webhook": [], "slack": []}
         wait_passes(OutgoingMail)
         assert sorted(mail.resume_due()["mail"]) == [first.id, second.id]
     run_notify_jobs()

@@ -26,13 +26,14 @@ from ..models import (
     EmailLink,
     OutgoingMail,
     Release,
+    SlackMessage,
     User,
     WebhookDelivery,
     utcnow,
 )
 from ..permissions import deciders_by_environment
 from ..transactions import commit_changes, revoke_email_links, write_transaction
-from . import webhooks
+from . import slack, webhooks
 from .compose import compose, message
 from .outbound import claim, retry_delay, worker_job
 
@@ -64,7 +65,8 @@ def event_name(audit_event: AuditEvent) -> str | None:
 
 @worker_job
 def announce(audit_event_id: int) -> dict[str, list[int]]:
-    """Write the mails and webhook deliveries an audit event calls for, then queue them.
+    """Write the mails, webhook deliveries and Slack messages (new, or to update) an audit event
+    calls for, then queue them.
 
     At-least-once safe: a second run for the same event hits the unique constraints
     and writes nothing.
@@ -74,16 +76,18 @@ def announce(audit_event_id: int) -> dict[str, list[int]]:
     name = event_name(audit_event) if audit_event is not None else None
     if name is None and (audit_event is None or audit_event.action != "approval"):  # approvals: mail only
         db.session.rollback()
-        return {"mails": [], "deliveries": []}
+        return {"mails": [], "deliveries": [], "slack": []}
     try:
         mails = mails_for(audit_event)
         deliveries = webhooks.add_deliveries(name, audit_event) if name else []  # its queries flush the mails
+        slack_messages = slack.messages_for(audit_event)
         db.session.flush()
     except IntegrityError:
         db.session.rollback()
         log.info("audit event %s was announced already", audit_event_id)
-        return {"mails": [], "deliveries": []}
-    report = {"mails": [m.id for m in mails], "deliveries": [d.id for d in deliveries]}
+        return {"mails": [], "deliveries": [], "slack": []}
+    report = {"mails": [m.id for m in mails], "deliveries": [d.id for d in deliveries],
+              "slack": [m.id for m in slack_messages]}
     commit_changes()
     from worker.queues import enqueue_notify_job
 
@@ -91,6 +95,8 @@ def announce(audit_event_id: int) -> dict[str, list[int]]:
         enqueue_notify_job("mail", mail_id)
     for delivery_id in report["deliveries"]:
         enqueue_notify_job("webhook", delivery_id)
+    for message_id in report["slack"]:
+        enqueue_notify_job("slack", message_id)
     return report
 
 
@@ -248,7 +254,7 @@ def resume_due(now: datetime | None = None) -> dict[str, list[int]]:
 
     now = now or utcnow()
     report: dict[str, list[int]] = {}
-    for model, kind in ((OutgoingMail, "mail"), (WebhookDelivery, "webhook")):
+    for model, kind in ((OutgoingMail, "mail"), (WebhookDelivery, "webhook"), (SlackMessage, "slack")):
         stale = (model.status == "sending", model.claimed_at < now - STALE_SENDING)
         if db.session.scalar(sa.select(model.id).where(*stale).limit(1)) is not None:
             write_transaction()

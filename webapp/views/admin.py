@@ -18,6 +18,7 @@ from ..intake.ids import parse_id
 from ..intake.resources import InvalidInput, check_slug
 from ..intake.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS
 from ..models import Environment, Group, Project, User, utcnow
+from ..notify import slack, slack_links
 from ..permissions import PERMISSIONS, PermissionDenied, has_permission, has_permission_somewhere, require
 from ..permissions import require_permission as gate
 from ..releases import ReleaseError, WrongState
@@ -452,9 +453,11 @@ def create_environment(project: str):
 # -- API tokens: every signed-in user, their own only ------------------------------------------
 
 def _render_tokens(errors: Errors | None = None, values: dict | None = None, created: str | None = None,
-                   status: int = 200):
+                   status: int = 200, slack_code: str | None = None):
     return render_template("admin/tokens.html", tokens=accounts.tokens_of(_me()), now=utcnow(),
-                           errors=errors or {}, values=values or {}, created=created), status
+                           errors=errors or {}, values=values or {}, created=created,
+                           slack_on=slack.configured(), slack_links=slack_links.links_of(_me()),
+                           slack_code=slack_code, code_minutes=slack_links.CODE_MINUTES), status
 
 
 @admin.get("/tokens")
@@ -481,4 +484,21 @@ def create_token():
 def revoke_token(token_id: int):
     token = accounts.revoke_api_token(_actor(), token_id)
     flash(f"Revoked the token {token.name!r}; programs using it are refused from now on.", "success")
+    return redirect(url_for("admin.tokens"))
+
+
+# -- Slack: every signed-in user links their own Slack users ----------------------------------
+
+@admin.post("/tokens/slack-code")
+@login_required
+def create_slack_code():
+    # Shown in this answer only, like a new token: only its hash is stored.
+    return _render_tokens(slack_code=slack_links.issue_code(_me()), status=201)
+
+
+@admin.post("/tokens/slack-links/<int:link_id>/unlink")
+@login_required
+def unlink_slack(link_id: int):
+    slack_links.unlink(_me(), link_id)
+    flash("Unlinked: that Slack user can no longer act as you.", "success")
     return redirect(url_for("admin.tokens"))

@@ -1,5 +1,6 @@
 """Admin pages for integrations: webhook endpoints with their delivery log ("redeliver"),
-the mail log, and the development outbox (only while MAIL_SERVER is unset).
+the Slack app's channels, the mail log, and the development outbox (only while MAIL_SERVER
+is unset).
 
 Thin: changes go through notify/webhooks.py, which checks that the actor is an admin.
 """
@@ -27,7 +28,7 @@ from ..intake.ids import parse_id
 from ..intake.resources import InvalidInput
 from ..models import Environment, OutgoingMail, Project, User, WebhookDelivery
 from ..notify import mail as notify
-from ..notify import webhooks
+from ..notify import slack, webhooks
 from ..permissions import require_permission
 from ..transactions import Actor
 
@@ -191,6 +192,48 @@ def redeliver(delivery_id: int):
     found = webhooks.redeliver(_actor(), delivery_id)
     flash(f"Delivery {found.delivery_id} is queued again with the same id and body.", "success")
     return redirect(url_for("integrations.webhook", endpoint_id=found.endpoint_id))
+
+
+# -- the Slack app: which channels hear about which environments ------------------------------------
+
+def _render_slack(values: dict | None = None, errors: dict | None = None, status: int = 200):
+    return render_template("integrations/slack.html", configured=slack.configured(), channels=slack.channels(),
+                           messages=slack.recent_messages(), environments=_environments(), values=values or {},
+                           errors=errors or {}), status
+
+
+@integrations.get("/slack")
+@login_required
+def slack_settings():
+    _admin_only()
+    return _render_slack()
+
+
+@integrations.post("/slack/channels")
+@login_required
+@require_permission("manage_users")
+def add_slack_channel():
+    _admin_only()
+    values = {"channel": request.form.get("channel", ""), "environment": request.form.get("environment", "")}
+    environment_id = parse_id(values["environment"]) if values["environment"] else None
+    if values["environment"] and environment_id is None:
+        return _render_slack(values, {"environment": "Choose an environment from the list."}, 422)
+    try:
+        added = slack.add_channel(_actor(), values["channel"], environment_id)
+    except InvalidInput as error:
+        return _render_slack(values, {"channel": error.message}, 422)
+    flash(f"{added.channel} will be sent approval requests.", "success")
+    return redirect(url_for("integrations.slack_settings"))
+
+
+@integrations.post("/slack/channels/<int:channel_id>/delete")
+@login_required
+@require_permission("manage_users")
+def delete_slack_channel(channel_id: int):
+    _admin_only()
+    name = slack.remove_channel(_actor(), channel_id)
+    flash(f"{name} is sent no more approval requests for that scope; its messages stay as they are.", "success")
+    return redirect(url_for("integrations.slack_settings"))
 
 
 # -- mail ------------------------------------------------------------------------------------------
