@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, Response, current_app, has_app_context, jsonify, make_response, redirect, request, url_for
+from flask_login import current_user
 
 from .extensions import csrf, db, login_manager
 from .models import ApiToken, User, utcnow
@@ -152,6 +153,8 @@ def _authenticate() -> Response | None:
     token = _bearer_token()
     if token is None:
         if request.method in STATE_CHANGING:
+            if request.path.startswith("/api/") and not current_user.is_authenticated:
+                return _unauthorized()  # no session to protect: the answer is "sign in", not "CSRF token missing"
             csrf.protect(apply_exemptions=True)  # exempt: Slack's requests, signed instead (views/slack.py)
         return None
     user = user_for_token(token)

@@ -38,3 +38,12 @@ def test_the_audit_sees_the_api_routes(app):
              if getattr(app.view_functions[rule.endpoint], "required_permission", None)}
     assert {"api.trigger_release", "api.approve", "api.reject", "api.cancel", "api.abort_release", "api.finish",
             "api.update_environment", "api.create_project", "api.put_variable"} <= gated
+
+
+def test_a_state_changing_api_call_with_neither_token_nor_session_is_told_to_sign_in(app):
+    """401 with the sentence that says what to send, not 400 for a CSRF token nobody could have."""
+    client = app.test_client()
+    for method, path in (("post", "/api/v1/projects"), ("delete", "/api/v1/groups/dba")):
+        response = getattr(client, method)(path, json={})
+        assert response.status_code == 401, (path, response.text)
+        assert response.json["error"] == "Sign in or send an API token (Authorization: Bearer <token>)."
