@@ -22,7 +22,8 @@ REVIEW = "drops the orders table"
 
 def slack_config(app_config: dict, httpserver) -> dict:
     return {**app_config, "SLACK_SIGNING_SECRET": SECRET, "SLACK_BOT_TOKEN": TOKEN,
-            "SLACK_API_URL": httpserver.url_for("/api"), "BASE_URL": "https://rg.example.com",
+            "SLACK_API_URL": httpserver.url_for("/api"), "SLACK_RESPONSE_URL": httpserver.url_for("/"),
+            "BASE_URL": "https://rg.example.com",
             "WEBHOOK_ALLOW_LOCAL": True, "NOTIFY_RETRY_SECONDS": (1,)}
 
 
@@ -39,16 +40,31 @@ def post_signed(client, path: str, form: dict, *, headers: dict | None = None, *
                        headers=headers if headers is not None else signed_headers(body, **signing))
 
 
-def click_form(release_id: int, action: str, slack_user: str, response_url: str) -> dict:
-    """What Slack POSTs when someone clicks Approve or Reject (a block_actions payload)."""
+def click_form(app, release_id: int, action: str, slack_user: str, response_url: str,
+               value: str | None = None) -> dict:
+    """What Slack POSTs when someone clicks Approve or Reject (a block_actions payload); `value`
+    is the button's (default: the release's as drawn now, slack.button_value)."""
+    if value is None:
+        value = button_value(app, release_id)
     payload = {"type": "block_actions", "team": {"id": TEAM, "domain": "acme"},
                "user": {"id": slack_user, "username": slack_user.lower(), "team_id": TEAM},
                "api_app_id": "A0APP", "token": "legacy-unused", "trigger_id": "1.2.3",
                "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": "C0REL"},
                "channel": {"id": "C0REL", "name": "releases"}, "response_url": response_url,
                "actions": [{"action_id": f"releasegate_{action}", "block_id": f"release-{release_id}",
-                            "value": str(release_id), "type": "button", "action_ts": "1700000001.000200"}]}
+                            "value": value, "type": "button", "action_ts": "1700000001.000200"}]}
     return {"payload": json.dumps(payload)}
+
+
+def button_value(app, release_id: int) -> str:
+    """The value the release's buttons carry as it waits now."""
+    from webapp.extensions import db
+    from webapp.models import Release
+    from webapp.notify import slack
+
+    with app.app_context():
+        release = db.session.get(Release, release_id)
+        return slack.button_value(release) if release is not None else str(release_id)
 
 
 def command_form(text: str, slack_user: str) -> dict:

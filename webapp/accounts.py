@@ -10,7 +10,19 @@ from sqlalchemy.exc import IntegrityError
 
 from .auth import create_token, hash_password
 from .extensions import db
-from .models import ApiToken, EmailLink, Environment, Grant, Project, Release, User, group_members, utcnow
+from .models import (
+    ApiToken,
+    EmailLink,
+    Environment,
+    Grant,
+    Project,
+    Release,
+    SlackLink,
+    SlackLinkCode,
+    User,
+    group_members,
+    utcnow,
+)
 from .permissions import GLOBAL_ONLY, PERMISSIONS, PermissionDenied, grant_held, require
 from .releases import NotFound, ReleaseError
 from .transactions import Actor, audit, commit_changes, revoke_email_links, transition
@@ -122,8 +134,8 @@ def add_grant(user: User, permission: str, environment: Environment | None = Non
 @transition
 def deactivate_user(actor: Actor, user: User) -> int:
     """Deactivate `user`: sessions end (the user loader refuses inactive users), and every
-    API token and unused email link is revoked in the same transaction, so they stay dead
-    if the account is reactivated. Returns how many tokens were revoked."""
+    API token, unused email link and Slack link is revoked in the same transaction, so they stay
+    dead if the account is reactivated. Returns how many tokens were revoked."""
     require(actor.user, "manage_users")
     if actor.user is not None and actor.user.id == user.id:
         raise PermissionDenied("You cannot deactivate your own account; ask another user manager to do it.")
@@ -135,9 +147,15 @@ def deactivate_user(actor: Actor, user: User) -> int:
         sa.update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())).rowcount
     links = revoke_email_links(EmailLink.user_id == user.id, "the person it was sent to was deactivated")
-    audit(actor, "user", reason=f"user {user.username} deactivated; {revoked} API token(s) and {links} email "
-          "link(s) revoked", details={"user": user.username, "active": {"old": True, "new": False},
-                                      "tokens_revoked": revoked, "links_revoked": links})
+    # Slack users linked to the account (and codes not used yet) go too: whoever held the account
+    # may have linked one, and a reactivation must not bring it back.
+    slack = db.session.execute(sa.delete(SlackLink).where(SlackLink.user_id == user.id)).rowcount
+    db.session.execute(sa.delete(SlackLinkCode).where(SlackLinkCode.user_id == user.id,
+                                                      SlackLinkCode.used_at.is_(None)))
+    audit(actor, "user", reason=f"user {user.username} deactivated; {revoked} API token(s), {links} email "
+          f"link(s) and {slack} Slack link(s) revoked",
+          details={"user": user.username, "active": {"old": True, "new": False}, "tokens_revoked": revoked,
+                   "links_revoked": links, "slack_links_removed": slack})
     commit_changes()
     return revoked
 

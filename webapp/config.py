@@ -126,6 +126,8 @@ def load_config() -> dict:
         "SLACK_BOT_TOKEN": env.get("SLACK_BOT_TOKEN", "").strip(),
         "SLACK_SIGNING_SECRET": env.get("SLACK_SIGNING_SECRET", "").strip(),
         "SLACK_API_URL": env.get("SLACK_API_URL", "https://slack.com/api").rstrip("/"),
+        # Where a click's response_url must point for us to answer there (Slack's, unless testing).
+        "SLACK_RESPONSE_URL": env.get("SLACK_RESPONSE_URL", "https://hooks.slack.com/"),
         # Waits between attempts of a failed send or webhook delivery; one more attempt than entries.
         "NOTIFY_RETRY_SECONDS": _seconds_list("NOTIFY_RETRY_SECONDS", (30, 120, 480, 1920, 7680)),
         # Retention (retention.py; 0 keeps forever): hook and apply output of releases finished

@@ -298,3 +298,62 @@ def test_an_address_that_is_not_releasegate_exits_2_saying_so(tmp_path):
         elsewhere.close()
     assert finished.returncode == 2, output(finished)
     assert f"is {elsewhere.base} Releasegate's address?" in finished.stderr and "Traceback" not in finished.stderr
+
+
+def test_output_from_the_server_never_becomes_a_ci_log_command_or_an_escape_sequence(gate, api, new_environment):
+    """Hook output, comments and reasons are written by others than the job's owner: on GitHub
+    Actions a line starting with "::" is a workflow command, and ANSI escapes can hide lines."""
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh":
+                     "echo '::add-mask::releasegate'\nprintf '\\033[2Kerased\\n'\nexit 1\n"})
+    finished = gate.run("svc/env", "--wait", GITHUB_ACTIONS="true")
+    said = output(finished)
+    assert finished.returncode == 1, said
+    assert not [line for line in said.splitlines() if line.startswith("::")], said
+    assert "\x1b" not in said and "\\x1b[2Kerased" in said
+    assert "  | ::add-mask::releasegate" in said
+
+
+class Redirecting:
+    """An address that answers every request with a redirect to `target` (as a moved host or a
+    sign-in proxy would), or, without a target, records the Authorization of what reaches it."""
+
+    def __init__(self, target: str | None = None) -> None:
+        self.seen: list[str | None] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                outer.seen.append(self.headers.get("Authorization"))
+                self.send_response(302 if target else 404)
+                if target:
+                    self.send_header("Location", target)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_redirect_is_never_followed_with_the_token(tmp_path):
+    changes = tmp_path / "changes.json"
+    changes.write_text(json.dumps(CHANGE))
+    collector = Redirecting()  # would see the token, if it were sent on (a POST or the GET it becomes)
+    redirect = Redirecting(f"{collector.base}/steal")
+    try:
+        finished = run_against(redirect, changes)
+    finally:
+        redirect.close()
+        collector.close()
+    assert finished.returncode == 2, output(finished)
+    assert f"redirects to {collector.base}/steal; the token is not sent on" in finished.stderr
+    assert collector.seen == [] and "a-ci-secret-token" not in output(finished)

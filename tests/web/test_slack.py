@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from tests.helpers import state
 from tests.slack_support import (
     TEAM,
+    button_value,
     click_form,
     command_form,
     decisions,
@@ -45,7 +46,7 @@ def replies(httpserver) -> list[dict]:
 
 
 def click(app, release_id: int, action: str, slack_user: str, respond: str, **signing):
-    return post_signed(app.test_client(), CLICKS, click_form(release_id, action, slack_user, respond), **signing)
+    return post_signed(app.test_client(), CLICKS, click_form(app, release_id, action, slack_user, respond), **signing)
 
 
 def rows(app) -> dict:
@@ -100,7 +101,10 @@ def test_a_click_not_signed_with_the_secret_within_five_minutes_is_401_and_chang
     {"X-Slack-Request-Timestamp": str(int(time.time()))},
     {"X-Slack-Signature": "v0=" + "0" * 64},
     {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=" + "0" * 64},
-], ids=["no headers", "no signature", "no timestamp", "timestamp not a number"])
+    {"X-Slack-Request-Timestamp": "\u00b2", "X-Slack-Signature": "v0=" + "0" * 64},
+    {"X-Slack-Request-Timestamp": "9" * 5000, "X-Slack-Signature": "v0=" + "0" * 64},
+], ids=["no headers", "no signature", "no timestamp", "timestamp not a number", "a superscript digit",
+        "five thousand digits"])
 def test_a_click_or_command_without_slacks_headers_is_401_and_changes_nothing(app, api, web, shop, respond,
                                                                              headers):
     link(app, web, "approver", "U0ANN")
@@ -108,7 +112,7 @@ def test_a_click_or_command_without_slacks_headers_is_401_and_changes_nothing(ap
     code = linking_code(web, "admin")
     before = rows(app)
     client = app.test_client()
-    assert post_signed(client, CLICKS, click_form(release_id, "approve", "U0ANN", respond),
+    assert post_signed(client, CLICKS, click_form(app, release_id, "approve", "U0ANN", respond),
                        headers=headers).status_code == 401
     assert post_signed(client, COMMANDS, command_form(f"link {code}", "U0EVE"), headers=headers).status_code == 401
     assert rows(app) == before
@@ -118,8 +122,8 @@ def test_a_body_signed_for_another_body_is_401(app, api, web, shop, respond):
     link(app, web, "approver", "U0ANN")
     release_id = pending_release(app, api)
     before = rows(app)
-    signed_for_reject = signed_headers(urlencode(click_form(release_id, "reject", "U0ANN", respond)).encode())
-    response = post_signed(app.test_client(), CLICKS, click_form(release_id, "approve", "U0ANN", respond),
+    signed_for_reject = signed_headers(urlencode(click_form(app, release_id, "reject", "U0ANN", respond)).encode())
+    response = post_signed(app.test_client(), CLICKS, click_form(app, release_id, "approve", "U0ANN", respond),
                            headers=signed_for_reject)
     assert response.status_code == 401
     assert rows(app) == before
@@ -128,7 +132,7 @@ def test_a_body_signed_for_another_body_is_401(app, api, web, shop, respond):
 def test_a_replayed_click_within_five_minutes_changes_nothing_twice_and_says_so(app, api, web, shop, respond):
     link(app, web, "approver", "U0ANN")
     release_id = pending_release(app, api)
-    form = click_form(release_id, "approve", "U0ANN", respond)
+    form = click_form(app, release_id, "approve", "U0ANN", respond)
     headers = signed_headers(urlencode(form).encode())  # the very same request, sent twice
     first = post_signed(app.test_client(), CLICKS, form, headers=headers)
     assert first.status_code == 200 and "You approved" in first.json["text"]
@@ -264,5 +268,38 @@ def test_a_deactivated_users_slack_link_decides_nothing(app, api, web, shop, res
     assert admin.post(f"/admin/users/{approver_id}/deactivate", data={"csrf_token": admin.csrf}).status_code == 302
     before = rows(app)
     response = click(app, release_id, "approve", "U0ANN", respond)
-    assert response.status_code == 200 and "deactivated" in response.json["text"]
+    assert response.status_code == 200 and "is not linked to a Releasegate user" in response.json["text"]
     assert rows(app) == before
+    # Reactivated, the account does not get back a Slack user linked while it was (perhaps) not its owner's.
+    assert admin.post(f"/admin/users/{approver_id}/reactivate", data={"csrf_token": admin.csrf}).status_code == 302
+    assert "is not linked" in click(app, release_id, "approve", "U0ANN", respond).json["text"]
+    assert state(api, release_id) == "PENDING_APPROVAL"
+
+
+def test_a_button_drawn_for_an_earlier_wait_for_approval_decides_nothing(app, api, web, shop, respond):
+    """A release sent back to the queue waits again with what changed compared anew: a button
+    (or a replayed click) of the earlier wait must not approve that."""
+    link(app, web, "approver", "U0ANN")
+    release_id = pending_release(app, api)
+    old = button_value(app, release_id)
+    from webapp.extensions import db
+    from webapp.models import Release
+
+    with app.app_context():  # as _make_way_for_emergency and a second hook run leave it: waiting again
+        db.session.get(Release, release_id).pending_since += timedelta(minutes=5)
+        db.session.commit()
+    before = rows(app)
+    response = post_signed(app.test_client(), CLICKS, click_form(app, release_id, "approve", "U0ANN", respond, old))
+    assert "This button was drawn before release" in response.json["text"]
+    assert rows(app) == before
+    assert "You approved" in click(app, release_id, "approve", "U0ANN", respond).json["text"]
+
+
+def test_an_answer_goes_only_to_slacks_own_response_url(app, api, web, shop, httpserver):
+    link(app, web, "approver", "U0ANN")
+    release_id = pending_release(app, api)
+    elsewhere = httpserver.url_for("/respond").replace("localhost", "127.0.0.1")
+    assert not elsewhere.startswith(httpserver.url_for("/"))
+    response = click(app, release_id, "reject", "U0ANN", elsewhere)
+    assert response.status_code == 200 and state(api, release_id) == "REJECTED"
+    assert replies(httpserver) == []  # the decision stands; nothing was sent to the other address

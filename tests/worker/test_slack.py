@@ -8,7 +8,16 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from tests.slack_support import REVIEW, TOKEN, click_form, link, pending_release, post_signed, slack_config
+from tests.slack_support import (
+    REVIEW,
+    TOKEN,
+    button_value,
+    click_form,
+    link,
+    pending_release,
+    post_signed,
+    slack_config,
+)
 
 CHANNEL_ID, TS = "C0RELEASES", "1700000000.000100"
 RESOURCES = [
@@ -78,8 +87,10 @@ def test_a_pending_release_is_posted_with_its_summary_and_approve_and_reject_but
     assert "*Triggered by*\ndev" in shown
     assert "1 delete :warning: *destructive*, 2 create" in shown  # destructive first, and marked
     assert f"*Hook:* {REVIEW}" in shown
-    assert buttons(posted) == [("releasegate_approve", str(release_id), "Approve"),
-                               ("releasegate_reject", str(release_id), "Reject")]
+    drawn_for = button_value(app, release_id)
+    assert drawn_for.startswith(f"{release_id}:20")  # the release, and the wait it was drawn for
+    assert buttons(posted) == [("releasegate_approve", drawn_for, "Approve"),
+                               ("releasegate_reject", drawn_for, "Reject")]
     from webapp.extensions import db
     from webapp.models import SlackMessage
 
@@ -109,14 +120,16 @@ def test_a_decision_on_the_release_page_updates_the_message_to_say_who_decided(
     release_id = pending_release(app, api)
     run_notify_jobs()
     approver = web("approver")
-    response = approver.post(f"/releases/{release_id}/approve", data={"comment": "looks fine",
+    response = approver.post(f"/releases/{release_id}/approve", data={"comment": "looks fine <!channel>",
                                                                       "csrf_token": approver.csrf})
     assert response.status_code == 303
     run_notify_jobs()
 
     [updated] = slack_api("chat.update")
     assert (updated["channel"], updated["ts"]) == (CHANNEL_ID, TS)
-    assert f"release #{release_id}> \u2014 approved by approver (via ui): looks fine" in texts(updated)
+    # The decider's words as words: no mention of the whole channel, no link in disguise.
+    assert (f"release #{release_id}> \u2014 approved by approver (via ui): looks fine &lt;!channel&gt;"
+            in texts(updated))
     assert buttons(updated) == []  # nothing left to click
     assert len(slack_api("chat.postMessage")) == 1  # the same message, not a second one
 
@@ -128,7 +141,7 @@ def test_a_decision_from_slack_updates_the_message_too(app, api, web, shop, run_
     release_id = pending_release(app, api)
     run_notify_jobs()
     response = post_signed(app.test_client(), "/integrations/slack/interactions",
-                           click_form(release_id, "reject", "U0ANN", httpserver.url_for("/respond")))
+                           click_form(app, release_id, "reject", "U0ANN", httpserver.url_for("/respond")))
     assert response.status_code == 200 and "You rejected" in response.json["text"]
     run_notify_jobs()
     [updated] = slack_api("chat.update")

@@ -161,7 +161,7 @@ def render(release: Release) -> dict:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Approved so far: "
                                                         f"{escape(given)}"}]})
     if waiting:
-        value = str(release.id)
+        value = button_value(release)
         blocks.append({"type": "actions", "block_id": f"release-{release.id}", "elements": [
             {"type": "button", "action_id": APPROVE, "style": "primary", "value": value,
              "text": {"type": "plain_text", "text": "Approve"}},
@@ -179,10 +179,17 @@ def _outcome(release: Release) -> str:
         last = decided[-1]
         words += f" by {last.user.username if last.user else 'someone'} (via {last.via})"
         if last.comment:
-            words += f": {last.comment[:200]}"
+            words += f": {escape(last.comment[:200])}"  # a decider's words, never a <!channel>
     elif release.state == "REJECTED" and release.error:
-        words += f": {release.error[:200]}"
+        words += f": {escape(release.error[:200])}"
     return words
+
+
+def button_value(release: Release) -> str:
+    """What a button carries: the release, and which wait for approval it was drawn for. A
+    release sent back to the queue (by an emergency release) waits again with new changes; a
+    button of the earlier wait must not decide that one (slack_links.decide)."""
+    return f"{release.id}:{release.pending_since.isoformat() if release.pending_since else ''}"
 
 
 # -- sending ---------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ..extensions import db
 from ..models import Release, SlackLink, SlackLinkCode, User, utcnow
 from ..permissions import PermissionDenied, decide_refusal
 from ..transactions import Actor, audit, commit_changes, transition
+from . import slack as messages
 
 MAX_SKEW_SECONDS = 5 * 60  # Slack's advice: older requests may be replays
 CODE_MINUTES = 10
@@ -40,7 +41,8 @@ def signed_by_slack(timestamp: str | None, given: str | None, body: bytes, now: 
     """Whether a request carries Slack's signature of its exact body, made within five minutes
     either way. Without SLACK_SIGNING_SECRET nothing is."""
     secret = current_app.config["SLACK_SIGNING_SECRET"]
-    if not secret or not timestamp or not given or not timestamp.isdigit():
+    if not secret or not timestamp or not given or not (timestamp.isascii() and timestamp.isdigit()
+                                                         and len(timestamp) <= 12):
         return False
     if abs((now if now is not None else time.time()) - int(timestamp)) > MAX_SKEW_SECONDS:
         return False
@@ -145,8 +147,11 @@ NOT_LINKED = ("Your Slack user is not linked to a Releasegate user, so nothing w
               "page (your name \u2192 API tokens \u2192 Slack) make a code, then send `/releasegate link CODE` here.")
 
 
-def decide(team_id: str, slack_user_id: str, action: str, release_id: int, comment: str = "") -> Reply:
-    """Approve or reject `release_id` as the Releasegate user linked to this Slack user, or say why not."""
+def decide(team_id: str, slack_user_id: str, action: str, release_id: int, drawn_for: str,
+           comment: str = "") -> Reply:
+    """Approve or reject `release_id` as the Releasegate user linked to this Slack user, or say why
+    not. `drawn_for` is the button's value (slack.button_value): a button of an earlier wait for
+    approval decides nothing."""
     user = linked_user(team_id, slack_user_id)
     if user is None:
         return Reply(NOT_LINKED)
@@ -158,6 +163,10 @@ def decide(team_id: str, slack_user_id: str, action: str, release_id: int, comme
     refused = decide_refusal(release, user)  # said before the state: an outsider learns nothing more
     if refused is not None:
         return Reply(f"{refused} Nothing was changed.")
+    if release.state == "PENDING_APPROVAL" and drawn_for != messages.button_value(release):
+        return Reply(f"This button was drawn before release #{release_id} went back to the queue and waited for "
+                     "approval again, with what changed since compared anew; decide from its newest message or "
+                     "its page. Nothing was changed.")
     state_machine = releases.approve if action == "approve" else releases.reject
     try:
         result = state_machine(release_id, Actor(user, "slack"), comment)

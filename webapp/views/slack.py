@@ -8,9 +8,9 @@ wrongly signed or over five minutes old is 401 and changes nothing. Signed reque
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from ..extensions import csrf
 from ..intake.ids import parse_id
@@ -63,14 +63,15 @@ def interactions():
         return _ephemeral("Releasegate did not understand this request from Slack; nothing was changed.")
     if payload.get("type") != "block_actions" or action.get("action_id") not in (messages.APPROVE, messages.REJECT):
         return _ephemeral("Releasegate has no such button; nothing was changed.")
-    release_id = parse_id(str(action.get("value", "")))
+    value = str(action.get("value", ""))
+    release_id = parse_id(value.partition(":")[0])
     if release_id is None:
         return _ephemeral("This button names no release; nothing was changed.")
     verb = "approve" if action["action_id"] == messages.APPROVE else "reject"
-    reply = slack_links.decide(team_id, slack_user_id, verb, release_id)
+    reply = slack_links.decide(team_id, slack_user_id, verb, release_id, value)
     body = {"response_type": "ephemeral", "replace_original": False, "text": reply.text}
     response_url = str(payload.get("response_url") or "")
-    if urlsplit(response_url).scheme in ("http", "https"):  # signed by Slack, still never file:// or such
+    if response_url.startswith(current_app.config["SLACK_RESPONSE_URL"]):  # Slack's own, as signed
         messages.respond(response_url, body)  # Slack shows a button's answer only this way
     return jsonify(body)
 
