@@ -176,6 +176,19 @@ def test_a_crashing_hook_on_a_differing_folder_fails_saying_only_what_happened(a
     assert data["error"] == "The pre-release hook exited 1; its last line: \u201cno database named orders\u201d"
 
 
+def test_a_wait_that_fails_on_a_differing_folder_never_says_it_needs_approval(api, new_environment, run_jobs):
+    """Exit 2 with a verdict that cannot be read fails the release: the differing folder is not
+    then a reason to wait, and the stored output must not say it is."""
+    repo = new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "echo '{not json' > \"$RELEASE_VERDICT\"\nexit 2\n"})
+    git(repo, "checkout", "-q", "-b", "other")
+    commit_files(repo, {f"{HOOK_DIR}/helper.sh": "true\n"})
+    release_id = trigger(api, ref="other")
+    run_jobs()
+    data = release(api, release_id)
+    assert data["state"] == "FAILED" and "is not valid JSON" in data["error"]
+    assert "needs approval" not in data["hook"]["output"]
+
+
 def test_an_unknown_ref_fails_the_release_naming_it(api, new_environment, run_jobs):
     new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"})
     release_id = trigger(api, ref="no-such-branch")
