@@ -17,6 +17,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
 
@@ -83,12 +85,13 @@ def ensure_dotenv() -> None:
         print("Wrote .env with RELEASEGATE_ENV=development.")
 
 
-def local_environment(environ: Mapping[str, str]) -> dict[str, str]:
+def local_environment(environ: Mapping[str, str], dotenv: Path = ROOT / ".env") -> dict[str, str]:
     """The environment of everything `make run` starts: development mode, and the links in mail
     and webhooks pointing at the port it serves on (PORT, 5000 by default) unless BASE_URL says
-    otherwise."""
+    otherwise, in the environment or in .env (which the app reads too: set here, ours would win)."""
     env = {"RELEASEGATE_ENV": "development", "PORT": "5000", **environ}
-    env.setdefault("BASE_URL", f"http://127.0.0.1:{env['PORT']}")
+    given = env.get("BASE_URL") or dotenv_values(dotenv).get("BASE_URL")
+    env["BASE_URL"] = given or f"http://127.0.0.1:{env['PORT']}"
     return env
 
 

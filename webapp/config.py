@@ -91,7 +91,7 @@ def load_config() -> dict:
         "INSTANCE_DIR": str(instance),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "REDIS_URL": env.get("REDIS_URL", ""),
-        "BASE_URL": env.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        "BASE_URL": (env.get("BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
         "REPO_CACHE_DIR": env.get("REPO_CACHE_DIR") or str(instance / "repos"),
         "HOOK_PYTHON": env.get("HOOK_PYTHON", "python3"),
         # An operating-system account that hooks and release commands run as (docs/operations.md).

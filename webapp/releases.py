@@ -405,9 +405,10 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
                        verdict: bytes | None = None) -> str | None:
     """Apply the hook contract: 0 proceeds, 2 waits for approval, anything else fails.
     `needs_approval_reason` (the hook differs from the hook ref) turns a 0 into a wait: fail
-    closed. `verdict` (what the hook wrote to $RELEASE_VERDICT) adds approval rules to a wait,
-    and is ignored after an exit 0. A wait whose rules nobody could meet fails instead.
-    Returns the new state, or None when the release had moved on."""
+    closed; it ends the stored output only when the release does wait. `verdict` (what the hook
+    wrote to $RELEASE_VERDICT) adds approval rules to a wait, and is ignored after an exit 0.
+    A wait whose rules nobody could meet fails instead. Returns the new state, or None when the
+    release had moved on."""
     release = get_release(release_id)
     hook = {"hook_exit_code": exit_code, "hook_output": output, "hook_truncated": truncated}
     passed = error is None and exit_code in (0, 2)
@@ -422,6 +423,8 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
             new_state, reason, hook["error"] = "FAILED", problem, problem
         else:
             hook.update(approval_rules=rules, pending_since=utcnow())
+            if needs_approval_reason:  # said only of a release that waits, never of one that failed
+                hook["hook_output"] = f"{output}\n[releasegate] {needs_approval_reason}\n"
     elif passed:
         new_state = None  # on to apply, now or once a change window opens
     else:

@@ -19,6 +19,12 @@ def test_development_runs_without_a_secret_key(monkeypatch):
     assert create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"}).config["SECRET_KEY"]
 
 
+def test_an_empty_base_url_is_the_default_address_not_links_without_one(monkeypatch):
+    monkeypatch.setenv("BASE_URL", "")
+    assert create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "x"}).config["BASE_URL"] == \
+        "http://127.0.0.1:5000"
+
+
 def test_sandbox_allowed_paths_are_absolute_directories_separated_by_colons(monkeypatch):
     monkeypatch.setenv("SANDBOX_ALLOWED_PATHS", " /srv/shop/ : /opt//deploy/. ::/srv/shop")
     app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "x"})

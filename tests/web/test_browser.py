@@ -51,9 +51,11 @@ PHONE = {"width": 390, "height": 844}
 
 
 def cells_beyond_the_screen(page, selector: str) -> list[str]:
-    """The labels of the cells of `selector` whose right edge lies past the phone's screen."""
+    """The labels of the cells of `selector` whose right edge lies past the phone's screen, or
+    whose text runs out of the cell (a long word that does not wrap)."""
     return page.eval_on_selector_all(f"{selector} td", """(cells) => cells
-        .filter((cell) => cell.getBoundingClientRect().right > window.innerWidth + 0.5)
+        .filter((cell) => cell.getBoundingClientRect().right > window.innerWidth + 0.5
+                          || cell.scrollWidth > cell.clientWidth + 1)
         .map((cell) => cell.dataset.label || cell.textContent.trim())""")
 
 
@@ -67,8 +69,11 @@ def test_on_a_phone_the_approvals_and_the_audit_trail_show_every_column(api, pag
     page.goto("/approvals")
     expect(page.locator("#approvals-list td[data-label='Waiting since']")).to_be_visible()
     assert cells_beyond_the_screen(page, "#approvals-list") == []
+    # A reason of one long word (a link, a path) wraps inside its cell rather than past the screen.
+    link = "https://ci.example.com/" + "pipelines/" * 12 + "4711"
+    assert api("approver").post(f"/api/v1/releases/{release_id}/reject", json={"comment": link}).status_code == 200
     page.goto(f"/releases/{release_id}")
-    expect(page.locator("table.audit td[data-label='Why']").first).to_be_visible()
+    expect(page.locator("table.audit td[data-label='Why']", has_text=link)).to_be_visible()
     assert cells_beyond_the_screen(page, "table.audit") == []
 
 

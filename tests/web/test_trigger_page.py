@@ -1,6 +1,7 @@
 """The trigger form: what it offers, what it refuses beside the field, plans and lists."""
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -124,13 +125,40 @@ def test_a_plan_that_changes_nothing_is_triggered_only_once_confirmed(app, api, 
     assert release(api, int(confirmed.location.rsplit("/", 1)[1]))["resources"] == []
 
 
+UNCHANGED_PLAN = {"format_version": "1.2", "resource_changes": [
+    {"address": "aws_s3_bucket.logs", "type": "aws_s3_bucket", "name": "logs", "change": {"actions": ["no-op"]}}]}
+
+
+def test_a_plan_of_only_no_op_changes_is_triggered_only_once_confirmed_keeping_its_resources(app, api, web,
+                                                                                             new_environment):
+    """Terraform lists every resource of a plan without changes as a no-op: that plan changes
+    nothing too. The confirmation carries its resources as a list, so the file need not be chosen again."""
+    new_environment(WAITS)
+    client = web("dev")
+    asked = client.post("/trigger", content_type="multipart/form-data", data={
+        "csrf_token": client.csrf, "environment": "svc/env", "resources": "",
+        "plan": (io.BytesIO(json.dumps(UNCHANGED_PLAN).encode()), "plan.json")})
+    assert asked.status_code == 422 and "it changes no resources" in asked.text
+    assert release_count(app) == 0
+    kept = re.search(r'<textarea[^>]*name="resources"[^>]*>(.*?)</textarea>', asked.text, re.S).group(1)
+    confirmed = client.post("/trigger", data={"csrf_token": client.csrf, "environment": "svc/env",
+                                              "resources": html.unescape(kept), "confirm_empty": "1"})
+    assert confirmed.status_code == 303
+    made = release(api, int(confirmed.location.rsplit("/", 1)[1]))
+    assert [(r["resourcePath"], r["changeType"]) for r in made["resources"]] == [("aws_s3_bucket.logs",
+                                                                                  "NO_OPERATION")]
+
+
 def test_the_api_accepts_a_release_that_changes_nothing_with_a_warning(api, new_environment):
     new_environment(WAITS)
     empty = api("dev").post("/api/v1/projects/svc/environments/env/releases",
                             json={"terraform_plan": {"format_version": "1.2"}})
     assert empty.status_code == 202 and empty.json["resources"] == []
-    assert empty.json["warnings"] == ["The release changes no resources (the plan lists none, or the list is "
-                                      "empty), yet its release command runs all the same."]
+    assert empty.json["warnings"] == ["The release changes no resources (the plan lists none, or only no-op "
+                                      "changes, or the list is empty), yet its release command runs all the same."]
+    unchanged = api("dev").post("/api/v1/projects/svc/environments/env/releases",
+                                json={"terraform_plan": UNCHANGED_PLAN})
+    assert unchanged.status_code == 202 and unchanged.json["warnings"] == empty.json["warnings"]
     some = api("dev").post("/api/v1/projects/svc/environments/env/releases", json={"resources": CHANGE})
     assert some.status_code == 202 and some.json["warnings"] == []
 

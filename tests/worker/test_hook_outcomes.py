@@ -1,6 +1,7 @@
 """What the pre-release hook's exit, failure or absence does to a release."""
 from __future__ import annotations
 
+import re
 import time
 
 from tests.helpers import commit_files, git, processes_running, release, trigger, wait_until
@@ -161,7 +162,8 @@ def test_a_branch_whose_hook_differs_from_the_hook_ref_needs_approval(api, new_e
     assert data["hook"]["exit_code"] == 0
 
 
-def test_a_crashing_hook_on_a_differing_folder_fails_saying_only_what_happened(api, new_environment, run_jobs):
+def test_a_crashing_hook_on_a_differing_folder_fails_saying_only_what_happened(api, web, new_environment,
+                                                                             run_jobs):
     """Exit 1 fails the release; the note that a differing hook folder needs approval belongs to
     releases that wait for one, not to a FAILED release. The error quotes the hook's last line."""
     repo = new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "echo checking\necho 'no database named orders' >&2\n"
@@ -174,6 +176,22 @@ def test_a_crashing_hook_on_a_differing_folder_fails_saying_only_what_happened(a
     assert data["state"] == "FAILED" and data["hook"]["exit_code"] == 1
     assert "needs approval" not in data["hook"]["output"] and "differs" not in data["hook"]["output"]
     assert data["error"] == "The pre-release hook exited 1; its last line: \u201cno database named orders\u201d"
+    banner = re.search(r'<div class="message message-error" role="alert">(.*?)</div>',
+                       web("member").get(f"/releases/{release_id}").text).group(1)
+    assert banner == "<strong>Error:</strong> " + data["error"]
+
+
+def test_a_wait_that_fails_on_a_differing_folder_never_says_it_needs_approval(api, new_environment, run_jobs):
+    """Exit 2 with a verdict that cannot be read fails the release: the differing folder is not
+    then a reason to wait, and the stored output must not say it is."""
+    repo = new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "echo '{not json' > \"$RELEASE_VERDICT\"\nexit 2\n"})
+    git(repo, "checkout", "-q", "-b", "other")
+    commit_files(repo, {f"{HOOK_DIR}/helper.sh": "true\n"})
+    release_id = trigger(api, ref="other")
+    run_jobs()
+    data = release(api, release_id)
+    assert data["state"] == "FAILED" and "is not valid JSON" in data["error"]
+    assert "needs approval" not in data["hook"]["output"]
 
 
 def test_an_unknown_ref_fails_the_release_naming_it(api, new_environment, run_jobs):

@@ -92,6 +92,12 @@ def parse_resources(value: object, label: str = "resources") -> list[dict]:
     ]
 
 
+def changes_nothing(resources: list[dict]) -> bool:
+    """True when every resource is left as it is (none at all, or only NO_OPERATION, as in a
+    Terraform plan of no changes): applying such a release runs its release command for nothing."""
+    return all(resource["changeType"] == "NO_OPERATION" for resource in resources)
+
+
 def _parse_resource(entry: object, label: str) -> dict:
     if not isinstance(entry, dict):
         raise InvalidInput(

@@ -265,14 +265,11 @@ def run_pre_release_hook(release_id: int) -> None:
     if result.stopped:
         return  # aborted: the release already moved on
     differs = _differs_reason(context, commit, hook_ref_commit, differences)
-    output = result.output
-    if differs and result.error is None and result.exit_code in (0, 2):
-        output += f"\n[releasegate] {differs}\n"
     error = (f"The pre-release hook timed out after {context.hook_timeout} seconds and was killed."
              if result.timed_out else result.error)
     if error is None and result.exit_code not in (0, 2):
         error = _hook_failed(result.exit_code, result.output)
-    persist(releases.record_hook_result, release_id, exit_code=result.exit_code, output=output,
+    persist(releases.record_hook_result, release_id, exit_code=result.exit_code, output=result.output,
             truncated=result.truncated, error=error, needs_approval_reason=differs, verdict=verdict)
 
 

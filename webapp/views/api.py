@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from .. import environments, groups, releases
 from ..extensions import db, redis_connection
 from ..intake.ids import MAX_ID, parse_id
-from ..intake.resources import InvalidInput, check_slug
+from ..intake.resources import InvalidInput, changes_nothing, check_slug
 from ..intake.serialize import environment_dict, event_dict, grant_dict, group_dict, project_dict, release_dict
 from ..intake.trigger import parse_trigger_body
 from ..intake.validate import (
@@ -253,15 +253,15 @@ def trigger_release(project: str, environment: str):
                                         description=wanted.description, idempotency_key=key,
                                         break_glass=wanted.break_glass)
     # Accepted, but said: a release that changes nothing still runs the deploy.
-    warnings = [] if wanted.resources else [EMPTY_RELEASE]
+    warnings = [EMPTY_RELEASE] if changes_nothing(wanted.resources) else []
     response = jsonify({**release_dict(release), "warnings": warnings})
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("api.get_release", release_id=release.id)
     return response
 
 
-EMPTY_RELEASE = ("The release changes no resources (the plan lists none, or the list is empty), yet its release "
-                 "command runs all the same.")
+EMPTY_RELEASE = ("The release changes no resources (the plan lists none, or only no-op changes, or the list is "
+                 "empty), yet its release command runs all the same.")
 
 
 @api.get("/releases/<int:release_id>")

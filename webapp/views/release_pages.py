@@ -23,6 +23,7 @@ from ..intake.resources import (
     CHANGE_TYPES,
     DESTRUCTIVE_CHANGE_TYPES,
     InvalidInput,
+    changes_nothing,
     parse_resources,
 )
 from ..intake.terraform import resources_from_terraform_plan
@@ -477,9 +478,11 @@ def trigger_submit():
                 {"resources": [], "break_glass": {"reason": value}}).break_glass, form["break_glass_reason"])
     except _FieldError as error:
         return _render_trigger(form, {error.field: error.message}, error.status)
-    if not resources and "confirm_empty" not in request.form:
-        # Kept as a pasted [] so the confirmation does not need the file chosen again.
-        return _render_trigger({**form, "resources": "[]"}, {}, 422, confirm_empty=True)
+    if changes_nothing(resources) and "confirm_empty" not in request.form:
+        # An uploaded plan is kept as the pasted list it became, so the confirmation does not need
+        # the file chosen again.
+        kept = form["resources"] or json.dumps(resources, indent=2)
+        return _render_trigger({**form, "resources": kept}, {}, 422, confirm_empty=True)
     try:
         new, created = releases.trigger(environment, _actor(), resources, ref=ref or None, description=description,
                                         idempotency_key=key, break_glass=reason)
