@@ -40,10 +40,10 @@ def test_the_release_page_opens_with_the_hooks_reason_then_shows_how_far_the_rul
     release_id = pending(api, run_jobs)
     page = web("member").get(f"/releases/{release_id}").text
     panel = text_of(page[page.index('<div id="release-panel"'):page.index('id="resources"')])
-    assert panel.startswith(f"Why this release needs approval {REASON} Release #{release_id} Pending approval")
+    assert panel.startswith(f"Release #{release_id} Pending approval Why it waits: {REASON} waiting")
     assert f"Approval {WAITING_FOR_BOTH}" in panel
-    assert decide_buttons(page) == []  # a read-only member: nothing to click, and no sentence either
-    assert 'id="why-not"' not in page
+    assert decide_buttons(page) == []  # a read-only member: nothing to click, only who can decide
+    assert 'id="why-not"' not in page and "alice, bob, carol can decide" in panel
 
 
 def test_the_approve_button_says_which_rule_the_click_counts_for(app, api, web, people, new_environment, run_jobs):
@@ -242,7 +242,7 @@ def test_in_a_browser_two_reviewers_meet_two_rules_and_the_release_is_applied(
     expect(bob.locator("#approval-summary")).to_have_text(WAITING_FOR_BOTH)
     alice = page_as("alice")
     alice.goto(f"/releases/{release_id}")
-    expect(alice.locator("#approval-reason")).to_contain_text(REASON)
+    expect(alice.locator("#decision-reason")).to_contain_text(REASON)
     alice.get_by_role("button", name="Approve as sre").click()
     expect(alice.locator("#approval-summary")).to_have_text(SRE_MET)
     expect(alice.locator("#messages")).to_contain_text("Your approval counted for sre")

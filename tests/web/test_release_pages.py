@@ -182,8 +182,8 @@ def test_a_too_long_comment_is_refused_with_a_sentence(api, web, new_environment
 
 # -- the release page: what it shows ------------------------------------------------------------------
 
-def test_resources_are_grouped_by_change_type_with_counts_and_destructive_marks(api, web, new_environment,
-                                                                               run_jobs):
+def test_resources_are_grouped_by_change_type_destructive_first_with_counts_and_marks(api, web, new_environment,
+                                                                                     run_jobs):
     new_environment(WAITS)
     release_id = pending(api, run_jobs, resources=MIXED)
     page = web("member").get(f"/releases/{release_id}").text
@@ -191,13 +191,23 @@ def test_resources_are_grouped_by_change_type_with_counts_and_destructive_marks(
     groups = re.findall(r'<h3 id="change-(\w+)" class="change-group( destructive)?">\s*\1 '
                         r'<span class="count">(\d+)</span>( destructive)?</h3>', section)
     assert [(name, count, bool(marked), bool(word)) for name, marked, count, word in groups] == [
-        ("CREATE", "2", False, False), ("DELETE", "1", True, True),
-        ("UPDATE_IN_PLACE", "1", False, False), ("REPLACE", "1", True, True)]
+        ("DELETE", "1", True, True), ("REPLACE", "1", True, True),
+        ("UPDATE_IN_PLACE", "1", False, False), ("CREATE", "2", False, False)]
     assert section.count('class="destructive-row"') == 2
     assert "db/main.json" in section and "q/jobs.json" in section
     # the summary by the buttons counts them too, destructive ones named as such
     assert '<a href="#change-DELETE" class="destructive">1 DELETE (destructive)</a>' in page
     assert '<a href="#change-CREATE">2 CREATE</a>' in page
+
+
+def test_resource_groups_put_every_destructive_type_before_the_others():
+    from webapp.views.release_pages import resource_groups
+
+    kinds = ["NO_OPERATION", "CREATE", "UPDATE_IN_PLACE", "REPLACE", "RECREATE", "DELETE"]
+    groups = resource_groups([{"changeType": kind, "resourceName": kind} for kind in kinds])
+    assert [group["change_type"] for group in groups] == [
+        "DELETE", "RECREATE", "REPLACE", "UPDATE_IN_PLACE", "CREATE", "NO_OPERATION"]
+    assert [group["destructive"] for group in groups] == [True, True, True, False, False, False]
 
 
 def test_the_page_shows_summary_hook_output_and_an_audit_trail_oldest_first(api, web, new_environment,

@@ -31,8 +31,10 @@ from ..intake.trigger import parse_trigger_body
 from ..live import current_version
 from ..models import TERMINAL_STATES, AuditEvent, Environment, Project, Release, User, utcnow
 from ..permissions import (
+    PERMISSIONS,
     PermissionDenied,
     decidable_releases,
+    decide_refusal,
     excluded_authors,
     grant_held,
     has_permission,
@@ -41,7 +43,7 @@ from ..permissions import (
     require_permission,
 )
 from ..transactions import Actor
-from .web import is_htmx, live_fragment, own_release, relative, release_environment, release_in_url
+from .web import is_htmx, live_fragment, own_release, relative, release_environment, release_in_url, span
 
 release_pages = Blueprint("release_pages", __name__)
 
@@ -52,6 +54,9 @@ ABORTABLE_STATES = ("READY", "SCHEDULED", "IN_PROGRESS")
 # decision made elsewhere (and a finished emergency release until someone reviews it).
 LIVE_STATES = ("QUEUED", "PENDING_APPROVAL", "SCHEDULED", *RUNNING_STATES)
 MAX_COMMENT_LENGTH = 5000
+# Resource groups and counts on the release page: what cannot be undone first.
+DESTRUCTIVE_FIRST = ("DELETE", "RECREATE", "REPLACE", "UPDATE_IN_PLACE", "CREATE", "NO_OPERATION")
+MAX_NAMES = 5  # who may decide, by name, before "and 3 more"
 OWN_EMERGENCY = ("You triggered this emergency release, so someone else with the \u201cRelease Approval/Reject\u201d "
                  "permission must review it.")
 
@@ -83,7 +88,7 @@ def allowed_actions(release: Release, user: User, progress: approval_rules.Progr
         "abort": state in ABORTABLE_STATES and has_permission(user, "cancel_release", environment),
         "review": (awaits_review(release) and state in TERMINAL_STATES and not own
                    and has_permission(user, "approve_release", environment)),
-        "trigger_again": has_permission(user, "trigger_release", environment),
+        "trigger_again": state in TERMINAL_STATES and has_permission(user, "trigger_release", environment),
     }
 
 
@@ -110,11 +115,11 @@ def _chosen_environment(**_) -> Environment:
 # -- the release page ---------------------------------------------------------------------------
 
 def resource_groups(resources: list[dict]) -> list[dict]:
-    """Resources grouped by change type, in CHANGE_TYPES order, destructive ones marked."""
+    """Resources grouped by change type, destructive ones first and marked (DESTRUCTIVE_FIRST)."""
     by_type: dict[str, list[dict]] = {}
     for resource in resources:
         by_type.setdefault(resource.get("changeType", ""), []).append(resource)
-    order = [t for t in CHANGE_TYPES if t in by_type] + sorted(t for t in by_type if t not in CHANGE_TYPES)
+    order = [t for t in DESTRUCTIVE_FIRST if t in by_type] + sorted(t for t in by_type if t not in DESTRUCTIVE_FIRST)
     return [{"change_type": t, "resources": by_type[t], "destructive": t in DESTRUCTIVE_CHANGE_TYPES}
             for t in order]
 
@@ -158,13 +163,66 @@ def shows_approval(release: Release) -> bool:
     return release.kind == "RELEASE" and release.pending_since is not None
 
 
+def hook_reason(release: Release) -> str | None:
+    """Why the release waits, as its hook said: the verdict's reason, else its last output line."""
+    if release.approval_reason:
+        return release.approval_reason
+    lines = [line.strip() for line in (release.hook_output or "").splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def who_decides(progress: approval_rules.Progress) -> str:
+    """"reviewer, dana can decide": everyone whose approval would still count, by name."""
+    people = [user.username for user in progress.still_counting()]
+    if not people:
+        return "nobody left can approve it"
+    more = len(people) - MAX_NAMES
+    return ", ".join(people[:MAX_NAMES]) + (f" and {more} more" if more > 0 else "") + " can decide"
+
+
+def why_cannot_decide(release: Release, user: User, progress: approval_rules.Progress) -> str | None:
+    """Said in place of Approve/Reject to someone who may not decide a pending release, naming who can."""
+    refusal = decide_refusal(release, user)
+    if refusal is None:
+        return None
+    environment = release.environment
+    who = who_decides(progress)
+    if not has_permission(user, "approve_release", environment):
+        return (f"Deciding needs {PERMISSIONS['approve_release']} on {environment.project.name}/{environment.name}"
+                f" \u2014 {who}.")
+    if release.triggered_by_id == user.id:
+        return (f"You triggered this release, so someone else decides \u2014 {who}. "
+                "Withdraw it if it should not go ahead.")
+    return f"{refusal.rstrip('.')} \u2014 {who}."
+
+
+def destructive_first(counts: list[tuple[str, int, bool]]) -> list[tuple[str, int, bool]]:
+    return sorted(counts, key=lambda count: DESTRUCTIVE_FIRST.index(count[0]))
+
+
+def decision_header(release: Release, progress: approval_rules.Progress, now: datetime) -> dict:
+    """What a reviewer decides on, first: why it waits, for how long, who decides, what it changes."""
+    expires = releases.expires_at(release.pending_since, release.environment.approval_timeout_hours)
+    return {"reason": hook_reason(release),
+            "waiting": span((now - release.pending_since).total_seconds()),
+            "expires_in": relative(expires, now, precise=True) if expires is not None else None,
+            "deciders": who_decides(progress)}
+
+
 def _panel_context(release: Release) -> dict:
     user = current_user._get_current_object()
+    now = utcnow()
     progress = approval_rules.progress(release) if shows_approval(release) else None
     actions = allowed_actions(release, user, progress)
     approved = release if release.kind == "BOT" else release.bot_release
-    return {**_waiting_context(release, user, utcnow()), "release": release, "environment": release.environment,
-            "counts": change_counts(release.resources or []), "actions": actions, "progress": progress,
+    pending = release.state == "PENDING_APPROVAL" and progress is not None
+    return {**_waiting_context(release, user, now), "release": release, "environment": release.environment,
+            "counts": destructive_first(change_counts(release.resources or [])), "actions": actions,
+            "progress": progress, "ago": lambda moment: relative(moment, now),
+            "took": span((release.finished_at - release.started_at).total_seconds())
+            if release.started_at is not None and release.finished_at is not None else None,
+            "header": decision_header(release, progress, now) if pending else None,
+            "why_cannot": why_cannot_decide(release, user, progress) if pending else None,
             "approve_label": progress.approve_label(user) if actions["approve"] else None,
             "why_not": progress.why_not(user) if actions["decider"] and not actions["approve"] else None,
             "approved_digest": approved.approval_digest if approved is not None else None,
@@ -197,8 +255,12 @@ def _live_context(release: Release, version: str) -> dict:
         live_url = url_for("release_pages.release_live", release_id=release.id, **args)
     events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.release_id == release.id)
                                 .order_by(AuditEvent.id)).all()
+    now = utcnow()
     return {"release": release, "events": events, "live_url": live_url,
-            "following": release.state in RUNNING_STATES}
+            "following": release.state in RUNNING_STATES, "ago": lambda moment: relative(moment, now),
+            # re-drawn as the logs grow, so a running release says how long it has run
+            "elapsed": span((now - release.started_at).total_seconds())
+            if release.state in RUNNING_STATES and release.started_at is not None else None}
 
 
 @release_pages.get("/releases/<int:release_id>")

@@ -28,19 +28,27 @@ def message_response(message: str, status: int, *, kind: str = "error") -> Respo
     return make_response(render_template("error.html", message=message, status=status), status)
 
 
-def relative(moment: datetime, now: datetime) -> str:
-    """How far `moment` is from `now` (both naive UTC) as people say it: "in 14 h", "3 d ago"."""
+def relative(moment: datetime, now: datetime, *, precise: bool = False) -> str:
+    """How far `moment` is from `now` (both naive UTC) as people say it: "in 14 h", "3 d ago";
+    `precise` adds the next unit ("in 2 d 4 h")."""
     seconds = (moment - now).total_seconds()
-    span = abs(seconds)
-    if span < 60:
+    if abs(seconds) < 60:
         return "in under a minute" if seconds >= 0 else "under a minute ago"
-    if span < 3600:
-        amount = f"{int(span // 60)} min"
-    elif span < 48 * 3600:
-        amount = f"{int(span // 3600)} h"
-    else:
-        amount = f"{int(span // 86400)} d"
+    amount = span(abs(seconds), precise=precise)
     return f"in {amount}" if seconds >= 0 else f"{amount} ago"
+
+
+def span(seconds: float, *, precise: bool = False) -> str:
+    """A length of time as people say it: "12 min", "14 h", "3 d" (`precise`: "2 d 4 h")."""
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 48 * 3600:
+        rest = int(seconds % 3600 // 60)
+        return f"{int(seconds // 3600)} h" + (f" {rest} min" if precise and rest else "")
+    rest = int(seconds % 86400 // 3600)
+    return f"{int(seconds // 86400)} d" + (f" {rest} h" if precise and rest else "")
 
 
 # -- live fragments -------------------------------------------------------------------------------
