@@ -45,7 +45,7 @@ def test_a_reviewer_reads_why_how_long_who_and_what_before_the_buttons(app, api,
         "waiting 12 min · expires in 2 d 4 h admin, approver can decide. "
         "Approval 0 of 1 rule met \u2014 default: waiting (needs 1 of 2 who may approve) "
         "Changes: 1 DELETE (destructive) , 1 REPLACE (destructive) , 1 UPDATE_IN_PLACE , 2 CREATE "
-        "· First release of this environment: resources: 5 added Comment optional; kept with your decision "
+        "First release of this environment: resources: 5 added Comment optional; kept with your decision "
         "Approve Reject")
     assert re.findall(r"<button[^>]*>(.*?)</button>", header) == ["Approve", "Reject"]
     assert page.count('id="approval-summary"') == 1 and page.count('id="release-title"') == 1
