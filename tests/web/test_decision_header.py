@@ -119,6 +119,20 @@ def test_a_running_release_shows_how_long_it_has_run_and_a_finished_one_how_long
     assert re.search(r"Finished .* ago · took 3 min", text_of(client.get(f"/releases/{release_id}").text))
 
 
+def test_spans_and_relative_times_read_as_people_say_them():
+    from datetime import datetime
+
+    from webapp.views.web import relative, span
+
+    now = datetime(2026, 12, 3, 6, 0)
+    assert [span(s) for s in (30, 12 * 60 + 30, 3 * 3600 + 20 * 60, 52 * 3600 + 17 * 60)] == [
+        "under a minute", "12 min", "3 h", "2 d"]
+    assert span(3 * 3600 + 20 * 60, precise=True) == "3 h 20 min" and span(48 * 3600, precise=True) == "2 d"
+    assert relative(now + timedelta(hours=52, minutes=17), now, precise=True) == "in 2 d 4 h"
+    assert relative(now + timedelta(hours=14, minutes=5), now) == "in 14 h"  # the scheduled note's wording, kept
+    assert relative(now - timedelta(seconds=20), now) == "under a minute ago"
+
+
 def test_the_decision_header_is_gone_once_decided(api, web, new_environment, run_jobs):
     new_environment(WAITS)
     release_id = pending(api, run_jobs)
