@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from tests.web.test_release_pages import HX, MIXED, WAITS, pending
 from webapp.extensions import db
-from webapp.models import Environment, Release, utcnow
+from webapp.models import Environment, Release, User, utcnow
 
 # -- the pending-approvals inbox -------------------------------------------------------------------------
 
@@ -162,3 +162,20 @@ def test_the_navigation_count_costs_the_same_queries_for_twenty_waiting_releases
     add_pending(app, 20)
     many = count_statements()
     assert many[0].endswith(">20</span>") and many[1] == few[1]
+
+
+def test_the_navigation_count_is_drawn_only_for_people_who_can_ever_approve(app, web, people):
+    from webapp.accounts import machine_actor
+    from webapp.groups import add_member, create_group, grant_to_group
+
+    people.add("grouped")  # holds approve_release only through a group
+    with app.app_context():
+        actor = machine_actor()
+        approvers = create_group(actor, name="approvers")
+        grant_to_group(actor, approvers, "approve_release")
+        add_member(actor, approvers, db.session.scalar(sa.select(User).where(User.username == "grouped")))
+    for persona, shown in (("admin", True), ("approver", True), ("grouped", True), ("member", False),
+                           ("dev", False)):
+        page = web(persona).get("/").text
+        assert ('id="approvals-count"' in page) == shown, persona
+        assert 'href="/approvals"' in page  # the inbox itself is for everyone: their own releases wait there
