@@ -420,3 +420,28 @@ def test_the_dashboard_updates_live_in_a_browser_without_reloading(page_as, api,
     assert page.evaluate("window.notReloaded") is True
     page.get_by_role("link", name="env").click()
     expect(page.get_by_role("heading", name="svc / env")).to_be_visible()
+
+
+def test_in_a_browser_a_reviewer_goes_from_the_card_to_the_release_and_sees_what_ran_last(
+        page_as, api, new_environment):
+    from playwright.sync_api import expect
+
+    from tests.helpers import wait_for
+
+    new_environment(WAITS)
+    release_id = trigger(api, resources=MIXED_CHANGES, description="Drop the old orders table")
+    wait_for(lambda: state(api, release_id) == "PENDING_APPROVAL")
+    page = page_as("approver", viewport={"width": 390, "height": 844})
+    card = page.locator("article.environment-tile").first
+    expect(card.locator("li.waiting")).to_contain_text("Drop the old orders table")
+    expect(card.locator(".destructive-badge")).to_be_visible()
+    review = card.get_by_role("link", name=f"Review release {release_id}")
+    expect(review).to_be_visible()
+    box = review.bounding_box()
+    assert box["height"] >= 44 and box["x"] >= 0 and box["x"] + box["width"] <= 390  # a thumb's target, on screen
+    expect(card.locator(".last-finished, .empty").last).to_contain_text("No release has finished here yet.")
+    review.click()
+    expect(page.locator("#release-panel .state")).to_have_text("Pending approval")
+    assert api("approver").post(f"/api/v1/releases/{release_id}/reject", json={"comment": "no"}).status_code == 200
+    page.goto("/")
+    expect(page.locator("article.environment-tile").first).to_contain_text("Nothing running.")
