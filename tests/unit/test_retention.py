@@ -396,3 +396,21 @@ def test_an_environments_live_query_finds_live_releases_by_state(app, long_histo
     with app.app_context():
         plan = live_query_plan(long_history["environment"])
     assert full_scans(plan) == [] and "state" in index_searches(plan), plan
+
+
+def test_each_environments_last_finished_release_comes_off_the_history_index_without_a_sort(app, long_history):
+    from webapp.views.pages import FINISHED_STATES, _live_releases
+
+    with app.app_context():
+        with recorded_statements() as statements:
+            live = _live_releases()
+        (statement, parameters), = [item for item in statements if "FROM releases" in item[0]]
+        plan = query_plan(statement, parameters)
+        expected = {environment_id: db.session.scalar(
+            sa.select(sa.func.max(Release.id)).where(Release.environment_id == environment_id,
+                                                     Release.state.in_(FINISHED_STATES)))
+            for environment_id in live}
+    assert {environment_id: [row.id for row in lists["finished"]] for environment_id, lists in live.items()} == {
+        environment_id: [last] for environment_id, last in expected.items()}
+    assert full_scans(plan) == [] and sorts(plan) == [], plan
+    assert "ix_releases_environment_history" in index_searches(plan) or "environment_id" in index_searches(plan), plan

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import sqlalchemy as sa
 
 from tests.web.test_release_pages import HX, MIXED, WAITS, pending
 from webapp.extensions import db
-from webapp.models import Environment
+from webapp.models import Environment, Release, User, utcnow
 
 # -- the pending-approvals inbox -------------------------------------------------------------------------
 
@@ -24,16 +25,57 @@ def test_the_inbox_lists_only_what_the_user_may_decide_oldest_first(app, api, we
     own = pending(api, run_jobs, who="approver", path="svc/third")
 
     page = web("approver").get("/approvals").text
-    listed = [int(n) for n in re.findall(r'<a href="/releases/(\d+)">Release #', page)]
+    listed = [int(n) for n in re.findall(r'<a href="/releases/(\d+)">Release #', table(page))]
     assert listed == [older, newer]  # not their own release, oldest first
     assert 'href="/projects/svc/environments/first"' in page and "dev" in page
     assert "2 CREATE" in page and "1 DELETE (destructive)" in page
+    assert own_section(page) == [own]  # their own, waiting for someone else
 
     scoped = web("scoped").get("/approvals").text
-    assert re.findall(r'<a href="/releases/(\d+)">Release #', scoped) == [str(newer)]
-    assert f"Release #{own}" in web("admin").get("/approvals").text  # someone else's for the admin
-    for name in ("member", "dev"):
-        assert "Nothing is waiting for you." in web(name).get("/approvals").text
+    assert re.findall(r'<a href="/releases/(\d+)">Release #', table(scoped)) == [str(newer)]
+    assert f"Release #{own}" in table(web("admin").get("/approvals").text)  # someone else's for the admin
+    member = web("member").get("/approvals").text
+    assert "Nothing is waiting for you: 3 releases are waiting for others." in text_of(member)
+    assert own_section(member) == [] and "Your releases awaiting review" not in member
+    dev = web("dev").get("/approvals").text
+    assert "Nothing is waiting for you: 3 releases are waiting for others." in text_of(dev)
+    assert own_section(dev) == [older, newer]
+
+
+def table(page: str) -> str:
+    found = re.search(r"<tbody>.*?</tbody>", page, re.S)
+    return found.group(0) if found else ""
+
+
+def own_section(page: str) -> list[int]:
+    found = re.search(r'<section class="own-pending".*?</section>', page, re.S)
+    return [int(n) for n in re.findall(r'<a href="/releases/(\d+)">Release #', found.group(0))] if found else []
+
+
+def text_of(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_the_inbox_shows_the_description_age_expiry_and_a_destructive_badge_first(
+        app, api, web, new_environment, run_jobs):
+    new_environment(WAITS, approval_timeout_hours=52)
+    new_environment(WAITS, name="other")
+    risky = pending(api, run_jobs, resources=MIXED, description="Drop the old orders table")
+    plain = pending(api, run_jobs, path="svc/other")
+    with app.app_context():
+        db.session.execute(sa.update(Release).where(Release.id == risky).values(
+            pending_since=utcnow() - timedelta(minutes=12, seconds=5)))
+        db.session.commit()
+    page = web("approver").get("/approvals").text
+    rows = re.findall(r'<tr class="waiting">(.*?)</tr>', page, re.S)
+    first_cells = [re.search(r'<td data-label="Release">(.*?)</td>', row, re.S).group(1) for row in rows]
+    assert f"Release #{risky}" in first_cells[0] and "destructive" in text_of(first_cells[0])
+    assert "Drop the old orders table" in first_cells[0]
+    assert f"Release #{plain}" in first_cells[1] and "destructive" not in text_of(first_cells[1])
+    waited = [text_of(re.search(r'<td data-label="Waiting since">(.*?)</td>', row, re.S).group(1)) for row in rows]
+    assert waited[0] == "12 min ago · expires in 2 d"  # 52 h from 12 minutes ago
+    assert waited[1] == "under a minute ago · never expires"
+    assert re.search(r'<time datetime="[0-9T:-]+Z" title="[0-9 :-]+ UTC">12 min ago</time>', rows[0])
 
 
 def test_the_inbox_list_refreshes_itself_and_answers_204_when_nothing_changed(api, web, new_environment,
@@ -120,3 +162,20 @@ def test_the_navigation_count_costs_the_same_queries_for_twenty_waiting_releases
     add_pending(app, 20)
     many = count_statements()
     assert many[0].endswith(">20</span>") and many[1] == few[1]
+
+
+def test_the_navigation_count_is_drawn_only_for_people_who_can_ever_approve(app, web, people):
+    from webapp.accounts import machine_actor
+    from webapp.groups import add_member, create_group, grant_to_group
+
+    people.add("grouped")  # holds approve_release only through a group
+    with app.app_context():
+        actor = machine_actor()
+        approvers = create_group(actor, name="approvers")
+        grant_to_group(actor, approvers, "approve_release")
+        add_member(actor, approvers, db.session.scalar(sa.select(User).where(User.username == "grouped")))
+    for persona, shown in (("admin", True), ("approver", True), ("grouped", True), ("member", False),
+                           ("dev", False)):
+        page = web(persona).get("/").text
+        assert ('id="approvals-count"' in page) == shown, persona
+        assert 'href="/approvals"' in page  # the inbox itself is for everyone: their own releases wait there

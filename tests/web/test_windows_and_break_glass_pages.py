@@ -273,7 +273,16 @@ def test_the_dashboard_lists_emergencies_overdue_reviews_and_frozen_environments
     # reviewed, it leaves the banner and the overdue list
     api("approver").post(f"/api/v1/releases/{finished}/review", json={"comment": "fine"})
     after = client.get("/").text
-    assert f'href="/releases/{finished}"' not in after and 'id="overdue-reviews"' not in after
+    assert f'href="/releases/{finished}"' not in text_of_html(after, "emergency-banner")
+    assert 'id="overdue-reviews"' not in after
+    # it stays the environment's last finished release, on its card
+    assert re.search(rf'class="last-finished succeeded">.*?<a href="/releases/{finished}">', after, re.S)
+
+
+def text_of_html(page: str, element_id: str) -> str:
+    """The markup of the element with `element_id` (up to its closing tag), or "" when absent."""
+    found = re.search(rf'<(\w+)[^>]* id="{element_id}".*?</\1>', page, re.S)
+    return found.group(0) if found else ""
 
 
 def test_a_board_with_windows_is_drawn_again_when_the_minute_moves(app, api, web, new_environment):

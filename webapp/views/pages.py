@@ -11,17 +11,29 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, flash, g, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from jinja2_fragments.flask import render_block
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import aliased, joinedload
 from werkzeug.datastructures import MultiDict
 
 from .. import approval_rules, environments, windows
 from ..environments import SettingsConflict, sandbox_path_entries
 from ..extensions import db
 from ..intake.ids import parse_id
-from ..intake.resources import InvalidInput
+from ..intake.resources import DESTRUCTIVE_CHANGE_TYPES, InvalidInput
 from ..intake.validate import ENVIRONMENT_FIELDS, VARIABLE_FIELDS, variable_name
 from ..live import current_version
-from ..models import SLOT_STATES, STATES, AuditEvent, Environment, Group, Project, Release, User, Variable, utcnow
+from ..models import (
+    SLOT_STATES,
+    STATES,
+    AuditEvent,
+    Decision,
+    Environment,
+    Group,
+    Project,
+    Release,
+    User,
+    Variable,
+    utcnow,
+)
 from ..permissions import has_permission, require_permission
 from ..transactions import Actor
 from .web import is_htmx, live_fragment, relative
@@ -31,6 +43,9 @@ pages = Blueprint("pages", __name__)
 HISTORY_PAGE_SIZE = 25
 SETTINGS_EVENTS_SHOWN = 10
 LIVE_STATES = ("QUEUED", *SLOT_STATES)
+# What an environment card calls its last finished release: the last one that ran to an end
+# (rejected, cancelled and approved releases changed nothing; an approved one's bot release ran).
+FINISHED_STATES = ("SUCCEEDED", "FAILED", "TIMED_OUT")
 SETTING_LABELS = {
     "release_stream": "Release stream",
     "approval_workflow": "Approval workflow",
@@ -75,7 +90,10 @@ def _environment(project: str, environment: str, **_) -> Environment:
 @dataclass(frozen=True)
 class LiveRelease:
     """A release line: the columns it shows, and for a pending release how far its approval
-    rules are met ("1 of 2 rules met — dba: waiting (needs 1 of 3 members), sre: approved by bob")."""
+    rules are met ("1 of 2 rules met — dba: waiting (needs 1 of 3 members), sre: approved by bob").
+
+    A BOT release keeps the identity of the release it applies (`parent_id`): its triggerer
+    (`parent_triggered_by_name`) and who approved it (`approved_by`)."""
 
     id: int
     kind: str
@@ -88,49 +106,113 @@ class LiveRelease:
     break_glass_reason: str | None = None  # an emergency release: live, or finished and not reviewed yet
     review_due_at: datetime | None = None
     approval: str | None = None
+    description: str = ""
+    commit: str | None = None
+    finished_at: datetime | None = None
+    destructive: bool = False  # it deletes, replaces or recreates a resource
+    parent_id: int | None = None
+    parent_triggered_by_name: str | None = None
+    approved_by: tuple[str, ...] = ()
+    may_review: bool = False  # the viewer's approval would count for one of its unmet rules
+
+    @property
+    def number(self) -> int:
+        """The number people know it by: a bot release's is its original's."""
+        return self.parent_id if self.parent_id is not None else self.id
+
+    @property
+    def by(self) -> str | None:
+        """Who triggered it: for a bot release, who triggered the original."""
+        return self.parent_triggered_by_name if self.parent_id is not None else self.triggered_by_name
 
 
 def _empty_lists() -> dict[str, list[LiveRelease]]:
-    return {"active": [], "queue": [], "emergencies": []}
+    return {"active": [], "queue": [], "emergencies": [], "finished": []}
 
 
-def _live_releases(environment_id: int | None = None) -> dict[int, dict[str, list[LiveRelease]]]:
-    """Active and queued releases by environment, and the emergency releases among them or
-    finished without their review yet, in one query. The live ones are looked up by state, the
-    unreviewed emergencies by their partial index (ix_releases_review_pending).
+def _last_finished_ids(environment_id: int | None) -> sa.Select:
+    """SQL: the id of each environment's last finished release, each found by walking that
+    environment's history backwards on ix_releases_environment_history (environment_id, id) to
+    the first release in a finished state: a few index entries, never the whole history."""
+    earlier = aliased(Release)
+    last = (sa.select(earlier.id).where(earlier.environment_id == Environment.id,
+                                        earlier.state.in_(FINISHED_STATES))
+            .order_by(earlier.id.desc()).limit(1).correlate(Environment).scalar_subquery())
+    query = sa.select(last).select_from(Environment)
+    return query.where(Environment.id == environment_id) if environment_id is not None else query
+
+
+def _live_releases(environment_id: int | None = None, viewer: User | None = None
+                   ) -> dict[int, dict[str, list[LiveRelease]]]:
+    """Active and queued releases by environment, the emergency releases among them or finished
+    without their review yet, and each environment's last finished release, in one query. The live
+    ones are looked up by state, the unreviewed emergencies by their partial index
+    (ix_releases_review_pending), the last finished through the history index.
 
     Plain rows of the columns a release line shows, not ORM objects: a line needs no
-    relationship or resource list, and a board shows the live releases of every environment.
-    The progress of the pending ones' rules takes a few more queries, however many they are.
+    relationship, and a board shows the live releases of every environment. The progress of the
+    pending ones' rules, and who approved the releases bot releases apply, take a few more
+    queries, however many they are. `viewer`: whose approval `may_review` asks about.
     """
+    parent, parent_user = aliased(Release), aliased(User)
+
     def rows_where(*conditions) -> sa.Select:
         query = (sa.select(Release.id, Release.kind, Release.state, Release.environment_id, Release.created_at,
                            Release.started_at, User.username.label("triggered_by_name"), Release.triggered_by_id,
                            Release.approval_rules, Release.approval_reason, Release.since, Release.scheduled_reason,
-                           Release.break_glass_reason, Release.review_due_at)
-                 .outerjoin(User, User.id == Release.triggered_by_id).where(*conditions))
+                           Release.break_glass_reason, Release.review_due_at, Release.description, Release.commit,
+                           Release.finished_at, Release.resources, Release.parent_release_id, Release.reviewed_at,
+                           parent_user.username.label("parent_triggered_by_name"))
+                 .outerjoin(User, User.id == Release.triggered_by_id)
+                 .outerjoin(parent, parent.id == Release.parent_release_id)
+                 .outerjoin(parent_user, parent_user.id == parent.triggered_by_id).where(*conditions))
         return query.where(Release.environment_id == environment_id) if environment_id is not None else query
 
     unreviewed = rows_where(Release.break_glass_reason.is_not(None), Release.reviewed_at.is_(None),
                             Release.state.not_in(LIVE_STATES))
+    finished = rows_where(Release.id.in_(_last_finished_ids(environment_id)),
+                          sa.or_(Release.break_glass_reason.is_(None), Release.reviewed_at.is_not(None)))
     # Sorted here, not by the database: with ORDER BY id, SQLite (no statistics) would walk the
     # environment's whole history in id order rather than look the few live releases up by state.
-    rows = sorted(db.session.execute(sa.union_all(rows_where(Release.state.in_(LIVE_STATES)), unreviewed)),
-                  key=lambda row: row.id)
+    rows = sorted(db.session.execute(sa.union_all(rows_where(Release.state.in_(LIVE_STATES)), unreviewed,
+                                                  finished)), key=lambda row: row.id)
     progress = approval_rules.progress_of(row for row in rows if row.state == "PENDING_APPROVAL")
+    approvers = _approvers({row.parent_release_id for row in rows if row.parent_release_id is not None})
+    # Rows come in id order, so each environment keeps its newest finished one (the last finished
+    # release, or an older emergency release still to be reviewed).
+    last_ids = {row.environment_id: row.id for row in rows if row.state in FINISHED_STATES}
     live: dict[int, dict[str, list[LiveRelease]]] = {}
     for row in rows:
-        release = LiveRelease(row.id, row.kind, row.state, row.environment_id, row.created_at, row.started_at,
-                              row.triggered_by_name, row.scheduled_reason, row.break_glass_reason, row.review_due_at,
-                              progress[row.id].summary() if row.id in progress else None)
+        pending = progress.get(row.id)
+        release = LiveRelease(
+            row.id, row.kind, row.state, row.environment_id, row.created_at, row.started_at,
+            row.triggered_by_name, row.scheduled_reason, row.break_glass_reason, row.review_due_at,
+            pending.summary() if pending is not None else None, row.description or "", row.commit,
+            row.finished_at, any(r.get("changeType") in DESTRUCTIVE_CHANGE_TYPES for r in row.resources or []),
+            row.parent_release_id, row.parent_triggered_by_name, tuple(approvers.get(row.parent_release_id, ())),
+            pending is not None and bool(pending.counts_for(viewer)))
         lists = live.setdefault(release.environment_id, _empty_lists())
-        if release.break_glass_reason is not None:
+        if release.break_glass_reason is not None and row.reviewed_at is None:
             lists["emergencies"].append(release)
         if release.state == "QUEUED":
             lists["queue"].append(release)
         elif release.state in LIVE_STATES:
             lists["active"].append(release)
+        if last_ids.get(release.environment_id) == release.id:
+            lists["finished"].append(release)
     return live
+
+
+def _approvers(release_ids: set[int]) -> dict[int, list[str]]:
+    """Who approved each of `release_ids` (the originals of bot releases), in the order they did."""
+    if not release_ids:
+        return {}
+    found: dict[int, list[str]] = {}
+    for release_id, name in db.session.execute(
+            sa.select(Decision.release_id, User.username).outerjoin(User, User.id == Decision.user_id)
+            .where(Decision.release_id.in_(release_ids), Decision.decision == "APPROVE").order_by(Decision.id)):
+        found.setdefault(release_id, []).append(name or "a deleted user")
+    return found
 
 
 # -- change windows and emergency releases, as the dashboard and the environment page show them --
@@ -175,12 +257,13 @@ def _clock_moved() -> bool:
 # -- dashboard ----------------------------------------------------------------------------------
 
 def _dashboard_context(version: str) -> dict[str, Any]:
-    """Every project with its environments, each with its active releases, queue and window badge;
-    the emergency releases that still run or wait for their review, and the overdue reviews."""
+    """Every project with its environments, each with its active releases, queue, last finished
+    release and window badge; the emergency releases that still run or wait for their review, and
+    the overdue reviews."""
     rows = db.session.execute(sa.select(Project, Environment)
                               .outerjoin(Environment, Environment.project_id == Project.id)
                               .order_by(Project.name, Environment.name)).all()
-    live = _live_releases()
+    live = _live_releases(viewer=current_user._get_current_object())
     now = utcnow()
     board: list[dict[str, Any]] = []
     emergencies: list[dict[str, Any]] = []
@@ -192,8 +275,11 @@ def _dashboard_context(version: str) -> dict[str, Any]:
             continue
         lists = live.get(environment.id, _empty_lists())
         # The project is loaded by the same query, so judging every environment adds no query.
+        finished = lists["finished"][0] if lists["finished"] else None
         board[-1]["environments"].append({"environment": environment, "active": lists["active"],
-                                          "queue": lists["queue"],
+                                          "queue": lists["queue"], "finished": finished,
+                                          "finished_ago": relative(finished.finished_at, now)
+                                          if finished is not None and finished.finished_at else None,
                                           "window": window_note(windows.judge_environment(environment, now))})
         emergencies += [_emergency(release, now, project=project.name, environment=environment.name)
                         for release in lists["emergencies"]]

@@ -396,13 +396,36 @@ def awaiting(user: User, pending: list) -> list[tuple]:
 
 
 def _inbox_context(version: str) -> dict:
-    """`version` is read before the query, so a change in between shows on the next poll."""
+    """`version` is read before the query, so a change in between shows on the next poll.
+
+    Each release the user's approval would count for, with its changes, destructive or not, how
+    long it has waited and when it expires; how many other releases wait for someone else, and
+    the user's own releases waiting for review."""
     user = current_user._get_current_object()
+    now = utcnow()
     query = decidable_releases(user).order_by(_waiting_since(), Release.id)
     waiting = awaiting(user, db.session.scalars(query).all())
-    return {"waiting": [(release, change_counts(release.resources or []), progress, progress.counts_for(user))
+    pending = db.session.scalar(sa.select(sa.func.count(Release.id)).where(Release.state == "PENDING_APPROVAL"))
+    own = db.session.scalars(sa.select(Release).where(Release.state == "PENDING_APPROVAL",
+                                                      Release.triggered_by_id == user.id)
+                             .order_by(_waiting_since(), Release.id)).all()
+    return {"waiting": [_inbox_entry(release, now, progress, progress.counts_for(user))
                         for release, progress in waiting],
+            "others": pending - len(waiting), "own": [_inbox_entry(release, now) for release in own],
             "refresh_url": url_for("release_pages.approvals_list", v=version)}
+
+
+def _inbox_entry(release: Release, now: datetime, progress: approval_rules.Progress | None = None,
+                 counted: list[str] | None = None) -> dict:
+    """A release as an inbox line: its change counts, whether it destroys anything, how long it
+    has waited ("12 min ago") and when it expires ("in 2 d"; None: never)."""
+    counts = change_counts(release.resources or [])
+    since = release.pending_since or release.created_at
+    expires = releases.expires_at(release.pending_since, release.environment.approval_timeout_hours)
+    return {"release": release, "counts": counts, "progress": progress, "counted": counted or [],
+            "destructive": any(destructive for _type, _count, destructive in counts),
+            "since": since, "age": relative(since, now), "expires": expires,
+            "expires_in": relative(expires, now) if expires is not None else None}
 
 
 @release_pages.get("/approvals")
