@@ -255,7 +255,7 @@ def test_an_environment_manager_creates_a_project_and_an_environment(app, staff,
     response = post(envmgr, "/admin/projects", name="shop", repo=str(hook_repo), branch="main", hook_ref="")
     assert response.status_code == 302 and response.location.endswith("/admin/projects/shop")
     response = post(envmgr, "/admin/projects/shop/environments", name="prod", release_stream="PROD",
-                    approval_workflow="on", release_command='bash deploy.sh "$1"')
+                    mode="approval", release_command='bash deploy.sh "$1"')
     assert response.status_code == 302
     page = envmgr.get("/admin/projects")
     assert 'href="/projects/shop/environments/prod"' in page.text
@@ -263,6 +263,19 @@ def test_an_environment_manager_creates_a_project_and_an_environment(app, staff,
     assert environment["release_stream"] == "PROD" and environment["approval_workflow"] is True
     assert environment["release_command"] == 'bash deploy.sh "$1"' and environment["parallel_releases"] is False
     assert api("member").get("/api/v1/projects").json["items"][0]["hook_ref"] is None
+
+
+def test_the_create_environment_form_offers_one_mode_of_three(app, staff, web, api, new_environment):
+    new_environment(WAITS)
+    envmgr = web("envmgr")
+    page = envmgr.get("/admin/projects/svc").text
+    assert re.findall(r'<input type="radio" name="mode" value="(\w+)"', page) == ["approval", "serial", "parallel"]
+    assert 'name="mode" value="approval" checked' in page
+    assert 'name="approval_workflow"' not in page and 'name="parallel_releases"' not in page
+    for name, mode in (("fast", "parallel"), ("plain", "serial")):
+        assert post(envmgr, "/admin/projects/svc/environments", name=name, release_stream="QA",
+                    mode=mode).status_code == 302
+        assert api("member").get(f"/api/v1/projects/svc/environments/{name}").json["mode"] == mode
 
 
 def test_project_form_errors_are_shown_beside_their_fields(app, staff, web, new_environment):
@@ -285,10 +298,10 @@ def test_environment_form_errors_are_shown_beside_their_fields(app, staff, web, 
     assert page.status_code == 422
     assert "not a valid environment name" in field_error(page, "environment", "name")
     assert "Release stream must not be empty" in field_error(page, "environment", "release_stream")
-    page = post(envmgr, "/admin/projects/svc/environments", name="both", release_stream="QA",
-                approval_workflow="on", parallel_releases="on")
-    assert page.status_code == 409 and "exclude each other" in field_error(page, "environment", "parallel_releases")
-    page = post(envmgr, "/admin/projects/svc/environments", name="env", release_stream="QA")
+    assert "Choose one mode" in field_error(page, "environment", "mode")  # no mode sent
+    page = post(envmgr, "/admin/projects/svc/environments", name="both", release_stream="QA", mode="both")
+    assert page.status_code == 422 and "Choose one mode" in field_error(page, "environment", "mode")
+    page = post(envmgr, "/admin/projects/svc/environments", name="env", release_stream="QA", mode="serial")
     assert page.status_code == 409 and "already has an environment" in field_error(page, "environment", "name")
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(Environment.id))) == 1

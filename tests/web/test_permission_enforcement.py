@@ -49,7 +49,7 @@ API_ENV = f"/api/v1/projects/{PROJECT}/environments/{ENV}"
 PAGE_ENV = f"/projects/{PROJECT}/environments/{ENV}"
 HX = {"HX-Request": "true"}
 SETTINGS_FORM = {  # prod's settings as its form sends them, with the hook timeout changed from 300
-    "release_stream": "PROD", "approval_workflow": "on", "release_command": 'bash deploy.sh "$1"',
+    "release_stream": "PROD", "mode": "approval", "release_command": 'bash deploy.sh "$1"',
     "hook_ref": "", "hook_timeout_seconds": "120", "release_timeout_seconds": "3600",
     "approval_timeout_hours": ""}
 WEBHOOK_FORM = {"name": "audit", "url": "https://hooks.example.com/releases", "events": ["release.queued"],
@@ -136,7 +136,7 @@ CASES = [
     Case("admin.update_project", "manage_environments", "POST", f"/admin/projects/{PROJECT}",
          {"repo": "{repo}", "branch": "release", "hook_ref": ""}, ok=302, writes="projects", scoped=False),
     Case("admin.create_environment", "manage_environments", "POST", f"/admin/projects/{PROJECT}/environments",
-         {"name": "stage", "release_stream": "STAGE", "approval_workflow": "on"}, ok=302, writes="environments",
+         {"name": "stage", "release_stream": "STAGE", "mode": "approval"}, ok=302, writes="environments",
          scoped=False),
     # -- manage_users (exists for all environments only) ----------------------------------------------
     Case("admin.create_user", "manage_users", "POST", "/admin/users",

@@ -388,7 +388,7 @@ def _render_project(project: Project, errors: dict[str, Errors] | None = None,
         edit_values=values.get("edit") or {**{key: getattr(project, key) or "" for key in PROJECT_TEXT},
                                            "change_windows": windows.window_lines(project.change_windows),
                                            "freezes": windows.freeze_lines(project.freezes)},
-        env_values=values.get("environment") or {"approval_workflow": True}), status
+        env_values=values.get("environment") or {"mode": "approval"}), status
 
 
 @admin.get("/projects/<project>")
@@ -433,17 +433,20 @@ def create_environment(project: str):
     found = _project(project)
     form = request.form
     values = {"name": form.get("name", ""), "release_stream": form.get("release_stream", ""),
-              "release_command": form.get("release_command", ""),
-              "approval_workflow": "approval_workflow" in form, "parallel_releases": "parallel_releases" in form}
+              "release_command": form.get("release_command", "")}
     checks = {"name": lambda value: check_slug(value.strip(), "environment name"),
               **_spec_checks(ENVIRONMENT_FIELDS, ENVIRONMENT_LABELS)}
     clean, errors = _check(values, checks)
+    values["mode"] = form.get("mode", "")
+    mode = environments.MODES.get(values["mode"])
+    if mode is None:
+        errors["mode"] = environments.MODE_CHOICE
     if errors:
         return _render_project(found, {"environment": errors}, {"environment": values}, 422)
     name = clean.pop("name")
     try:
-        environment = environments.create_environment(found, _actor(), name=name, **clean)
-    except ReleaseError as error:  # both switches on (SettingsConflict names its field) or the name is taken
+        environment = environments.create_environment(found, _actor(), name=name, **clean, **mode)
+    except ReleaseError as error:  # the name is taken: one mode cannot turn on both switches
         field = getattr(error, "field", "name")
         return _render_project(found, {"environment": {field: str(error)}}, {"environment": values}, error.status)
     flash(f"Created {found.name}/{environment.name}. Its page holds the rest of its settings.", "success")
