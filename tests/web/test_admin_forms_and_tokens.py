@@ -30,7 +30,7 @@ def admin_posts(app) -> list[tuple[str, dict]]:
         (f"/admin/users/{dev}/deactivate", {}),
         (f"/admin/users/{dev}/reactivate", {}),
         (f"/admin/users/{dev}/password", {"password": "a long enough passphrase"}),
-        (f"/admin/users/{dev}/grants", {"permission": "manage_users", "environment": ""}),
+        (f"/admin/users/{dev}/grants", {"permission": "manage_users", "environment": "all"}),
         (f"/admin/users/{dev}/grants/{grant_id}/revoke", {}),
         ("/admin/projects", {"name": "evil", "repo": "/tmp/x", "branch": "main"}),
         ("/admin/projects/svc", {"repo": "/tmp/evil", "branch": "main", "hook_ref": ""}),
@@ -40,7 +40,7 @@ def admin_posts(app) -> list[tuple[str, dict]]:
         ("/admin/groups/dba/delete", {}),
         ("/admin/groups/dba/members", {"username": "member"}),
         (f"/admin/groups/dba/members/{dev}/remove", {}),
-        ("/admin/groups/dba/grants", {"permission": "manage_users", "environment": ""}),
+        ("/admin/groups/dba/grants", {"permission": "manage_users", "environment": "all"}),
         (f"/admin/groups/dba/grants/{group_grant_id}/revoke", {}),
     ]
 

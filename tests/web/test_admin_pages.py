@@ -222,9 +222,10 @@ def test_a_grant_for_all_environments_takes_effect_and_revoking_it_ends_it(app, 
     path = "/api/v1/projects/svc/environments/env/releases"
     body = {"resources": [{"resourceType": "s", "resourceName": "a", "resourcePath": "a", "changeType": "CREATE"}]}
     assert api("member").post(path, json=body).status_code == 403
-    assert post(admin, f"/admin/users/{member}/grants", permission="trigger_release", environment="").status_code == 302
+    granted = post(admin, f"/admin/users/{member}/grants", permission="trigger_release", environment="all")
+    assert granted.status_code == 302
     assert api("member").post(path, json=body).status_code == 202
-    page = post(admin, f"/admin/users/{member}/grants", permission="trigger_release", environment="")
+    page = post(admin, f"/admin/users/{member}/grants", permission="trigger_release", environment="all")
     assert page.status_code == 409 and "already holds" in field_error(page, "grant", "permission")
     with app.app_context():
         grant_id = db.session.scalar(sa.select(Grant.id).where(Grant.user_id == member))
@@ -233,6 +234,28 @@ def test_a_grant_for_all_environments_takes_effect_and_revoking_it_ends_it(app, 
     with app.app_context():
         assert db.session.scalar(sa.select(AuditEvent).where(
             AuditEvent.reason == "trigger_release revoked from member on all environments")) is not None
+
+
+def test_a_grant_without_a_chosen_where_is_refused_with_a_sentence(app, staff, web, new_environment):
+    new_environment(WAITS)
+    member = user_id(app, "member")
+    admin = web("admin")
+    page = admin.get(f"/admin/users/{member}").text
+    where = re.search(r'<select id="grant-environment" name="environment" required.*?</select>', page, re.S).group(0)
+    options = re.findall(r'<option value="([^"]*)"([^>]*)>([^<]*)</option>', where)
+    assert options[:2] == [("", "", "Choose where…"), ("all", "", "All environments")]
+    assert all("selected" not in attributes for _, attributes, _ in options)  # nothing is preselected
+    for scope in ("", None):
+        form = {"permission": "approve_release"} | ({} if scope is None else {"environment": scope})
+        refused = post(admin, f"/admin/users/{member}/grants", **form)
+        assert refused.status_code == 422
+        assert field_error(refused, "grant", "environment") == (
+            "Choose where the grant holds: all environments, or one environment.")
+    post(admin, "/admin/groups", name="dba")  # a group's grant form asks the same
+    refused = post(admin, "/admin/groups/dba/grants", permission="approve_release", environment="")
+    assert refused.status_code == 422 and "Choose where the grant holds" in field_error(refused, "grant", "environment")
+    with app.app_context():
+        assert db.session.scalar(sa.select(Grant.id).where(Grant.user_id == member)) is None
 
 
 def test_manage_users_for_one_environment_is_refused_beside_the_field(app, staff, web, new_environment):

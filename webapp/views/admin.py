@@ -75,9 +75,16 @@ def index():
 
 # -- users and grants --------------------------------------------------------------------------
 
+ALL_ENVIRONMENTS = "all"  # a grant form's "Where" for every environment
+
+
 def _environment_in_form(scope: str) -> Environment | None:
-    """The environment a grant form names by id (empty: all environments), or FieldError."""
+    """The environment a grant form names by id (`all`: all environments), or FieldError. There
+    is no default: a grant for everywhere is chosen, never left over from an untouched select."""
     if not scope:
+        raise accounts.FieldError("Choose where the grant holds: all environments, or one environment.",
+                                  "environment")
+    if scope == ALL_ENVIRONMENTS:
         return None
     environment_id = parse_id(scope)
     environment = db.session.get(Environment, environment_id) if environment_id is not None else None
