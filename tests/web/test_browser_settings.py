@@ -82,3 +82,23 @@ def test_a_refused_save_lists_its_errors_at_the_top_and_a_reload_of_its_address_
     expect(page.locator("#messages")).to_contain_text("Nothing was saved from that address")
     expect(page.get_by_label("Release stream")).to_have_value("QA")
     expect(page.locator("#settings-error-summary")).to_have_count(0)
+
+
+def test_a_new_token_expires_in_90_days_by_default_and_its_copy_button_copies_it(page_as, live_site):
+    page = page_as("member")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_site)
+    page.goto("/admin/tokens")
+    expect(page.get_by_label("Expires")).to_have_value("90")
+    page.get_by_label("Name").fill("CI deploy job")
+    page.get_by_role("button", name="Create token").click()
+    token = page.locator("#new-token").inner_text()
+    assert token.startswith("rg_")
+    copy = page.locator("button[data-copy=new-token]")
+    expect(copy).to_have_text("Copy")
+    expect(copy).to_be_visible()
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    expect(page.locator("[data-copied-for='new-token']")).to_have_text("Copied to the clipboard.")
+    assert page.evaluate("navigator.clipboard.readText()") == token
+    row = page.get_by_role("row", name=re.compile("CI deploy job"))
+    expect(row).to_contain_text("Active")

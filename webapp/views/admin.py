@@ -466,6 +466,8 @@ def _render_tokens(errors: Errors | None = None, values: dict | None = None, cre
                    status: int = 200, slack_code: str | None = None):
     return render_template("admin/tokens.html", tokens=accounts.tokens_of(_me()), now=utcnow(),
                            errors=errors or {}, values=values or {}, created=created,
+                           lifetimes=accounts.TOKEN_LIFETIMES, default_days=accounts.DEFAULT_TOKEN_DAYS,
+                           never=accounts.NEVER,
                            slack_on=slack.configured(), slack_links=slack_links.links_of(_me()),
                            slack_code=slack_code, code_minutes=slack_links.CODE_MINUTES), status
 
@@ -486,7 +488,7 @@ def create_token():
         return _render_tokens(errors, values, status=422)
     token = accounts.create_api_token(_actor(), clean["name"], clean["expires_in_days"])
     # Shown in this answer only: it is not stored, and a reload does not bring it back.
-    return _render_tokens(created=token, status=201)
+    return _render_tokens(created=token, values={"created_never": clean["expires_in_days"] is None}, status=201)
 
 
 @admin.post("/tokens/<int:token_id>/revoke")
