@@ -32,6 +32,9 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
 MAX_TOKEN_DAYS = 3650
+DEFAULT_TOKEN_DAYS = 90  # a new API token expires unless someone chooses "never"
+TOKEN_LIFETIMES = (7, 30, 90, 180, 365)  # the days the tokens page offers, beside "never"
+NEVER = "never"
 
 
 class FieldError(ReleaseError):
@@ -308,21 +311,25 @@ def check_token_name(name: str) -> str:
 
 
 def check_expiry_days(days: str | int | None) -> int | None:
+    """A new token's lifetime in days; None for an explicit `never`. Nothing chosen is the default."""
     if days is None or (isinstance(days, str) and not days.strip()):
+        return DEFAULT_TOKEN_DAYS
+    if isinstance(days, str) and days.strip().lower() == NEVER:
         return None
     try:
         value = int(days)
     except (TypeError, ValueError):
-        raise FieldError("Enter a whole number of days, or leave it empty for a token that does not expire.",
+        raise FieldError(f"Enter a whole number of days, or {NEVER} for a token that does not expire.",
                          "expires_in_days") from None
     if not 1 <= value <= MAX_TOKEN_DAYS:
-        raise FieldError(f"Enter between 1 and {MAX_TOKEN_DAYS} days, or leave it empty.", "expires_in_days")
+        raise FieldError(f"Enter between 1 and {MAX_TOKEN_DAYS} days, or {NEVER}.", "expires_in_days")
     return value
 
 
 @transition
-def create_api_token(actor: Actor, name: str, expires_in_days: int | None = None) -> str:
-    """Create a token for the acting user and return it; only its hash is stored."""
+def create_api_token(actor: Actor, name: str, expires_in_days: int | None = DEFAULT_TOKEN_DAYS) -> str:
+    """Create a token for the acting user and return it; only its hash is stored. It expires
+    after `expires_in_days`, or never for None."""
     user = _own(actor)
     name = check_token_name(name)
     expires_at: datetime | None = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None

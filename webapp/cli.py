@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -10,13 +11,13 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from . import environments, groups, releases
-from .accounts import FieldError, add_grant, add_user, machine_actor, scope_label
+from .accounts import DEFAULT_TOKEN_DAYS, FieldError, add_grant, add_user, check_expiry_days, machine_actor, scope_label
 from .auth import create_token
 from .extensions import db
 from .intake.resources import InvalidInput, check_slug, parse_resources
 from .intake.terraform import resources_from_terraform_plan
 from .intake.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS, fields
-from .models import Environment, Project, User
+from .models import Environment, Project, User, utcnow
 from .permissions import GLOBAL_ONLY, PERMISSIONS
 from .transactions import Actor
 
@@ -160,8 +161,18 @@ def register_cli(app: Flask) -> None:
     @tokens.command("create")
     @click.argument("name")
     @click.option("--label", default="cli")
-    def tokens_create(name, label):
-        click.echo(create_token(_user(name), label))
+    @click.option("--days", default=str(DEFAULT_TOKEN_DAYS), show_default=True, metavar="N|never",
+                  help="Days until the token expires, or never.")
+    def tokens_create(name, label, days):
+        try:
+            lifetime = check_expiry_days(days)
+        except FieldError as error:
+            raise click.ClickException(f"--days: {error}") from None
+        if lifetime is None:
+            click.echo("Warning: this token never expires; revoke it (API tokens page) when it is no longer used.",
+                       err=True)
+        expires_at = None if lifetime is None else utcnow() + timedelta(days=lifetime)
+        click.echo(create_token(_user(name), label, expires_at))
 
     @projects.command("create")
     @click.argument("name")

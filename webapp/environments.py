@@ -117,16 +117,27 @@ def create_environment(project: Project, actor: Actor, *, name: str, **settings:
     return environment
 
 
-GATE_WEAKENING = {"approval_workflow", "release_stream", "allow_self_approval", "release_command", "hook_ref"}
+# A mode, as the forms offer it, in the two switches the model and the API keep.
+MODES = {"approval": {"approval_workflow": True, "parallel_releases": False},
+         "serial": {"approval_workflow": False, "parallel_releases": False},
+         "parallel": {"approval_workflow": False, "parallel_releases": True}}
+MODE_CHOICE = "Choose one mode: approval workflow, serial without approval, or parallel releases."
+
+GATE_WEAKENING = {"release_stream", "release_command", "hook_ref"}
 
 
 def weakened_settings(changed: dict[str, dict[str, Any]]) -> list[str]:
-    """The changed settings that weaken the gate. Host paths weaken it only when a path is
+    """The changed settings that weaken the gate. The approval workflow weakens it only when
+    turned off, self-approval only when turned on; host paths only when a path is
     added or turns writable; approval rules only when one is removed, lowered or given to
     other people; separation of duties only when turned off; emergency releases only when
     turned on, their review only when given longer; windows and freezes only when releases may
     start at more moments."""
     weakened = GATE_WEAKENING & changed.keys()
+    if "approval_workflow" in changed and not changed["approval_workflow"]["new"]:
+        weakened.add("approval_workflow")
+    if "allow_self_approval" in changed and changed["allow_self_approval"]["new"]:
+        weakened.add("allow_self_approval")
     if "sandbox_paths" in changed and sandbox_paths_widened(changed["sandbox_paths"]["old"],
                                                             changed["sandbox_paths"]["new"]):
         weakened.add("sandbox_paths")
@@ -161,10 +172,9 @@ def sandbox_paths_widened(old: list[dict] | None, new: list[dict] | None) -> boo
                for entry in new or [])
 
 
-@transition
-def update_environment(environment: Environment, actor: Actor, changes: dict[str, Any]) -> list[str]:
-    """Apply settings changes, refusing both switches on; returns the names that changed."""
-    require(actor.user, "manage_environments", environment)
+def check_settings_changes(environment: Environment, changes: dict[str, Any]) -> None:
+    """Raise SettingsConflict when `changes` cannot be made now: both switches on, parallel
+    releases while a release runs its hook or waits, or an approval rule's group gone."""
     approval = changes.get("approval_workflow", environment.approval_workflow)
     parallel = changes.get("parallel_releases", environment.parallel_releases)
     if approval and parallel:
@@ -178,11 +188,18 @@ def update_environment(environment: Environment, actor: Actor, changes: dict[str
             raise SettingsConflict("Parallel releases cannot be turned on while a release of this environment "
                                    "is running its hook or waiting for approval; decide or cancel it first.",
                                    "parallel_releases")
-    if "approval_rules" in changes:  # again inside this transaction: a group deleted since the check
+    if "approval_rules" in changes:
         missing = approval_rules.missing_groups(changes["approval_rules"])
         if missing:
             raise SettingsConflict(f"The group \u201c{missing[0]}\u201d was deleted meanwhile; name another.",
                                    "approval_rules")
+
+
+@transition
+def update_environment(environment: Environment, actor: Actor, changes: dict[str, Any]) -> list[str]:
+    """Apply settings changes, refusing both switches on; returns the names that changed."""
+    require(actor.user, "manage_environments", environment)
+    check_settings_changes(environment, changes)  # again in this transaction: a group deleted since a check
     changed = {}
     for key, value in changes.items():
         old = getattr(environment, key)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import sqlalchemy as sa
 
 from webapp.extensions import db
-from webapp.models import Environment, Grant, Project, Release, User
+from webapp.models import ApiToken, Environment, Grant, Project, Release, User, utcnow
 
 
 def run(app, *args: str):
@@ -39,6 +40,24 @@ def test_a_team_can_be_set_up_and_a_release_triggered_from_the_command_line(app,
         assert (grant.permission, grant.environment_id) == ("trigger_release", environment.id)
     response = app.test_client().get("/api/v1/releases/1", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
+
+
+def test_tokens_create_expires_after_90_days_or_the_days_given_or_never_with_a_warning(app, people):
+    people.add("ann")
+    before = utcnow()
+    lifetimes = {}
+    for label, days in (("default", None), ("week", "7"), ("forever", "never")):
+        result = run(app, "tokens", "create", "ann", "--label", label, *(() if days is None else ("--days", days)))
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip().startswith("rg_") and len(result.stdout.strip().splitlines()) == 1
+        assert ("never expires" in result.stderr) is (days == "never")
+        with app.app_context():
+            expires_at = db.session.scalar(sa.select(ApiToken.expires_at).where(ApiToken.name == label))
+        lifetimes[label] = None if expires_at is None else round((expires_at - before) / timedelta(days=1))
+    assert lifetimes == {"default": 90, "week": 7, "forever": None}
+    for bad in ("0", "soon"):
+        result = run(app, "tokens", "create", "ann", "--days", bad)
+        assert result.exit_code != 0 and "--days:" in result.output and "Traceback" not in result.output
 
 
 def test_cli_mistakes_get_a_sentence_not_a_traceback(app, tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -14,7 +15,7 @@ from tests.web.test_admin_pages import (
     user_id,
 )
 from webapp.extensions import db
-from webapp.models import ApiToken, AuditEvent, Environment, Grant, Project, User
+from webapp.models import ApiToken, AuditEvent, Environment, Grant, Project, User, utcnow
 
 # -- forged and anonymous posts ----------------------------------------------------------------
 
@@ -30,7 +31,7 @@ def admin_posts(app) -> list[tuple[str, dict]]:
         (f"/admin/users/{dev}/deactivate", {}),
         (f"/admin/users/{dev}/reactivate", {}),
         (f"/admin/users/{dev}/password", {"password": "a long enough passphrase"}),
-        (f"/admin/users/{dev}/grants", {"permission": "manage_users", "environment": ""}),
+        (f"/admin/users/{dev}/grants", {"permission": "manage_users", "environment": "all"}),
         (f"/admin/users/{dev}/grants/{grant_id}/revoke", {}),
         ("/admin/projects", {"name": "evil", "repo": "/tmp/x", "branch": "main"}),
         ("/admin/projects/svc", {"repo": "/tmp/evil", "branch": "main", "hook_ref": ""}),
@@ -40,7 +41,7 @@ def admin_posts(app) -> list[tuple[str, dict]]:
         ("/admin/groups/dba/delete", {}),
         ("/admin/groups/dba/members", {"username": "member"}),
         (f"/admin/groups/dba/members/{dev}/remove", {}),
-        ("/admin/groups/dba/grants", {"permission": "manage_users", "environment": ""}),
+        ("/admin/groups/dba/grants", {"permission": "manage_users", "environment": "all"}),
         (f"/admin/groups/dba/grants/{group_grant_id}/revoke", {}),
     ]
 
@@ -108,6 +109,56 @@ def test_a_new_token_is_shown_once_and_works(app, staff, web):
             AuditEvent.reason == "API token 'ci deploy' created for member")) is not None
 
 
+def token_row(app, name: str) -> ApiToken:
+    with app.app_context():
+        row = db.session.scalar(sa.select(ApiToken).where(ApiToken.name == name))
+        db.session.expunge(row)
+        return row
+
+
+def test_a_new_token_expires_after_90_days_unless_another_choice_is_made(app, staff, web):
+    member = web("member")
+    page = member.get("/admin/tokens").text
+    select = re.search(r'<select id="token-expires_in_days" name="expires_in_days".*?</select>', page, re.S).group(0)
+    assert re.findall(r'<option value="(\w+)"', select) == ["7", "30", "90", "180", "365", "never"]
+    assert re.search(r'<option value="90" selected>after 90 days \(default\)</option>', select)
+    assert "choose “never” only for a program you watch" in page
+    before = utcnow()
+    for name, days in (("by default", None), ("a week", "7")):
+        form = {"name": name} | ({} if days is None else {"expires_in_days": days})
+        assert post(member, "/admin/tokens", **form).status_code == 201
+        lifetime = token_row(app, name).expires_at - before
+        assert timedelta(days=int(days or 90)) <= lifetime < timedelta(days=int(days or 90), minutes=1)
+
+
+def test_a_token_that_never_expires_is_chosen_explicitly_and_warned_about(app, staff, web):
+    page = post(web("member"), "/admin/tokens", name="forever", expires_in_days="never")
+    assert page.status_code == 201
+    assert "It never expires: revoke it below as soon as it is no longer used." in page.text
+    assert token_row(app, "forever").expires_at is None
+    assert "It never expires" not in post(web("member"), "/admin/tokens", name="soon").text
+
+
+def test_an_expired_token_is_refused(app, staff, web):
+    member = web("member")
+    token = created_token(post(member, "/admin/tokens", name="short", expires_in_days="7"))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert app.test_client().get("/api/v1/projects", headers=headers).status_code == 200
+    with app.app_context():  # seven days and a second later
+        db.session.execute(sa.update(ApiToken).where(ApiToken.name == "short")
+                           .values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    response = app.test_client().get("/api/v1/projects", headers=headers)
+    assert response.status_code == 401 and "invalid, expired or revoked" in response.json["error"]
+    assert "Expired" in member.get("/admin/tokens").text
+
+
+def test_the_shown_once_token_has_a_copy_button_for_the_static_script(app, staff, web):
+    page = post(web("member"), "/admin/tokens", name="copy me").text
+    assert '<button type="button" class="button" data-copy="new-token" hidden>Copy</button>' in page
+    assert "<script>" not in page and "onclick" not in page  # the script is static/app.js, under script-src 'self'
+
+
 def test_a_revoked_token_is_refused(app, staff, web):
     member = web("member")
     token = created_token(post(member, "/admin/tokens", name="laptop"))
@@ -136,7 +187,7 @@ def test_token_form_errors_are_shown_beside_their_fields(app, staff, web):
     page = post(web("member"), "/admin/tokens", name="  ", expires_in_days="soon")
     assert page.status_code == 422
     assert "name of 1–100 characters" in field_error(page, "token", "name")
-    assert "whole number of days" in field_error(page, "token", "expires_in_days")
+    assert "whole number of days, or never" in field_error(page, "token", "expires_in_days")
     assert 'id="new-token"' not in page.text
     page = post(web("member"), "/admin/tokens", name="x", expires_in_days="0")
     assert "between 1 and 3650" in field_error(page, "token", "expires_in_days")

@@ -222,9 +222,10 @@ def test_a_grant_for_all_environments_takes_effect_and_revoking_it_ends_it(app, 
     path = "/api/v1/projects/svc/environments/env/releases"
     body = {"resources": [{"resourceType": "s", "resourceName": "a", "resourcePath": "a", "changeType": "CREATE"}]}
     assert api("member").post(path, json=body).status_code == 403
-    assert post(admin, f"/admin/users/{member}/grants", permission="trigger_release", environment="").status_code == 302
+    granted = post(admin, f"/admin/users/{member}/grants", permission="trigger_release", environment="all")
+    assert granted.status_code == 302
     assert api("member").post(path, json=body).status_code == 202
-    page = post(admin, f"/admin/users/{member}/grants", permission="trigger_release", environment="")
+    page = post(admin, f"/admin/users/{member}/grants", permission="trigger_release", environment="all")
     assert page.status_code == 409 and "already holds" in field_error(page, "grant", "permission")
     with app.app_context():
         grant_id = db.session.scalar(sa.select(Grant.id).where(Grant.user_id == member))
@@ -233,6 +234,28 @@ def test_a_grant_for_all_environments_takes_effect_and_revoking_it_ends_it(app, 
     with app.app_context():
         assert db.session.scalar(sa.select(AuditEvent).where(
             AuditEvent.reason == "trigger_release revoked from member on all environments")) is not None
+
+
+def test_a_grant_without_a_chosen_where_is_refused_with_a_sentence(app, staff, web, new_environment):
+    new_environment(WAITS)
+    member = user_id(app, "member")
+    admin = web("admin")
+    page = admin.get(f"/admin/users/{member}").text
+    where = re.search(r'<select id="grant-environment" name="environment" required.*?</select>', page, re.S).group(0)
+    options = re.findall(r'<option value="([^"]*)"([^>]*)>([^<]*)</option>', where)
+    assert options[:2] == [("", "", "Choose where…"), ("all", "", "All environments")]
+    assert all("selected" not in attributes for _, attributes, _ in options)  # nothing is preselected
+    for scope in ("", None):
+        form = {"permission": "approve_release"} | ({} if scope is None else {"environment": scope})
+        refused = post(admin, f"/admin/users/{member}/grants", **form)
+        assert refused.status_code == 422
+        assert field_error(refused, "grant", "environment") == (
+            "Choose where the grant holds: all environments, or one environment.")
+    post(admin, "/admin/groups", name="dba")  # a group's grant form asks the same
+    refused = post(admin, "/admin/groups/dba/grants", permission="approve_release", environment="")
+    assert refused.status_code == 422 and "Choose where the grant holds" in field_error(refused, "grant", "environment")
+    with app.app_context():
+        assert db.session.scalar(sa.select(Grant.id).where(Grant.user_id == member)) is None
 
 
 def test_manage_users_for_one_environment_is_refused_beside_the_field(app, staff, web, new_environment):
@@ -255,7 +278,7 @@ def test_an_environment_manager_creates_a_project_and_an_environment(app, staff,
     response = post(envmgr, "/admin/projects", name="shop", repo=str(hook_repo), branch="main", hook_ref="")
     assert response.status_code == 302 and response.location.endswith("/admin/projects/shop")
     response = post(envmgr, "/admin/projects/shop/environments", name="prod", release_stream="PROD",
-                    approval_workflow="on", release_command='bash deploy.sh "$1"')
+                    mode="approval", release_command='bash deploy.sh "$1"')
     assert response.status_code == 302
     page = envmgr.get("/admin/projects")
     assert 'href="/projects/shop/environments/prod"' in page.text
@@ -263,6 +286,19 @@ def test_an_environment_manager_creates_a_project_and_an_environment(app, staff,
     assert environment["release_stream"] == "PROD" and environment["approval_workflow"] is True
     assert environment["release_command"] == 'bash deploy.sh "$1"' and environment["parallel_releases"] is False
     assert api("member").get("/api/v1/projects").json["items"][0]["hook_ref"] is None
+
+
+def test_the_create_environment_form_offers_one_mode_of_three(app, staff, web, api, new_environment):
+    new_environment(WAITS)
+    envmgr = web("envmgr")
+    page = envmgr.get("/admin/projects/svc").text
+    assert re.findall(r'<input type="radio" name="mode" value="(\w+)"', page) == ["approval", "serial", "parallel"]
+    assert 'name="mode" value="approval" checked' in page
+    assert 'name="approval_workflow"' not in page and 'name="parallel_releases"' not in page
+    for name, mode in (("fast", "parallel"), ("plain", "serial")):
+        assert post(envmgr, "/admin/projects/svc/environments", name=name, release_stream="QA",
+                    mode=mode).status_code == 302
+        assert api("member").get(f"/api/v1/projects/svc/environments/{name}").json["mode"] == mode
 
 
 def test_project_form_errors_are_shown_beside_their_fields(app, staff, web, new_environment):
@@ -285,10 +321,10 @@ def test_environment_form_errors_are_shown_beside_their_fields(app, staff, web, 
     assert page.status_code == 422
     assert "not a valid environment name" in field_error(page, "environment", "name")
     assert "Release stream must not be empty" in field_error(page, "environment", "release_stream")
-    page = post(envmgr, "/admin/projects/svc/environments", name="both", release_stream="QA",
-                approval_workflow="on", parallel_releases="on")
-    assert page.status_code == 409 and "exclude each other" in field_error(page, "environment", "parallel_releases")
-    page = post(envmgr, "/admin/projects/svc/environments", name="env", release_stream="QA")
+    assert "Choose one mode" in field_error(page, "environment", "mode")  # no mode sent
+    page = post(envmgr, "/admin/projects/svc/environments", name="both", release_stream="QA", mode="both")
+    assert page.status_code == 422 and "Choose one mode" in field_error(page, "environment", "mode")
+    page = post(envmgr, "/admin/projects/svc/environments", name="env", release_stream="QA", mode="serial")
     assert page.status_code == 409 and "already has an environment" in field_error(page, "environment", "name")
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(Environment.id))) == 1

@@ -109,9 +109,9 @@ def test_the_settings_form_writes_rules_one_a_line_and_shows_them_back(app, api,
     assert "dba: 1 of group dba" in page  # the settings history, in words
     assert "dba: 1 of group dba" in web("member").get(PAGE).text  # read-only facts
     # `*` is anyone who may approve; an empty box is the default rule.
-    client.post(SETTINGS, data=settings_form(approval_rules="two * 2", csrf_token=client.csrf))
+    client.post(SETTINGS, data=settings_form(approval_rules="two * 2", confirm_weakening="1", csrf_token=client.csrf))
     assert api("member").get(API_ENV).json["approval_rules"] == [{"name": "two", "group": None, "approvals": 2}]
-    client.post(SETTINGS, data=settings_form(approval_rules="", csrf_token=client.csrf))
+    client.post(SETTINGS, data=settings_form(approval_rules="", confirm_weakening="1", csrf_token=client.csrf))
     assert api("member").get(API_ENV).json["approval_rules"] == DEFAULT
 
 
@@ -167,7 +167,8 @@ def test_a_form_without_the_rules_box_leaves_the_rules_alone(app, api, web, grou
     new_environment(PLAIN)
     api("admin").patch(API_ENV, json={"approval_rules": DBA_AND_SRE})
     client = web("admin")
-    response = client.post(SETTINGS, data=settings_form(release_stream="QA2", csrf_token=client.csrf))
+    response = client.post(SETTINGS, data=settings_form(release_stream="QA2", confirm_weakening="1",
+                                                        csrf_token=client.csrf))
     assert response.status_code == 303
     saved = api("member").get(API_ENV).json
     assert saved["release_stream"] == "QA2" and saved["approval_rules"] == DBA_AND_SRE

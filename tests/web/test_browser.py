@@ -36,17 +36,6 @@ def test_a_read_only_member_sees_no_buttons_and_a_forged_post_is_refused(api, pa
     assert state(api, release_id) == "PENDING_APPROVAL"
 
 
-def test_turning_on_both_switches_shows_the_reason_beside_the_field(api, page_as, new_environment):
-    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 0\n"})
-    page = page_as("admin")
-    page.goto("/projects/svc/environments/env")
-    page.get_by_label("Parallel releases").check()
-    page.get_by_role("button", name="Save settings").click()
-    expect(page.locator("#parallel_releases-error")).to_contain_text("exclude each other")
-    settings = api("member").get("/api/v1/projects/svc/environments/env").json
-    assert settings["parallel_releases"] is False and settings["approval_workflow"] is True
-
-
 PHONE = {"width": 390, "height": 844}
 
 

@@ -2,6 +2,7 @@
 field, audit, and secrets that never come back."""
 from __future__ import annotations
 
+import html
 import re
 
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ from tests.web.test_pages_dashboard import (
     settings_form,
 )
 from webapp.extensions import db
-from webapp.models import Variable
+from webapp.models import AuditEvent, Variable
 
 # -- settings -----------------------------------------------------------------------------------
 
@@ -42,7 +43,7 @@ def test_saving_settings_changes_the_environment_and_is_audited(app, api, web, p
     new_environment(PLAIN)
     people.add("keeper", "manage_environments", environment=environment_row(app))
     client = web("keeper")
-    form = settings_form(release_stream="QA2", approval_workflow=None, allow_self_approval="on",
+    form = settings_form(release_stream="QA2", mode="serial", allow_self_approval="on", confirm_weakening="1",
                          hook_timeout_seconds="120", approval_timeout_hours="1.5",
                          release_command="echo one\r\necho two", csrf_token=client.csrf)
     response = client.post(SETTINGS, data=form)
@@ -72,19 +73,40 @@ def test_saving_unchanged_settings_changes_nothing_and_says_so(app, web, new_env
     assert settings_events(app) == before
 
 
-def test_turning_on_both_switches_shows_the_reason_next_to_the_field_and_changes_nothing(
+def test_the_mode_is_one_choice_of_three_saved_as_the_two_switches(app, api, web, new_environment):
+    new_environment(PLAIN)
+    client = web("admin")
+    page = client.get(PAGE).text
+    assert re.findall(r'<input type="radio" name="mode" value="(\w+)"', page) == ["approval", "serial", "parallel"]
+    assert re.search(r'name="mode" value="approval"[^>]*checked', page)
+    assert 'name="approval_workflow"' not in page and 'name="parallel_releases"' not in page
+    for mode, switches in (("parallel", (False, True)), ("serial", (False, False)), ("approval", (True, False))):
+        response = client.post(SETTINGS, data=settings_form(mode=mode, confirm_weakening="1", csrf_token=client.csrf))
+        assert response.status_code == 303, response.text
+        saved = api("member").get(API_ENV).json
+        assert (saved["mode"], (saved["approval_workflow"], saved["parallel_releases"])) == (mode, switches)
+        assert re.search(rf'name="mode" value="{mode}"[^>]*checked', client.get(PAGE).text)
+
+
+def test_a_form_without_a_known_mode_is_refused_beside_the_choice_and_changes_nothing(
         app, api, web, new_environment):
     new_environment(PLAIN)
     before = settings_events(app)
     client = web("admin")
-    response = client.post(SETTINGS, data=settings_form(parallel_releases="on", release_stream="OTHER",
-                                                         csrf_token=client.csrf))
-    assert response.status_code == 409
-    assert "exclude each other" in field_error(response.text, "parallel_releases")
-    assert 'name="parallel_releases" checked aria-invalid="true"' in response.text  # the form keeps what was sent
+    for mode in (None, "both"):
+        response = client.post(SETTINGS, data=settings_form(mode=mode, release_stream="OTHER", csrf_token=client.csrf))
+        assert response.status_code == 422
+        assert "Choose one mode" in field_error(response.text, "mode")
     saved = api("member").get(API_ENV).json
     assert (saved["parallel_releases"], saved["approval_workflow"], saved["release_stream"]) == (False, True, "QA")
     assert settings_events(app) == before
+
+
+def test_the_api_keeps_its_two_switches_and_refuses_both_on(api, new_environment):
+    new_environment(PLAIN)
+    response = api("admin").patch(API_ENV, json={"parallel_releases": True})
+    assert response.status_code == 409 and response.json["field"] == "parallel_releases"
+    assert api("admin").patch(API_ENV, json={"approval_workflow": False, "parallel_releases": True}).status_code == 200
 
 
 def test_parallel_releases_while_a_release_waits_for_approval_shows_the_reason(
@@ -94,13 +116,96 @@ def test_parallel_releases_while_a_release_waits_for_approval_shows_the_reason(
     run_jobs()
     assert state(api, pending) == "PENDING_APPROVAL"
     client = web("admin")
-    response = client.post(SETTINGS, data=settings_form(approval_workflow=None, parallel_releases="on",
-                                                         csrf_token=client.csrf))
-    assert response.status_code == 409
-    assert "waiting for approval" in field_error(response.text, "parallel_releases")
+    response = client.post(SETTINGS, data=settings_form(mode="parallel", csrf_token=client.csrf))
+    assert response.status_code == 409  # refused before any confirmation is asked for
+    assert "waiting for approval" in field_error(response.text, "mode")
+    assert "Save anyway" not in response.text
     saved = api("member").get(API_ENV).json
     assert (saved["approval_workflow"], saved["parallel_releases"]) == (True, False)
     assert state(api, pending) == "PENDING_APPROVAL"
+
+
+# -- weakening the gate asks first -------------------------------------------------------------
+
+def resubmitted(text: str) -> dict[str, str]:
+    """The hidden fields of the "Save anyway" form."""
+    box = re.search(r'<div class="message message-warning weakening".*?</form>', text, re.S).group(0)
+    return {html.unescape(name): html.unescape(value)
+            for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', box)}
+
+
+def test_a_weakening_change_asks_for_confirmation_and_saves_nothing_until_confirmed(
+        app, api, web, new_environment):
+    new_environment(PLAIN)
+    before = settings_events(app)
+    client = web("admin")
+    typed = settings_form(mode="serial", release_command='echo "one"\r\necho two', allow_self_approval="on",
+                          csrf_token=client.csrf)
+    response = client.post(SETTINGS, data=typed)
+    assert response.status_code == 409
+    text = html.unescape(response.text)
+    assert "These settings weaken the gate. Nothing is saved yet." in text
+    for sentence in ("The approval workflow is turned off", "People may approve releases they triggered",
+                     "The release command changes"):
+        assert sentence in text
+    assert re.search(r'name="mode" value="serial"[^>]*checked', response.text)  # the form keeps what was sent
+    assert settings_events(app) == before
+    assert api("member").get(API_ENV).json["mode"] == "approval"
+    again = resubmitted(response.text)
+    assert again.pop("confirm_weakening") == "1"
+    assert again.pop("csrf_token") == client.csrf
+    assert again == {name: value for name, value in typed.items() if name != "csrf_token"}
+    confirmed = client.post(SETTINGS, data={**again, "confirm_weakening": "1", "csrf_token": client.csrf})
+    assert confirmed.status_code == 303
+    saved = api("member").get(API_ENV).json
+    assert (saved["mode"], saved["allow_self_approval"], saved["release_command"]) == (
+        "serial", True, 'echo "one"\necho two')
+    assert last_weakening(app) == ["allow_self_approval", "approval_workflow", "release_command"]
+
+
+def test_fewer_approvals_ask_first_but_a_stricter_change_saves_at_once(app, api, web, new_environment):
+    new_environment(PLAIN)
+    client = web("admin")
+    stricter = client.post(SETTINGS, data=settings_form(approval_rules="two * 2", authors_may_not_approve="on",
+                                                         csrf_token=client.csrf))
+    assert stricter.status_code == 303
+    weaker = client.post(SETTINGS, data=settings_form(approval_rules="two * 1", csrf_token=client.csrf))
+    assert weaker.status_code == 409
+    text = html.unescape(weaker.text)
+    assert "Fewer approvals are needed: approval rule two" in text
+    assert "People who wrote or committed a change may approve it." in text
+    saved = api("member").get(API_ENV).json
+    assert (saved["approval_rules"][0]["approvals"], saved["authors_may_not_approve"]) == (2, True)
+    # Turning the approval workflow back on is no weakening: saved at once.
+    assert client.post(SETTINGS, data=settings_form(mode="serial", approval_rules="two * 2",
+                                                    authors_may_not_approve="on", confirm_weakening="1",
+                                                    csrf_token=client.csrf)).status_code == 303
+    assert client.post(SETTINGS, data=settings_form(approval_rules="two * 2", authors_may_not_approve="on",
+                                                    csrf_token=client.csrf)).status_code == 303
+    assert api("member").get(API_ENV).json["mode"] == "approval"
+
+
+def last_weakening(app) -> list[str]:
+    with app.app_context():
+        event = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "settings")
+                                   .order_by(AuditEvent.id.desc())).first()
+        return event.details["weakens_gate"]
+
+
+def test_errors_are_listed_at_the_top_of_the_form_with_links_to_their_fields(app, web, new_environment):
+    new_environment(PLAIN)
+    client = web("admin")
+    response = client.post(SETTINGS, data=settings_form(release_stream="  ", hook_timeout_seconds="0",
+                                                         csrf_token=client.csrf))
+    assert response.status_code == 422
+    summary = re.search(r'<div class="message message-error error-summary".*?</div>', response.text, re.S).group(0)
+    assert "Nothing was saved." in summary
+    links = re.findall(r'<a href="#(setting-\w+)">([^<]*)</a>', summary)
+    assert [target for target, _ in links] == ["setting-release_stream", "setting-hook_timeout_seconds"]
+    assert links[0][1] == "Release stream: Release stream must not be empty."
+    for target, _ in links:
+        assert f'id="{target}"' in response.text
+    assert "error-summary" not in client.get(PAGE).text
 
 
 def test_invalid_settings_show_the_message_next_to_each_field(app, api, web, new_environment):
@@ -128,7 +233,10 @@ def test_the_address_a_refused_save_leaves_in_the_bar_opens_the_form(app, web, n
         again = client.get(address)
         assert again.status_code == 303
         assert again.headers["Location"].endswith(f"/projects/svc/environments/env#{anchor}")
-        assert client.get(again.headers["Location"]).status_code == 200
+        landed = client.get(again.headers["Location"])
+        assert landed.status_code == 200
+        assert f"Nothing was saved from that address: the {anchor} form below shows what is saved now." in landed.text
+    assert 'name="release_stream" id="setting-release_stream" value="QA"' in landed.text  # the saved value
 
 
 def test_a_member_forging_a_settings_post_gets_403_and_nothing_changes(app, api, web, people, new_environment):

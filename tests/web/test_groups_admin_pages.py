@@ -131,7 +131,7 @@ def test_a_user_page_shows_their_groups_and_what_they_hold_through_them(app, sta
     post(admin, "/admin/groups", name="dba")
     post(admin, "/admin/groups/dba/members", username="member")
     assert "Its groups hold no grants." in admin.get(f"/admin/users/{member}").text
-    post(admin, "/admin/groups/dba/grants", permission="approve_release", environment="")
+    post(admin, "/admin/groups/dba/grants", permission="approve_release", environment="all")
 
     page = text_of(admin.get(f"/admin/users/{member}"))
     assert 'member is in <a href="/admin/groups/dba">dba</a>.' in page

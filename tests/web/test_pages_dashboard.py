@@ -67,8 +67,9 @@ def field_error(text: str, field: str) -> str:
 
 
 def settings_form(**overrides) -> dict:
-    """The settings form as a browser sends it for the default environment (unchecked boxes are absent)."""
-    form = {"release_stream": "QA", "approval_workflow": "on", "hook_ref": "", "release_command": "",
+    """The settings form as a browser sends it for the default environment (unchecked boxes are
+    absent). `confirm_weakening="1"` is what the "Save anyway" button adds."""
+    form = {"release_stream": "QA", "mode": "approval", "hook_ref": "", "release_command": "",
             "hook_timeout_seconds": "300", "release_timeout_seconds": "3600", "approval_timeout_hours": ""}
     form.update(overrides)
     return {key: value for key, value in form.items() if value is not None}

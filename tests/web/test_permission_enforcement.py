@@ -49,7 +49,7 @@ API_ENV = f"/api/v1/projects/{PROJECT}/environments/{ENV}"
 PAGE_ENV = f"/projects/{PROJECT}/environments/{ENV}"
 HX = {"HX-Request": "true"}
 SETTINGS_FORM = {  # prod's settings as its form sends them, with the hook timeout changed from 300
-    "release_stream": "PROD", "approval_workflow": "on", "release_command": 'bash deploy.sh "$1"',
+    "release_stream": "PROD", "mode": "approval", "release_command": 'bash deploy.sh "$1"',
     "hook_ref": "", "hook_timeout_seconds": "120", "release_timeout_seconds": "3600",
     "approval_timeout_hours": ""}
 WEBHOOK_FORM = {"name": "audit", "url": "https://hooks.example.com/releases", "events": ["release.queued"],
@@ -136,7 +136,7 @@ CASES = [
     Case("admin.update_project", "manage_environments", "POST", f"/admin/projects/{PROJECT}",
          {"repo": "{repo}", "branch": "release", "hook_ref": ""}, ok=302, writes="projects", scoped=False),
     Case("admin.create_environment", "manage_environments", "POST", f"/admin/projects/{PROJECT}/environments",
-         {"name": "stage", "release_stream": "STAGE", "approval_workflow": "on"}, ok=302, writes="environments",
+         {"name": "stage", "release_stream": "STAGE", "mode": "approval"}, ok=302, writes="environments",
          scoped=False),
     # -- manage_users (exists for all environments only) ----------------------------------------------
     Case("admin.create_user", "manage_users", "POST", "/admin/users",
@@ -149,7 +149,7 @@ CASES = [
     Case("admin.reset_password", "manage_users", "POST", "/admin/users/{dev}/password",
          {"password": "another-password-123"}, ok=302, writes="users", scoped=False),
     Case("admin.grant", "manage_users", "POST", "/admin/users/{dev}/grants",
-         {"permission": "approve_release", "environment": ""}, ok=302, writes="grants", scoped=False),
+         {"permission": "approve_release", "environment": "all"}, ok=302, writes="grants", scoped=False),
     Case("admin.revoke_grant", "manage_users", "POST", "/admin/users/{dev}/grants/{dev_grant}/revoke", ok=302,
          writes="grants", scoped=False),
     # ... groups: the API and the pages (target "group": dba, dev a member, holding approve_release)
@@ -179,7 +179,7 @@ CASES = [
     Case("admin.remove_member", "manage_users", "POST", "/admin/groups/dba/members/{dev}/remove", target="group",
          ok=302, writes="group_members", scoped=False),
     Case("admin.grant_to_group", "manage_users", "POST", "/admin/groups/dba/grants",
-         {"permission": "trigger_release", "environment": ""}, target="group", ok=302, writes="grants",
+         {"permission": "trigger_release", "environment": "all"}, target="group", ok=302, writes="grants",
          scoped=False),
     Case("admin.revoke_group_grant", "manage_users", "POST", "/admin/groups/dba/grants/{group_grant}/revoke",
          target="group", ok=302, writes="grants", scoped=False),
@@ -620,7 +620,7 @@ def test_manage_users_cannot_be_granted_for_one_environment(world):
     assert changed_tables(before, snapshot(world.app)) == []
 
     response = admin.post(f"/admin/users/{member}/grants", data={"csrf_token": admin.csrf,
-                                                                  "permission": "manage_users", "environment": ""})
+                                                                  "permission": "manage_users", "environment": "all"})
     assert response.status_code == 302
     assert world.browser("member").get("/admin/users").status_code == 200
 

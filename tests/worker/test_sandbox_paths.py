@@ -205,7 +205,7 @@ def test_without_allowed_roots_no_environment_gets_a_host_path(app, api, keeper,
 # -- the settings form ------------------------------------------------------------------------------
 
 def settings_form(**overrides) -> dict:
-    form = {"release_stream": "QA", "approval_workflow": "on", "hook_ref": "", "release_command": "",
+    form = {"release_stream": "QA", "mode": "approval", "hook_ref": "", "release_command": "",
             "hook_timeout_seconds": "300", "release_timeout_seconds": "3600", "approval_timeout_hours": "",
             "sandbox_paths": ""}
     form.update(overrides)
@@ -226,7 +226,8 @@ def test_the_settings_form_saves_host_paths_as_lines_and_shows_them_again(api, w
     page = client.get(PAGE).text
     assert textarea(page) == "" and ", ".join(host.allowed) in page  # says what the operator allows
     lines = f"{host.shop} rw\r\n\r\n  {host.docs}\t ro \r\n{host.opt}/deploy"
-    response = client.post(SETTINGS, data=settings_form(sandbox_paths=lines, csrf_token=client.csrf))
+    response = client.post(SETTINGS, data=settings_form(sandbox_paths=lines, confirm_weakening="1",
+                                                         csrf_token=client.csrf))
     assert response.status_code == 303, response.text
     assert api("member").get(ENV_URL).json["sandbox_paths"] == [rw(host.shop), ro(host.docs), ro(host.opt / "deploy")]
     page = client.get(PAGE).text
@@ -272,8 +273,8 @@ def test_paths_the_operator_has_since_disallowed_block_no_other_change_but_every
     app.config["SANDBOX_ALLOWED_PATHS"] = (str(host.docs),)  # the operator narrows the allowed roots
     client = web(keeper)
     unchanged = textarea(client.get(PAGE).text)
-    response = client.post(SETTINGS, data=settings_form(approval_workflow=None, sandbox_paths=unchanged,
-                                                         csrf_token=client.csrf))
+    response = client.post(SETTINGS, data=settings_form(mode="serial", sandbox_paths=unchanged,
+                                                         confirm_weakening="1", csrf_token=client.csrf))
     assert response.status_code == 303, field_error(response.text, "sandbox_paths")
     saved = api("member").get(ENV_URL).json
     assert (saved["approval_workflow"], saved["sandbox_paths"]) == (False, [rw(host.shop)])

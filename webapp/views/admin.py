@@ -75,9 +75,16 @@ def index():
 
 # -- users and grants --------------------------------------------------------------------------
 
+ALL_ENVIRONMENTS = "all"  # a grant form's "Where" for every environment
+
+
 def _environment_in_form(scope: str) -> Environment | None:
-    """The environment a grant form names by id (empty: all environments), or FieldError."""
+    """The environment a grant form names by id (`all`: all environments), or FieldError. There
+    is no default: a grant for everywhere is chosen, never left over from an untouched select."""
     if not scope:
+        raise accounts.FieldError("Choose where the grant holds: all environments, or one environment.",
+                                  "environment")
+    if scope == ALL_ENVIRONMENTS:
         return None
     environment_id = parse_id(scope)
     environment = db.session.get(Environment, environment_id) if environment_id is not None else None
@@ -388,7 +395,7 @@ def _render_project(project: Project, errors: dict[str, Errors] | None = None,
         edit_values=values.get("edit") or {**{key: getattr(project, key) or "" for key in PROJECT_TEXT},
                                            "change_windows": windows.window_lines(project.change_windows),
                                            "freezes": windows.freeze_lines(project.freezes)},
-        env_values=values.get("environment") or {"approval_workflow": True}), status
+        env_values=values.get("environment") or {"mode": "approval"}), status
 
 
 @admin.get("/projects/<project>")
@@ -433,17 +440,20 @@ def create_environment(project: str):
     found = _project(project)
     form = request.form
     values = {"name": form.get("name", ""), "release_stream": form.get("release_stream", ""),
-              "release_command": form.get("release_command", ""),
-              "approval_workflow": "approval_workflow" in form, "parallel_releases": "parallel_releases" in form}
+              "release_command": form.get("release_command", "")}
     checks = {"name": lambda value: check_slug(value.strip(), "environment name"),
               **_spec_checks(ENVIRONMENT_FIELDS, ENVIRONMENT_LABELS)}
     clean, errors = _check(values, checks)
+    values["mode"] = form.get("mode", "")
+    mode = environments.MODES.get(values["mode"])
+    if mode is None:
+        errors["mode"] = environments.MODE_CHOICE
     if errors:
         return _render_project(found, {"environment": errors}, {"environment": values}, 422)
     name = clean.pop("name")
     try:
-        environment = environments.create_environment(found, _actor(), name=name, **clean)
-    except ReleaseError as error:  # both switches on (SettingsConflict names its field) or the name is taken
+        environment = environments.create_environment(found, _actor(), name=name, **clean, **mode)
+    except ReleaseError as error:  # the name is taken: one mode cannot turn on both switches
         field = getattr(error, "field", "name")
         return _render_project(found, {"environment": {field: str(error)}}, {"environment": values}, error.status)
     flash(f"Created {found.name}/{environment.name}. Its page holds the rest of its settings.", "success")
@@ -456,6 +466,8 @@ def _render_tokens(errors: Errors | None = None, values: dict | None = None, cre
                    status: int = 200, slack_code: str | None = None):
     return render_template("admin/tokens.html", tokens=accounts.tokens_of(_me()), now=utcnow(),
                            errors=errors or {}, values=values or {}, created=created,
+                           lifetimes=accounts.TOKEN_LIFETIMES, default_days=accounts.DEFAULT_TOKEN_DAYS,
+                           never=accounts.NEVER,
                            slack_on=slack.configured(), slack_links=slack_links.links_of(_me()),
                            slack_code=slack_code, code_minutes=slack_links.CODE_MINUTES), status
 
@@ -476,7 +488,7 @@ def create_token():
         return _render_tokens(errors, values, status=422)
     token = accounts.create_api_token(_actor(), clean["name"], clean["expires_in_days"])
     # Shown in this answer only: it is not stored, and a reload does not bring it back.
-    return _render_tokens(created=token, status=201)
+    return _render_tokens(created=token, values={"created_never": clean["expires_in_days"] is None}, status=201)
 
 
 @admin.post("/tokens/<int:token_id>/revoke")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import aliased, joinedload
 from werkzeug.datastructures import MultiDict
 
 from .. import approval_rules, environments, windows
-from ..environments import SettingsConflict, sandbox_path_entries
+from ..environments import MODES, SettingsConflict, sandbox_path_entries
 from ..extensions import db
 from ..intake.ids import parse_id
 from ..intake.resources import DESTRUCTIVE_CHANGE_TYPES, InvalidInput
@@ -66,8 +66,8 @@ SETTING_LABELS = {
     "allow_break_glass": "Allow emergency releases",
     "break_glass_review_hours": "Emergency release review due within (hours)",
 }
-SWITCHES = ("approval_workflow", "parallel_releases", "allow_self_approval", "wait_for_external_finish",
-            "authors_may_not_approve", "allow_break_glass")
+MODE_SWITCHES = tuple(MODES["approval"])  # shown as one choice of mode
+SWITCHES = ("allow_self_approval", "wait_for_external_finish", "authors_may_not_approve", "allow_break_glass")
 ANYONE = "*"  # the approval rules textarea: a rule for anyone who may approve
 WHOLE_NUMBERS = ("hook_timeout_seconds", "release_timeout_seconds")
 OPTIONAL_TEXT = ("hook_ref", "release_command")
@@ -336,9 +336,11 @@ def _settings_events(environment: Environment) -> list[AuditEvent]:
 
 def _settings_values(environment: Environment) -> dict[str, Any]:
     """The settings as the form shows them."""
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"mode": environment.mode}
     for name in SETTING_LABELS:
         value = getattr(environment, name)
+        if name in MODE_SWITCHES:
+            continue  # shown as the mode
         if name in SWITCHES:
             values[name] = bool(value)
         elif name == "sandbox_paths":
@@ -383,7 +385,8 @@ def _environment_live_context(environment: Environment, version: str) -> dict[st
 
 def _render_environment(environment: Environment, *, status: int = 200, settings: dict | None = None,
                         settings_errors: dict | None = None, variable: dict | None = None,
-                        variable_errors: dict | None = None):
+                        variable_errors: dict | None = None, weakening: list[str] | None = None,
+                        resubmit: list[tuple[str, str]] | None = None):
     manager = has_permission(current_user, "manage_environments", environment)
     page = render_template(
         "environment.html", **_environment_live_context(environment, current_version()),
@@ -391,6 +394,7 @@ def _render_environment(environment: Environment, *, status: int = 200, settings
         events=_settings_events(environment), can_manage=manager, labels=SETTING_LABELS,
         group_names=list(db.session.scalars(sa.select(Group.name).order_by(Group.name))) if manager else [],
         settings=settings or _settings_values(environment), settings_errors=settings_errors or {},
+        weakening=weakening or [], resubmit=resubmit or [],
         variable=variable or (_variable_values(environment) if manager else {}),
         variable_errors=variable_errors or {})
     return make_response(page, status)
@@ -490,8 +494,15 @@ def _settings_from_form(form: MultiDict, environment: Environment) -> tuple[dict
     """Clean values for every setting, and a sentence for each field that is not acceptable."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
+    mode = MODES.get(form.get("mode", ""))
+    if mode is None:
+        errors["mode"] = environments.MODE_CHOICE
     for name, check in ENVIRONMENT_FIELDS.items():
         label = SETTING_LABELS[name]
+        if name in MODE_SWITCHES:
+            if mode is not None:
+                values[name] = check(mode[name], label)
+            continue
         if name in KEPT_WHEN_ABSENT and name not in form:
             continue  # a form without the box (an older page) leaves the setting alone, never resets it
         try:
@@ -509,7 +520,40 @@ def _settings_from_form(form: MultiDict, environment: Environment) -> tuple[dict
 
 def _submitted_settings(form: MultiDict) -> dict[str, Any]:
     """What the person typed, to show again beside the errors."""
-    return {name: (name in form) if name in SWITCHES else form.get(name, "") for name in SETTING_LABELS}
+    typed = {name: (name in form) if name in SWITCHES else form.get(name, "")
+             for name in SETTING_LABELS if name not in MODE_SWITCHES}
+    return {"mode": form.get("mode", ""), **typed}
+
+
+def _weakening_sentences(environment: Environment, changes: dict[str, Any], weakened: list[str]) -> list[str]:
+    """What saving `changes` would make easier, one sentence for each weakened setting."""
+    said = {
+        "approval_workflow": "The approval workflow is turned off: no hook decides and nobody approves.",
+        "release_stream": "The release stream the hook compares changes.",
+        "allow_self_approval": "People may approve releases they triggered themselves.",
+        "release_command": "The release command changes: it runs as code on the workers.",
+        "hook_ref": "The hook is read from another ref.",
+        "sandbox_paths": "The release command sees more host paths, or may write to more.",
+        "authors_may_not_approve": "People who wrote or committed a change may approve it.",
+        "allow_break_glass": "Emergency releases may skip the hook, the approvals and the windows.",
+        "break_glass_review_hours": "Emergency releases get longer before their review is overdue.",
+        "change_windows": "Releases may start at more times (the change windows are wider).",
+        "freezes": "A freeze is lifted or shortened.",
+    }
+    sentences = []
+    for name in weakened:
+        if name == "approval_rules":
+            lowered = approval_rules.weakenings(environment.approval_rules or [], changes[name])
+            sentences.append(f"Fewer approvals are needed: {'; '.join(lowered)}.")
+        else:
+            sentences.append(said.get(name, f"{SETTING_LABELS.get(name, name)} changes."))
+    return sentences
+
+
+def _form_fields(form: MultiDict) -> list[tuple[str, str]]:
+    """The submitted fields, to send again unchanged from the "Save anyway" button."""
+    return [(name, value) for name, value in form.items(multi=True)
+            if name not in ("csrf_token", "confirm_weakening")]
 
 
 def _back_to(environment: Environment, anchor: str):
@@ -522,8 +566,11 @@ def _back_to(environment: Environment, anchor: str):
 @login_required
 def form_address(project: str, environment: str):
     """The address a settings or variable form posts to, opened again (a reload after a refused
-    save, a copied link): the environment page holds the form."""
-    return _back_to(_environment(project, environment), request.path.rpartition("/")[2])
+    save, a copied link): the environment page holds the form, showing what is saved."""
+    found = _environment(project, environment)
+    form = request.path.rpartition("/")[2]
+    flash(f"Nothing was saved from that address: the {form} form below shows what is saved now.", "info")
+    return _back_to(found, form)
 
 
 @pages.post("/projects/<project>/environments/<environment>/settings")
@@ -538,11 +585,20 @@ def save_settings(project: str, environment: str):
     # Only what the person changed, so a conflict is reported on the switch they touched.
     changes = {name: value for name, value in values.items() if getattr(found, name) != value}
     try:
+        environments.check_settings_changes(found, changes)
+        weakened = environments.weakened_settings(
+            {name: {"old": getattr(found, name), "new": value} for name, value in changes.items()})
+        if weakened and request.form.get("confirm_weakening") != "1":
+            # Nothing is saved until the person has read what the change makes easier.
+            return _render_environment(found, status=409, settings=_submitted_settings(request.form),
+                                       weakening=_weakening_sentences(found, changes, weakened),
+                                       resubmit=_form_fields(request.form))
         changed = environments.update_environment(found, Actor(current_user._get_current_object(), "ui"), changes)
     except SettingsConflict as conflict:
         db.session.rollback()
+        field = "mode" if conflict.field in MODE_SWITCHES else conflict.field
         return _render_environment(found, status=409, settings=_submitted_settings(request.form),
-                                   settings_errors={conflict.field: str(conflict)})
+                                   settings_errors={field: str(conflict)})
     if changed:
         flash(f"Settings saved: {', '.join(SETTING_LABELS[name] for name in changed)}.", "success")
     else:
