@@ -182,3 +182,15 @@ def test_creating_a_project_with_change_windows_is_refused_with_a_sentence_not_a
     assert "allowed: name, repo, branch, hook_ref, web_url_template" in contract.check(response, "POST", "/projects")[
         "error"]
     assert response.status_code == 400
+
+
+def test_the_markdown_reference_is_the_document_as_it_is_now():
+    """docs/api-reference.md is rendered from webapp/openapi.yaml: after a change to the document,
+    run scripts/api_reference.py."""
+    from scripts.api_reference import DOCUMENT, REFERENCE, render
+
+    spec = yaml.safe_load(DOCUMENT.read_text())
+    assert REFERENCE.read_text() == render(spec), "run: .venv/bin/python scripts/api_reference.py"
+    for path, item in spec["paths"].items():
+        for method in item.keys() & {"get", "post", "put", "patch", "delete"}:
+            assert f"### `{method.upper()} /api/v1{path}`" in REFERENCE.read_text()
