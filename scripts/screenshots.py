@@ -60,6 +60,21 @@ def commit_as(repo: Path, author: str, files: dict[str, str], message: str) -> N
         subprocess.run(command, cwd=repo, env={**os.environ, **identity}, check=True)
 
 
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def signed_in(browser, base: str, viewport: dict):
+    """A new page of the demo's reviewer, signed in through the form, on the dashboard."""
+    page = browser.new_page(base_url=base, viewport=viewport)
+    page.goto("/sign-in")
+    page.get_by_label("Username").fill("reviewer")
+    page.get_by_label("Password").fill("reviewer-password")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/")
+    return page
+
+
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
@@ -105,18 +120,24 @@ def main() -> int:
         OUT.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(base_url=base, viewport={"width": 1200, "height": 800})
-            page.goto("/sign-in")
-            page.get_by_label("Username").fill("reviewer")
-            page.get_by_label("Password").fill("reviewer-password")
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"{base}/")
+            page = signed_in(browser, base, DESKTOP)
             page.screenshot(path=OUT / "dashboard.png", full_page=True)
             page.goto(f"/releases/{pending['id']}")
             page.screenshot(path=OUT / "pending-release.png", full_page=True)
             page.locator("#since").screenshot(path=OUT / "release-changes.png")
             page.goto("/approvals")
             page.screenshot(path=OUT / "approvals.png", full_page=True)
+            page.goto(f"/releases/{earlier['id']}")  # approved: its page shows the bot release that applied it
+            page.screenshot(path=OUT / "approved-release.png", full_page=True)
+            # A phone's screen as a reviewer holds it: what shows before any scrolling.
+            phone = signed_in(browser, base, PHONE)
+            phone.screenshot(path=OUT / "dashboard-phone.png")
+            phone.goto(f"/releases/{pending['id']}")
+            phone.screenshot(path=OUT / "pending-release-phone.png")
+            phone.goto("/approvals")
+            phone.screenshot(path=OUT / "approvals-phone.png")
+            phone.locator("header .menu > summary").click()
+            phone.screenshot(path=OUT / "menu-phone.png")
             # Last, since it jumps the queue: an emergency release on qa, as on-call would trigger one.
             api(base, admin, "PATCH", "/projects/shop/environments/qa", {"allow_break_glass": True})
             hotfix = api(base, admin, "POST", "/projects/shop/environments/qa/releases", {

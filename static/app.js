@@ -23,8 +23,28 @@
     root.querySelectorAll("button[data-copy]").forEach(function (button) { button.hidden = false; });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { showCopyButtons(document); });
-  document.addEventListener("htmx:load", function (event) { showCopyButtons(event.target); });
+  // Tables that become one card per row on a phone (`table.stacks`, static/app.css): each cell
+  // is shown under its column's name, taken from the table's own header.
+  function labelStackedCells() {
+    document.querySelectorAll("table.stacks").forEach(function (table) {
+      var names = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+        return th.textContent.trim();
+      });
+      table.querySelectorAll("tbody tr").forEach(function (row) {
+        Array.prototype.forEach.call(row.children, function (cell, index) {
+          if (!cell.hasAttribute("data-label") && names[index]) { cell.setAttribute("data-label", names[index]); }
+        });
+      });
+    });
+  }
+
+  function prepare(root) {
+    showCopyButtons(root);
+    labelStackedCells();  // the whole page: a swapped row's table lies outside the swapped part
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { prepare(document); });
+  document.addEventListener("htmx:load", function (event) { prepare(event.target); });
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("button[data-copy]");
     if (!button) {
@@ -39,6 +59,33 @@
       if (note) { note.textContent = "Copying was refused: select the text and copy it yourself."; }
     });
   });
+
+  // Relative times (`<time data-relative>`, drawn by the `when` macro) kept fresh on an open
+  // page, in the words of webapp/views/web.py `relative`: "12 min ago", "in 3 d".
+  function span(seconds, precise) {
+    var rest;
+    if (seconds < 60) { return "under a minute"; }
+    if (seconds < 3600) { return Math.floor(seconds / 60) + " min"; }
+    if (seconds < 48 * 3600) {
+      rest = Math.floor(seconds % 3600 / 60);
+      return Math.floor(seconds / 3600) + " h" + (precise && rest ? " " + rest + " min" : "");
+    }
+    rest = Math.floor(seconds % 86400 / 3600);
+    return Math.floor(seconds / 86400) + " d" + (precise && rest ? " " + rest + " h" : "");
+  }
+
+  function refreshTimes() {
+    var now = Date.now();
+    document.querySelectorAll("time[data-relative]").forEach(function (element) {
+      var moment = Date.parse(element.getAttribute("datetime"));
+      if (isNaN(moment)) { return; }
+      var seconds = (moment - now) / 1000;
+      var amount = span(Math.abs(seconds), element.getAttribute("data-relative") === "precise");
+      element.textContent = seconds >= 0 ? "in " + amount : amount + " ago";
+    });
+  }
+
+  setInterval(refreshTimes, 30000);
 
   // Close <details> menus and dialogs with Escape for keyboard users.
   document.addEventListener("keydown", function (event) {

@@ -257,6 +257,6 @@ def test_in_a_browser_two_reviewers_meet_two_rules_and_the_release_is_applied(
     expect(bob.locator("#approval-summary")).to_have_text(
         "2 of 2 rules met \u2014 sre: approved by alice, dba: approved by bob")
     bot_id = release(api, release_id)["bot_release_id"]
-    bob.locator("#release-panel").get_by_role("link", name=f"Release #{bot_id}").click()
+    bob.locator("#applied-as").get_by_role("link", name=f"bot release #{bot_id}").click()
     expect(bob.locator("#release-panel .state")).to_have_text("Succeeded")  # applied, followed live
     expect(bob.locator("#release-live pre.log")).to_contain_text("applying")

@@ -75,7 +75,7 @@ def test_the_inbox_shows_the_description_age_expiry_and_a_destructive_badge_firs
     waited = [text_of(re.search(r'<td data-label="Waiting since">(.*?)</td>', row, re.S).group(1)) for row in rows]
     assert waited[0] == "12 min ago · expires in 2 d"  # 52 h from 12 minutes ago
     assert waited[1] == "under a minute ago · never expires"
-    assert re.search(r'<time datetime="[0-9T:-]+Z" title="[0-9 :-]+ UTC">12 min ago</time>', rows[0])
+    assert re.search(r'<time datetime="[0-9T:-]+Z" title="[0-9 :-]+ UTC" data-relative>12 min ago</time>', rows[0])
 
 
 def test_the_inbox_list_refreshes_itself_and_answers_204_when_nothing_changed(api, web, new_environment,

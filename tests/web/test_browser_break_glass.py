@@ -29,7 +29,7 @@ def test_an_emergency_release_is_red_on_the_dashboard_and_its_page_until_someone
     banner = page.locator("#emergency-banner")
     expect(banner).to_contain_text(REASON)
     expect(banner.get_by_role("link", name=f"Release {release_id}")).to_be_visible()
-    expect(banner).to_contain_text("needs review by")
+    expect(banner).to_contain_text("needs review in")
     expect(page.locator(".environment-tile .kind-emergency")).to_have_count(0)  # finished: not in the lists
     assert background(banner) == RED
     page.screenshot(path=tmp_path / "dashboard-emergency.png", full_page=True)
@@ -38,7 +38,7 @@ def test_an_emergency_release_is_red_on_the_dashboard_and_its_page_until_someone
     panel_banner = page.locator("#release-panel #emergency-banner")
     expect(panel_banner).to_contain_text(f"Emergency release: {REASON} — skipped the hook, the approval rules and "
                                          "the change windows")
-    expect(page.locator("#review-due")).to_contain_text("Needs review by")
+    expect(page.locator("#review-due")).to_contain_text("Needs review in")
     assert background(panel_banner) == RED
     page.screenshot(path=tmp_path / "release-emergency.png", full_page=True)
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import expect
+
+from tests.web.test_browser import PHONE
 
 HOOK = {"svc/pre_release_hooks/pre_release_hook.sh": "exit 0\n"}
 PAGE = "/projects/svc/environments/env"
@@ -16,9 +19,10 @@ def mode_choice(page):
     return page.get_by_role("group", name=re.compile(r"^Mode"))
 
 
-def test_the_mode_is_one_choice_of_three_and_turning_approval_off_asks_first(api, page_as, new_environment):
+@pytest.mark.parametrize("viewport", [None, PHONE], ids=["desktop", "phone"])
+def test_the_mode_is_one_choice_of_three_and_turning_approval_off_asks_first(api, page_as, new_environment, viewport):
     new_environment(HOOK)
-    page = page_as("admin")
+    page = page_as("admin", viewport=viewport)
     page.goto(PAGE)
     modes = mode_choice(page).get_by_role("radio")
     expect(modes).to_have_count(3)
@@ -30,7 +34,7 @@ def test_the_mode_is_one_choice_of_three_and_turning_approval_off_asks_first(api
     page.get_by_role("button", name="Save settings").click()
 
     warning = page.locator("#settings-weakening")
-    expect(warning).to_be_visible()
+    expect(warning).to_be_in_viewport()  # the page opens on the question, on a phone too
     expect(warning).to_contain_text("These settings weaken the gate. Nothing is saved yet.")
     expect(warning).to_contain_text("The approval workflow is turned off")
     expect(page.get_by_role("radio", name=re.compile(r"^Parallel releases"))).to_be_checked()  # what was chosen

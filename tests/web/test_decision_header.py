@@ -99,7 +99,7 @@ def test_times_read_relative_with_the_absolute_time_on_hover(app, api, web, new_
     with app.app_context():
         created = db.session.get(Release, release_id).created_at
     page = web("member").get(f"/releases/{release_id}").text
-    stamp = f'<time datetime="{created:%Y-%m-%dT%H:%M:%SZ}" title="{created:%Y-%m-%d %H:%M} UTC">'
+    stamp = f'<time datetime="{created:%Y-%m-%dT%H:%M:%SZ}" title="{created:%Y-%m-%d %H:%M} UTC" data-relative>'
     assert f"<dt>Triggered</dt><dd>{stamp}under a minute ago</time></dd>" in page
     trail = page[page.index('id="audit-title"'):]
     assert f'<td data-label="When">{stamp}under a minute ago</time></td>' in trail

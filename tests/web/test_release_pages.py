@@ -381,8 +381,11 @@ def test_in_a_browser_an_approver_approves_with_a_comment_and_the_page_updates_i
     expect(page.get_by_role("button", name="Approve")).to_have_count(0)
     expect(page.locator("#approvals-count")).to_have_text("")
     bot_id = release(api, release_id)["bot_release_id"]
-    page.locator("#release-panel").get_by_role("link", name=f"Release #{bot_id}").click()
-    expect(page.locator("#release-panel .state")).to_have_text("Succeeded")  # followed live to the end
+    # one release, one identity: the same page follows its bot release live to the end
+    expect(page.locator("#applied-as")).to_contain_text(f"Applied as bot release #{bot_id}")
+    expect(page.locator("#applied-as .state")).to_have_text("Succeeded")
+    page.locator("#applied-as").get_by_role("link", name=f"bot release #{bot_id}").click()
+    expect(page.locator("#release-panel .state")).to_have_text("Succeeded")
 
 
 def test_in_a_browser_reject_asks_for_confirmation_and_a_triggered_release_is_followed_live(

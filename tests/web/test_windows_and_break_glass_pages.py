@@ -185,7 +185,7 @@ def test_an_emergency_release_is_marked_in_red_and_its_review_waits_for_the_end(
     banner = text_of(page, "emergency-banner")
     assert banner.startswith(f"Emergency release: {REASON} \u2014 skipped the hook, the approval rules and the "
                              "change windows")
-    assert re.search(r"Needs review by \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in 23 h\), once it has finished\.", banner)
+    assert re.search(r"Needs review in 23 h ?, once it has finished\.", banner)
     assert "Emergency release (break-glass)" in page and "An emergency release skips the hook." in page
     assert 'id="review-comment"' not in page  # still running: nothing to review yet
     assert live_url(page) is not None
@@ -239,7 +239,7 @@ def test_an_overdue_review_says_so_on_the_release_page(app, api, web, new_enviro
     release_id = emergency(api, new_environment, people, run_jobs)
     set_review_due(app, release_id, utcnow() - timedelta(hours=3, minutes=5))
     banner = text_of(web("member").get(f"/releases/{release_id}").text, "review-due")
-    assert re.fullmatch(r"Review overdue: it was due \d{4}-\d\d-\d\d \d\d:\d\d UTC \(3 h ago\)\.", banner), banner
+    assert re.fullmatch(r"Review overdue: it was due 3 h ago ?\.", banner), banner
 
 
 # -- the dashboard and the environment page -------------------------------------------------------------
@@ -258,14 +258,15 @@ def test_the_dashboard_lists_emergencies_overdue_reviews_and_frozen_environments
         banner = text_of(shown, "emergency-banner")
         assert banner.startswith("Emergency releases: the hook, the approval rules and the change windows were "
                                  "skipped")
-        assert f"Release {finished} on svc/env Succeeded {REASON} by medic \u00b7 review overdue since" in banner
+        assert re.search(f"Release {finished} on svc/env Succeeded {REASON} by medic \u00b7 review overdue ?, due 2 h ago",
+                         banner)
         assert f"Release {running} on svc/env In progress the login page is blank" in banner
-        assert "still running; needs review by" in banner
+        assert "still running; needs review in 23 h once finished" in banner
         links = re.findall(r'href="/releases/(\d+)"', shown[shown.index('id="emergency-banner"'):
                                                           shown.index('id="overdue-reviews"')])
         assert links == [str(finished), str(running)]
         overdue = text_of(shown, "overdue-reviews")
-        assert re.search(rf"Release {finished} on svc/env by medic \u00b7 due .* UTC \(2 h ago\)", overdue)
+        assert re.search(rf"Release {finished} on svc/env by medic \u00b7 due 2 h ago", overdue)
         assert f"Release {running}" not in overdue
         assert f'<span class="window-badge frozen">{FROZEN[:1].upper()}{FROZEN[1:]}</span>' in shown
         assert shown.count('class="window-badge') == 1  # svc/calm is open

@@ -36,7 +36,7 @@ from ..models import (
 )
 from ..permissions import has_permission, require_permission
 from ..transactions import Actor
-from .web import is_htmx, live_fragment, relative
+from .web import is_htmx, live_fragment
 
 pages = Blueprint("pages", __name__)
 
@@ -240,7 +240,7 @@ def _emergency(release: LiveRelease, now: datetime, **where: Any) -> dict[str, A
     """An emergency release for a banner: whether it still runs, or its review is due or overdue."""
     due = release.review_due_at
     return {"release": release, "finished": release.state not in LIVE_STATES, "overdue": due is not None and due <= now,
-            "due_in": relative(due, now) if due is not None else None, **where}
+            **where}
 
 
 def _clock(timed: bool) -> dict[str, str]:
@@ -278,8 +278,6 @@ def _dashboard_context(version: str) -> dict[str, Any]:
         finished = lists["finished"][0] if lists["finished"] else None
         board[-1]["environments"].append({"environment": environment, "active": lists["active"],
                                           "queue": lists["queue"], "finished": finished,
-                                          "finished_ago": relative(finished.finished_at, now)
-                                          if finished is not None and finished.finished_at else None,
                                           "window": window_note(windows.judge_environment(environment, now))})
         emergencies += [_emergency(release, now, project=project.name, environment=environment.name)
                         for release in lists["emergencies"]]

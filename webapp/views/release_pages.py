@@ -137,25 +137,34 @@ def _mark(state: str, hook_output: str | int | None, exec_output: str | int | No
     return f"{state}.{size(hook_output)}.{size(exec_output)}.{(commit or '')[:12]}.{(hook_commit or '')[:12]}"
 
 
+def _shown(release: Release) -> list[Release]:
+    """The releases one page shows running: the release, and the bot release that applies it."""
+    return [release] if release.bot_release is None else [release, release.bot_release]
+
+
 def _output_mark(release_id: int) -> str:
     """What moves while a hook or command runs: heartbeats store output without an audit
-    row, so the live version alone would not notice new log lines. One small query."""
-    row = db.session.execute(sa.select(
+    row, so the live version alone would not notice new log lines. One small query, over the
+    release and its bot release (whose log the original's page shows)."""
+    rows = db.session.execute(sa.select(
         Release.state, sa.func.length(Release.hook_output), sa.func.length(Release.exec_output),
-        Release.commit, Release.hook_ref_commit).where(Release.id == release_id)).one_or_none()
-    if row is None:
+        Release.commit, Release.hook_ref_commit)
+        .where((Release.id == release_id) | (Release.parent_release_id == release_id)).order_by(Release.id)).all()
+    if not rows:
         raise releases.NotFound(f"Release #{release_id} does not exist.")
-    return _mark(*row)
+    return "/".join(_mark(*row) for row in rows)
 
 
 def _panel_key(release: Release) -> str:
     """What the panel (state, facts, buttons, decisions) shows that can change: when the live
     part sees it move, it brings a fresh panel along. An approval that leaves rules unmet moves
     no state, only the number of decisions; what changed appears once the worker computed it. A
-    scheduled release learns a new reason to wait when the windows change; a review moves no state."""
+    scheduled release learns a new reason to wait when the windows change; a review moves no state;
+    an approved release shows the state of the bot release that applies it."""
     waiting = zlib.crc32(f"{release.scheduled_reason}.{release.scheduled_until}".encode())
+    applying = release.bot_release.state if release.bot_release is not None else ""
     return (f"{release.state}.{(release.commit or '')[:12]}.{len(release.decisions)}.{int(release.since is not None)}"
-            f".{int(release.reviewed_at is not None)}.{waiting:x}")
+            f".{int(release.reviewed_at is not None)}.{waiting:x}.{applying}")
 
 
 def shows_approval(release: Release) -> bool:
@@ -218,7 +227,8 @@ def _panel_context(release: Release) -> dict:
     pending = release.state == "PENDING_APPROVAL" and progress is not None
     return {**_waiting_context(release, user, now), "release": release, "environment": release.environment,
             "counts": destructive_first(change_counts(release.resources or [])), "actions": actions,
-            "progress": progress, "ago": lambda moment: relative(moment, now),
+            "progress": progress,
+            "applied": release.bot_release is not None and release.bot_release.state in TERMINAL_STATES,
             "took": span((release.finished_at - release.started_at).total_seconds())
             if release.started_at is not None and release.finished_at is not None else None,
             "header": decision_header(release, progress, now) if pending else None,
@@ -233,34 +243,36 @@ def _panel_context(release: Release) -> dict:
 
 
 def _waiting_context(release: Release, user: User, now: datetime) -> dict:
-    """How long a scheduled release waits, and when an emergency release's review is due, as
-    said at render ("in 14 h", "3 h ago"); why its triggerer may not review it."""
+    """How long a scheduled release waits ("in 14 h"), whether an emergency release's review is
+    overdue; why its triggerer may not review it."""
     scheduled = release.state == "SCHEDULED" and release.scheduled_until is not None
     unreviewed, finished = awaits_review(release), release.state in TERMINAL_STATES
     due = release.review_due_at if unreviewed else None
     return {"scheduled_in": relative(release.scheduled_until, now) if scheduled else None,
-            "review_due_in": relative(due, now) if due is not None else None,
             "review_overdue": due is not None and due <= now, "finished": finished,
             "why_not_review": OWN_EMERGENCY if unreviewed and finished and may_cancel(release, user) else None}
 
 
 def _live_context(release: Release, version: str) -> dict:
-    """`version` is read before the release was loaded, so a change in between shows next poll."""
+    """`version` is read before the release was loaded, so a change in between shows next poll.
+    An approved release's page follows its bot release, which applies it, until that is done."""
+    shown = _shown(release)
     live_url = None
-    if release.state in LIVE_STATES or awaits_review(release):
+    if any(each.state in LIVE_STATES for each in shown) or awaits_review(release):
         args = {"v": version, "s": _panel_key(release)}
-        if release.state in RUNNING_STATES:
-            args["o"] = _mark(release.state, release.hook_output, release.exec_output, release.commit,
-                              release.hook_ref_commit)
+        if any(each.state in RUNNING_STATES for each in shown):
+            args["o"] = "/".join(_mark(each.state, each.hook_output, each.exec_output, each.commit,
+                                       each.hook_ref_commit) for each in shown)
         live_url = url_for("release_pages.release_live", release_id=release.id, **args)
     events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.release_id == release.id)
                                 .order_by(AuditEvent.id)).all()
     now = utcnow()
+    running = shown[-1]
     return {"release": release, "events": events, "live_url": live_url,
-            "following": release.state in RUNNING_STATES, "ago": lambda moment: relative(moment, now),
+            "following": running.state in RUNNING_STATES, "applied": running.state in TERMINAL_STATES,
             # re-drawn as the logs grow, so a running release says how long it has run
-            "elapsed": span((now - release.started_at).total_seconds())
-            if release.state in RUNNING_STATES and release.started_at is not None else None}
+            "elapsed": span((now - running.started_at).total_seconds())
+            if running.state in RUNNING_STATES and running.started_at is not None else None}
 
 
 @release_pages.get("/releases/<int:release_id>")
@@ -402,30 +414,28 @@ def _inbox_context(version: str) -> dict:
     long it has waited and when it expires; how many other releases wait for someone else, and
     the user's own releases waiting for review."""
     user = current_user._get_current_object()
-    now = utcnow()
     query = decidable_releases(user).order_by(_waiting_since(), Release.id)
     waiting = awaiting(user, db.session.scalars(query).all())
     pending = db.session.scalar(sa.select(sa.func.count(Release.id)).where(Release.state == "PENDING_APPROVAL"))
     own = db.session.scalars(sa.select(Release).where(Release.state == "PENDING_APPROVAL",
                                                       Release.triggered_by_id == user.id)
                              .order_by(_waiting_since(), Release.id)).all()
-    return {"waiting": [_inbox_entry(release, now, progress, progress.counts_for(user))
+    return {"waiting": [_inbox_entry(release, progress, progress.counts_for(user))
                         for release, progress in waiting],
-            "others": pending - len(waiting), "own": [_inbox_entry(release, now) for release in own],
+            "others": pending - len(waiting), "own": [_inbox_entry(release) for release in own],
             "refresh_url": url_for("release_pages.approvals_list", v=version)}
 
 
-def _inbox_entry(release: Release, now: datetime, progress: approval_rules.Progress | None = None,
+def _inbox_entry(release: Release, progress: approval_rules.Progress | None = None,
                  counted: list[str] | None = None) -> dict:
     """A release as an inbox line: its change counts, whether it destroys anything, how long it
-    has waited ("12 min ago") and when it expires ("in 2 d"; None: never)."""
+    has waited since and when it expires (None: never)."""
     counts = change_counts(release.resources or [])
     since = release.pending_since or release.created_at
     expires = releases.expires_at(release.pending_since, release.environment.approval_timeout_hours)
     return {"release": release, "counts": counts, "progress": progress, "counted": counted or [],
             "destructive": any(destructive for _type, _count, destructive in counts),
-            "since": since, "age": relative(since, now), "expires": expires,
-            "expires_in": relative(expires, now) if expires is not None else None}
+            "since": since, "expires": expires}
 
 
 @release_pages.get("/approvals")

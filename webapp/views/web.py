@@ -2,15 +2,17 @@
 answers its poll, and the release lookups the page and API views share."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import Response, g, make_response, render_template, request
+from flask import Flask, Response, g, make_response, render_template, request, url_for
 from flask_login import current_user
+from markupsafe import Markup, escape
 
 from .. import releases
 from ..live import current_version
-from ..models import Environment, Release
+from ..models import Environment, Release, utcnow
 from ..permissions import may_cancel
 
 
@@ -49,6 +51,27 @@ def span(seconds: float, *, precise: bool = False) -> str:
         return f"{int(seconds // 3600)} h" + (f" {rest} min" if precise and rest else "")
     rest = int(seconds % 86400 // 3600)
     return f"{int(seconds // 86400)} d" + (f" {rest} h" if precise and rest else "")
+
+
+def ago(moment: datetime, *, precise: bool = False) -> str:
+    """`relative` to the moment the page is drawn; static/app.js keeps it fresh on an open page."""
+    return relative(moment, utcnow(), precise=precise)
+
+
+RELEASE_MENTION = re.compile(r"\b((?:[Bb]ot |[Ee]mergency )?[Rr]elease #(\d+))")
+
+
+def release_links(text: str | None) -> Markup:
+    """Text (escaped) in which every "release #N" links to that release's page."""
+    def link(match: re.Match) -> str:
+        return f'<a href="{url_for("release_pages.release", release_id=int(match.group(2)))}">{match.group(1)}</a>'
+
+    return Markup(RELEASE_MENTION.sub(link, str(escape(text or ""))))
+
+
+def init_app(app: Flask) -> None:
+    app.jinja_env.globals["ago"] = ago
+    app.jinja_env.filters["release_links"] = release_links
 
 
 # -- live fragments -------------------------------------------------------------------------------
