@@ -9,9 +9,11 @@ import re
 import sqlalchemy as sa
 
 from tests.helpers import release, state, wait_for
+from tests.web.test_openapi import Contract
 from tests.web.test_release_pages import WAITS
 from webapp.extensions import db
 from webapp.models import Release
+from webapp.views.api import load_openapi
 
 SECRET = "s3cr3t-hunter2-never-shown"
 PLAN = {"format_version": "1.2", "resource_changes": [
@@ -80,13 +82,16 @@ def test_the_api_returns_the_attributes_and_refuses_them_in_a_hand_written_list(
     response = api("dev").post("/api/v1/projects/svc/environments/env/releases", json={"terraform_plan": PLAN})
     assert response.status_code == 202, response.json
     release_id = response.json["id"]
-    database, bucket, role = release(api, release_id)["resources"]
+    contract = Contract(load_openapi())
+    read = contract.check(api("member").get(f"/api/v1/releases/{release_id}"), "GET", "/releases/{release_id}")
+    database, bucket, role = read["resources"]
     assert database["attributes"][0] == {"name": "endpoint", "before": "null", "after": "(known after apply)"}
     assert "attributes_truncated" not in database
     assert bucket["attributes"] == [{"name": "bucket", "before": "null", "after": "(sensitive value)"}]
     assert role["attributes_truncated"] is True
 
     again = api("dev").post("/api/v1/projects/svc/environments/env/releases", json={"resources": [database]})
+    contract.check(again, "POST", "/projects/{project}/environments/{environment}/releases")
     assert again.status_code == 422
     assert again.json["error"].startswith("resources[0].attributes is filled in from a Terraform plan")
 
