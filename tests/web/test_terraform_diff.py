@@ -136,3 +136,21 @@ def test_on_a_phone_a_long_attribute_value_wraps_inside_the_screen(api, page_as,
                           || cell.scrollWidth > cell.clientWidth + 1)
         .map((cell) => cell.textContent.trim())""")
     assert beyond == []
+
+
+def test_a_resource_past_the_releases_attribute_bound_says_its_changes_were_not_kept(api, web, new_environment):
+    from webapp.intake.attributes import MAX_ATTRIBUTES_PER_RELEASE, MAX_ATTRIBUTES_PER_RESOURCE
+
+    new_environment(WAITS)
+    full = {"actions": ["create"], "before": None,
+            "after": {f"a{index:02}": index for index in range(MAX_ATTRIBUTES_PER_RESOURCE)}}
+    count = MAX_ATTRIBUTES_PER_RELEASE // MAX_ATTRIBUTES_PER_RESOURCE + 1
+    plan = {"format_version": "1.2", "resource_changes": [
+        {"address": f"null_resource.n{index}", "type": "null_resource", "name": f"n{index}", "change": full}
+        for index in range(count)]}
+    response = api("dev").post("/api/v1/projects/svc/environments/env/releases", json={"terraform_plan": plan})
+    assert response.status_code == 202, response.json
+    page = web("dev").get(f"/releases/{response.json['id']}").text
+    assert page.count("50 attributes change") == count - 1
+    last = diff_of(page, f"null_resource.n{count - 1}")
+    assert "Attribute changes not kept" in last and "attribute-table" not in last

@@ -25,9 +25,9 @@ def attribute_changes(change: object, limit: int = MAX_ATTRIBUTES_PER_RESOURCE) 
     Each is {"name", "before", "after"}: the value as JSON text (nested maps and lists too) cut
     to MAX_VALUE_LENGTH characters; "(sensitive value)" on both sides where before_sensitive or
     after_sensitive marks any part of it (or the whole object); "(known after apply)" where
-    after_unknown marks it; "null" for a side the attribute is absent from. At most `limit` attributes. Returns
-    (attributes, truncated): truncated when a value, a name or the list was cut. A change not
-    shaped as Terraform writes it yields ([], False); it never refuses the plan.
+    after_unknown marks it; "null" for a side the attribute is absent from. At most `limit`
+    attributes. Returns (attributes, truncated): truncated when a value, a name or the list was
+    cut. A change not shaped as Terraform writes it yields ([], False); it never refuses the plan.
     """
     try:
         return _attribute_changes(change, max(limit, 0))
