@@ -20,6 +20,9 @@ CHANGE_TYPES = (
 )
 DESTRUCTIVE_CHANGE_TYPES = frozenset({"DELETE", "REPLACE", "RECREATE"})
 RESOURCE_KEYS = ("resourceType", "resourceName", "resourcePath", "changeType")
+# Filled in from a Terraform plan only (attributes.py): masked and bounded there, so a list a
+# client writes cannot carry them.
+PLAN_ONLY_KEYS = ("attributes", "attributes_truncated")
 
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
@@ -78,7 +81,8 @@ def parse_resources(value: object, label: str = "resources") -> list[dict]:
 
     Each entry is an object with the four string keys resourceType, resourceName,
     resourcePath and changeType (non-empty, at most 1,000 characters; changeType one of
-    CHANGE_TYPES, exact case). Other keys are kept as given when they hold plain JSON.
+    CHANGE_TYPES, exact case). Other keys are kept as given when they hold plain JSON, except
+    PLAN_ONLY_KEYS, which only a Terraform plan fills in.
     An empty list is allowed: a release with no changes still runs its hook and command.
     At most MAX_RESOURCES entries.
     """
@@ -116,6 +120,11 @@ def _parse_resource(entry: object, label: str) -> dict:
     for key, extra in entry.items():
         if key in RESOURCE_KEYS:
             continue
+        if key in PLAN_ONLY_KEYS:
+            raise InvalidInput(
+                f'{label}.{key} is filled in from a Terraform plan: send the plan as '
+                '"terraform_plan" (or upload it), or name the key differently.'
+            )
         if not isinstance(key, str):
             raise InvalidInput(
                 f"{label} has a key that is {json_type(key)}, not a string.", 400

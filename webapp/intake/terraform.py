@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .attributes import MAX_ATTRIBUTES_PER_RELEASE, MAX_ATTRIBUTES_PER_RESOURCE, attribute_changes
 from .resources import (
     MAX_RESOURCE_TEXT_LENGTH,
     InvalidInput,
@@ -40,7 +41,8 @@ def resources_from_terraform_plan(plan: object, label: str = "terraform_plan") -
 
     Each entry of resource_changes becomes {resourceType: type, resourceName: name plus
     its index in address style (`[0]`, `["key"]`), resourcePath: address, changeType},
-    plus the raw `actions` and, when present, `action_reason`. Data source reads are
+    plus the raw `actions` and, when present, `action_reason`, and the attributes that
+    differ (`attributes`, `attributes_truncated`: see attributes.py). Data source reads are
     left out. A plan without resource_changes is Terraform saying nothing changes: an
     empty list, provided the object carries "format_version" like every `terraform show
     -json` output (a state, which has "values" instead of a plan's changes, is refused).
@@ -63,11 +65,26 @@ def resources_from_terraform_plan(plan: object, label: str = "terraform_plan") -
     changes = _plan_resource_changes(plan, label)
     check_count(len(changes), "resource_changes")
     resources = []
+    room = MAX_ATTRIBUTES_PER_RELEASE
     for index, change in enumerate(changes):
         resource = _resource_from_change(change, f"resource_changes[{index}]")
         if resource is not None:
+            room -= _add_attributes(resource, change["change"], room)
             resources.append(resource)
     return resources
+
+
+def _add_attributes(resource: dict, change: dict, room: int) -> int:
+    """Give a resource that changes its attribute diff (attributes.py), at most `room` of them
+    (what the release has left); returns how many it took. A no-op changes nothing to show."""
+    if resource["changeType"] == "NO_OPERATION":
+        return 0
+    attributes, truncated = attribute_changes(change, min(MAX_ATTRIBUTES_PER_RESOURCE, room))
+    if attributes or truncated:
+        resource["attributes"] = attributes
+    if truncated:
+        resource["attributes_truncated"] = True
+    return len(attributes)
 
 
 def _check_plan_fields(plan: dict) -> None:
