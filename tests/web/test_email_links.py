@@ -460,6 +460,20 @@ def test_approve_and_reject_links_posted_at_once_give_one_decision(api, web, mai
     assert "no longer waiting" in loser.text and "Nothing was changed" in loser.text
 
 
+def test_one_addressees_approve_and_reject_links_posted_at_once_give_one_decision(app, api, web, ruled):
+    """Both of alice's links at once, from two browsers: her approval would count for sre and leave the
+    release waiting, so only the pair's compare-and-set stops her deciding twice."""
+    first, second = web("alice"), web("alice")
+    results = _race([lambda: decide(first, ruled.link("alice"), "yes", action="approve"),
+                     lambda: decide(second, ruled.link("alice", "Reject"), "no", action="reject")])
+    assert sorted(r.status_code for r in results) == [200, 409]
+    release = api("member").get(f"/api/v1/releases/{ruled.id}").json
+    assert len(release["decisions"]) == 1 and release["decisions"][0]["by"] == "alice"
+    assert release["state"] == ("PENDING_APPROVAL" if release["decisions"][0]["decision"] == "APPROVE"
+                                else "REJECTED")
+    assert link_use(app, ruled.id, "alice") == {"approve": True, "reject": True}
+
+
 def test_the_other_links_of_a_decided_release_stop_working(app, web, mailed):
     assert decide(web("approver"), mailed.link("approver")).status_code == 200
     assert_refused(app, web("admin"), mailed.link("admin", "Reject"), "decided", 409, "no longer waiting")
