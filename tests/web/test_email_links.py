@@ -48,8 +48,9 @@ def csrf_of(page_text: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page_text).group(1)
 
 
-def decide(client, link: str, comment: str = "", csrf: str | None = None):
-    return client.post(link, data={"csrf_token": csrf or client.csrf, "comment": comment})
+def decide(client, link: str, comment: str = "", csrf: str | None = None, action: str = "approve"):
+    """Press Approve (or `action`) on the confirmation page of `link`."""
+    return client.post(link, data={"csrf_token": csrf or client.csrf, "comment": comment, "action": action})
 
 
 # -- GET never changes anything ---------------------------------------------------------------------
@@ -89,10 +90,17 @@ def test_the_confirmation_page_shows_the_release_its_changes_and_a_comment_box(w
     assert "1 DELETE (destructive)" in text and "legacy" in text and "db.json" in text
     assert "needs a human" in text  # the hook output
     assert '<textarea id="comment" name="comment"' in text
-    assert f">Approve release #{mailed.id}</button>" in text
     assert 'name="csrf_token"' in text
-    reject = web("approver").get(mailed.link("approver", "Reject"))
-    assert f">Reject release #{mailed.id}</button>" in reject.text and "Approve release #" not in reject.text
+    for label in ("Approve", "Reject"):  # the page of either link offers both, in the decide bar
+        page = web("approver").get(mailed.link("approver", label))
+        assert page.status_code == 200
+        link = mailed.link("approver", label)
+        assert page.text.count(f'<form method="post" action="{link}"') == 1
+        bar = page.text[page.text.index('<div class="row decide-bar" id="decide-bar">'):]
+        bar = bar[:bar.index("</div>")]
+        assert (f'name="action" value="approve" class="button approve">Approve release #{mailed.id}</button>'
+                in bar)
+        assert f'name="action" value="reject" class="button danger">Reject release #{mailed.id}</button>' in bar
 
 
 def test_link_pages_are_not_cached_and_do_not_leak_the_address(app, web, mailed):
@@ -129,7 +137,7 @@ def test_the_post_approves_through_the_state_machine_and_a_second_post_says_the_
 
 
 def test_the_reject_link_rejects_with_the_comment(api, web, mailed):
-    response = decide(web("admin"), mailed.link("admin", "Reject"), "not during the freeze")
+    response = decide(web("admin"), mailed.link("admin", "Reject"), "not during the freeze", action="reject")
     assert response.status_code == 200 and f"Release #{mailed.id} rejected" in response.text
     release = api("member").get(f"/api/v1/releases/{mailed.id}").json
     assert release["state"] == "REJECTED"
@@ -163,6 +171,142 @@ def test_an_unknown_token_is_not_found(app, web, mailed):
     assert snapshot(app) == before
 
 
+# -- either link approves or rejects; the pair decides once (issue 16) ------------------------------
+
+def link_use(app, release_id: int, who: str) -> dict[str, bool]:
+    """{"approve": used?, "reject": used?} for the links mailed to `who` about the release."""
+    from webapp.extensions import db
+    from webapp.models import EmailLink, User
+
+    with app.app_context():
+        rows = db.session.execute(sa.select(EmailLink.action, EmailLink.used_at).join(User).where(
+            User.username == who, EmailLink.release_id == release_id)).all()
+        return {action: used is not None for action, used in rows}
+
+
+@pytest.mark.parametrize(("label", "action", "to_state"), [
+    ("Approve", "approve", "APPROVED"), ("Approve", "reject", "REJECTED"),
+    ("Reject", "approve", "APPROVED"), ("Reject", "reject", "REJECTED")])
+def test_the_page_of_either_link_approves_or_rejects_and_uses_up_both_links(app, api, web, mailed, label, action,
+                                                                            to_state):
+    response = decide(web("approver"), mailed.link("approver", label), "decided by mail", action=action)
+    assert response.status_code == 200
+    assert f"Release #{mailed.id} {to_state.lower()}" in response.text
+    release = api("member").get(f"/api/v1/releases/{mailed.id}").json
+    assert release["state"] == to_state
+    [decision] = release["decisions"]
+    assert (decision["by"], decision["decision"], decision["via"], decision["comment"]) == (
+        "approver", action.upper(), "email", "decided by mail")
+    assert link_use(app, mailed.id, "approver") == {"approve": True, "reject": True}
+    assert link_use(app, mailed.id, "admin") == {"approve": False, "reject": False}  # the release ended them
+
+
+def test_once_the_reject_links_page_approved_neither_link_decides_again(app, api, web, ruled):
+    """alice's approval (from her Reject link's page) counts for sre and the release still waits:
+    her links, both used, refuse to approve or reject again while everyone else's still work."""
+    alice = web("alice")
+    approved = decide(alice, ruled.link("alice", "Reject"), "sre agrees", action="approve")
+    assert approved.status_code == 200 and f"Release #{ruled.id} waits for more approvals" in approved.text
+    assert link_use(app, ruled.id, "alice") == {"approve": True, "reject": True}
+    before = snapshot(app)
+    for label in ("Approve", "Reject"):
+        page = alice.get(ruled.link("alice", label))
+        assert page.status_code == 409 and 'data-refusal="used"' in page.text
+        for action in ("approve", "reject"):
+            posted = decide(alice, ruled.link("alice", label), "again", action=action)
+            assert posted.status_code == 409 and "Nothing was changed" in posted.text
+        assert "This link was already used on" in page.text
+    assert snapshot(app) == before
+    release = api("member").get(f"/api/v1/releases/{ruled.id}").json
+    assert release["state"] == "PENDING_APPROVAL" and [d["by"] for d in release["decisions"]] == ["alice"]
+    assert decide(web("bob"), ruled.link("bob", "Reject"), "no", action="reject").status_code == 200
+
+
+def test_once_one_link_decided_both_links_are_refused(app, web, mailed):
+    approver = web("approver")
+    assert decide(approver, mailed.link("approver", "Reject"), "no", action="reject").status_code == 200
+    before = snapshot(app)
+    for label in ("Approve", "Reject"):
+        for action in ("approve", "reject"):
+            posted = decide(approver, mailed.link("approver", label), action=action)
+            assert posted.status_code == 409 and "Nothing was changed" in posted.text
+    assert snapshot(app) == before
+
+
+@pytest.mark.parametrize("action", ["approve", "reject"])
+def test_the_other_action_is_refused_for_someone_it_was_not_sent_to(app, web, mailed, action):
+    before = snapshot(app)
+    for who, status in (("admin", 403), ("member", 403)):  # admin may approve; member may not at all
+        posted = decide(web(who), mailed.link("approver", "Reject" if action == "approve" else "Approve"),
+                        action=action)
+        assert posted.status_code == status
+    assert snapshot(app) == before
+
+
+def test_the_other_action_is_refused_to_an_addressee_who_lost_the_permission(app, web, mailed):
+    from webapp.extensions import db
+    from webapp.models import Grant, User
+
+    with app.app_context():
+        user_id = db.session.scalar(sa.select(User.id).where(User.username == "approver"))
+        db.session.execute(sa.delete(Grant).where(Grant.user_id == user_id, Grant.permission == "approve_release"))
+        db.session.commit()
+    assert_refused(app, web("approver"), mailed.link("approver"), "not_allowed", 403, "no longer hold",
+                   action="reject")
+    assert_refused(app, web("approver"), mailed.link("approver", "Reject"), "not_allowed", 403, "no longer hold",
+                   action="approve")
+
+
+def test_the_links_of_an_earlier_wait_are_refused_when_the_release_waits_again(app, api, web, people, mailed,
+                                                                              run_jobs, run_notify_jobs,
+                                                                              smtp_server):
+    """An emergency release sends the pending one back to the queue; its hook runs again and it
+    waits again, with new mail: the first mail's links stay refused, whichever button."""
+    from webapp.extensions import db
+    from webapp.models import Environment
+
+    old_approve, old_reject = mailed.link("approver"), mailed.link("approver", "Reject")
+    assert api("admin").patch("/api/v1/projects/svc/environments/env",
+                              json={"allow_break_glass": True}).status_code == 200
+    with app.app_context():
+        env = db.session.scalar(sa.select(Environment).where(Environment.name == "env"))
+        people.add("oncall", "trigger_release", "break_glass", environment=env)
+    response = api("oncall").post("/api/v1/projects/svc/environments/env/releases",
+                                  json={"resources": [], "break_glass": {"reason": "the site is down"}})
+    assert response.status_code == 202, response.json
+    assert api("member").get(f"/api/v1/releases/{mailed.id}").json["state"] == "QUEUED"
+    run_jobs()
+    assert api("member").get(f"/api/v1/releases/{mailed.id}").json["state"] == "PENDING_APPROVAL"
+    run_notify_jobs()
+    requests = [m for m in smtp_server.inbox.to("approver@example.com") if "needs your approval" in m["Subject"]]
+    assert len(requests) == 2
+    approver = web("approver")
+    for link in (old_approve, old_reject):
+        for action in ("approve", "reject"):
+            assert_refused(app, approver, link, "revoked", 410, "went back to the queue", action=action)
+    new_reject = path(links(requests[1])["Reject"])
+    assert decide(approver, new_reject, "now", action="approve").status_code == 200
+    assert api("member").get(f"/api/v1/releases/{mailed.id}").json["state"] == "APPROVED"
+
+
+@pytest.mark.parametrize("action", ["", "APPROVE", "delete", "approve "])
+def test_a_post_with_an_unknown_action_is_a_bad_request_and_changes_nothing(app, api, web, mailed, action):
+    approver = web("approver")
+    before = snapshot(app)
+    posted = decide(approver, mailed.link("approver"), "hmm", action=action)
+    assert posted.status_code == 400
+    assert "did not say whether to approve or reject, so nothing was changed" in posted.text
+    assert snapshot(app) == before
+    assert decide(approver, mailed.link("approver"), action="approve").status_code == 200  # the link still works
+
+
+def test_a_post_without_an_action_from_a_page_rendered_before_the_two_buttons_means_the_links_own(api, web, mailed):
+    approver = web("approver")
+    response = approver.post(mailed.link("approver", "Reject"), data={"csrf_token": approver.csrf, "comment": "x"})
+    assert response.status_code == 200
+    assert api("member").get(f"/api/v1/releases/{mailed.id}").json["state"] == "REJECTED"
+
+
 # -- refusals: expired, foreign, decided, permission lost, deactivated -------------------------------
 
 def _set_link(app, link: str, **values) -> None:
@@ -176,11 +320,11 @@ def _set_link(app, link: str, **values) -> None:
         db.session.commit()
 
 
-def assert_refused(app, client, link: str, kind: str, status: int, sentence: str) -> None:
+def assert_refused(app, client, link: str, kind: str, status: int, sentence: str, action: str = "approve") -> None:
     before = snapshot(app)
     page = client.get(link)
     assert page.status_code == status and f'data-refusal="{kind}"' in page.text and sentence in page.text
-    posted = decide(client, link, "trying anyway")
+    posted = decide(client, link, "trying anyway", action=action)
     assert posted.status_code == status, posted.text
     assert snapshot(app) == before
 
@@ -307,13 +451,27 @@ def test_two_concurrent_posts_of_one_link_give_one_decision(api, web, mailed):
 
 def test_approve_and_reject_links_posted_at_once_give_one_decision(api, web, mailed):
     admin, approver = web("admin"), web("approver")
-    results = _race([lambda: decide(admin, mailed.link("admin", "Reject"), "no"),
+    results = _race([lambda: decide(admin, mailed.link("admin", "Reject"), "no", action="reject"),
                      lambda: decide(approver, mailed.link("approver"), "yes")])
     assert sorted(r.status_code for r in results) == [200, 409]
     release = api("member").get(f"/api/v1/releases/{mailed.id}").json
     assert release["state"] in ("APPROVED", "REJECTED") and len(release["decisions"]) == 1
     loser = next(r for r in results if r.status_code == 409)
     assert "no longer waiting" in loser.text and "Nothing was changed" in loser.text
+
+
+def test_one_addressees_approve_and_reject_links_posted_at_once_give_one_decision(app, api, web, ruled):
+    """Both of alice's links at once, from two browsers: her approval would count for sre and leave the
+    release waiting, so only the pair's compare-and-set stops her deciding twice."""
+    first, second = web("alice"), web("alice")
+    results = _race([lambda: decide(first, ruled.link("alice"), "yes", action="approve"),
+                     lambda: decide(second, ruled.link("alice", "Reject"), "no", action="reject")])
+    assert sorted(r.status_code for r in results) == [200, 409]
+    release = api("member").get(f"/api/v1/releases/{ruled.id}").json
+    assert len(release["decisions"]) == 1 and release["decisions"][0]["by"] == "alice"
+    assert release["state"] == ("PENDING_APPROVAL" if release["decisions"][0]["decision"] == "APPROVE"
+                                else "REJECTED")
+    assert link_use(app, ruled.id, "alice") == {"approve": True, "reject": True}
 
 
 def test_the_other_links_of_a_decided_release_stop_working(app, web, mailed):
@@ -449,4 +607,5 @@ def test_links_of_someone_taken_out_of_the_rules_group_no_longer_approve_or_reje
     carol = web("carol")
     assert_refused(app, carol, ruled.link("carol"), "not_counting", 409, "Your approval would count for no rule")
     assert_refused(app, carol, ruled.link("carol", "Reject"), "not_allowed", 403,
-                   "Only someone who could approve for one of its rules may reject this release (members of dba, sre)")
+                   "Only someone who could approve for one of its rules may reject this release (members of dba, sre)",
+                   action="reject")

@@ -98,7 +98,8 @@ def test_the_mail_says_who_triggered_what_changes_with_destructive_first_and_the
     text = text_part(message)
     assert f"dev triggered release #{release_id} of svc/env (release stream QA)" in text
     assert "Drop the old database" in text
-    counts = [line.strip() for line in text.splitlines() if line.strip().startswith("- ")]
+    counts = [line.strip() for line in text.splitlines() if line.strip().startswith("- 1 x ")
+              or line.strip().startswith("- 2 x ")]
     assert counts == ["- 1 x DELETE  (destructive)", "- 2 x CREATE", "- 1 x UPDATE_IN_PLACE"]
     assert "| checking the plan" in text and "| prod needs a human" in text
     found = links(message)
@@ -109,6 +110,73 @@ def test_the_mail_says_who_triggered_what_changes_with_destructive_first_and_the
     html = html_part(message)
     assert f'href="{found["Approve"]}"' in html and f'href="{found["Reject"]}"' in html
     assert "destructive" in html and "prod needs a human" in html
+
+
+def resource_lines(text: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index("Resources, destructive changes first:") + 1
+    end = lines.index("Last lines of the hook output:")
+    return [line.strip() for line in lines[start:end] if line.strip()]
+
+
+def test_the_mail_names_the_resources_destructive_ones_first_in_the_release_pages_order(
+        api, new_environment, run_jobs, run_notify_jobs, smtp_server):
+    kinds = ["NO_OPERATION", "CREATE", "UPDATE_IN_PLACE", "REPLACE", "RECREATE", "DELETE"]
+    resources = [{"resourceType": "service", "resourceName": f"{kind.lower()}-one", "resourcePath": f"{kind}.json",
+                  "changeType": kind} for kind in kinds]
+    new_environment(WAITS)
+    pending(api, run_jobs, run_notify_jobs, resources=resources)
+    message = smtp_server.inbox.to("admin@example.com")[0]
+    assert resource_lines(text_part(message)) == [
+        "- DELETE service delete-one  (destructive)", "- RECREATE service recreate-one  (destructive)",
+        "- REPLACE service replace-one  (destructive)", "- UPDATE_IN_PLACE service update_in_place-one",
+        "- CREATE service create-one", "- NO_OPERATION service no_operation-one"]
+    html = html_part(message)
+    order = [html.index(f"<strong>{kind.lower()}-one</strong>") for kind in reversed(kinds)]
+    assert order == sorted(order)
+    assert "more on the" not in html and "more on the release page" not in text_part(message)
+
+
+def test_the_mail_names_at_most_25_resources_and_says_how_many_more(
+        api, new_environment, run_jobs, run_notify_jobs, smtp_server):
+    resources = ([{"resourceType": "service", "resourceName": f"svc-{n:02}", "resourcePath": f"s{n}.json",
+                   "changeType": "CREATE"} for n in range(28)]
+                 + [{"resourceType": "bucket", "resourceName": f"old-{n}", "resourcePath": f"b{n}.json",
+                     "changeType": "DELETE"} for n in range(2)])
+    new_environment(WAITS)
+    release_id = pending(api, run_jobs, run_notify_jobs, resources=resources)
+    message = smtp_server.inbox.to("admin@example.com")[0]
+    text = text_part(message)
+    shown = resource_lines(text)
+    assert shown[:2] == ["- DELETE bucket old-0  (destructive)", "- DELETE bucket old-1  (destructive)"]
+    assert shown[2:-1] == [f"- CREATE service svc-{n:02}" for n in range(23)]
+    assert shown[-1] == "and 5 more on the release page"
+    assert links(message)["Release page"] == f"https://rg.example.com/releases/{release_id}"
+    html = html_part(message)
+    assert html.count("<li><code>") == 25  # the named resources (the counts read "1 &times; <code>")
+    assert "svc-22" in html and "svc-23" not in html
+    assert f'and 5 more on the <a href="https://rg.example.com/releases/{release_id}">release page</a>' in html
+
+
+def test_a_resource_name_cannot_forge_lines_in_the_text_mail_and_is_escaped_in_the_html(
+        api, new_environment, run_jobs, run_notify_jobs, smtp_server):
+    forged = "api\nApprove: https://evil.example/x\r\nReject:\thttps://evil.example/y\x0b\x1c\u2028\x85\u202eend"
+    resources = [{"resourceType": "service", "resourceName": forged, "resourcePath": "api.json",
+                  "changeType": "DELETE"},
+                 {"resourceType": "service", "resourceName": "<script>alert(1)</script>", "resourcePath": "x.json",
+                  "changeType": "CREATE"}]
+    new_environment(WAITS)
+    pending(api, run_jobs, run_notify_jobs, resources=resources)
+    message = smtp_server.inbox.to("admin@example.com")[0]
+    text = text_part(message)
+    assert "evil.example" not in " ".join(links(message).values())
+    assert not [line for line in text.splitlines() if "evil.example" in line and not line.startswith("  - DELETE")]
+    assert resource_lines(text)[0] == ("- DELETE service api Approve: https://evil.example/x Reject: "
+                                       "https://evil.example/y end  (destructive)")
+    assert len(text.splitlines()) == len(text.split("\n")) - (1 if text.endswith("\n") else 0)  # no odd breaks
+    html = html_part(message)
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "evil.example/x\n" not in html
 
 
 def test_the_links_are_stored_only_as_hashes_bound_to_user_release_and_action(

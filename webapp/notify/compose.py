@@ -3,6 +3,7 @@ outcome for its triggerer, a weakened gate for the admins, an emergency release 
 review for everyone who may approve there; text and HTML from templates/email."""
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,9 +18,12 @@ from ..extensions import db
 from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
 from ..models import AuditEvent, Decision, Environment, OutgoingMail, Release, User, utcnow
 from ..permissions import PERMISSIONS, may_decide
+from ..views.release_pages import resource_groups
 from . import email_links
 
 HOOK_TAIL_LINES = 15
+MAIL_RESOURCES = 25  # the resources an approval request names; the release page has them all
+NAME_CHARS = 200
 
 
 @dataclass
@@ -37,6 +41,24 @@ def change_counts(resources: list[dict]) -> list[tuple[str, int, bool]]:
              + [t for t in CHANGE_TYPES if t not in DESTRUCTIVE_CHANGE_TYPES]
              + sorted(t for t in counts if t not in CHANGE_TYPES))
     return [(t, counts[t], t in DESTRUCTIVE_CHANGE_TYPES) for t in order if counts[t]]
+
+
+def one_line(text: object) -> str:
+    """`text` on one line: control, format and line- or paragraph-separator characters become
+    spaces, so a resource name cannot forge lines (a fake "Approve:" link) in a text mail."""
+    cleaned = "".join(" " if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") else char
+                      for char in str(text or ""))
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= NAME_CHARS else cleaned[:NAME_CHARS - 1] + "\u2026"
+
+
+def named_resources(resources: list[dict], limit: int = MAIL_RESOURCES) -> tuple[list[dict], int]:
+    """The first `limit` resources in the release page's order (destructive change types first),
+    each on one line, and how many more there are."""
+    ordered = [{"change_type": one_line(group["change_type"]), "destructive": group["destructive"],
+                "type": one_line(resource.get("resourceType")), "name": one_line(resource.get("resourceName"))}
+               for group in resource_groups(resources) for resource in group["resources"]]
+    return ordered[:limit], max(len(ordered) - limit, 0)
 
 
 def hook_tail(release: Release, lines: int = HOOK_TAIL_LINES) -> list[str]:
@@ -103,8 +125,10 @@ def _approval_request(mail: OutgoingMail, user: User) -> Composed | str:
     elif news:
         subject = (f"[Releasegate] {where} ({environment.release_stream}): release #{release.id} still needs "
                    f"your approval ({news['by']} approved as {', '.join(news['rules'])})")
+    named, more = named_resources(release.resources or [])
     context = {"release": release, "environment": environment, "where": where, "user": user, "links": links,
                "counts": change_counts(release.resources or []), "hook_tail": hook_tail(release),
+               "resources": named, "more_resources": more,
                "since_summary": changes.summary(release),
                "first_commits": ((release.since or {}).get("commits") or [])[:MAIL_COMMITS],
                "triggered_by": release.triggered_by.username if release.triggered_by else "someone",

@@ -2,7 +2,8 @@
 
 Only the token's sha256 is stored. Opening a link changes nothing (mail scanners fetch
 and even click links); the decision is a POST by the signed-in addressee that burns the
-token with a compare-and-set in the same transaction as the normal approve or reject.
+token and its counterpart (the other link of the same mail: either may approve or reject) with
+one compare-and-set in the same transaction as the normal approve or reject.
 """
 from __future__ import annotations
 
@@ -63,10 +64,13 @@ FOREIGN = Refusal("foreign", "This link was sent to someone else, so it does not
                   "person it was sent to, or decide from the release page if you may.", 403)
 
 
-def refusal(link: EmailLink | None, user: User, now: datetime | None = None) -> Refusal | None:
-    """None when `user` may use `link` now; otherwise which reason stops it (nothing changes)."""
+def refusal(link: EmailLink | None, user: User, now: datetime | None = None, *,
+            action: str | None = None) -> Refusal | None:
+    """None when `user` may use `link` now to `action` (default: the link's own action);
+    otherwise which reason stops it (nothing changes)."""
     if link is None:
         return UNKNOWN
+    action = action or link.action
     if link.user_id != user.id:
         return FOREIGN
     if link.used_at is not None:
@@ -89,12 +93,49 @@ def refusal(link: EmailLink | None, user: User, now: datetime | None = None) -> 
     if refused is not None:
         return Refusal("not_allowed", refused, 403)
     progress = approval_rules.progress(release)
-    if link.action == "approve" and not progress.counts_for(user):
+    if action == "approve" and not progress.counts_for(user):
         return Refusal("not_counting", progress.why_not(user), 409)  # the sentence releases.approve refuses with
-    if link.action == "reject" and not progress.may_reject(user):
+    if action == "reject" and not progress.may_reject(user):
         return Refusal("not_allowed", f"{approval_rules.reject_refusal(progress)} This link does not work for you.",
                        403)
     return None
+
+
+def counterpart(link: EmailLink) -> EmailLink | None:
+    """The other link of the same mail: same addressee, release and mail, the other action,
+    issued in the same moment (compose.py issues the pair with one `now`; a mail composed again
+    after a failed attempt gets a new pair, and the old one was revoked)."""
+    return db.session.scalar(sa.select(EmailLink).where(
+        EmailLink.id != link.id, EmailLink.user_id == link.user_id, EmailLink.release_id == link.release_id,
+        EmailLink.mail_id.is_not_distinct_from(link.mail_id), EmailLink.created_at == link.created_at,
+        EmailLink.action != link.action).order_by(EmailLink.id).limit(1))
+
+
+def pair_refusal(link: EmailLink | None, user: User, action: str | None = None,
+                 now: datetime | None = None) -> Refusal | None:
+    """None when `user` may `action` through `link` now: the link and its counterpart must both
+    still work, since the two links of one mail decide once. A link without a counterpart
+    (issued alone) decides only its own action."""
+    refused = refusal(link, user, now, action=action)
+    if refused is not None or link is None:
+        return refused
+    action = action or link.action
+    other = counterpart(link)
+    if other is None:
+        if action != link.action:
+            return Refusal("not_allowed", f"This link can only {link.action} release #{link.release_id}; "
+                           "decide from the release page instead.", 403)
+        return None
+    if other.used_at is not None:
+        return Refusal("used", f"The other link of this mail was already used on {other.used_at:%Y-%m-%d at %H:%M} "
+                       "UTC; the Approve and Reject links of one mail decide once. The release page shows what "
+                       "happened since.", 409)
+    return refusal(other, user, now, action=action)
+
+
+def allowed_actions(link: EmailLink, user: User) -> list[str]:
+    """Which decisions the confirmation page of `link` offers `user` (in ACTIONS order)."""
+    return [action for action in ACTIONS if pair_refusal(link, user, action) is None]
 
 
 @dataclass(frozen=True)
@@ -104,34 +145,42 @@ class Decided:
     bot_release_id: int | None  # None after an approval that left rules unmet
 
 
-def decide(token: str, user: User, comment: str = "") -> Decided | Refusal:
-    """Burn the link and approve or reject its release, in one transaction, or refuse.
+def decide(token: str, user: User, action: str, comment: str = "") -> Decided | Refusal:
+    """Burn the link and its counterpart and approve or reject their release, in one
+    transaction, or refuse.
 
-    The normal state-machine function joins this write transaction and commits burn and
-    decision together: a refused decision leaves the link unused, a used link always has its
+    Either link of a mail may approve or reject; both are judged on current rows inside the
+    write transaction and burnt together by one compare-and-set, so the pair decides at most
+    once. The normal state-machine function joins this transaction and commits burn and
+    decision together: a refused decision leaves the links unused, used links always have their
     decision. Same permission check, same exactly-once rule as every other door.
     """
-    link = find(token)
-    refused = refusal(link, user)
-    if refused is not None:
-        return refused
-    link_id, release_id, action = link.id, link.release_id, link.action
+    if action not in ACTIONS:
+        raise ValueError(f"unknown link action {action!r}")
     write_transaction()
+    link = find(token)
     now = utcnow()
+    refused = pair_refusal(link, user, action, now)
+    if refused is not None:
+        db.session.rollback()
+        return refused
+    other = counterpart(link)
+    pair = [link.id] + ([other.id] if other is not None else [])
+    release_id = link.release_id
     burned = db.session.execute(
-        sa.update(EmailLink).where(EmailLink.id == link_id, EmailLink.user_id == user.id,
+        sa.update(EmailLink).where(EmailLink.id.in_(pair), EmailLink.user_id == user.id,
                                    EmailLink.used_at.is_(None), EmailLink.revoked_at.is_(None),
                                    EmailLink.expires_at > now)
         .values(used_at=now).execution_options(synchronize_session=False)).rowcount
-    if burned != 1:  # another request used it first (or it ended meanwhile)
+    if burned != len(pair):  # another request used one first (or it ended meanwhile)
         db.session.rollback()
-        return refusal(find(token), user) or UNKNOWN
+        return pair_refusal(find(token), user, action) or UNKNOWN
     state_machine = releases.approve if action == "approve" else releases.reject
     try:
         result = state_machine(release_id, Actor(user, "email"), comment)  # joins this transaction
     except (releases.ReleaseError, PermissionDenied):
         db.session.rollback()
-        return refusal(find(token), user) or Refusal("decided", "The release was decided meanwhile; nothing "
-                                                     "was changed.", 409)
+        return pair_refusal(find(token), user, action) or Refusal(
+            "decided", "The release was decided meanwhile; nothing was changed.", 409)
     release = db.session.get(Release, release_id)
     return Decided(release, action, result.id if action == "approve" and result.id != release_id else None)

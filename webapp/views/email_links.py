@@ -2,7 +2,8 @@
 
 GET shows a confirmation page to the signed-in addressee and never changes anything
 (mail scanners fetch, and some click, every link); the decision is the POST of that
-page, CSRF-protected and gated like any approve.
+page, CSRF-protected and gated like any approve. The page offers both decisions: either
+link of a mail may approve or reject, and the decision burns both.
 """
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from flask import Blueprint, Response, abort, render_template, request
 from flask_login import current_user, login_required
 
 from .. import approval_rules
-from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
 from ..models import EmailLink, Environment, User
 from ..notify import email_links
 from ..notify.compose import change_counts, hook_tail
 from ..permissions import require_permission
+from .release_pages import resource_groups
 
 email_pages = Blueprint("email_links", __name__, url_prefix="/email")
 MAX_COMMENT_LENGTH = 5000
@@ -41,15 +42,9 @@ def _link_environment(token: str, **_) -> Environment:
     return link.release.environment
 
 
-def resource_groups(resources: list[dict]) -> list[dict]:
-    """Resources by change type, destructive types first, each group marked."""
-    by_type: dict[str, list[dict]] = {}
-    for resource in resources:
-        by_type.setdefault(resource.get("changeType", ""), []).append(resource)
-    order = sorted(by_type, key=lambda t: (t not in DESTRUCTIVE_CHANGE_TYPES,
-                                           CHANGE_TYPES.index(t) if t in CHANGE_TYPES else len(CHANGE_TYPES), t))
-    return [{"change_type": t, "resources": by_type[t], "destructive": t in DESTRUCTIVE_CHANGE_TYPES}
-            for t in order]
+def _link_action(token: str) -> str:
+    link = email_links.find(token)
+    return link.action if link is not None else ""
 
 
 def _refused(refusal: email_links.Refusal, link: EmailLink | None):
@@ -61,6 +56,7 @@ def _confirmation(link: EmailLink, *, comment: str = "", error: str | None = Non
     release = link.release
     progress = approval_rules.progress(release)
     return render_template("email/confirm.html", link=link, release=release, environment=release.environment,
+                           actions=email_links.allowed_actions(link, _me()),
                            counts=change_counts(release.resources or []),
                            groups=resource_groups(release.resources or []), progress=progress,
                            approve_label=progress.approve_label(_me()),
@@ -71,7 +67,7 @@ def _confirmation(link: EmailLink, *, comment: str = "", error: str | None = Non
 @login_required
 def confirm(token: str):
     link = email_links.find(token)
-    refusal = email_links.refusal(link, _me())
+    refusal = email_links.pair_refusal(link, _me())
     if refusal is not None:
         return _refused(refusal, link)
     return _confirmation(link)
@@ -81,15 +77,20 @@ def confirm(token: str):
 @login_required
 @require_permission("approve_release", environment=_link_environment)
 def decide(token: str):
+    # A page rendered before both buttons existed posts no `action`: it meant its link's own.
+    action = request.form.get("action") if "action" in request.form else _link_action(token)
+    if action not in email_links.ACTIONS:
+        abort(400, "The form did not say whether to approve or reject, so nothing was changed. Reload the page "
+                   "and press Approve or Reject.")
     comment = request.form.get("comment", "").strip()
     if len(comment) > MAX_COMMENT_LENGTH:
         link = email_links.find(token)
-        refusal = email_links.refusal(link, _me())
+        refusal = email_links.pair_refusal(link, _me(), action)
         if refusal is not None:
             return _refused(refusal, link)
         return _confirmation(link, comment=comment, status=422,
                              error=f"The comment is longer than {MAX_COMMENT_LENGTH} characters; shorten it.")
-    outcome = email_links.decide(token, _me(), comment)
+    outcome = email_links.decide(token, _me(), action, comment)
     if isinstance(outcome, email_links.Refusal):
         return _refused(outcome, email_links.find(token))
     release = outcome.release
