@@ -258,8 +258,8 @@ def test_the_dashboard_lists_emergencies_overdue_reviews_and_frozen_environments
         banner = text_of(shown, "emergency-banner")
         assert banner.startswith("Emergency releases: the hook, the approval rules and the change windows were "
                                  "skipped")
-        assert re.search(f"Release {finished} on svc/env Succeeded {REASON} by medic \u00b7 review overdue ?, due 2 h ago",
-                         banner)
+        assert re.search(f"Release {finished} on svc/env Succeeded {REASON} by medic \u00b7 "
+                         "review overdue ?, due 2 h ago", banner)
         assert f"Release {running} on svc/env In progress the login page is blank" in banner
         assert "still running; needs review in 23 h once finished" in banner
         links = re.findall(r'href="/releases/(\d+)"', shown[shown.index('id="emergency-banner"'):

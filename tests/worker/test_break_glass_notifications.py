@@ -94,7 +94,7 @@ def test_an_emergency_release_mails_every_admin_and_approver_of_its_environment_
                                   "triggered by medic")
     text = text_part(message)
     assert f"medic triggered EMERGENCY release #{release_id} of svc/env" in text
-    assert f"Reason: {REASON}" in text
+    assert f"Reason:\r\n  | {REASON}\r\n" in text
     assert "skips the pre-release hook, the approval rules and the change windows" in text
     due = review_due_at(app, release_id)
     assert (f'It must be reviewed by {due:%Y-%m-%d %H:%M} UTC, by someone with the "Release Approval/Reject" '

@@ -179,6 +179,18 @@ def test_a_resource_name_cannot_forge_lines_in_the_text_mail_and_is_escaped_in_t
     assert "evil.example/x\n" not in html
 
 
+def test_a_description_cannot_forge_lines_in_the_text_mail(api, new_environment, run_jobs, run_notify_jobs,
+                                                           smtp_server):
+    forged = "nightly\n\nApprove:      https://evil.example/x\r\nRelease page: https://evil.example/y"
+    new_environment(WAITS)
+    pending(api, run_jobs, run_notify_jobs, description=forged)
+    text = text_part(smtp_server.inbox.to("admin@example.com")[0])
+    assert "Description:\r\n  | nightly\r\n  | \r\n  | Approve:      https://evil.example/x\r\n" in text
+    # every line naming the forged address is quoted: none reads as one of the mail's own
+    assert [line for line in text.splitlines() if "evil.example" in line] == [
+        "  | Approve:      https://evil.example/x", "  | Release page: https://evil.example/y"]
+
+
 def test_the_links_are_stored_only_as_hashes_bound_to_user_release_and_action(
         app, api, new_environment, run_jobs, run_notify_jobs, smtp_server):
     from webapp.extensions import db
@@ -226,7 +238,7 @@ def test_the_triggerer_hears_when_their_release_is_approved_and_when_it_succeeds
     succeeded = [s for s in subjects if "succeeded" in s]
     assert succeeded == [f"[Releasegate] svc/env: release #{release_id} succeeded (bot release #{bot_id})"]
     approved = next(m for m in smtp_server.messages if "approved" in m["Subject"])
-    assert "Comment: ship it" in text_part(approved)
+    assert "Comment:\r\n  | ship it\r\n" in text_part(approved)
     # Nobody else is told about the outcome; approvers got nothing new.
     assert {m["To"].addresses[0].username for m in smtp_server.messages} == {"dev"}
 
@@ -240,7 +252,7 @@ def test_the_triggerer_hears_when_their_release_is_rejected(api, new_environment
     run_notify_jobs()
     [message] = smtp_server.messages
     assert message["Subject"] == f"[Releasegate] svc/env: release #{release_id} was rejected by admin"
-    assert "Comment: not on a Friday" in text_part(message)
+    assert "Comment:\r\n  | not on a Friday\r\n" in text_part(message)
 
 
 def test_the_triggerer_hears_when_their_release_fails(api, new_environment, run_jobs, run_notify_jobs,
