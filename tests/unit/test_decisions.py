@@ -45,8 +45,18 @@ def test_a_grant_scoped_to_the_environment_is_enough_and_another_scope_is_not(ap
         people.add("scoped", "approve_release", environment=env)
         people.add("elsewhere", "approve_release", environment=other)
     release_id = pending(api, run_jobs)
-    assert api("elsewhere").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 403
-    assert api("scoped").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 200
+    for action in ("approve", "reject"):
+        response = api("elsewhere").post(f"/api/v1/releases/{release_id}/{action}", json={})
+        assert response.status_code == 403 and "Release Approval/Reject" in response.json["error"]
+    assert state(api, release_id) == "PENDING_APPROVAL"
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Decision.id))) == 0
+    response = api("scoped").post(f"/api/v1/releases/{release_id}/approve", json={})
+    assert response.status_code == 200, response.json
+    approved = api("member").get(f"/api/v1/releases/{release_id}").json
+    assert approved["state"] == "APPROVED"
+    assert [d["by"] for d in approved["decisions"]] == ["scoped"], approved["decisions"]
+    assert state(api, approved["bot_release_id"]) == "IN_PROGRESS"
 
 
 def test_nobody_approves_their_own_release_admins_included(api, new_environment, run_jobs):
