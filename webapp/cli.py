@@ -18,7 +18,7 @@ from .intake.resources import InvalidInput, check_slug, parse_resources
 from .intake.terraform import resources_from_terraform_plan
 from .intake.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS, fields
 from .models import Environment, Project, User, utcnow
-from .permissions import GLOBAL_ONLY, PERMISSIONS
+from .permissions import GLOBAL_ONLY, PERMISSIONS, PermissionDenied
 from .transactions import Actor
 
 CLI = Actor(None, "cli")
@@ -252,7 +252,7 @@ def register_cli(app: Flask) -> None:
                          else parse_resources(data))
             release, _ = releases.trigger(_environment(path), Actor(_user(username), "cli"), resources, ref=ref,
                                           break_glass=break_glass)
-        except (ValueError, InvalidInput, releases.ReleaseError) as error:
+        except (ValueError, InvalidInput, releases.ReleaseError, PermissionDenied) as error:
             raise click.ClickException(str(error)) from None
         click.echo(f"Triggered release #{release.id} ({release.state}).")
 

@@ -228,3 +228,15 @@ def test_windows_and_an_emergency_release_from_the_command_line(app, hook_repo, 
     with app.app_context():
         assert db.session.get(Release, 2).break_glass_reason == "checkout is down for everyone"
         assert db.session.get(Project, 1).change_windows == never
+
+
+def test_a_trigger_from_the_command_line_without_the_permission_gets_a_sentence_not_a_traceback(
+        app, people, shop, tmp_path):
+    resources = tmp_path / "changes.json"
+    resources.write_text(json.dumps([{"resourceType": "t", "resourceName": "n", "resourcePath": "p",
+                                      "changeType": "CREATE"}]))
+    result = run(app, "releases", "trigger", "shop/prod", "--as", "member", "--resources", str(resources))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "You need the \u201cTrigger release\u201d permission on shop/prod" in result.output
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Release.id))) == 0

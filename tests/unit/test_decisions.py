@@ -45,8 +45,18 @@ def test_a_grant_scoped_to_the_environment_is_enough_and_another_scope_is_not(ap
         people.add("scoped", "approve_release", environment=env)
         people.add("elsewhere", "approve_release", environment=other)
     release_id = pending(api, run_jobs)
-    assert api("elsewhere").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 403
-    assert api("scoped").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 200
+    for action in ("approve", "reject"):
+        response = api("elsewhere").post(f"/api/v1/releases/{release_id}/{action}", json={})
+        assert response.status_code == 403 and "Release Approval/Reject" in response.json["error"]
+    assert state(api, release_id) == "PENDING_APPROVAL"
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Decision.id))) == 0
+    response = api("scoped").post(f"/api/v1/releases/{release_id}/approve", json={})
+    assert response.status_code == 200, response.json
+    approved = api("member").get(f"/api/v1/releases/{release_id}").json
+    assert approved["state"] == "APPROVED"
+    assert [d["by"] for d in approved["decisions"]] == ["scoped"], approved["decisions"]
+    assert state(api, approved["bot_release_id"]) == "IN_PROGRESS"
 
 
 def test_nobody_approves_their_own_release_admins_included(api, new_environment, run_jobs):
@@ -135,6 +145,36 @@ def test_abort_kills_a_running_release_command(app, api, new_environment, run_jo
     assert responses[0].json["state"] == "FAILED" and responses[0].json["error"] == "aborted by dev"
     assert wait_until(lambda: processes_running("sleep 4242.41") == [], timeout=3)
     assert api("member").post(f"/api/v1/releases/{release_id}/abort").status_code == 403
+
+
+@pytest.mark.parametrize("door", ["api", "page"])
+def test_aborting_a_ready_release_fails_it_frees_the_slot_and_dispatches_the_next(app, api, web, new_environment,
+                                                                                  run_jobs, door):
+    """SPEC §3: READY ──abort──> FAILED ("aborted by …"); leaving the slot hands it to the oldest
+    queued release at once. The aborted release's hook job, still queued, then does nothing."""
+    new_environment(WAITS)
+    ready = trigger(api)  # holds the slot; its hook job is queued, not run
+    queued = [trigger(api), trigger(api)]
+    assert state(api, ready) == "READY" and [state(api, i) for i in queued] == ["QUEUED"] * 2
+    if door == "api":
+        response = api("dev").post(f"/api/v1/releases/{ready}/abort")
+        assert response.status_code == 200, response.json
+    else:
+        browser = web("dev")
+        response = browser.post(f"/releases/{ready}/abort", data={"csrf_token": browser.csrf})
+        assert response.status_code == 303 and response.location.endswith(f"/releases/{ready}")
+    aborted = api("member").get(f"/api/v1/releases/{ready}").json
+    assert aborted["state"] == "FAILED" and aborted["error"] == "aborted by dev"
+    assert [state(api, i) for i in queued] == ["READY", "QUEUED"]  # before any job has run
+    with app.app_context():
+        assert db.session.scalars(sa.select(Release.id).where(Release.holds_slot)).all() == [queued[0]]
+        event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.release_id == ready,
+                                                              AuditEvent.to_state == "FAILED"))
+        assert (event.from_state, event.reason, event.via) == ("READY", "aborted by dev",
+                                                              "api" if door == "api" else "ui")
+    run_jobs()
+    assert [state(api, i) for i in (ready, *queued)] == ["FAILED", "PENDING_APPROVAL", "QUEUED"]
+    assert api("member").get(f"/api/v1/releases/{ready}").json["hook"]["exit_code"] is None  # it never ran
 
 
 def test_external_finish_keeps_the_slot_until_reported(api, new_environment, run_jobs):

@@ -77,6 +77,22 @@ def test_parallel_mode_starts_every_queued_release_without_the_slot(app, api, ne
         assert not db.session.scalar(sa.select(sa.func.count(Release.id)).where(Release.holds_slot))
 
 
+def test_turning_parallel_releases_on_starts_the_releases_already_queued(app, api, new_environment, run_jobs):
+    """SPEC §2: the switch itself starts the queue, not the next release to finish."""
+    new_environment(WAITS, approval_workflow=False, release_command="sleep 0.2")
+    running = trigger(api)
+    queued = [trigger(api) for _ in range(3)]
+    assert state(api, running) == "IN_PROGRESS" and [state(api, i) for i in queued] == ["QUEUED"] * 3
+    response = api("admin").patch(ENV_URL, json={"parallel_releases": True})
+    assert response.status_code == 200 and response.json["mode"] == "parallel", response.json
+    assert [state(api, i) for i in queued] == ["IN_PROGRESS"] * 3  # before any job has run
+    assert len(api("member").get(ENV_URL).json["active"]) == 4
+    with app.app_context():
+        assert db.session.scalars(sa.select(Release.id).where(Release.holds_slot)).all() == [running]
+    run_jobs()
+    assert [state(api, i) for i in [running, *queued]] == ["SUCCEEDED"] * 4
+
+
 def test_settings_changes_are_audited_with_old_and_new_values(app, api, new_environment):
     new_environment(WAITS)
     api("admin").patch(ENV_URL, json={"release_stream": "PROD", "allow_self_approval": True})

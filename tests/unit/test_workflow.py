@@ -1,9 +1,11 @@
 """The release workflow end to end: API → queue → real RQ worker → real hook → state."""
 from __future__ import annotations
 
-from tests.helpers import release, trigger
+import sqlalchemy as sa
+
+from tests.helpers import release, state, trigger
 from webapp.extensions import db
-from webapp.models import Release
+from webapp.models import AuditEvent, Release
 
 CHANGES = [
     {"resourceType": "service", "resourceName": "api", "resourcePath": "services/api.json",
@@ -75,3 +77,16 @@ def test_reject_frees_the_queue(app, api, shop, run_jobs):
     assert release(api, second)["state"] == "PENDING_APPROVAL"
     with app.app_context():
         assert db.session.scalar(db.select(db.func.count(Release.id)).where(Release.kind == "BOT")) == 0
+
+
+def test_queued_releases_take_the_free_slot_oldest_first(app, api, shop, run_jobs):
+    """SPEC §3: QUEUED waits for the slot FIFO by trigger time; each slot freed goes to the oldest."""
+    running = trigger(api, path="shop/qa", resources=CHANGES)
+    queued = [trigger(api, path="shop/qa", resources=CHANGES) for _ in range(3)]
+    assert state(api, running) == "READY" and [state(api, i) for i in queued] == ["QUEUED"] * 3
+    run_jobs()  # each release's hook and apply, one after another, through the real worker
+    assert [state(api, i) for i in [running, *queued]] == ["SUCCEEDED"] * 4
+    with app.app_context():
+        left_the_queue = db.session.scalars(sa.select(AuditEvent.release_id).where(
+            AuditEvent.from_state == "QUEUED").order_by(AuditEvent.id)).all()
+    assert left_the_queue == [running, *queued]

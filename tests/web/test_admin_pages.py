@@ -197,6 +197,7 @@ def test_a_grant_for_one_environment_lets_the_grantee_approve_there(app, staff, 
     run_jobs()
     assert state(api, release_id) == "PENDING_APPROVAL"
     assert api("member").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 403
+    assert state(api, release_id) == "PENDING_APPROVAL"
     with app.app_context():
         environment_id = db.session.scalar(sa.select(Environment.id).where(Environment.name == "env"))
     member = user_id(app, "member")
@@ -208,7 +209,11 @@ def test_a_grant_for_one_environment_lets_the_grantee_approve_there(app, staff, 
                     environment=str(environment_id))
     assert response.status_code == 302
     assert "Release Approval/Reject" in admin.get(response.location).text
-    assert api("member").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 200
+    response = api("member").post(f"/api/v1/releases/{release_id}/approve", json={})
+    assert response.status_code == 200, response.json
+    approved = api("admin").get(f"/api/v1/releases/{release_id}").json
+    assert approved["state"] == "APPROVED" and [d["by"] for d in approved["decisions"]] == ["member"]
+    assert approved["bot_release_id"] is not None
     with app.app_context():
         event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "grant",
                                                               AuditEvent.environment_id == environment_id))

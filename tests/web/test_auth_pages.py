@@ -91,14 +91,38 @@ def test_repeated_failed_sign_ins_for_one_username_are_slowed_down(app, people):
 
 
 def test_a_password_reset_ends_existing_sessions_and_reactivation_does_not_revive_them(app, web):
-    from webapp.models import User as Account
-
-    client = web("dev")
+    """An admin resets dev's password on the admin page (accounts.reset_password): the browser dev
+    was signed in with is signed out at its next request, a plain page and an htmx poll alike.
+    Then a deactivation and a reactivation: the session dev had begun with the new password
+    stays ended too."""
+    old_session = web("dev")
+    remembered = app.test_client()  # signed in with "remember me": a lasting cookie beside the session
+    token = csrf_of(remembered.get("/sign-in"))
+    assert remembered.post("/sign-in", data={"csrf_token": token, "username": "dev", "password": "dev-password-123",
+                                             "remember": "on"}).status_code == 302
+    assert old_session.get("/").status_code == 200 and remembered.get("/").status_code == 200
+    admin = web("admin")
     with app.app_context():
-        user = db.session.scalar(sa.select(Account).where(Account.username == "dev"))
-        user.end_sessions()  # what a password reset or a deactivation does
-        db.session.commit()
+        dev = db.session.scalar(sa.select(User.id).where(User.username == "dev"))
+    response = admin.post(f"/admin/users/{dev}/password",
+                          data={"csrf_token": admin.csrf, "password": "brand new passphrase"})
+    assert response.status_code == 302, response.text
+    response = old_session.get("/approvals")
+    assert response.status_code == 302 and response.location.endswith("/sign-in?next=/approvals")
+    response = old_session.get("/fragments/approvals-count", headers={"HX-Request": "true"})
+    assert response.status_code == 401 and "HX-Redirect" in response.headers
+    remembered.delete_cookie("session")  # a new browser session: only the remember-me cookie is left
+    assert remembered.get("/").status_code == 302
+
+    client = app.test_client()
+    token = csrf_of(client.get("/sign-in"))
+    assert client.post("/sign-in", data={"csrf_token": token, "username": "dev",
+                                         "password": "brand new passphrase"}).status_code == 302
+    assert client.get("/").status_code == 200
+    for action in ("deactivate", "reactivate"):
+        assert admin.post(f"/admin/users/{dev}/{action}", data={"csrf_token": admin.csrf}).status_code == 302
     assert client.get("/").status_code == 302
+    assert old_session.get("/").status_code == 302
 
 
 def test_api_tokens_record_when_they_were_last_used(app, api, people):

@@ -40,7 +40,7 @@ from tests.helpers import CHANGE, state, trigger
 from tests.web.test_routes import STATE_CHANGING, UNGATED
 from webapp import releases
 from webapp.extensions import db
-from webapp.models import AuditEvent, Environment, Grant, Project, SlackChannel, User, WebhookEndpoint
+from webapp.models import AuditEvent, Environment, Grant, Project, Release, SlackChannel, User, WebhookEndpoint
 from webapp.permissions import PERMISSIONS
 
 PROJECT, ENV, OTHER = "shop", "prod", "qa"  # every case acts on shop/prod; a grant on shop/qa must not help
@@ -645,3 +645,117 @@ def test_manage_environments_for_one_environment_manages_it_but_creates_nothing(
     assert response.status_code == 303
     with world.app.app_context():
         assert world.environment(ENV).hook_timeout_seconds == 120
+
+
+# -- a deactivated user ----------------------------------------------------------------------------------
+
+LEAVER_GRANTS = ("trigger_release", "approve_release", "cancel_release", "manage_environments")
+
+
+def leaver_and_releases(world: World) -> tuple[int, int, int]:
+    """leaver, holding every release permission and manage_environments for all environments, signed
+    in with a browser and holding an API token; dev's release pending approval on prod and dev's
+    release queued behind it. Returns (leaver's id, pending, queued)."""
+    leaver = world.people.add("leaver", *LEAVER_GRANTS)
+    pending = build(world, "pending")["release"]
+    queued = trigger(world.api, "dev", path=ENV_PATH)
+    assert world.browser("leaver").get("/").status_code == 200
+    assert world.api("leaver").get(API_ENV).status_code == 200
+    return leaver, pending, queued
+
+
+def refused_actions(world: World, pending: int, queued: int) -> list[tuple[str, Any]]:
+    """Every state machine entry point a permission gates, as (name, call) taking an Actor."""
+    from webapp import accounts, environments
+
+    def prod():
+        return world.environment(ENV)
+
+    return [
+        ("approve", lambda actor: releases.approve(pending, actor, "ok")),
+        ("reject", lambda actor: releases.reject(pending, actor, "no")),
+        ("cancel", lambda actor: releases.cancel(queued, actor)),
+        ("trigger", lambda actor: releases.trigger(prod(), actor, CHANGE)),
+        ("update_environment", lambda actor: environments.update_environment(prod(), actor,
+                                                                              {"hook_timeout_seconds": 120})),
+        ("reset_password", lambda actor: accounts.reset_password(actor, db.session.get(User, world.user_id("dev")),
+                                                                 "another-password-123")),
+    ]
+
+
+def test_a_deactivated_user_holding_grants_is_refused_every_permission_checked_action(world, tmp_path):
+    """SPEC §6: deactivating ends the sessions and tokens; and every permission check refuses an
+    inactive user whatever grants are still on record, so a door that names a user without signing
+    in (the CLI's `releases trigger --as`, email and Slack links) or a request already past sign-in
+    cannot act for them. Nothing changes."""
+    from webapp.permissions import PermissionDenied
+    from webapp.transactions import Actor
+
+    leaver, pending, queued = leaver_and_releases(world)
+    admin = world.browser("admin")
+    assert admin.post(f"/admin/users/{leaver}/deactivate", data={"csrf_token": admin.csrf}).status_code == 302
+    before = snapshot(world.app)
+
+    token = world.api("leaver")
+    for response in (token.post(f"/api/v1/releases/{pending}/approve", json={}),
+                     token.post(f"/api/v1/releases/{pending}/reject", json={}),
+                     token.post(f"/api/v1/releases/{queued}/cancel"),
+                     token.post(f"{API_ENV}/releases", json={"resources": CHANGE}),
+                     token.patch(API_ENV, json={"hook_timeout_seconds": 120})):
+        assert response.status_code == 401, response.json
+    browser = world.browser("leaver")  # the session leaver signed in with before
+    for address in (f"/releases/{pending}/approve", f"/releases/{pending}/reject", f"/releases/{queued}/cancel"):
+        response = browser.post(address, data={"csrf_token": browser.csrf, "comment": "ok"})
+        assert response.status_code == 302 and "/sign-in" in response.location, response.status_code
+
+    changes = tmp_path / "changes.json"
+    changes.write_text(json.dumps(CHANGE))
+    result = world.app.test_cli_runner().invoke(args=["releases", "trigger", ENV_PATH, "--as", "leaver",
+                                                      "--resources", str(changes)])
+    assert result.exit_code != 0 and needs("trigger_release") in result.output, (result.output, result.exception)
+
+    refused, actions = [], refused_actions(world, pending, queued)
+    with world.app.app_context():
+        for name, action in actions:
+            user = db.session.get(User, leaver)
+            assert not user.active and len(user.grants) == len(LEAVER_GRANTS)
+            try:
+                action(Actor(user, "cli"))
+            except PermissionDenied:
+                refused.append(name)
+            db.session.rollback()
+    assert refused == [name for name, _ in actions]
+    assert changed_tables(before, snapshot(world.app)) == []
+    assert (world.release_state(pending), world.release_state(queued)) == ("PENDING_APPROVAL", "QUEUED")
+
+
+@pytest.mark.parametrize("door", ["token", "form"])
+def test_a_user_deactivated_while_their_request_is_under_way_is_refused_when_it_acts(world, door, monkeypatch):
+    """leaver's trigger got past sign-in and the route's decorator; then an admin's deactivation
+    committed; the trigger's own transaction reads leaver again and refuses: 403, and nothing but
+    the deactivation changed."""
+    from webapp import accounts, transactions
+    from webapp.transactions import Actor
+
+    leaver, _pending, _queued = leaver_and_releases(world)
+    write_transaction = transactions.write_transaction
+
+    def deactivated_meanwhile() -> None:
+        monkeypatch.setattr(transactions, "write_transaction", write_transaction)  # once
+        with world.app.app_context():  # a session of its own, as another request's
+            admin = db.session.scalar(sa.select(User).where(User.username == "admin"))
+            accounts.deactivate_user(Actor(admin, "ui"), db.session.get(User, leaver))
+        write_transaction()
+
+    trigger_case = next(case for case in CASES if case.endpoint == (
+        "api.trigger_release" if door == "token" else "release_pages.trigger_submit"))
+    before = snapshot(world.app)
+    monkeypatch.setattr(transactions, "write_transaction", deactivated_meanwhile)
+    response = send(world, trigger_case, "leaver", {}, door)
+    assert needs("trigger_release") in refusal_sentence(response, door)
+    assert transactions.write_transaction is write_transaction  # the deactivation came in between
+    assert changed_tables(before, snapshot(world.app)) == ["api_tokens", "audit_events", "users"]  # it alone
+    with world.app.app_context():
+        assert not db.session.get(User, leaver).active
+        assert db.session.scalar(sa.select(sa.func.count(Release.id)).where(
+            Release.triggered_by_id == leaver)) == 0
