@@ -127,11 +127,11 @@ class WaitingMove:
                             {"id": environment_id})
         self.thread = threading.Thread(target=run)
         self.thread.start()
-        assert wait_until(lambda: waiting_for_a_lock(self.watcher) == 1), "the move never waited for a lock"
+        assert wait_until(lambda: waiting_for_a_lock(self.watcher) == 1, timeout=60), "the move never waited for a lock"
 
     def finish(self) -> list[object]:
         self.holder.rollback()  # a no-op once the test committed through it
-        self.thread.join(10)
+        self.thread.join(60)
         self.holder.close()
         self.watcher.close()
         return self.outcome

@@ -26,7 +26,7 @@ def test_worker_killed_mid_hook_takes_the_hook_along_and_the_release_fails(api, 
     worker = start_worker()
     wait_for(lambda: len(processes_running("sleep 4242.31")) >= 3, timeout=30)
     worker.send_signal(signal.SIGKILL)
-    worker.wait(5)
+    worker.wait(30)
     wait_for(lambda: processes_running("sleep 4242.31") == [], timeout=30)
     leftovers = list(WORK_ROOT.glob(f"{worker.pid}-*"))
     assert leftovers  # the killed worker could not clean up its workspace…
@@ -48,7 +48,7 @@ def test_worker_killed_mid_apply_is_not_run_again(api, new_environment, start_wo
     worker = start_worker()
     wait_for(lambda: len(processes_running("sleep 4242.32")) >= 2, timeout=30)
     worker.send_signal(signal.SIGKILL)
-    worker.wait(5)
+    worker.wait(30)
     wait_for(lambda: processes_running("sleep 4242.32") == [], timeout=30)
     start_worker()
     wait_for(lambda: release(api, first)["state"] == "FAILED", timeout=60)

@@ -207,13 +207,13 @@ def test_a_receiver_that_fails_twice_gets_the_delivery_three_times_with_one_id_a
     add_webhook(web, httpserver.url_for("/flaky"))
     start_worker()
     trigger(api, "dev")
-    wait_for(lambda: len(httpserver.log) == 3, timeout=45)
+    wait_for(lambda: len(httpserver.log) == 3, timeout=120)
     ids = {request.headers["X-Releasegate-Delivery"] for request, _ in httpserver.log}
     bodies = {request.get_data() for request, _ in httpserver.log}
     assert len(ids) == 1 and len(bodies) == 1
     assert [request.headers["X-Releasegate-Attempt"] for request, _ in httpserver.log] == ["1", "2", "3"]
     assert all(verify(request) for request, _ in httpserver.log)
-    [delivery] = wait_for(lambda: [d for d in deliveries(app) if d.status == "succeeded"], timeout=10)
+    [delivery] = wait_for(lambda: [d for d in deliveries(app) if d.status == "succeeded"], timeout=60)
     assert delivery.attempts == 3 and delivery.response_code == 200
     assert [entry["code"] for entry in delivery.history] == [500, 503, 200]
 
