@@ -176,3 +176,48 @@ class Tally:
 
     def close(self) -> None:
         self._server.close()
+
+
+class Gate:
+    """A hook or command that waits at `gate.wait()` goes on only once the test calls `open()`:
+    the run holds a connection to 127.0.0.1 until the gate answers it, so a test can say exactly
+    when a run ends instead of guessing with a sleep. A gate that is never opened lets runs go on
+    after `timeout` seconds."""
+
+    def __init__(self, timeout: float = 120.0) -> None:
+        import socket
+        import threading
+
+        self._open = threading.Event()
+        self._timeout = timeout
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.waiting = 0  # connections held so far
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def wait(self) -> str:
+        """A shell line that blocks until the gate is opened."""
+        return f"read -r _ < /dev/tcp/127.0.0.1/{self.port}"
+
+    def open(self) -> None:
+        self._open.set()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            self.waiting += 1
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection) -> None:
+        with connection:
+            self._open.wait(self._timeout)
+            connection.sendall(b"go\n")
+
+    def close(self) -> None:
+        self._open.set()
+        self._server.close()

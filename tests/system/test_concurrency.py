@@ -10,7 +10,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import assert_one_slot_holder_at_a_time, state, trigger, wait_until
+from tests.helpers import assert_one_slot_holder_at_a_time, state, trigger, wait_for, wait_until
 from webapp.extensions import db
 from webapp.models import AuditEvent, Decision, Release
 
@@ -18,8 +18,8 @@ ENV = "/api/v1/projects/svc/environments/env"
 CHANGE = [{"resourceType": "t", "resourceName": "n", "resourcePath": "p", "changeType": "CREATE"}]
 
 
-def act(config: dict, role: str, token: str, seconds: float, seed: int) -> list[tuple[str, int, str]]:
-    """One process: its own app and connections, hammering the API for `seconds`."""
+def act(config: dict, role: str, token: str, stop, seed: int) -> list[tuple[str, int, str]]:
+    """One process: its own app and connections, hammering the API until `stop` is set."""
     from webapp import create_app
 
     app = create_app(config)
@@ -27,8 +27,7 @@ def act(config: dict, role: str, token: str, seconds: float, seed: int) -> list[
     headers = {"Authorization": f"Bearer {token}"}
     rng = random.Random(seed)
     seen: list[tuple[str, int, str]] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while not stop.is_set():
         if role == "trigger":
             response = client.post(f"{ENV}/releases", json={"resources": CHANGE}, headers=headers)
             seen.append(("trigger", response.status_code, response.get_data(as_text=True)))
@@ -51,9 +50,17 @@ def test_concurrent_processes_keep_every_invariant(app, app_config, api, people,
     roles = [("trigger", "dev"), ("trigger", "admin"), ("decide", "approver"), ("decide", "approver2"),
              ("decide", "approver"), ("cancel", "dev")]
     context = multiprocessing.get_context("spawn")
-    with context.Pool(len(roles)) as pool:
-        results = pool.starmap(act, [(app_config, role, people.tokens[name], 5.0, seed)
-                                     for seed, (role, name) in enumerate(roles)])
+    with context.Manager() as manager, context.Pool(len(roles)) as pool:
+        stop = manager.Event()
+        running = pool.starmap_async(act, [(app_config, role, people.tokens[name], stop, seed)
+                                           for seed, (role, name) in enumerate(roles)])
+        # The traffic goes on until every kind of move has landed a few times, however long
+        # that takes here (a failed process ends the wait too: its error is raised below).
+        try:
+            wait_for(lambda: running.ready() or every_move_landed(app), timeout=300)
+        finally:
+            stop.set()
+        results = running.get(120)
     outcomes = [outcome for result in results for outcome in result]
     summary = sorted({(action, status) for action, status, _ in outcomes})
     assert any(action == "approve" and status == 200 for action, status, _ in outcomes), summary
@@ -83,6 +90,16 @@ def test_concurrent_processes_keep_every_invariant(app, app_config, api, people,
             .where(AuditEvent.action == "state").order_by(AuditEvent.id)))
 
 
+def every_move_landed(app, times: int = 2) -> bool:
+    """Whether approvals, rejections and cancellations have each ended `times` releases."""
+    with app.app_context():
+        ended = dict(db.session.execute(sa.select(Release.state, sa.func.count()).where(
+            Release.kind != "BOT", Release.state.in_(("APPROVED", "REJECTED", "CANCELLED")))
+            .group_by(Release.state)).all())
+        db.session.remove()
+    return all(ended.get(end, 0) >= times for end in ("APPROVED", "REJECTED", "CANCELLED"))
+
+
 class WaitingMove:
     """A move of the state machine, run as `username` in a thread of its own while another
     connection (`holder`) holds the environment's row lock, as a concurrent move would.
@@ -110,11 +127,11 @@ class WaitingMove:
                             {"id": environment_id})
         self.thread = threading.Thread(target=run)
         self.thread.start()
-        assert wait_until(lambda: waiting_for_a_lock(self.watcher) == 1), "the move never waited for a lock"
+        assert wait_until(lambda: waiting_for_a_lock(self.watcher) == 1, timeout=60), "the move never waited for a lock"
 
     def finish(self) -> list[object]:
         self.holder.rollback()  # a no-op once the test committed through it
-        self.thread.join(10)
+        self.thread.join(60)
         self.holder.close()
         self.watcher.close()
         return self.outcome

@@ -11,12 +11,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import CHANGE, release, state, trigger, wait_for
+from tests.helpers import CHANGE, Gate, release, state, trigger, wait_for
 from tests.outage_support import Outage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,8 +83,9 @@ def test_health_names_the_database_when_it_cannot_be_reached(outage, app):
 def test_a_hook_that_ends_during_an_outage_is_recorded_once_the_database_is_back_and_never_rerun(
         outage, app_config, api, new_environment, tmp_path, tally):
     log = tmp_path / "worker.log"
+    gate = Gate()  # the hook ends when the test opens it: once the database is down
     new_environment({"svc/pre_release_hooks/pre_release_hook.sh": (
-        f'{tally.send()}\necho "checked"\nsleep 1.5\nexit 0\n')})
+        f'{tally.send()}\necho "checked"\n{gate.wait()}\nexit 0\n')})
     release_id = trigger(api)
     env = {**os.environ, "DATABASE_URL": outage.url, "REDIS_URL": app_config["REDIS_URL"],
            "REPO_CACHE_DIR": app_config["REPO_CACHE_DIR"], "RELEASEGATE_ENV": "development",
@@ -96,12 +96,15 @@ def test_a_hook_that_ends_during_an_outage_is_recorded_once_the_database_is_back
         worker = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdout=output,
                                   stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: tally.lines, timeout=30)
+        wait_for(lambda: tally.lines and gate.waiting, timeout=60)
         with outage.down():
-            time.sleep(4)  # the hook exits after 1.5 s; its result cannot be written yet
+            gate.open()
+            # The worker tried to record the hook's result and met the outage: it says so and waits.
+            wait_for(lambda: "database unavailable during record_hook_result" in log.read_text(), timeout=60)
             assert worker.poll() is None
-        wait_for(lambda: state(api, release_id) == "SUCCEEDED", timeout=30)
+        wait_for(lambda: state(api, release_id) == "SUCCEEDED", timeout=60)
     finally:
+        gate.close()
         worker.kill()
         worker.wait(10)
         print(log.read_text())  # shown when the test fails
