@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 DEBIAN_NEEDS := git:git bash:bash bwrap:bubblewrap chromium:chromium libatomic.so.1:libatomic1 \
 	ensurepip:python3-venv
 
-.PHONY: run test lint worker screenshots bench clean debian-packages debian-package-names
+.PHONY: run test lint worker screenshots bench mutation clean debian-packages debian-package-names
 
 # Installs the missing Debian packages when run as root; otherwise names them in one sentence.
 # run, test, screenshots, worker and bench check them first (before the virtualenv is made).
@@ -53,6 +53,14 @@ screenshots: debian-packages $(BIN)/activate
 worker: debian-packages $(BIN)/activate
 	$(BIN)/python -m worker
 
+# mutmut over the rule modules (docs/testing.md); ARGS: mutant name globs, or --report.
+$(VENV)/.mutation-installed: $(BIN)/activate scripts/mutation-requirements.txt
+	$(BIN)/pip install --quiet -r scripts/mutation-requirements.txt
+	touch $@
+
+mutation: debian-packages $(VENV)/.mutation-installed
+	$(BIN)/python scripts/mutation.py $(ARGS)
+
 # wrk comes from Debian; the profilers only from bench/requirements.txt, never the app's requirements.
 $(VENV)/.bench-installed: $(BIN)/activate bench/requirements.txt
 	$(BIN)/pip install --quiet -r bench/requirements.txt
@@ -64,4 +72,4 @@ bench: debian-packages $(VENV)/.bench-installed
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) instance .pytest_cache mutants

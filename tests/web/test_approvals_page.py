@@ -76,6 +76,8 @@ def test_the_inbox_shows_the_description_age_expiry_and_a_destructive_badge_firs
     assert waited[0] == "12 min ago · expires in 2 d"  # 52 h from 12 minutes ago
     assert waited[1] == "under a minute ago · never expires"
     assert re.search(r'<time datetime="[0-9T:-]+Z" title="[0-9 :-]+ UTC" data-relative>12 min ago</time>', rows[0])
+    changes = text_of(re.search(r'<td data-label="Changes">(.*?)</td>', rows[0], re.S).group(1))
+    assert changes.startswith("1 DELETE (destructive) , 1 REPLACE (destructive) , 1 UPDATE_IN_PLACE , 2 CREATE")
 
 
 def test_the_inbox_list_refreshes_itself_and_answers_204_when_nothing_changed(api, web, new_environment,

@@ -430,7 +430,7 @@ def _inbox_entry(release: Release, progress: approval_rules.Progress | None = No
                  counted: list[str] | None = None) -> dict:
     """A release as an inbox line: its change counts, whether it destroys anything, how long it
     has waited since and when it expires (None: never)."""
-    counts = change_counts(release.resources or [])
+    counts = destructive_first(change_counts(release.resources or []))
     since = release.pending_since or release.created_at
     expires = releases.expires_at(release.pending_since, release.environment.approval_timeout_hours)
     return {"release": release, "counts": counts, "progress": progress, "counted": counted or [],
