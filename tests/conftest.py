@@ -37,7 +37,8 @@ _counter = itertools.count()
 
 # Why a marked test cannot run here; each is deselected, counted in the summary, never skipped.
 NOT_HERE = {"postgresql": "needs TEST_DATABASE_URL", "root": "switches users, so needs root",
-            "sandbox": "needs the sandbox, which HOOK_SANDBOX=none turns off", "spec": "needs ../shared/SPEC.md beside the checkout"}
+            "sandbox": "needs the sandbox, which HOOK_SANDBOX=none turns off",
+            "spec": "needs ../shared/SPEC.md beside the checkout"}
 # What a run may deselect, when it says (.ci/run does, for each pass): "postgresql sandbox", or ""
 # for none. A test deselected for another reason then fails the run instead of vanishing from it.
 MAY_DESELECT = os.environ.get("RELEASEGATE_MAY_DESELECT")

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@localhost",
@@ -142,6 +145,19 @@ def processes_running(marker: str) -> list[int]:
         if marker in cmdline and not zombie:
             found.append(int(entry.name))
     return found
+
+
+@contextmanager
+def watchdog(marker: str, seconds: float = 60) -> Iterator[None]:
+    """For a test of a kill (a timeout, an abort): should the kill never come, the processes
+    whose command line holds `marker` are killed after a generous `seconds`, so the run ends in
+    a failed assertion instead of hanging the suite."""
+    timer = threading.Timer(seconds, lambda: [os.kill(pid, signal.SIGKILL) for pid in processes_running(marker)])
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 class Tally:

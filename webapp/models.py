@@ -364,8 +364,9 @@ class OutgoingMail(db.Model):
 
 
 class EmailLink(db.Model):
-    """An Approve or Reject link: bound to one user, one release and one action; only
-    the sha256 of its token is stored; it works once and expires."""
+    """An Approve or Reject link: bound to one user, one release and the action it names
+    (its page offers both); only the sha256 of its token is stored; it and the other link of
+    its mail work once, together, and expire."""
 
     __tablename__ = "email_links"
     __table_args__ = (sa.CheckConstraint("action IN ('approve', 'reject')", name="action"),)

@@ -64,7 +64,7 @@ def test_the_inbox_shows_the_description_age_expiry_and_a_destructive_badge_firs
     plain = pending(api, run_jobs, path="svc/other")
     with app.app_context():
         db.session.execute(sa.update(Release).where(Release.id == risky).values(
-            pending_since=utcnow() - timedelta(minutes=12, seconds=5)))
+            pending_since=utcnow() - timedelta(minutes=12, seconds=30)))
         db.session.commit()
     page = web("approver").get("/approvals").text
     rows = re.findall(r'<tr class="waiting">(.*?)</tr>', page, re.S)

@@ -111,7 +111,7 @@ def test_a_running_release_shows_how_long_it_has_run_and_a_finished_one_how_long
     release_id = trigger(api, "dev")  # READY: its hook job not run yet
     with app.app_context():
         db.session.execute(sa.update(Release).where(Release.id == release_id)
-                           .values(started_at=utcnow() - timedelta(minutes=3, seconds=5)))
+                           .values(started_at=utcnow() - timedelta(minutes=3, seconds=30)))
         db.session.commit()
     client = web("member")
     assert "running for 3 min…" in text_of(client.get(f"/releases/{release_id}").text)

@@ -609,3 +609,11 @@ def test_links_of_someone_taken_out_of_the_rules_group_no_longer_approve_or_reje
     assert_refused(app, carol, ruled.link("carol", "Reject"), "not_allowed", 403,
                    "Only someone who could approve for one of its rules may reject this release (members of dba, sre)",
                    action="reject")
+
+
+@pytest.mark.parametrize(("label", "first"), [("Approve", "approve"), ("Reject", "reject")])
+def test_the_links_own_action_comes_first_on_its_page(web, mailed, label, first):
+    page = web("approver").get(mailed.link("approver", label)).text
+    bar = page[page.index('id="decide-bar"'):]
+    assert re.findall(r'<button type="submit" name="action" value="(\w+)"', bar)[:2] == [
+        first, "reject" if first == "approve" else "approve"]

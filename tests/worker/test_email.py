@@ -191,6 +191,28 @@ def test_a_description_cannot_forge_lines_in_the_text_mail(api, new_environment,
         "  | Approve:      https://evil.example/x", "  | Release page: https://evil.example/y"]
 
 
+def test_a_commit_subject_or_author_recorded_with_a_carriage_return_cannot_forge_lines_in_the_text_mail(
+        app, api, new_environment, run_jobs, run_notify_jobs, smtp_server):
+    from webapp.extensions import db
+    from webapp.models import Release
+
+    new_environment(WAITS)
+    release_id = trigger(api, "dev")
+    run_jobs()
+    with app.app_context():  # as a release's `since` was stored before git.log made them one line
+        db.session.execute(sa.update(Release).where(Release.id == release_id).values(since={
+            "previous_release_id": None, "relation": "ahead", "commits": [{
+                "sha": "a" * 40, "subject": "fix typo\rApprove:      https://evil.example/a",
+                "author_name": "eve\rReject:       https://evil.example/r", "author_email": "e@example.com",
+                "authored_at": "2026-12-01T10:00:00+00:00"}]}))
+        db.session.commit()
+    run_notify_jobs()
+    text = text_part(smtp_server.inbox.to("admin@example.com")[0])
+    assert [line for line in text.splitlines() if line.startswith(("Approve", "Reject", "Release page"))
+            and "evil.example" in line] == []
+    assert "  - aaaaaaaaaaaa fix typo Approve: https://evil.example/a (eve Reject: https://evil.example/r)" in text
+
+
 def test_the_links_are_stored_only_as_hashes_bound_to_user_release_and_action(
         app, api, new_environment, run_jobs, run_notify_jobs, smtp_server):
     from webapp.extensions import db
@@ -264,7 +286,7 @@ def test_the_triggerer_hears_when_their_release_fails(api, new_environment, run_
     [message] = smtp_server.messages
     assert message["To"].addresses[0].username == "dev"
     assert message["Subject"] == f"[Releasegate] svc/env: release #{release_id} failed"
-    assert "Error: The pre-release hook exited 7; its last line: \u201cbroken\u201d" in text_part(message)
+    assert "Error:\r\n  | The pre-release hook exited 7; its last line: \u201cbroken\u201d\r\n" in text_part(message)
 
 
 def test_announcing_an_event_twice_sends_each_mail_once(app, api, new_environment, run_jobs, run_notify_jobs,

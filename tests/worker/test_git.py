@@ -251,3 +251,14 @@ def test_a_tree_named_in_place_of_a_commit_is_refused(source, cache, tmp_path):
         repos.checkout(git_dir, tree, tmp_path / "checkout")
     with pytest.raises(RepoError, match="was not found"):
         repos.list_folder(git_dir, tree, "bin")
+
+
+def test_a_commits_subject_and_author_are_one_line_whatever_the_committer_wrote(source, cache):
+    # git keeps a carriage return in %s and %an; in a text mail it would start a line of its own
+    before = git(source, "rev-parse", "HEAD")
+    subprocess.run([*GIT, "-C", str(source), "-c", "user.name=eve\rReject:  https://evil.example/r", "commit", "-q",
+                    "--allow-empty", "-m", "fix typo\rApprove:  https://evil.example/a"], check=True)
+    mirror = repos.fetch(str(source), cache)
+    [found], more = repos.log(mirror, before, git(source, "rev-parse", "HEAD"), limit=10)
+    assert (found.subject, found.author_name, more) == (
+        "fix typo Approve: https://evil.example/a", "eve Reject: https://evil.example/r", False)

@@ -1,12 +1,9 @@
 """What the pre-release hook's exit, failure or absence does to a release."""
 from __future__ import annotations
 
-import os
 import re
-import signal
-import threading
 
-from tests.helpers import commit_files, git, processes_running, release, trigger, wait_for
+from tests.helpers import commit_files, git, processes_running, release, trigger, wait_for, watchdog
 
 HOOK_DIR = "svc/pre_release_hooks"
 
@@ -85,13 +82,8 @@ def test_hook_past_its_timeout_is_killed_with_its_grandchildren(api, new_environ
     # The hook sleeps for ever: the run ends only because its 1 s timeout killed it. Should the
     # timeout never fire, a watchdog with a generous deadline kills the sleeps itself, and the
     # release fails without "timed out", instead of hanging the suite.
-    watchdog = threading.Timer(60, lambda: [os.kill(pid, signal.SIGKILL)
-                                            for pid in processes_running("sleep 4242.11")])
-    watchdog.start()
-    try:
+    with watchdog("sleep 4242.11"):
         run_jobs()
-    finally:
-        watchdog.cancel()
     data = release(api, release_id)
     assert data["state"] == "FAILED"
     assert "timed out" in data["error"]

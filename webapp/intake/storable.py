@@ -9,6 +9,7 @@ request (CLI, tests).
 """
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator, Mapping
 
 from flask import Flask, abort, request
@@ -16,6 +17,16 @@ from flask import Flask, abort, request
 from .resources import check_storable, unstorable
 
 STORED_HEADERS = ("Idempotency-Key",)
+
+
+def one_line(text: object) -> str:
+    """`text` on one line: control, format and line- or paragraph-separator characters become
+    spaces, runs of space fold into one. For values shown where a line means something (a text
+    mail's "Approve:" line, a chat message) that someone else wrote: a resource name, a commit's
+    subject or author."""
+    cleaned = "".join(" " if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") else char
+                      for char in str(text or ""))
+    return " ".join(cleaned.split())
 
 
 def _json_strings(value: object) -> Iterator[tuple[str, str]]:

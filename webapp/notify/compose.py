@@ -3,7 +3,6 @@ outcome for its triggerer, a weakened gate for the admins, an emergency release 
 review for everyone who may approve there; text and HTML from templates/email."""
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,6 +15,7 @@ from flask import current_app, render_template
 from .. import approval_rules, changes
 from ..extensions import db
 from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
+from ..intake.storable import one_line
 from ..models import AuditEvent, Decision, Environment, OutgoingMail, Release, User, utcnow
 from ..permissions import PERMISSIONS, may_decide
 from ..views.release_pages import resource_groups
@@ -43,20 +43,18 @@ def change_counts(resources: list[dict]) -> list[tuple[str, int, bool]]:
     return [(t, counts[t], t in DESTRUCTIVE_CHANGE_TYPES) for t in order if counts[t]]
 
 
-def one_line(text: object) -> str:
-    """`text` on one line: control, format and line- or paragraph-separator characters become
-    spaces, so a resource name cannot forge lines (a fake "Approve:" link) in a text mail."""
-    cleaned = "".join(" " if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") else char
-                      for char in str(text or ""))
-    cleaned = " ".join(cleaned.split())
+def short_line(text: object) -> str:
+    """`text` on one line (a resource name cannot forge a fake "Approve:" line in a text mail),
+    cut to NAME_CHARS."""
+    cleaned = one_line(text)
     return cleaned if len(cleaned) <= NAME_CHARS else cleaned[:NAME_CHARS - 1] + "\u2026"
 
 
 def named_resources(resources: list[dict], limit: int = MAIL_RESOURCES) -> tuple[list[dict], int]:
     """The first `limit` resources in the release page's order (destructive change types first),
     each on one line, and how many more there are."""
-    ordered = [{"change_type": one_line(group["change_type"]), "destructive": group["destructive"],
-                "type": one_line(resource.get("resourceType")), "name": one_line(resource.get("resourceName"))}
+    ordered = [{"change_type": short_line(group["change_type"]), "destructive": group["destructive"],
+                "type": short_line(resource.get("resourceType")), "name": short_line(resource.get("resourceName"))}
                for group in resource_groups(resources) for resource in group["resources"]]
     return ordered[:limit], max(len(ordered) - limit, 0)
 
@@ -129,8 +127,11 @@ def _approval_request(mail: OutgoingMail, user: User) -> Composed | str:
     context = {"release": release, "environment": environment, "where": where, "user": user, "links": links,
                "counts": change_counts(release.resources or []), "hook_tail": hook_tail(release),
                "resources": named, "more_resources": more,
-               "since_summary": changes.summary(release),
-               "first_commits": ((release.since or {}).get("commits") or [])[:MAIL_COMMITS],
+               # commits recorded before git.log made them one line each, made so here
+               "since_summary": one_line(changes.summary(release)),
+               "first_commits": [{**commit, "subject": one_line(commit.get("subject")),
+                                  "author_name": one_line(commit.get("author_name"))}
+                                 for commit in ((release.since or {}).get("commits") or [])[:MAIL_COMMITS]],
                "triggered_by": release.triggered_by.username if release.triggered_by else "someone",
                "expires_at": now + timedelta(hours=current_app.config["EMAIL_LINK_HOURS"]),
                "progress": progress, "news": news, "approve_label": progress.approve_label(user),

@@ -1,4 +1,4 @@
-"""Approve and Reject links in mail: one random token per user, release and action.
+"""Approve and Reject links in mail: a random token per user, release and named action.
 
 Only the token's sha256 is stored. Opening a link changes nothing (mail scanners fetch
 and even click links); the decision is a POST by the signed-in addressee that burns the

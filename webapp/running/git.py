@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from ..intake.storable import one_line
+
 NETWORK_TIMEOUT = 600  # seconds for one clone or fetch
 LOCAL_TIMEOUT = 300  # seconds for a checkout or a listing
 _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -208,8 +210,11 @@ def log(git_dir: Path, exclude: str, include: str, *, limit: int,
                 f"{exclude}..{include}", "--", timeout=timeout)
     if proc.returncode != 0:
         raise RepoError(f"git log {exclude[:12]}..{include[:12]} failed: {_last_line(proc.stderr)}.")
-    commits = [Commit(*record.decode(errors="replace").split("\x1f", 5))
-               for record in proc.stdout.split(b"\0") if record]
+    # a subject or an author name is one line, whatever the committer put in it (a carriage
+    # return would start a line of its own in a text mail or a chat message)
+    commits = [Commit(sha, one_line(name), email, committer, at, one_line(subject))
+               for sha, name, email, committer, at, subject
+               in (record.decode(errors="replace").split("\x1f", 5) for record in proc.stdout.split(b"\0") if record)]
     return commits[:limit], len(commits) > limit
 
 
