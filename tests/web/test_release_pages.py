@@ -95,7 +95,10 @@ def test_a_plain_form_post_without_htmx_redirects_back_to_the_release_page(api, 
     client = web("approver")
     response = post(client, f"/releases/{release_id}/approve", htmx=False)
     assert response.status_code == 303 and response.location == f"/releases/{release_id}"
-    assert "Approved. Bot release" in client.get(response.location).text
+    bot_id = release(api, release_id)["bot_release_id"]
+    # the message links the release it names
+    assert (f'Approved. <a href="/releases/{bot_id}">Bot release #{bot_id}</a> is applying the changes.'
+            in client.get(response.location).text)
 
 
 def test_a_member_sees_no_buttons_and_a_forged_post_gets_403(app, api, web, new_environment, run_jobs):
@@ -345,7 +348,8 @@ def test_trigger_again_starts_a_new_release_with_the_same_resources(app, api, we
     new_id = int(response.headers["HX-Redirect"].rsplit("/", 1)[1])
     again = release(api, new_id)
     assert new_id != release_id and again["resources"] == MIXED and again["triggered_by"] == "approver"
-    assert f"Release #{new_id} was triggered with the same changes" in client.get(f"/releases/{new_id}").text
+    assert (f'<a href="/releases/{new_id}">Release #{new_id}</a> was triggered with the same changes'
+            in client.get(f"/releases/{new_id}").text)
 
     plain = post(client, f"/releases/{new_id}/trigger-again", htmx=False)
     assert plain.status_code == 303 and plain.location.startswith("/releases/")

@@ -171,7 +171,8 @@ def test_abort_is_offered_on_a_scheduled_release_and_its_confirmation_says_it_ha
     assert post(web("member"), f"{url}/abort").status_code == 403
     response = post(web("dev"), f"{url}/abort")
     assert response.status_code == 200 and "state-FAILED" in response.text
-    assert f"Scheduled release #{release_id} was aborted before it started." in response.text
+    assert (f'Scheduled <a href="/releases/{release_id}">release #{release_id}</a> was aborted before it started.'
+            in response.text)
     aborted = release(api, release_id)
     assert aborted["state"] == "FAILED" and aborted["error"] == "aborted by dev"
 
@@ -222,7 +223,8 @@ def test_reviewing_from_the_page_marks_it_reviewed_and_the_triggerer_is_refused_
 
     response = post(web("approver"), f"{url}/review", {"comment": "the right call; the hotfix is merged"})
     assert response.status_code == 200 and 'id="release-panel"' in response.text and "<html" not in response.text
-    assert f"Emergency release #{release_id} is marked reviewed." in response.text
+    assert (f'<a href="/releases/{release_id}">Emergency release #{release_id}</a> is marked reviewed.'
+            in response.text)
     assert "Reviewed by approver" in response.text and "the right call; the hotfix is merged" in response.text
     assert ">Mark reviewed</button>" not in response.text
     review = release(api, release_id)["break_glass"]["review"]
@@ -360,7 +362,8 @@ def test_an_emergency_release_from_the_trigger_form_skips_the_hook_and_is_marked
     made = release(api, release_id)
     assert made["break_glass"]["reason"] == REASON and made["state"] == "IN_PROGRESS"
     page = client.get(response.location).text
-    assert f"Emergency release #{release_id} was triggered on svc/env: it skips the hook" in page
+    assert (f'<a href="/releases/{release_id}">Emergency release #{release_id}</a> was triggered on svc/env: '
+            "it skips the hook") in page
     assert 'id="emergency-banner"' in page
 
 
