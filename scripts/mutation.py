@@ -49,7 +49,8 @@ def survivors() -> list[str]:
 
 def report() -> int:
     counts = results()
-    print(f"{'module':34} {'mutants':>8} " + " ".join(f"{column:>9}" for column in COLUMNS) + "   killed")
+    print(f"{'module':34} {'mutants':>8} " + " ".join(f"{column:>9}" for column in COLUMNS)
+          + f" {'unchecked':>9}   killed")
     below = []
     for module in rule_modules():
         found = counts.get(module, Counter())
@@ -57,7 +58,8 @@ def report() -> int:
         judged = sum(found[column] for column in COLUMNS)
         caught = found["killed"] + found["timeout"]
         share = f"{100 * caught / judged:5.1f} %" if judged else "    —"
-        print(f"{module:34} {sum(found.values()):>8} " + " ".join(f"{found[c]:>9}" for c in COLUMNS) + f"   {share}")
+        print(f"{module:34} {sum(found.values()):>8} " + " ".join(f"{found[c]:>9}" for c in COLUMNS)
+              + f" {found['not checked']:>9}   {share}")
         if judged and caught / judged < 0.9:
             below.append(module)
     left = survivors()

@@ -285,7 +285,7 @@ def query_plan(statement: str, parameters) -> list[str]:
         return [row[0] for row in connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).all()]
 
 
-# Partial indexes hold only the few rows their WHERE names (models.py): reading one through is no
+# Partial indexes hold only the few rows their WHERE names (webapp/models/): reading one through is no
 # walk of the history.
 PARTIAL_INDEXES = ("ix_releases_review_pending",)
 
