@@ -617,3 +617,20 @@ def test_the_links_own_action_comes_first_on_its_page(web, mailed, label, first)
     bar = page[page.index('id="decide-bar"'):]
     assert re.findall(r'<button type="submit" name="action" value="(\w+)"', bar)[:2] == [
         first, "reject" if first == "approve" else "approve"]
+
+
+def test_deciding_judges_the_link_again_inside_its_transaction_and_refuses_an_unknown_or_foreign_one(
+        app, api, mailed):
+    """decide() is a door of its own (the view checks first, but a link can change in between):
+    it refuses, changing nothing, whatever the page said."""
+    from webapp.extensions import db
+    from webapp.models import User
+    from webapp.notify import email_links
+
+    with app.test_request_context():
+        approver = db.session.scalar(sa.select(User).where(User.username == "approver"))
+        assert email_links.decide("not-a-link-token", approver, "approve") == email_links.UNKNOWN
+        admins = path(mailed.link("admin")).rsplit("/", 1)[1]
+        assert email_links.decide(admins, approver, "approve") == email_links.FOREIGN
+    assert api("member").get(f"/api/v1/releases/{mailed.id}").json["state"] == "PENDING_APPROVAL"
+    assert link_use(app, mailed.id, "admin") == {"approve": False, "reject": False}
