@@ -47,3 +47,14 @@ def test_a_state_changing_api_call_with_neither_token_nor_session_is_told_to_sig
         response = getattr(client, method)(path, json={})
         assert response.status_code == 401, (path, response.text)
         assert response.json["error"] == "Sign in or send an API token (Authorization: Bearer <token>)."
+
+
+def test_a_route_gated_by_a_permission_that_does_not_exist_fails_when_it_is_declared():
+    """A misspelt permission would gate a route by a name no grant can hold; it is refused at
+    import, before any request."""
+    import pytest
+
+    from webapp.permissions import require_permission
+
+    with pytest.raises(ValueError, match="Unknown permission 'approve_releases'"):
+        require_permission("approve_releases")
