@@ -163,3 +163,17 @@ def test_the_field_checks_refuse_unstorable_text_without_a_request_too():
             with pytest.raises(InvalidInput) as refused:
                 check(bad, name)
             assert refused.value.status == 422 and name in refused.value.message
+
+
+@pytest.mark.parametrize("bad", ["PROD\nBcc: someone@example.com", "PROD\rX", "PRO\tD", "PROD\u2028X"])
+def test_a_release_stream_of_more_than_one_line_is_refused_with_a_sentence_and_changes_nothing(
+        app, api, new_environment, bad):
+    """It goes into every approval mail's subject: a line break there broke the mail's headers."""
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 0\n"})
+    before = row_counts(app)
+    refused = api("admin").patch("/api/v1/projects/svc/environments/env", json={"release_stream": bad})
+    assert refused.status_code == 422
+    assert refused.json["error"] == ("release_stream must be one line of text, without line breaks, tabs or other "
+                                     "control characters.")
+    assert row_counts(app) == before
+    assert api("member").get("/api/v1/projects/svc/environments/env").json["release_stream"] == "QA"

@@ -16,6 +16,7 @@ from .. import approval_rules as rules
 from .. import windows
 from ..environments import check_sandbox_paths, protected_locations
 from .resources import InvalidInput, check_slug, check_storable
+from .storable import one_line
 
 Field = Callable[[Any, str], Any]
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -29,7 +30,8 @@ def boolean(value: Any, name: str) -> bool:
     return value
 
 
-def text(limit: int, *, nullable: bool = False, required: bool = True) -> Field:
+def text(limit: int, *, nullable: bool = False, required: bool = True, line: bool = False) -> Field:
+    """`line`: one line of text, as a value that goes into mail headers, subjects and git refs must be."""
     def check(value: Any, name: str) -> str | None:
         if value is None and nullable:
             return None
@@ -41,6 +43,9 @@ def text(limit: int, *, nullable: bool = False, required: bool = True) -> Field:
         if len(value) > limit:
             raise InvalidInput(f"{name} must be at most {limit} characters.", 422)
         check_storable(value, name)
+        if line and one_line(value) != value:
+            raise InvalidInput(f"{name} must be one line of text, without line breaks, tabs or other control "
+                               "characters.", 422)
         return value or None if nullable else value
     return check
 
@@ -122,18 +127,18 @@ def slug(what: str) -> Field:
 PROJECT_FIELDS: dict[str, Field] = {
     "name": slug("project name"),
     "repo": text(1000),
-    "branch": text(255),
-    "hook_ref": text(255, nullable=True),
+    "branch": text(255, line=True),
+    "hook_ref": text(255, nullable=True, line=True),
     "web_url_template": web_url_template,
     "change_windows": change_windows(nullable=False),
     "freezes": freezes,
 }
 ENVIRONMENT_FIELDS: dict[str, Field] = {
-    "release_stream": text(100),
+    "release_stream": text(100, line=True),
     "approval_workflow": boolean,
     "parallel_releases": boolean,
     "release_command": text(10_000, nullable=True),
-    "hook_ref": text(255, nullable=True),
+    "hook_ref": text(255, nullable=True, line=True),
     "hook_timeout_seconds": integer(1, 24 * 3600),
     "release_timeout_seconds": integer(1, 7 * 24 * 3600),
     "allow_self_approval": boolean,
