@@ -230,6 +230,34 @@ def test_an_author_of_a_commit_since_the_last_release_may_not_approve_it(app, ap
     assert api("approver").post(f"/api/v1/releases/{second}/approve", json={}).status_code == 200
 
 
+def test_the_committer_of_a_commit_since_the_last_release_may_not_approve_it_either(app, api, people,
+                                                                                  new_environment, run_jobs):
+    import os
+    import subprocess
+
+    from tests.helpers import GIT_ENV
+
+    people.add("alice", "approve_release")  # alice@example.com
+    repo = new_environment({HOOK: "exit 2\n"})
+    authors_may_not_approve(app)
+    first = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    api("approver").post(f"/api/v1/releases/{first}/approve", json={})
+    run_jobs()
+    (repo / "app.py").write_text("x = 2\n")  # written by Test, committed (applied, rebased) by Alice
+    committed_by_alice = {**os.environ, **GIT_ENV, "GIT_COMMITTER_NAME": "Alice",
+                          "GIT_COMMITTER_EMAIL": "Alice@Example.com "}
+    git(repo, "add", "-A")
+    subprocess.run(["git", "commit", "-qm", "Apply the patch"], cwd=repo, env=committed_by_alice, check=True)
+    sha = head(repo)
+    second = trigger(api, ref=sha, resources=[API])
+    run_jobs()
+    refused = api("alice").post(f"/api/v1/releases/{second}/approve", json={})
+    assert refused.status_code == 403
+    assert refused.json["error"].startswith(f"You wrote or committed {sha[:12]} (\u201cApply the patch\u201d)")
+    assert api("approver").post(f"/api/v1/releases/{second}/approve", json={}).status_code == 200
+
+
 def test_authors_who_cannot_be_told_apart_fail_the_release_instead_of_waiting(app, api, new_environment, run_jobs):
     repo = new_environment({HOOK: "exit 2\n"})
     authors_may_not_approve(app)
