@@ -283,6 +283,32 @@ def test_a_sandbox_that_cannot_start_is_named_with_what_to_set(monkeypatch, tmp_
     assert "No permissions to create new namespace" in problem and "user namespaces" in problem
 
 
+def test_the_check_starts_the_box_with_nothing_of_the_workers_and_says_the_whole_remedy(monkeypatch, tmp_path):
+    """The probe runs bwrap as the hooks will be: no environment, no stdin, from /."""
+    seen = tmp_path / "seen"
+    fake = tmp_path / "bwrap"
+    # what the shell adds itself (PWD, SHLVL, _) aside, the variables it was given; its folder; its stdin
+    probe = f"{{ env | grep -cv '^PWD=\\|^SHLVL=\\|^_=' ; pwd; readlink /proc/self/fd/0; }} > {seen}"
+    fake.write_text(f"#!/bin/sh\n{probe}\n"
+                    "echo 'first line' >&2\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sandbox, "BWRAP", str(fake))
+    monkeypatch.setenv("SECRET_KEY", "the worker's own")
+    problem = sandbox.check("bwrap", None)
+    assert problem == ("bubblewrap cannot start a sandbox on this machine (bwrap: No permissions to create new "
+                       "namespace): allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 "
+                       "and user.max_user_namespaces > 0), or set HOOK_SANDBOX=none to run hooks unsandboxed "
+                       "(docs/operations.md).")
+    assert seen.read_text().split("\n")[:3] == ["0", "/", "/dev/null"]
+
+
+def test_without_the_sandbox_the_check_needs_the_reaper(monkeypatch, tmp_path):
+    assert sandbox.check("none", None) is None
+    missing = tmp_path / "reaper.py"
+    monkeypatch.setattr(sandbox, "REAPER", missing)
+    assert sandbox.check("none", None) == f"HOOK_SANDBOX=none needs {missing}, which is missing: reinstall."
+
+
 def test_an_unknown_sandbox_mode_is_refused():
     assert "HOOK_SANDBOX must be 'bwrap'" in sandbox.check("docker", None)
 
