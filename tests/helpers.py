@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -166,9 +167,6 @@ class Tally:
     a test counts what ran."""
 
     def __init__(self) -> None:
-        import socket
-        import threading
-
         self.lines: list[str] = []
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
@@ -201,9 +199,6 @@ class Gate:
     after `timeout` seconds."""
 
     def __init__(self, timeout: float = 120.0) -> None:
-        import socket
-        import threading
-
         self._open = threading.Event()
         self._timeout = timeout
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -219,8 +214,6 @@ class Gate:
         self._open.set()
 
     def _serve(self) -> None:
-        import threading
-
         while True:
             try:
                 connection, _ = self._server.accept()

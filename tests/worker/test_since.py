@@ -199,15 +199,21 @@ def authors_may_not_approve(app) -> None:
         db.session.commit()
 
 
-def test_an_author_of_a_commit_since_the_last_release_may_not_approve_it(app, api, web, people, new_environment,
-                                                                        run_jobs):
-    people.add("alice", "approve_release")  # alice@example.com
-    repo = new_environment({HOOK: "exit 2\n"})
+def applied_with_authors_kept_out(app, api, repo: Path, run_jobs) -> None:
+    """Turn authors_may_not_approve on and apply a first release (the approver approves it), so
+    the next release has commits since it."""
     authors_may_not_approve(app)
     first = trigger(api, ref=head(repo), resources=[API])
     run_jobs()
     api("approver").post(f"/api/v1/releases/{first}/approve", json={})
     run_jobs()
+
+
+def test_an_author_of_a_commit_since_the_last_release_may_not_approve_it(app, api, web, people, new_environment,
+                                                                        run_jobs):
+    people.add("alice", "approve_release")  # alice@example.com
+    repo = new_environment({HOOK: "exit 2\n"})
+    applied_with_authors_kept_out(app, api, repo, run_jobs)
     sha = as_author(repo, "Alice", "alice@example.com", {"app.py": "x = 1\n"}, "Change the app")
     second = trigger(api, ref=sha, resources=[API])
     run_jobs()
@@ -239,11 +245,7 @@ def test_the_committer_of_a_commit_since_the_last_release_may_not_approve_it_eit
 
     people.add("alice", "approve_release")  # alice@example.com
     repo = new_environment({HOOK: "exit 2\n"})
-    authors_may_not_approve(app)
-    first = trigger(api, ref=head(repo), resources=[API])
-    run_jobs()
-    api("approver").post(f"/api/v1/releases/{first}/approve", json={})
-    run_jobs()
+    applied_with_authors_kept_out(app, api, repo, run_jobs)
     (repo / "app.py").write_text("x = 2\n")  # written by Test, committed (applied, rebased) by Alice
     committed_by_alice = {**os.environ, **GIT_ENV, "GIT_COMMITTER_NAME": "Alice",
                           "GIT_COMMITTER_EMAIL": "Alice@Example.com "}
@@ -260,11 +262,7 @@ def test_the_committer_of_a_commit_since_the_last_release_may_not_approve_it_eit
 
 def test_authors_who_cannot_be_told_apart_fail_the_release_instead_of_waiting(app, api, new_environment, run_jobs):
     repo = new_environment({HOOK: "exit 2\n"})
-    authors_may_not_approve(app)
-    first = trigger(api, ref=head(repo), resources=[API])
-    run_jobs()
-    api("approver").post(f"/api/v1/releases/{first}/approve", json={})
-    run_jobs()
+    applied_with_authors_kept_out(app, api, repo, run_jobs)
     with app.app_context():  # the mirror lost the previous commit: the authors cannot be read
         previous = db.session.scalar(sa.select(Release).where(Release.state == "SUCCEEDED"))
         previous.commit = "e" * 40
@@ -352,11 +350,7 @@ def test_a_migration_hidden_behind_a_thousand_files_still_asks_for_approval(app,
 def test_authors_beyond_the_listed_commits_fail_the_release_when_authors_may_not_approve(app, api, new_environment,
                                                                                         run_jobs):
     repo = new_environment({HOOK: "exit 2\n"})
-    authors_may_not_approve(app)
-    first = trigger(api, ref=head(repo), resources=[API])
-    run_jobs()
-    api("approver").post(f"/api/v1/releases/{first}/approve", json={})
-    run_jobs()
+    applied_with_authors_kept_out(app, api, repo, run_jobs)
     as_author(repo, "Mallory", "approver@example.com", {"evil.txt": "x\n"}, "The change to hide")
     for number in range(since.MAX_COMMITS):
         git(repo, "commit", "-q", "--allow-empty", "-m", f"cover {number}")
