@@ -192,6 +192,15 @@ def test_a_project_change_that_moves_the_gate_fires_environment_updated_for_each
     bodies = sorted((r.get_json() for r, _ in httpserver.log), key=lambda b: b["environment"]["name"])
     assert [b["environment"]["name"] for b in bodies] == ["env", "pinned"]
     assert all(b["changes"] == {"project.branch": {"old": "main", "new": "release"}} for b in bodies)
+    httpserver.clear_log()
+    moved = repo.parent / "elsewhere.git"
+    form = {"csrf_token": admin.csrf, "repo": str(moved), "branch": "release", "hook_ref": "refs/tags/v1"}
+    assert admin.post("/admin/projects/svc", data=form).status_code == 302  # the code and the hook come from elsewhere
+    run_notify_jobs()
+    bodies = sorted((r.get_json() for r, _ in httpserver.log), key=lambda b: b["environment"]["name"])
+    assert [b["environment"]["name"] for b in bodies] == ["env", "pinned"]
+    assert all(b["changes"] == {"project.repo": {"old": str(repo), "new": str(moved)}} for b in bodies)
+    assert all(b["weakens_gate"] == ["project.repo"] for b in bodies)
 
 
 # -- failures, retries, the log and redeliver ------------------------------------------------------------
