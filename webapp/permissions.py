@@ -118,7 +118,7 @@ def permission_context() -> dict:
 
 
 # -- who may decide or cancel a release: drawing buttons, the inbox, mail recipients -------------
-# releases.py enforces the same rules when the action is taken (_check_decider, cancel).
+# releases/decisions.py enforces the same rules when the action is taken (_check_decider, cancel).
 
 def may_decide(release: Release, user: User | None) -> bool:
     """Whether `user` may approve or reject `release` (SPEC §6: never one's own, unless allowed)."""

@@ -100,7 +100,7 @@ def move(release: Release, to_state: str, actor: Actor, *, expect: tuple[str, ..
          where: tuple = (), **values: Any) -> bool:
     """Compare-and-set `release` from one of the `expect` states to `to_state`, and on
     success write the audit event and return True. `values`: other columns to set with it.
-    Which moves exist is releases.py's to say (TRANSITIONS); this is how one is written.
+    Which moves exist is releases/states.py's to say (TRANSITIONS); this is how one is written.
 
     The environment's row is locked before the release's: one order for every move, so two
     moves in one environment (a reject that dispatches the queue, a cancel of the release it

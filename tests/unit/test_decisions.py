@@ -224,7 +224,7 @@ def test_cancel_acts_only_on_the_state_it_judged(app, api, new_environment, monk
                            .values(state="PENDING_APPROVAL"))
         return release
 
-    monkeypatch.setattr(releases, "get_release", read_then_changed_underneath)
+    monkeypatch.setattr(releases.decisions, "get_release", read_then_changed_underneath)  # cancel() reads it there
     with app.app_context():
         dev = db.session.scalar(sa.select(User).where(User.username == "dev"))  # cancel_release, not the triggerer
         with pytest.raises(releases.WrongState, match="changed"):

@@ -153,7 +153,7 @@ def test_a_move_the_table_lacks_is_refused_before_any_sql(app, api, new_environm
         sa.event.listen(db.engine, "before_cursor_execute", record)
         try:
             with pytest.raises(ValueError, match="not a move of SPEC §3"):
-                releases._move(release, to_state, releases.WORKER, action, expect=expect)
+                releases.states.move(release, to_state, releases.WORKER, action, expect=expect)
         finally:
             sa.event.remove(db.engine, "before_cursor_execute", record)
         assert sent == []

@@ -1,4 +1,4 @@
-"""Tables, one module per part of the app; rules about how rows change live in releases.py,
+"""Tables, one module per part of the app; rules about how rows change live in releases/,
 not here. Import from here: `from webapp.models import Release, utcnow`."""
 from .common import DEFAULT_RULES, DEFAULT_RULES_JSON, SLOT_STATES, STATES, TERMINAL_STATES, new_login_id, utcnow
 from .core import (

@@ -2,7 +2,7 @@
 
     read the release → fetch → checkout → place the trusted hook → claim → run in the sandbox → record
 
-Called by the worker's jobs. What a result means for the release is decided by releases.py;
+Called by the worker's jobs. What a result means for the release is decided by webapp/releases/;
 this module only prepares, runs within limits and reports. No database transaction stays open
 while a hook or command runs. Everything before the claim has no effect outside the workspace,
 so a worker lost before it is simply queued again by the reconciler, nothing having run.

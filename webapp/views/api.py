@@ -1,4 +1,4 @@
-"""REST API (`/api/v1`, SPEC §7): thin views over releases.py and environments.py."""
+"""REST API (`/api/v1`, SPEC §7): thin views over releases/ and environments.py."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,6 @@
 """Release pages, the pending-approvals inbox and the trigger form.
 
-Thin views: every change goes through the state machine in releases.py with a "ui"
+Thin views: every change goes through the state machine in webapp/releases/ with a "ui"
 actor; the release panel and the inbox list are live fragments (one partial each,
 included by the page and served alone to HTMX polling).
 """
