@@ -57,7 +57,7 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     app.context_processor(permission_context)
-    web.init_app(app)  # the template helpers every page shares: `ago`, `release_links`
+    web.init_app(app)  # the template helpers every page shares: `ago`, `mentions`
     for blueprint in (api, auth_pages, pages, release_pages, admin, email_pages, integrations, slack):
         app.register_blueprint(blueprint)
     app.register_blueprint(metrics)  # GET /metrics for Prometheus, behind METRICS_TOKEN

@@ -6,9 +6,8 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import Flask, Response, g, make_response, render_template, request, url_for
+from flask import Flask, Response, g, make_response, render_template, request
 from flask_login import current_user
-from markupsafe import Markup, escape
 
 from .. import releases
 from ..live import current_version
@@ -61,17 +60,19 @@ def ago(moment: datetime, *, precise: bool = False) -> str:
 RELEASE_MENTION = re.compile(r"\b((?:[Bb]ot |[Ee]mergency )?[Rr]elease #(\d+))")
 
 
-def release_links(text: str | None) -> Markup:
-    """Text (escaped) in which every "release #N" links to that release's page."""
-    def link(match: re.Match) -> str:
-        return f'<a href="{url_for("release_pages.release", release_id=int(match.group(2)))}">{match.group(1)}</a>'
-
-    return Markup(RELEASE_MENTION.sub(link, str(escape(text or ""))))
+def mentions(text: str | None) -> list[tuple[str, int | None]]:
+    """`text` in pieces, each "release #N" (bot, emergency) with the id it names, the rest with
+    None: the linked() macro in templates/_macros.html links the former."""
+    text, pieces, last = text or "", [], 0
+    for match in RELEASE_MENTION.finditer(text):
+        pieces += [(text[last:match.start()], None), (match.group(1), int(match.group(2)))]
+        last = match.end()
+    return [*pieces, (text[last:], None)]
 
 
 def init_app(app: Flask) -> None:
     app.jinja_env.globals["ago"] = ago
-    app.jinja_env.filters["release_links"] = release_links
+    app.jinja_env.globals["mentions"] = mentions
 
 
 # -- live fragments -------------------------------------------------------------------------------
