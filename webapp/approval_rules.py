@@ -4,8 +4,10 @@ how far each rule is met, and the digest of what an approval was given for.
 A rule is {"name", "group" (None: anyone who may decide), "approvals"}. Every rule of a
 release must be met. Only people who may decide the release count at all
 (permissions.deciders: approve_release for its environment, never its triggerer unless
-self-approval is allowed). An approval counts once, for every rule still unmet whose group
-its giver is in; one rejection by anyone who could count for a rule rejects the release.
+self-approval is allowed). An approval counts once, for every rule whose group its giver is
+in, met already or not (so it still meets a rule whose earlier approval stopped counting); it
+is given only while it meets some rule still unmet. One rejection by anyone who could count for
+a rule rejects the release.
 
 A release's rules are fixed when it starts waiting (Release.approval_rules): a change to the
 environment's rules meets the releases that wait after it, and a pending release can never
@@ -233,6 +235,13 @@ class Progress:
         if user is None or user.id in self.approvers:
             return []
         return [rule.name for rule in self.rules if not rule.met and any(u.id == user.id for u in rule.eligible)]
+
+    def counted_for(self, user: User | None) -> list[str]:
+        """The names of every rule `user`'s approval counts for, met already or not: what an
+        approval records (Decision.rules). It is given only when counts_for is not empty."""
+        if user is None:
+            return []
+        return [rule.name for rule in self.rules if any(u.id == user.id for u in rule.eligible)]
 
     def could_count(self, user: User | None) -> bool:
         """Whether `user` is one who could count towards some rule."""

@@ -370,3 +370,28 @@ def test_an_approval_stops_counting_once_its_giver_may_no_longer_give_it(app, ap
         assert [(rule.name, rule.approved_by) for rule in progress.rules] == [("dba", []), ("sre", ["sam"])]
     assert approve(api, "both", release_id).status_code == 200
     assert stored(app, release_id)[0].state == "APPROVED"
+
+
+def test_an_approval_counts_for_every_rule_of_its_givers_groups_even_one_met_already(app, api, teams,
+                                                                                     new_environment, run_jobs):
+    """The issue: "An approver's approval counts for every rule whose group they belong to". So
+    when the approval that met a rule stops counting, another approval from that rule's group
+    still meets it, though the rule was met already when it was given."""
+    new_environment(WAITS)
+    with_rules(app, [{"name": "dba", "group": "dba", "approvals": 1}, {"name": "sre", "group": "sre", "approvals": 2}])
+    release_id = pending(api, run_jobs)
+    assert approve(api, "dana", release_id).status_code == 200  # dba met
+    assert approve(api, "both", release_id).status_code == 200  # in dba and sre: sre 1 of 2
+    _release, decisions, _bot = stored(app, release_id)
+    assert [d.rules for d in decisions] == [["dba"], ["dba", "sre"]]
+    with app.app_context():  # dana leaves dba while the release waits: her approval counts no more
+        dba = db.session.scalar(sa.select(Group).where(Group.name == "dba"))
+        dba.members = [member for member in dba.members if member.username != "dana"]
+        db.session.commit()
+        progress = approval_rules.progress(db.session.get(Release, release_id))
+        assert [(rule.name, rule.approved_by, rule.met) for rule in progress.rules] == [
+            ("dba", ["both"], True), ("sre", ["both"], False)]
+        assert not progress.unreachable
+    assert approve(api, "sam", release_id).status_code == 200  # the second SRE: every rule met
+    release, _decisions, bot = stored(app, release_id)
+    assert release.state == "APPROVED" and bot is not None

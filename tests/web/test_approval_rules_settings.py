@@ -8,7 +8,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from tests.web.test_pages_dashboard import API_ENV, PAGE, PLAIN, SETTINGS, field_error, settings_form
+from tests.helpers import release, trigger
+from tests.web.test_pages_dashboard import API_ENV, PAGE, PLAIN, SETTINGS, WAITS, field_error, settings_form
 from webapp.extensions import db
 from webapp.models import AuditEvent, Group, OutgoingMail
 
@@ -39,6 +40,53 @@ def test_rules_are_read_and_written_with_the_settings(app, api, groups, new_envi
     saved = api("member").get(API_ENV).json
     assert saved["approval_rules"] == DBA_AND_SRE and saved["authors_may_not_approve"] is True
     assert api("admin").patch(API_ENV, json={"approval_rules": []}).json["approval_rules"] == DEFAULT
+
+
+def staff_the_groups(api, people) -> None:
+    """dba: bob; sre: alice and carol; all three may approve (the personas approver and admin may
+    too, but are in neither group)."""
+    for name in ("alice", "bob", "carol"):
+        people.add(name, "approve_release")
+    for group, username in (("dba", "bob"), ("sre", "alice"), ("sre", "carol")):
+        assert api("admin").put(f"/api/v1/groups/{group}/members/{username}").status_code == 201
+
+
+def assert_releases_wait_for_dba_and_two_of_sre(api, run_jobs, path: str) -> None:
+    """A release of `path` (rules DBA_AND_SRE) is approved only once bob and both SREs have."""
+    release_id = trigger(api, "dev", path=path)
+    run_jobs()
+    assert release(api, release_id)["state"] == "PENDING_APPROVAL"
+    approve = f"/api/v1/releases/{release_id}/approve"
+    outside = api("approver").post(approve, json={})
+    assert outside.status_code == 409 and "would count for no rule" in outside.json["error"], outside.json
+    for who, met in (("bob", {"dba": True, "sre": False}), ("alice", {"dba": True, "sre": False})):
+        assert api(who).post(approve, json={}).status_code == 200
+        shown = release(api, release_id)
+        assert shown["state"] == "PENDING_APPROVAL", (who, shown)
+        assert {rule["name"]: rule["met"] for rule in shown["approval"]["rules"]} == met, who
+    assert api("carol").post(approve, json={}).status_code == 200
+    assert release(api, release_id)["state"] == "APPROVED"
+
+
+def test_an_environment_created_through_the_api_with_rules_keeps_them_and_its_releases_wait_for_them(
+        app, api, people, groups, new_environment, run_jobs):
+    new_environment(WAITS)  # the project svc, its hook making every release wait
+    staff_the_groups(api, people)
+    created = api("admin").post("/api/v1/projects/svc/environments",
+                                json={"name": "gated", "release_stream": "QA", "approval_rules": DBA_AND_SRE})
+    assert created.status_code == 201, created.json
+    assert created.json["approval_rules"] == DBA_AND_SRE
+    assert api("member").get("/api/v1/projects/svc/environments/gated").json["approval_rules"] == DBA_AND_SRE
+    assert_releases_wait_for_dba_and_two_of_sre(api, run_jobs, "svc/gated")
+
+
+def test_an_environment_created_through_the_api_with_bad_rules_is_refused_and_not_made(app, api, groups,
+                                                                                       new_environment):
+    new_environment(PLAIN)
+    refused = api("admin").post("/api/v1/projects/svc/environments", json={
+        "name": "gated", "release_stream": "QA", "approval_rules": [{"name": "dba", "group": "dbas"}]})
+    assert refused.status_code == 422 and "\u201cdbas\u201d, which does not exist" in refused.json["error"]
+    assert api("member").get("/api/v1/projects/svc/environments/gated").status_code == 404
 
 
 @pytest.mark.parametrize("rules, status, message", [
@@ -149,6 +197,21 @@ def test_the_command_line_updates_rules(app, api, groups, new_environment):
               '{"approval_rules": [{"name": "x", "group": "y"}]}')
     assert bad.exit_code != 0 and "does not exist" in bad.output
     assert run(app, "environments", "update", "nope/env", "--settings", "{}").exit_code != 0
+
+
+def test_the_command_line_creates_an_environment_with_rules_that_its_releases_wait_for(app, api, people, groups,
+                                                                                       new_environment, run_jobs):
+    new_environment(WAITS)
+    staff_the_groups(api, people)
+    result = run(app, "environments", "create", "svc/gated", "--stream", "QA", "--settings",
+                 json.dumps({"approval_rules": DBA_AND_SRE}))
+    assert result.exit_code == 0, result.output
+    assert api("member").get("/api/v1/projects/svc/environments/gated").json["approval_rules"] == DBA_AND_SRE
+    assert_releases_wait_for_dba_and_two_of_sre(api, run_jobs, "svc/gated")
+    bad = run(app, "environments", "create", "svc/other", "--stream", "QA", "--settings",
+              '{"approval_rules": [{"name": "dba", "group": "dba", "approvals": 0}]}')
+    assert bad.exit_code != 0 and "from 1 to 10" in bad.output and "Traceback" not in bad.output
+    assert api("member").get("/api/v1/projects/svc/environments/other").status_code == 404
 
 
 def test_a_project_may_name_where_its_commits_are_shown(app, api, new_environment):

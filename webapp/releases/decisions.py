@@ -44,17 +44,18 @@ def _pending_progress(release: Release, doing: str) -> approval_rules.Progress:
 
 @transition
 def approve(release_id: int, actor: Actor, comment: str = "") -> Release:
-    """Count an approval for every unmet rule of a pending release its giver may count for.
-    When the last rule is met, the release becomes APPROVED and its BOT release takes the slot
+    """Count an approval for every rule of a pending release its giver may count for, met
+    already or not (an earlier approval may stop counting while the release waits). When the
+    last rule is met, the release becomes APPROVED and its BOT release takes the slot
     in the same transaction; that BOT release is returned, else the release (rules remain).
     An approval that would count for no rule is refused (WrongState)."""
     release = get_release(release_id)
     _check_decider(release, actor)
     progress = _pending_progress(release, "approved")
-    counted = progress.counts_for(actor.user)
-    if not counted:
+    if not progress.counts_for(actor.user):
         db.session.rollback()
         raise WrongState(progress.why_not(actor.user))
+    counted = progress.counted_for(actor.user)
     digest = approval_rules.digest(release)
     db.session.add(Decision(release_id=release.id, user_id=actor.user.id, decision="APPROVE",
                             comment=comment, via=actor.via, rules=counted, digest=digest))
