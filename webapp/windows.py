@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -153,27 +153,57 @@ def _judge(windows: list[dict], freezes: list[dict], now: datetime) -> Verdict:
 
 
 def _inside(window: dict, now: datetime) -> bool:
-    local = now.replace(tzinfo=UTC).astimezone(ZoneInfo(window["tz"]))
-    if DAYS[local.weekday()] not in window["days"]:
-        return False
-    return _clock(window["start"], "start") <= local.time().replace(tzinfo=None) < _clock(window["end"], "end")
+    local_day = now.replace(tzinfo=UTC).astimezone(ZoneInfo(window["tz"])).date()
+    # The day before too: where clocks go back over midnight, a day's window can end on the next date.
+    for day in (local_day, local_day - timedelta(days=1)):
+        if DAYS[day.weekday()] in window["days"]:
+            start, end = _interval(window, day)
+            if start <= now < end:
+                return True
+    return False
+
+
+def _interval(window: dict, day: date) -> tuple[datetime, datetime]:
+    """The window on `day` as naive UTC [start, end): from the first moment the local clock reads
+    its start to the first moment it reads its end. Empty when both fall in the same skipped hour."""
+    zone = ZoneInfo(window["tz"])
+    return (_first_reading(day, _clock(window["start"], "start"), zone),
+            _first_reading(day, _clock(window["end"], "end"), zone))
+
+
+def _first_reading(day: date, clock: time, zone: ZoneInfo) -> datetime:
+    """The first moment (naive UTC) at which the clocks in `zone` read `clock` or later on `day`.
+    Local wall-clock time, whatever that day's offset: 09:00 is 09:00 in summer and winter. A time
+    the clocks pass twice (they go back) is its first pass; a time they skip (they go forward) is
+    the moment they jump past it."""
+    wall = datetime.combine(day, clock)
+    moment = wall.replace(tzinfo=zone).astimezone(UTC)  # fold=0: the first pass of a repeated time
+    if moment.astimezone(zone).replace(tzinfo=None) == wall:
+        return moment.replace(tzinfo=None)
+    # Skipped: read with the offset after the jump it lies before the jump, with the one before it
+    # lies after. The jump is the first second in between whose local reading is past `wall`.
+    before, after = wall.replace(tzinfo=zone, fold=1).astimezone(UTC), moment
+    while after - before > timedelta(seconds=1):
+        middle = before + (after - before) / 2
+        if middle.astimezone(zone).replace(tzinfo=None) >= wall:
+            after = middle
+        else:
+            before = middle
+    return after.replace(tzinfo=None, microsecond=0)
 
 
 def next_opening(windows: list[dict], now: datetime) -> tuple[dict, datetime] | None:
     """The first window start after `now` (naive UTC) and its window, within the next 8 days."""
     found = []
     for window in windows:
-        zone = ZoneInfo(window["tz"])
-        today = now.replace(tzinfo=UTC).astimezone(zone).date()
+        today = now.replace(tzinfo=UTC).astimezone(ZoneInfo(window["tz"])).date()
         for offset in range(8):
             day = today + timedelta(days=offset)
             if DAYS[day.weekday()] not in window["days"]:
                 continue
-            # Local wall-clock time, whatever that day's offset: 09:00 is 09:00 in summer and winter.
-            start = datetime.combine(day, _clock(window["start"], "start"), tzinfo=zone)
-            moment = start.astimezone(UTC).replace(tzinfo=None)
-            if moment > now:
-                found.append((moment, window))
+            start, end = _interval(window, day)
+            if now < start < end:  # a window wholly in a skipped hour does not open that day
+                found.append((start, window))
                 break
     if not found:
         return None

@@ -240,3 +240,42 @@ def test_a_trigger_from_the_command_line_without_the_permission_gets_a_sentence_
     assert "You need the \u201cTrigger release\u201d permission on shop/prod" in result.output
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(Release.id))) == 0
+
+
+def test_an_environments_windows_and_freezes_are_set_from_the_command_line(app, hook_repo, tmp_path):
+    """`environments update --settings` with change_windows and freezes: stored as checked, a bad
+    one refused with a sentence and nothing changed, and lifting the freeze starts what waited."""
+    assert run(app, "users", "create", "ann", "--password", "pw-123456").exit_code == 0
+    run(app, "projects", "create", "shop", "--repo", str(hook_repo))
+    run(app, "environments", "create", "shop/prod", "--stream", "PROD", "--settings",
+        json.dumps({"approval_workflow": False}))
+    assert run(app, "users", "grant", "ann", "trigger_release", "--environment", "shop/prod").exit_code == 0
+    window = {"days": ["thu", "mon"], "start": "09:00", "end": "16:00", "tz": "Europe/Berlin"}
+    freeze = {"from": "2020-01-01T00:00:00Z", "to": "2099-01-01T00:00:00Z", "reason": "a  long freeze"}
+    result = run(app, "environments", "update", "shop/prod", "--settings",
+                 json.dumps({"change_windows": [window], "freezes": [freeze]}))
+    assert result.exit_code == 0 and "Updated shop/prod: change_windows, freezes." in result.output, result.output
+    with app.app_context():
+        prod = db.session.scalar(sa.select(Environment).where(Environment.name == "prod"))
+        assert prod.change_windows == [{**window, "days": ["mon", "thu"]}]
+        assert prod.freezes == [{**freeze, "reason": "a long freeze"}]
+    for bad, sentence in (({"change_windows": [{**window, "tz": "Mars/Olympus"}]},
+                           "change_windows[0]: tz must be a time zone name like Europe/Berlin"),
+                          ({"freezes": [{**freeze, "to": "2019-01-01T00:00:00Z"}]},
+                           "freezes[0]: from must be before to")):
+        result = run(app, "environments", "update", "shop/prod", "--settings", json.dumps(bad))
+        assert result.exit_code != 0 and sentence in result.output, result.output
+    with app.app_context():
+        prod = db.session.scalar(sa.select(Environment).where(Environment.name == "prod"))
+        assert prod.change_windows[0]["tz"] == "Europe/Berlin" and prod.freezes[0]["to"] == freeze["to"]
+    resources = tmp_path / "changes.json"
+    resources.write_text("[]")
+    result = run(app, "releases", "trigger", "shop/prod", "--as", "ann", "--resources", str(resources))
+    assert "Triggered release #1 (SCHEDULED)" in result.output, result.output
+    result = run(app, "environments", "update", "shop/prod", "--settings",
+                 json.dumps({"change_windows": [], "freezes": []}))  # always open, no freeze
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert db.session.get(Release, 1).state == "IN_PROGRESS"
+        prod = db.session.scalar(sa.select(Environment).where(Environment.name == "prod"))
+        assert (prod.change_windows, prod.freezes) == ([], [])

@@ -9,7 +9,7 @@ import re
 from playwright.sync_api import expect
 
 from tests.helpers import state, trigger, wait_for
-from tests.web.test_windows_and_break_glass_pages import FREEZE, REASON, add_medic, configure
+from tests.web.test_windows_and_break_glass_pages import FREEZE, REASON, add_medic, closed_today, configure
 
 WAITS = {"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"}
 RED = "rgb(253, 236, 234)"  # the emergency banner's background
@@ -61,6 +61,11 @@ def test_a_scheduled_release_says_why_it_waits_and_the_page_follows_it_once_the_
     assert state(api, release_id) == "SCHEDULED"
     page = page_as("dev")
     expect(page.locator(".environment-tile .window-badge")).to_contain_text("Frozen until 2099-01-01T00:00:00Z")
+    page.goto("/projects/svc/environments/env")
+    badge = page.locator("#environment-live .window-badge")
+    expect(badge).to_have_text("Frozen until 2099-01-01T00:00:00Z — year-end freeze")
+    expect(badge).to_be_visible()
+    page.screenshot(path=tmp_path / "environment-frozen.png", full_page=True)
     page.goto(f"/releases/{release_id}")
     expect(page.locator("#release-panel .state")).to_have_text("Scheduled")
     note = page.locator("#scheduled-note")
@@ -73,3 +78,18 @@ def test_a_scheduled_release_says_why_it_waits_and_the_page_follows_it_once_the_
     expect(page.locator("#release-panel .state")).to_have_text("Succeeded")  # polled to the end, no reload
     expect(note).to_have_count(0)
     assert page.evaluate("window.notReloaded") is True
+
+    # Outside its change window instead: the page says when the window opens and in how long.
+    configure(api, change_windows=closed_today())
+    waiting = trigger(api, "approver")
+    assert state(api, waiting) == "SCHEDULED"
+    page.goto(f"/releases/{waiting}")
+    expect(page.locator("#scheduled-note")).to_contain_text(re.compile(
+        r"Scheduled: waiting for the change window: opens \w{3} 09:00 UTC \(in \d+ h\)\."))
+    page.screenshot(path=tmp_path / "release-outside-window.png", full_page=True)
+    page.goto("/projects/svc/environments/env")
+    expect(page.locator("#environment-live .window-badge")).to_have_text(
+        re.compile(r"Outside change window, opens \w{3} 09:00 UTC"))
+    page.goto("/")
+    expect(page.locator("li.waiting .approval-summary")).to_have_text(
+        re.compile(r"waiting for the change window: opens \w{3} 09:00 UTC \(in \d+ h( \d+ min)?\)"))

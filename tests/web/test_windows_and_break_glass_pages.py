@@ -327,6 +327,7 @@ def test_a_scheduled_release_shows_why_it_waits_on_the_dashboard(api, web, new_e
 # -- the trigger form ------------------------------------------------------------------------------------
 
 def trigger_form(client, reason: str | None, **extra) -> dict:
+    """The trigger form as sent; with a reason, by the "Emergency release" button (break_glass=on)."""
     form = {"csrf_token": client.csrf, "environment": "svc/env", "resources": json.dumps(CHANGE), **extra}
     if reason is not None:
         form.update(break_glass="on", break_glass_reason=reason)
@@ -344,7 +345,7 @@ def test_the_emergency_part_of_the_trigger_form_is_only_for_people_who_hold_brea
     new_environment(PLAIN, name="quiet")
     add_medic(people)
     page = web("medic").get("/trigger").text
-    assert 'id="emergency"' in page and "This is an emergency release (break-glass)" in page
+    assert 'id="emergency"' in page and 'id="emergency-release" name="break_glass" value="on"' in page
     assert 'name="break_glass_reason" rows="3" minlength="10"' in page
     assert "skips the pre-release hook, the approval rules and the change windows" in page
     assert text_of(page, "emergency-where") == "Possible on svc/env."
@@ -376,7 +377,7 @@ def test_an_emergency_release_is_refused_beside_the_reason_with_nothing_created(
     short = client.post("/trigger", data=trigger_form(client, "too short", description="kept"))
     assert short.status_code == 422
     assert "An emergency release needs a reason of 10 to 2,000 characters" in field_error(short.text)
-    assert 'name="break_glass" value="on" checked' in short.text and ">too short</textarea>" in short.text
+    assert "Emergency release</button>" in short.text and ">too short</textarea>" in short.text
     assert ">kept</textarea>" in short.text
     configure(api, allow_break_glass=False)
     off = client.post("/trigger", data=trigger_form(client, REASON))
@@ -389,7 +390,7 @@ def test_an_emergency_release_is_refused_beside_the_reason_with_nothing_created(
     assert denied.status_code == 403
     assert "\u201cEmergency release (break-glass)\u201d permission on svc/env" in field_error(denied.text)
     assert release_count(app) == 0
-    # without the box ticked, a typed reason is not an emergency: a normal release
+    # with the Trigger release button (no break_glass sent), a typed reason is not an emergency: a normal release
     plain = client.post("/trigger", data={**trigger_form(client, None), "break_glass_reason": REASON})
     assert plain.status_code == 303
     assert release(api, int(plain.location.rsplit("/", 1)[1]))["break_glass"] is None

@@ -114,6 +114,7 @@ class LiveRelease:
     parent_triggered_by_name: str | None = None
     approved_by: tuple[str, ...] = ()
     may_review: bool = False  # the viewer's approval would count for one of its unmet rules
+    scheduled_until: datetime | None = None  # a scheduled release: when it may start, if known
 
     @property
     def number(self) -> int:
@@ -160,7 +161,8 @@ def _live_releases(environment_id: int | None = None, viewer: User | None = None
         query = (sa.select(Release.id, Release.kind, Release.state, Release.environment_id, Release.created_at,
                            Release.started_at, User.username.label("triggered_by_name"), Release.triggered_by_id,
                            Release.approval_rules, Release.approval_reason, Release.since, Release.scheduled_reason,
-                           Release.break_glass_reason, Release.review_due_at, Release.description, Release.commit,
+                           Release.scheduled_until, Release.break_glass_reason, Release.review_due_at,
+                           Release.description, Release.commit,
                            Release.finished_at, Release.resources, Release.parent_release_id, Release.reviewed_at,
                            parent_user.username.label("parent_triggered_by_name"))
                  .outerjoin(User, User.id == Release.triggered_by_id)
@@ -190,7 +192,7 @@ def _live_releases(environment_id: int | None = None, viewer: User | None = None
             pending.summary() if pending is not None else None, row.description or "", row.commit,
             row.finished_at, any(r.get("changeType") in DESTRUCTIVE_CHANGE_TYPES for r in row.resources or []),
             row.parent_release_id, row.parent_triggered_by_name, tuple(approvers.get(row.parent_release_id, ())),
-            pending is not None and bool(pending.counts_for(viewer)))
+            pending is not None and bool(pending.counts_for(viewer)), row.scheduled_until)
         lists = live.setdefault(release.environment_id, _empty_lists())
         if release.break_glass_reason is not None and row.reviewed_at is None:
             lists["emergencies"].append(release)
