@@ -4,6 +4,7 @@ push, a long history cut at 250 commits, a rename and a binary file, the hook re
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -238,7 +239,6 @@ def test_an_author_of_a_commit_since_the_last_release_may_not_approve_it(app, ap
 
 def test_the_committer_of_a_commit_since_the_last_release_may_not_approve_it_either(app, api, people,
                                                                                   new_environment, run_jobs):
-    import os
     import subprocess
 
     from tests.helpers import GIT_ENV
@@ -379,3 +379,60 @@ def test_a_deployed_commit_force_pushed_away_is_still_compared_with(app, api, ne
     after = released(app, api, run_jobs, head(repo))
     assert after["error"] is None and after["relation"] == "diverged"
     assert ("Deployed, then force-pushed away", True) in [(c["subject"], c["undone"]) for c in after["commits"]]
+
+
+def test_a_since_git_command_beyond_its_time_bound_is_a_sentence_and_the_release_goes_on(
+        app, api, new_environment, run_jobs, tmp_path, monkeypatch):
+    import shutil
+
+    repo = new_environment({HOOK: "echo the hook ran\nexit 0\n"})
+    released(app, api, run_jobs, head(repo))
+    commit_files(repo, {"x.txt": "x\n"}, "More")
+    # A git that never answers whether one commit comes before another; every other command is git's own.
+    slow = tmp_path / "slow-git"
+    slow.mkdir()
+    (slow / "git").write_text(f'#!/bin/sh\ncase " $* " in *" merge-base --is-ancestor "*) exec sleep 600 ;; esac\n'
+                              f'exec {shutil.which("git")} "$@"\n')
+    (slow / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}:{os.environ['PATH']}")
+    monkeypatch.setattr(since, "GIT_SECONDS", 1)
+    after = released(app, api, run_jobs, head(repo))
+    assert after["relation"] is None and after["commits"] == [] and after["files"] == []
+    assert after["error"].startswith(f"What changed since release #{after['previous_release_id']} could not be "
+                                     "computed (git merge-base took longer than 1 s")
+    assert after["error"].endswith("compare the commits by hand.")
+    with app.app_context():
+        assert "the hook ran" in db.session.get(Release, after["id"]).hook_output
+
+
+def test_a_resource_the_last_release_had_and_this_one_drops_is_listed_as_removed(app, api, web, new_environment,
+                                                                                 run_jobs):
+    repo = new_environment(GOES)
+    released(app, api, run_jobs, head(repo), resources=[API, DB])
+    dropped = released(app, api, run_jobs, head(repo), resources=[API])
+    assert dropped["resources"]["removed"] == ["db/orders.json"] and dropped["resources"]["added"] == []
+    assert dropped["resources"]["counts"] == {"added": 0, "removed": 1, "changed": 0, "same": 1}
+    page = web("member").get(f"/releases/{dropped['id']}").text
+    assert "resources: 1 removed" in page
+    assert "<strong>1 no longer changed:</strong> <code>db/orders.json</code>" in page
+
+
+def test_a_diverged_history_is_said_in_words_in_the_warning_colour_on_the_release_page(app, api, web,
+                                                                                       new_environment, run_jobs):
+    repo = new_environment({HOOK: "exit 2\n"})
+    base = head(repo)
+    commit_files(repo, {"a.txt": "a\n"}, "On the old branch")
+    first = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
+    run_jobs()
+    git(repo, "reset", "-q", "--hard", base)
+    commit_files(repo, {"b.txt": "b\n"}, "On the new branch")  # main was force-pushed
+    second = trigger(api, ref="main", resources=[API])
+    run_jobs()
+    page = web("member").get(f"/releases/{second}").text
+    assert ('<p class="message message-warning since-warning" role="note"><strong>The history diverged</strong> '
+            "(a force push?): this commit does not contain what runs there now.") in page
+    assert (f'<span class="since-summary warning" id="since-summary"><a href="#since">Since release #{bot} '
+            "(deployed just now by dev): history diverged: 1 new commit, 1 undone (a force push?)") in page
+    assert '<tr class="undone">' in page and "On the old branch" in page and "On the new branch" in page
