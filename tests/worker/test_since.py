@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.helpers import commit_files, git, trigger
+from tests.helpers import commit_files, git, make_repo, trigger
 from webapp.extensions import db
 from webapp.models import Release
 from webapp.running import since
@@ -436,3 +436,42 @@ def test_a_diverged_history_is_said_in_words_in_the_warning_colour_on_the_releas
     assert (f'<span class="since-summary warning" id="since-summary"><a href="#since">Since release #{bot} '
             "(deployed just now by dev): history diverged: 1 new commit, 1 undone (a force push?)") in page
     assert '<tr class="undone">' in page and "On the old branch" in page and "On the new branch" in page
+
+
+def page_after_a_commit(app, api, web, repo: Path, run_jobs) -> tuple[str, str]:
+    """Release the head of `repo`, then a commit on it: the second release's page and that commit."""
+    released(app, api, run_jobs, head(repo))
+    sha = as_author(repo, "Alice", "alice@example.com", {"app.py": "x = 1\n"}, "Change the app")
+    second = released(app, api, run_jobs, sha)
+    return web("member").get(f"/releases/{second['id']}").text, sha
+
+
+def test_a_commit_address_saved_in_the_admin_project_form_links_the_commits_on_the_release_page(
+        app, api, web, people, new_environment, run_jobs):
+    people.add("envmgr", "manage_environments")
+    repo = new_environment(GOES)
+    template = "https://git.example.com/svc/commit/{sha}"
+    envmgr = web("envmgr")
+    saved = envmgr.post("/admin/projects/svc", data={"csrf_token": envmgr.csrf, "repo": str(repo), "branch": "main",
+                                                      "hook_ref": "", "web_url_template": template})
+    assert saved.status_code == 302 and "changed web_url_template" in envmgr.get(saved.location).text
+    assert api("member").get("/api/v1/projects").json["items"][0]["web_url_template"] == template
+    page, sha = page_after_a_commit(app, api, web, repo, run_jobs)
+    assert f'<a href="https://git.example.com/svc/commit/{sha}" rel="noopener noreferrer"><code>{sha[:12]}' in page
+
+
+def test_a_commit_address_given_to_projects_create_links_the_commits_on_the_release_page(app, api, web, tmp_path,
+                                                                                         run_jobs):
+    repo = make_repo(tmp_path / "made-on-the-command-line", GOES)
+    template = "https://git.example.com/svc/-/commit/{sha}"
+    cli = app.test_cli_runner()
+    refused = cli.invoke(args=["projects", "create", "svc", "--repo", str(repo),
+                               "--web-url-template", "https://git.example.com/no-sha"])
+    assert refused.exit_code != 0 and "--web-url-template" in refused.output and "{sha}" in refused.output
+    created = cli.invoke(args=["projects", "create", "svc", "--repo", str(repo), "--web-url-template", template])
+    assert created.exit_code == 0, created.output
+    assert api("admin").post("/api/v1/projects/svc/environments",
+                             json={"name": "env", "release_stream": "QA"}).status_code == 201
+    assert api("member").get("/api/v1/projects").json["items"][0]["web_url_template"] == template
+    page, sha = page_after_a_commit(app, api, web, repo, run_jobs)
+    assert f'<a href="https://git.example.com/svc/-/commit/{sha}" rel="noopener noreferrer"><code>{sha[:12]}' in page
