@@ -260,6 +260,24 @@ def test_the_committer_of_a_commit_since_the_last_release_may_not_approve_it_eit
     assert api("approver").post(f"/api/v1/releases/{second}/approve", json={}).status_code == 200
 
 
+def test_an_author_whose_name_holds_gits_field_separators_is_still_known_by_their_address(app, api,
+                                                                                         new_environment, run_jobs):
+    """git allows unit separators (the log's old field separator) inside a name: they must not
+    move the author's and committer's addresses out of their fields and past the check."""
+    repo = new_environment({HOOK: "exit 2\n"})
+    applied_with_authors_kept_out(app, api, repo, run_jobs)
+    sha = as_author(repo, "A\x1fB\x1fC", "approver@example.com", {"app.py": "x = 3\n"}, "Slip it in")
+    second = trigger(api, ref=sha, resources=[API])
+    run_jobs()
+    with app.app_context():
+        [commit] = db.session.get(Release, second).since["commits"]
+    assert (commit["sha"], commit["author_name"], commit["author_email"], commit["subject"]) == (
+        sha, "A B C", "approver@example.com", "Slip it in")
+    assert commit["committer_email"] == git(repo, "log", "-1", "--format=%ce")
+    refused = api("approver").post(f"/api/v1/releases/{second}/approve", json={})
+    assert refused.status_code == 403 and sha[:12] in refused.json["error"]
+
+
 def test_authors_who_cannot_be_told_apart_fail_the_release_instead_of_waiting(app, api, new_environment, run_jobs):
     repo = new_environment({HOOK: "exit 2\n"})
     applied_with_authors_kept_out(app, api, repo, run_jobs)
