@@ -634,3 +634,29 @@ def test_deciding_judges_the_link_again_inside_its_transaction_and_refuses_an_un
         assert email_links.decide(admins, approver, "approve") == email_links.FOREIGN
     assert api("member").get(f"/api/v1/releases/{mailed.id}").json["state"] == "PENDING_APPROVAL"
     assert link_use(app, mailed.id, "admin") == {"approve": False, "reject": False}
+
+
+def test_an_author_is_refused_by_their_link_once_authors_may_not_approve_is_turned_on(
+        app, api, web, people, new_environment, run_jobs, run_notify_jobs, smtp_server):
+    from tests.helpers import git
+
+    people.add("alice", "approve_release")  # alice@example.com
+    repo = new_environment(WAITS)
+    first = trigger(api, "dev")
+    run_jobs()
+    assert api("approver").post(f"/api/v1/releases/{first}/approve", json={}).status_code == 200
+    run_jobs()
+    (repo / "app.py").write_text("x = 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "Change the app", "--author=Alice <alice@example.com>")
+    sha = git(repo, "rev-parse", "HEAD")
+    second = trigger(api, "dev", ref=sha)
+    run_jobs()
+    run_notify_jobs()  # mailed to alice too: authors may approve, so far
+    [message] = [m for m in smtp_server.inbox.to("alice@example.com") if f"#{second}" in m["Subject"]]
+    link = path(links(message)["Approve"])
+    settings = api("admin").patch("/api/v1/projects/svc/environments/env", json={"authors_may_not_approve": True})
+    assert settings.status_code == 200, settings.json
+    assert_refused(app, web("alice"), link, "not_allowed", 403,
+                   f"You wrote or committed {sha[:12]} (\u201cChange the app\u201d), which is part of this release")
+    assert api("member").get(f"/api/v1/releases/{second}").json["state"] == "PENDING_APPROVAL"

@@ -305,3 +305,31 @@ def test_an_answer_goes_only_to_slacks_own_response_url(app, api, web, shop, htt
     response = click(app, release_id, "reject", "U0ANN", elsewhere)
     assert response.status_code == 200 and state(api, release_id) == "REJECTED"
     assert replies(httpserver) == []  # the decision stands; nothing was sent to the other address
+
+
+def test_an_author_of_a_commit_since_the_last_release_cannot_approve_it_from_slack(app, api, web, people, shop,
+                                                                                  hook_repo, run_jobs, respond):
+    from tests.helpers import git, trigger
+
+    people.add("alice", "approve_release")  # alice@example.com
+    link(app, web, "alice", "U0ALICE")
+    settings = api("admin").patch("/api/v1/projects/shop/environments/prod", json={"authors_may_not_approve": True})
+    assert settings.status_code == 200, settings.json
+    first = trigger(api, path="shop/prod")
+    run_jobs()
+    assert api("approver").post(f"/api/v1/releases/{first}/approve", json={}).status_code == 200
+    run_jobs()
+    (hook_repo / "app.py").write_text("x = 1\n")
+    git(hook_repo, "add", "-A")
+    git(hook_repo, "commit", "-q", "-m", "Change the app", "--author=Alice <alice@example.com>")
+    sha = git(hook_repo, "rev-parse", "HEAD")
+    second = trigger(api, path="shop/prod", ref=sha)
+    run_jobs()
+    assert state(api, second) == "PENDING_APPROVAL"
+    before = rows(app)
+    response = click(app, second, "approve", "U0ALICE", respond)
+    assert response.status_code == 200 and response.json["response_type"] == "ephemeral"
+    assert response.json["text"].startswith(f"You wrote or committed {sha[:12]} (\u201cChange the app\u201d), "
+                                            "which is part of this release")
+    assert response.json["text"].endswith("Nothing was changed.")
+    assert rows(app) == before and state(api, second) == "PENDING_APPROVAL"

@@ -4,11 +4,12 @@ push, a long history cut at 250 commits, a rename and a binary file, the hook re
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.helpers import commit_files, git, trigger
+from tests.helpers import commit_files, git, make_repo, trigger
 from webapp.extensions import db
 from webapp.models import Release
 from webapp.running import since
@@ -238,7 +239,6 @@ def test_an_author_of_a_commit_since_the_last_release_may_not_approve_it(app, ap
 
 def test_the_committer_of_a_commit_since_the_last_release_may_not_approve_it_either(app, api, people,
                                                                                   new_environment, run_jobs):
-    import os
     import subprocess
 
     from tests.helpers import GIT_ENV
@@ -258,6 +258,24 @@ def test_the_committer_of_a_commit_since_the_last_release_may_not_approve_it_eit
     assert refused.status_code == 403
     assert refused.json["error"].startswith(f"You wrote or committed {sha[:12]} (\u201cApply the patch\u201d)")
     assert api("approver").post(f"/api/v1/releases/{second}/approve", json={}).status_code == 200
+
+
+def test_an_author_whose_name_holds_gits_field_separators_is_still_known_by_their_address(app, api,
+                                                                                         new_environment, run_jobs):
+    """git allows unit separators (the log's old field separator) inside a name: they must not
+    move the author's and committer's addresses out of their fields and past the check."""
+    repo = new_environment({HOOK: "exit 2\n"})
+    applied_with_authors_kept_out(app, api, repo, run_jobs)
+    sha = as_author(repo, "A\x1fB\x1fC", "approver@example.com", {"app.py": "x = 3\n"}, "Slip it in")
+    second = trigger(api, ref=sha, resources=[API])
+    run_jobs()
+    with app.app_context():
+        [commit] = db.session.get(Release, second).since["commits"]
+    assert (commit["sha"], commit["author_name"], commit["author_email"], commit["subject"]) == (
+        sha, "A B C", "approver@example.com", "Slip it in")
+    assert commit["committer_email"] == git(repo, "log", "-1", "--format=%ce")
+    refused = api("approver").post(f"/api/v1/releases/{second}/approve", json={})
+    assert refused.status_code == 403 and sha[:12] in refused.json["error"]
 
 
 def test_authors_who_cannot_be_told_apart_fail_the_release_instead_of_waiting(app, api, new_environment, run_jobs):
@@ -379,3 +397,99 @@ def test_a_deployed_commit_force_pushed_away_is_still_compared_with(app, api, ne
     after = released(app, api, run_jobs, head(repo))
     assert after["error"] is None and after["relation"] == "diverged"
     assert ("Deployed, then force-pushed away", True) in [(c["subject"], c["undone"]) for c in after["commits"]]
+
+
+def test_a_since_git_command_beyond_its_time_bound_is_a_sentence_and_the_release_goes_on(
+        app, api, new_environment, run_jobs, tmp_path, monkeypatch):
+    import shutil
+
+    repo = new_environment({HOOK: "echo the hook ran\nexit 0\n"})
+    released(app, api, run_jobs, head(repo))
+    commit_files(repo, {"x.txt": "x\n"}, "More")
+    # A git that never answers whether one commit comes before another; every other command is git's own.
+    slow = tmp_path / "slow-git"
+    slow.mkdir()
+    (slow / "git").write_text(f'#!/bin/sh\ncase " $* " in *" merge-base --is-ancestor "*) exec sleep 600 ;; esac\n'
+                              f'exec {shutil.which("git")} "$@"\n')
+    (slow / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}:{os.environ['PATH']}")
+    monkeypatch.setattr(since, "GIT_SECONDS", 1)
+    after = released(app, api, run_jobs, head(repo))
+    assert after["relation"] is None and after["commits"] == [] and after["files"] == []
+    assert after["error"].startswith(f"What changed since release #{after['previous_release_id']} could not be "
+                                     "computed (git merge-base took longer than 1 s")
+    assert after["error"].endswith("compare the commits by hand.")
+    with app.app_context():
+        assert "the hook ran" in db.session.get(Release, after["id"]).hook_output
+
+
+def test_a_resource_the_last_release_had_and_this_one_drops_is_listed_as_removed(app, api, web, new_environment,
+                                                                                 run_jobs):
+    repo = new_environment(GOES)
+    released(app, api, run_jobs, head(repo), resources=[API, DB])
+    dropped = released(app, api, run_jobs, head(repo), resources=[API])
+    assert dropped["resources"]["removed"] == ["db/orders.json"] and dropped["resources"]["added"] == []
+    assert dropped["resources"]["counts"] == {"added": 0, "removed": 1, "changed": 0, "same": 1}
+    page = web("member").get(f"/releases/{dropped['id']}").text
+    assert "resources: 1 removed" in page
+    assert "<strong>1 no longer changed:</strong> <code>db/orders.json</code>" in page
+
+
+def test_a_diverged_history_is_said_in_words_in_the_warning_colour_on_the_release_page(app, api, web,
+                                                                                       new_environment, run_jobs):
+    repo = new_environment({HOOK: "exit 2\n"})
+    base = head(repo)
+    commit_files(repo, {"a.txt": "a\n"}, "On the old branch")
+    first = trigger(api, ref=head(repo), resources=[API])
+    run_jobs()
+    bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
+    run_jobs()
+    git(repo, "reset", "-q", "--hard", base)
+    commit_files(repo, {"b.txt": "b\n"}, "On the new branch")  # main was force-pushed
+    second = trigger(api, ref="main", resources=[API])
+    run_jobs()
+    page = web("member").get(f"/releases/{second}").text
+    assert ('<p class="message message-warning since-warning" role="note"><strong>The history diverged</strong> '
+            "(a force push?): this commit does not contain what runs there now.") in page
+    assert (f'<span class="since-summary warning" id="since-summary"><a href="#since">Since release #{bot} '
+            "(deployed just now by dev): history diverged: 1 new commit, 1 undone (a force push?)") in page
+    assert '<tr class="undone">' in page and "On the old branch" in page and "On the new branch" in page
+
+
+def page_after_a_commit(app, api, web, repo: Path, run_jobs) -> tuple[str, str]:
+    """Release the head of `repo`, then a commit on it: the second release's page and that commit."""
+    released(app, api, run_jobs, head(repo))
+    sha = as_author(repo, "Alice", "alice@example.com", {"app.py": "x = 1\n"}, "Change the app")
+    second = released(app, api, run_jobs, sha)
+    return web("member").get(f"/releases/{second['id']}").text, sha
+
+
+def test_a_commit_address_saved_in_the_admin_project_form_links_the_commits_on_the_release_page(
+        app, api, web, people, new_environment, run_jobs):
+    people.add("envmgr", "manage_environments")
+    repo = new_environment(GOES)
+    template = "https://git.example.com/svc/commit/{sha}"
+    envmgr = web("envmgr")
+    saved = envmgr.post("/admin/projects/svc", data={"csrf_token": envmgr.csrf, "repo": str(repo), "branch": "main",
+                                                      "hook_ref": "", "web_url_template": template})
+    assert saved.status_code == 302 and "changed web_url_template" in envmgr.get(saved.location).text
+    assert api("member").get("/api/v1/projects").json["items"][0]["web_url_template"] == template
+    page, sha = page_after_a_commit(app, api, web, repo, run_jobs)
+    assert f'<a href="https://git.example.com/svc/commit/{sha}" rel="noopener noreferrer"><code>{sha[:12]}' in page
+
+
+def test_a_commit_address_given_to_projects_create_links_the_commits_on_the_release_page(app, api, web, tmp_path,
+                                                                                         run_jobs):
+    repo = make_repo(tmp_path / "made-on-the-command-line", GOES)
+    template = "https://git.example.com/svc/-/commit/{sha}"
+    cli = app.test_cli_runner()
+    refused = cli.invoke(args=["projects", "create", "svc", "--repo", str(repo),
+                               "--web-url-template", "https://git.example.com/no-sha"])
+    assert refused.exit_code != 0 and "--web-url-template" in refused.output and "{sha}" in refused.output
+    created = cli.invoke(args=["projects", "create", "svc", "--repo", str(repo), "--web-url-template", template])
+    assert created.exit_code == 0, created.output
+    assert api("admin").post("/api/v1/projects/svc/environments",
+                             json={"name": "env", "release_stream": "QA"}).status_code == 201
+    assert api("member").get("/api/v1/projects").json["items"][0]["web_url_template"] == template
+    page, sha = page_after_a_commit(app, api, web, repo, run_jobs)
+    assert f'<a href="https://git.example.com/svc/-/commit/{sha}" rel="noopener noreferrer"><code>{sha[:12]}' in page

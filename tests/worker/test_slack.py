@@ -163,3 +163,23 @@ def test_a_message_slack_refuses_is_retried_and_logged(app, api, web, shop, run_
         assert "not_in_channel" in message.last_error
     page = web("admin").get("/admin/slack")
     assert "not_in_channel" in page.text and "#releases" in page.text
+
+
+def test_the_message_of_a_waiting_release_says_in_one_line_what_changed_since_the_last_release(
+        app, api, web, shop, hook_repo, run_jobs, run_notify_jobs, slack_api):
+    from tests.helpers import commit_files, trigger
+
+    first = trigger(api, path="shop/prod")
+    run_jobs()
+    bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
+    run_jobs()
+    run_notify_jobs()  # no channel yet: nothing posted
+    commit_files(hook_repo, {"notes.txt": "one\ntwo\n"}, "Add <!channel> notes")
+    add_channel(web)
+    second = trigger(api, path="shop/prod")
+    run_jobs()
+    run_notify_jobs()
+    [posted] = [m for m in slack_api("chat.postMessage") if m["text"] == f"shop/prod release #{second} needs approval"]
+    summary = f"Since release #{bot} (deployed just now by dev): 1 commit by Test \u00b7 1 file (+2 \u22120)"
+    assert summary == api("member").get(f"/api/v1/releases/{second}").json["since_summary"]
+    assert f"*What changed:* {summary}" in texts(posted).split("\n")

@@ -352,3 +352,26 @@ def test_the_slack_line_of_a_waiting_release_says_what_changed_and_its_first_com
                         "4 files (+4 \u22120)")
     assert lines[2].endswith("Step 3 &lt;!channel&gt; \u2014 Test")  # a subject never pings a channel
     assert len(lines) == 6 and lines[5] == "\u2026 and 1 more"
+
+
+def test_the_json_body_of_a_waiting_release_carries_the_summary_of_what_changed(api, web, new_environment,
+                                                                               run_jobs, run_notify_jobs,
+                                                                               httpserver):
+    from tests.helpers import commit_files, git
+
+    httpserver.expect_request("/jira").respond_with_data("ok")
+    repo = new_environment(WAITS)
+    first = trigger(api, "dev", ref=git(repo, "rev-parse", "HEAD"))
+    run_jobs()
+    bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
+    run_jobs()
+    commit_files(repo, {"a.txt": "a\nb\n"}, "Two lines")
+    add_webhook(web, httpserver.url_for("/jira"))
+    second = trigger(api, "dev", ref=git(repo, "rev-parse", "HEAD"))
+    run_jobs()
+    run_notify_jobs()
+    [body] = [request.get_json() for request, _ in httpserver.log if request.get_json()["release"]["id"] == second]
+    assert body["event"] == "release.pending_approval"
+    assert body["since_summary"] == (f"Since release #{bot} (deployed just now by dev): 1 commit by Test \u00b7 "
+                                     "1 file (+2 \u22120)")
+    assert body["since_summary"] == api("member").get(f"/api/v1/releases/{second}").json["since_summary"]

@@ -19,6 +19,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask import current_app
 
+from ..changes import summary as since_summary
 from ..extensions import db
 from ..intake.resources import InvalidInput
 from ..models import AuditEvent, Environment, Release, SlackChannel, SlackMessage, utcnow
@@ -134,8 +135,9 @@ OUTCOMES = {"APPROVED": "approved", "REJECTED": "rejected", "CANCELLED": "withdr
 
 
 def render(release: Release) -> dict:
-    """chat.postMessage / chat.update's text and blocks for `release` as it is now: the summary
-    and, while it waits, Approve and Reject buttons; once decided, who decided instead."""
+    """chat.postMessage / chat.update's text and blocks for `release` as it is now: the summary,
+    what changed since the last release in one line and, while it waits, Approve and Reject
+    buttons; once decided, who decided instead."""
     environment = release.environment
     where = f"{environment.project.name}/{environment.name}"
     link = f"{current_app.config['BASE_URL']}/releases/{release.id}"
@@ -151,6 +153,9 @@ def render(release: Release) -> dict:
         {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": text} for text in fields]},
     ]
+    since = since_summary(release)  # the one line the Slack-format webhook and the mail carry too
+    if since:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"*What changed:* {escape(since)}"}]})
     if release.approval_reason:
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"*Hook:* {escape(release.approval_reason[:500])}"}]})

@@ -198,7 +198,11 @@ class Commit:
     subject: str
 
 
-_LOG_FORMAT = "%H%x1f%an%x1f%ae%x1f%ce%x1f%aI%x1f%s"
+# Fields apart by NUL, the one byte git keeps in no name, address or subject: any other (a
+# unit separator, say) can be written into an author's name and move the addresses out of
+# their fields, past the authors_may_not_approve check. -z ends each commit with one more NUL.
+_LOG_FIELDS = ("%H", "%an", "%ae", "%ce", "%aI", "%s")
+_LOG_FORMAT = "%x00".join(_LOG_FIELDS)
 
 
 def log(git_dir: Path, exclude: str, include: str, *, limit: int,
@@ -212,9 +216,12 @@ def log(git_dir: Path, exclude: str, include: str, *, limit: int,
         raise RepoError(f"git log {exclude[:12]}..{include[:12]} failed: {_last_line(proc.stderr)}.")
     # a subject or an author name is one line, whatever the committer put in it (a carriage
     # return would start a line of its own in a text mail or a chat message)
+    fields, width = [field.decode(errors="replace") for field in proc.stdout.split(b"\0")[:-1]], len(_LOG_FIELDS)
+    if len(fields) % width:
+        raise RepoError(f"git log {exclude[:12]}..{include[:12]} answered in a form Releasegate does not read.")
     commits = [Commit(sha, one_line(name), email, committer, at, one_line(subject))
                for sha, name, email, committer, at, subject
-               in (record.decode(errors="replace").split("\x1f", 5) for record in proc.stdout.split(b"\0") if record)]
+               in (fields[start:start + width] for start in range(0, len(fields), width))]
     return commits[:limit], len(commits) > limit
 
 
