@@ -129,7 +129,7 @@ def test_spans_and_relative_times_read_as_people_say_them():
         "under a minute", "12 min", "3 h", "2 d"]
     assert span(3 * 3600 + 20 * 60, precise=True) == "3 h 20 min" and span(48 * 3600, precise=True) == "2 d"
     assert relative(now + timedelta(hours=52, minutes=17), now, precise=True) == "in 2 d 4 h"
-    assert relative(now + timedelta(hours=14, minutes=5), now) == "in 14 h"  # the scheduled note's wording, kept
+    assert relative(now + timedelta(hours=14, minutes=5), now) == "in 14 h"
     assert relative(now - timedelta(seconds=20), now) == "under a minute ago"
 
 

@@ -199,7 +199,7 @@ def test_the_dashboard_says_how_long_a_scheduled_release_waits(app, api, web, ne
     assert re.search(r"year-end freeze \(<time datetime=\"[^\"]+Z\" title=\"[^\"]+ UTC\" "
                      r"data-relative=\"precise\">in 14 h 30 min</time>\)</span>", line), line
     note = text_of(client.get(f"/releases/{release_id}").text, "scheduled-note")
-    assert "year-end freeze (in 14 h)." in note  # the release page says the same, rounded to hours
+    assert "year-end freeze (in 14 h 30 min)." in note  # the release page says the same, in the same words
 
 
 def test_a_scheduled_release_without_a_known_end_shows_no_time_on_the_dashboard(app, api, web, new_environment):

@@ -243,13 +243,10 @@ def _panel_context(release: Release) -> dict:
 
 
 def _waiting_context(release: Release, user: User, now: datetime) -> dict:
-    """How long a scheduled release waits ("in 14 h"), whether an emergency release's review is
-    overdue; why its triggerer may not review it."""
-    scheduled = release.state == "SCHEDULED" and release.scheduled_until is not None
+    """Whether an emergency release's review is overdue; why its triggerer may not review it."""
     unreviewed, finished = awaits_review(release), release.state in TERMINAL_STATES
     due = release.review_due_at if unreviewed else None
-    return {"scheduled_in": relative(release.scheduled_until, now) if scheduled else None,
-            "review_overdue": due is not None and due <= now, "finished": finished,
+    return {"review_overdue": due is not None and due <= now, "finished": finished,
             "why_not_review": OWN_EMERGENCY if unreviewed and finished and may_cancel(release, user) else None}
 
 
