@@ -493,3 +493,21 @@ def test_a_commit_address_given_to_projects_create_links_the_commits_on_the_rele
     assert api("member").get("/api/v1/projects").json["items"][0]["web_url_template"] == template
     page, sha = page_after_a_commit(app, api, web, repo, run_jobs)
     assert f'<a href="https://git.example.com/svc/-/commit/{sha}" rel="noopener noreferrer"><code>{sha[:12]}' in page
+
+
+def test_a_commit_address_given_in_the_admin_create_project_form_links_the_commits_on_the_release_page(
+        app, api, web, tmp_path, run_jobs):
+    repo = make_repo(tmp_path / "made-in-the-form", GOES)
+    template = "https://git.example.com/svc/commit/{sha}"
+    admin = web("admin")
+    form = {"csrf_token": admin.csrf, "name": "svc", "repo": str(repo), "branch": "main", "hook_ref": ""}
+    refused = admin.post("/admin/projects", data={**form, "web_url_template": "https://git.example.com/no-sha"})
+    assert refused.status_code == 422 and "{sha}" in refused.text
+    assert api("member").get("/api/v1/projects").json["items"] == []  # nothing made
+    created = admin.post("/admin/projects", data={**form, "web_url_template": template})
+    assert created.status_code == 302, created.text
+    assert api("admin").post("/api/v1/projects/svc/environments",
+                             json={"name": "env", "release_stream": "QA"}).status_code == 201
+    assert api("member").get("/api/v1/projects").json["items"][0]["web_url_template"] == template
+    page, sha = page_after_a_commit(app, api, web, repo, run_jobs)
+    assert f'<a href="https://git.example.com/svc/commit/{sha}" rel="noopener noreferrer"><code>{sha[:12]}' in page

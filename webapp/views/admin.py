@@ -374,7 +374,7 @@ def projects_list():
 @gate("manage_environments")
 def create_project():
     form = request.form
-    values = {key: form.get(key, "") for key in ("name", "repo", "branch", "hook_ref")}
+    values = {key: form.get(key, "") for key in ("name", *PROJECT_TEXT)}
     clean, errors = _check(values, _spec_checks(PROJECT_FIELDS, PROJECT_LABELS))
     if errors:
         return _render_projects(errors, values, 422)
