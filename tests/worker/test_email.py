@@ -383,6 +383,19 @@ def test_a_settings_change_that_weakens_the_gate_mails_the_admins(app, api, peop
     assert "hook_timeout_seconds: 300 -> 30" in text
 
 
+def test_letting_authors_approve_their_own_change_again_mails_the_admins(api, people, new_environment,
+                                                                         run_notify_jobs, smtp_server):
+    people.add("admin2", admin=True)
+    new_environment(WAITS, authors_may_not_approve=True)
+    response = api("admin").patch("/api/v1/projects/svc/environments/env", json={"authors_may_not_approve": False})
+    assert response.status_code == 200, response.json
+    run_notify_jobs()
+    [message] = smtp_server.messages
+    assert message["To"].addresses[0].username == "admin2"
+    assert message["Subject"] == "[Releasegate] svc/env: approval gate weakened by admin"
+    assert "authors_may_not_approve: True -> False  (weakens the gate)" in text_part(message)
+
+
 def test_a_project_change_that_moves_the_gate_mails_the_admins(app, api, web, people, new_environment,
                                                                run_notify_jobs, smtp_server):
     people.add("admin2", admin=True)
