@@ -46,6 +46,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .views.api import api
     from .views.auth import auth as auth_pages
     from .views.email_links import email_pages
+    from .views.environment_pages import environment_pages
     from .views.integrations import integrations
     from .views.metrics import metrics
     from .views.pages import pages
@@ -58,7 +59,8 @@ def create_app(config: dict | None = None) -> Flask:
     security.init_app(app)
     app.context_processor(permission_context)
     web.init_app(app)  # the template helpers every page shares: `ago`, `mentions`
-    for blueprint in (api, auth_pages, pages, release_pages, admin, email_pages, integrations, slack):
+    for blueprint in (api, auth_pages, pages, environment_pages, release_pages, admin, email_pages, integrations,
+                      slack):
         app.register_blueprint(blueprint)
     app.register_blueprint(metrics)  # GET /metrics for Prometheus, behind METRICS_TOKEN
     register_cli(app)

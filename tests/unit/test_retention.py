@@ -376,10 +376,10 @@ def test_the_dashboard_and_the_environment_history_never_read_the_whole_history(
 
 
 def live_query_plan(environment_id: int | None) -> list[str]:
-    from webapp.views.pages import _live_releases
+    from webapp.views.pages import live_releases
 
     with recorded_statements() as statements:
-        live = _live_releases(environment_id)
+        live = live_releases(environment_id)
     assert [row.state for lists in live.values() for row in lists["active"] + lists["queue"]] == [
         "PENDING_APPROVAL", "QUEUED"]
     (statement, parameters), = [item for item in statements if "FROM releases" in item[0]]
@@ -399,11 +399,11 @@ def test_an_environments_live_query_finds_live_releases_by_state(app, long_histo
 
 
 def test_each_environments_last_finished_release_comes_off_the_history_index_without_a_sort(app, long_history):
-    from webapp.views.pages import FINISHED_STATES, _live_releases
+    from webapp.views.pages import FINISHED_STATES, live_releases
 
     with app.app_context():
         with recorded_statements() as statements:
-            live = _live_releases()
+            live = live_releases()
         (statement, parameters), = [item for item in statements if "FROM releases" in item[0]]
         plan = query_plan(statement, parameters)
         expected = {environment_id: db.session.scalar(

@@ -69,7 +69,8 @@ def test_a_scheduled_release_says_why_it_waits_and_the_page_follows_it_once_the_
     page.goto(f"/releases/{release_id}")
     expect(page.locator("#release-panel .state")).to_have_text("Scheduled")
     note = page.locator("#scheduled-note")
-    expect(note).to_contain_text(re.compile(r"frozen until 2099-01-01T00:00:00Z — year-end freeze \(in \d+ d( \d+ h)?\)"))
+    expect(note).to_contain_text(
+        re.compile(r"frozen until 2099-01-01T00:00:00Z — year-end freeze \(in \d+ d( \d+ h)?\)"))
     expect(page.get_by_role("button", name="Abort")).to_be_visible()
     page.screenshot(path=tmp_path / "release-scheduled.png", full_page=True)
 
