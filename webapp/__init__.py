@@ -47,11 +47,13 @@ def create_app(config: dict | None = None) -> Flask:
     from .views.auth import auth as auth_pages
     from .views.email_links import email_pages
     from .views.environment_pages import environment_pages
+    from .views.inbox import inbox
     from .views.integrations import integrations
     from .views.metrics import metrics
     from .views.pages import pages
     from .views.release_pages import release_pages
     from .views.slack import slack
+    from .views.trigger_page import trigger_page
 
     auth.init_app(app)
     storable.init_app(app)  # after auth: who asks is known before what they sent is judged
@@ -59,8 +61,8 @@ def create_app(config: dict | None = None) -> Flask:
     security.init_app(app)
     app.context_processor(permission_context)
     web.init_app(app)  # the template helpers every page shares: `ago`, `mentions`
-    for blueprint in (api, auth_pages, pages, environment_pages, release_pages, admin, email_pages, integrations,
-                      slack):
+    for blueprint in (api, auth_pages, pages, environment_pages, release_pages, inbox, trigger_page, admin,
+                      email_pages, integrations, slack):
         app.register_blueprint(blueprint)
     app.register_blueprint(metrics)  # GET /metrics for Prometheus, behind METRICS_TOKEN
     register_cli(app)

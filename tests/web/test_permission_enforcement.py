@@ -82,7 +82,7 @@ CASES = [
     Case("api.trigger_release", "trigger_release", "POST", f"{API_ENV}/releases", {"resources": CHANGE}, ok=202),
     Case("api.finish", "trigger_release", "POST", "/api/v1/releases/{release}/finish",
          {"result": "SUCCEEDED", "log": "deployed by CI"}, target="awaiting_finish", to_state="SUCCEEDED"),
-    Case("release_pages.trigger_submit", "trigger_release", "POST", "/trigger",
+    Case("trigger_page.trigger_submit", "trigger_release", "POST", "/trigger",
          {"environment": ENV_PATH, "resources": json.dumps(CHANGE)}, ok=303),
     Case("release_pages.trigger_again", "trigger_release", "POST", "/releases/{release}/trigger-again",
          target="queued", ok=303),
@@ -748,7 +748,7 @@ def test_a_user_deactivated_while_their_request_is_under_way_is_refused_when_it_
         write_transaction()
 
     trigger_case = next(case for case in CASES if case.endpoint == (
-        "api.trigger_release" if door == "token" else "release_pages.trigger_submit"))
+        "api.trigger_release" if door == "token" else "trigger_page.trigger_submit"))
     before = snapshot(world.app)
     monkeypatch.setattr(transactions, "write_transaction", deactivated_meanwhile)
     response = send(world, trigger_case, "leaver", {}, door)

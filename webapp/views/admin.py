@@ -22,8 +22,7 @@ from ..notify import slack, slack_links
 from ..permissions import PERMISSIONS, PermissionDenied, has_permission, has_permission_somewhere, require
 from ..permissions import require_permission as gate
 from ..releases import ReleaseError, WrongState
-from ..transactions import Actor
-from .web import is_htmx
+from .web import is_htmx, ui_actor
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -34,9 +33,6 @@ PROJECT_LABELS = {"name": "Name", "repo": "Repository", "branch": "Branch", "hoo
 PROJECT_TEXT = ("repo", "branch", "hook_ref", "web_url_template")
 ENVIRONMENT_LABELS = {"release_stream": "Release stream", "release_command": "Release command"}
 
-
-def _actor() -> Actor:
-    return Actor(current_user._get_current_object(), "ui")
 
 
 def _me() -> User:
@@ -123,7 +119,7 @@ def create_user():
     if errors:
         return _render_users(errors, shown, 422)
     try:
-        user = accounts.create_user(_actor(), username=values["username"], email=values["email"],
+        user = accounts.create_user(ui_actor(), username=values["username"], email=values["email"],
                                     password=values["password"], is_admin="is_admin" in form)
     except accounts.FieldError as error:
         return _render_users({error.field: str(error)}, shown, error.status)
@@ -151,7 +147,7 @@ def user(user_id: int):
 @gate("manage_users")
 def deactivate_user(user_id: int):
     found = _user(user_id)
-    revoked = accounts.deactivate_user(_actor(), found)
+    revoked = accounts.deactivate_user(ui_actor(), found)
     flash(f"Deactivated {found.username}: signed out everywhere and {revoked} API token(s) revoked.", "success")
     return redirect(url_for("admin.user", user_id=user_id))
 
@@ -161,7 +157,7 @@ def deactivate_user(user_id: int):
 @gate("manage_users")
 def reactivate_user(user_id: int):
     found = _user(user_id)
-    accounts.reactivate_user(_actor(), found)
+    accounts.reactivate_user(ui_actor(), found)
     flash(f"Reactivated {found.username}. Their old API tokens stay revoked.", "success")
     return redirect(url_for("admin.user", user_id=user_id))
 
@@ -172,7 +168,7 @@ def reactivate_user(user_id: int):
 def reset_password(user_id: int):
     found = _user(user_id)
     try:
-        accounts.reset_password(_actor(), found, request.form.get("password", ""))
+        accounts.reset_password(ui_actor(), found, request.form.get("password", ""))
     except accounts.FieldError as error:
         return _render_user(found, {error.field: str(error)}, status=error.status)
     flash(f"Set a new password for {found.username}; tell them through a channel you trust.", "success")
@@ -189,7 +185,7 @@ def grant(user_id: int):
     values = {"permission": permission, "environment": scope}
     try:
         environment = _environment_in_form(scope)
-        accounts.grant_permission(_actor(), found, permission, environment)
+        accounts.grant_permission(ui_actor(), found, permission, environment)
     except accounts.FieldError as error:
         return _render_user(found, {error.field: str(error)}, values, error.status)
     flash(f"Granted \u201c{PERMISSIONS[permission]}\u201d to {found.username} on "
@@ -202,7 +198,7 @@ def grant(user_id: int):
 @gate("manage_users")
 def revoke_grant(user_id: int, grant_id: int):
     found = _user(user_id)
-    accounts.revoke_grant(_actor(), found, grant_id)
+    accounts.revoke_grant(ui_actor(), found, grant_id)
     flash(f"Revoked the grant from {found.username}.", "success")
     return redirect(url_for("admin.user", user_id=user_id))
 
@@ -231,7 +227,7 @@ def groups_list():
 def create_group():
     values = {"name": request.form.get("name", ""), "description": request.form.get("description", "")}
     try:
-        group = groups.create_group(_actor(), **values)
+        group = groups.create_group(ui_actor(), **values)
     except accounts.FieldError as error:
         return _render_groups({error.field: str(error)}, values, error.status)
     flash(f"Created the group {group.name}. Add its members below.", "success")
@@ -266,7 +262,7 @@ def update_group(group: str):
     found = _group(group)
     values = {"name": request.form.get("name", ""), "description": request.form.get("description", "")}
     try:
-        changed = groups.update_group(_actor(), found, **values)
+        changed = groups.update_group(ui_actor(), found, **values)
     except accounts.FieldError as error:
         db.session.refresh(found)
         return _render_group(found, {"edit": {error.field: str(error)}}, {"edit": values}, error.status)
@@ -283,7 +279,7 @@ def update_group(group: str):
 def delete_group(group: str):
     found = _group(group)
     try:
-        groups.delete_group(_actor(), found)
+        groups.delete_group(ui_actor(), found)
     except WrongState as error:  # approval rules name it
         if is_htmx():
             raise  # the message goes where htmx shows it (errors.py)
@@ -303,7 +299,7 @@ def add_member(group: str):
         sentence = (f"There is no user named {username[:80]}; check the spelling, or create the user first."
                     if username else "Enter the username of the person to add.")
         return _render_group(found, {"member": {"username": sentence}}, {"member": {"username": username}}, 422)
-    if groups.add_member(_actor(), found, user):
+    if groups.add_member(ui_actor(), found, user):
         flash(f"Added {user.username} to {found.name}.", "success")
     else:
         flash(f"{user.username} is in {found.name} already; nothing changed.", "success")
@@ -316,7 +312,7 @@ def add_member(group: str):
 def remove_member(group: str, user_id: int):
     found = _group(group)
     user = accounts.get_user(user_id)
-    groups.remove_member(_actor(), found, user)
+    groups.remove_member(ui_actor(), found, user)
     flash(f"Removed {user.username} from {found.name}; the group's grants are no longer theirs.", "success")
     return redirect(url_for("admin.group", group=found.name) + "#members")
 
@@ -329,7 +325,7 @@ def grant_to_group(group: str):
     values = {"permission": request.form.get("permission", ""), "environment": request.form.get("environment", "")}
     try:
         environment = _environment_in_form(values["environment"])
-        groups.grant_to_group(_actor(), found, values["permission"], environment)
+        groups.grant_to_group(ui_actor(), found, values["permission"], environment)
     except accounts.FieldError as error:
         return _render_group(found, {"grant": {error.field: str(error)}}, {"grant": values}, error.status)
     flash(f"Granted \u201c{PERMISSIONS[values['permission']]}\u201d to the group {found.name} on "
@@ -342,7 +338,7 @@ def grant_to_group(group: str):
 @gate("manage_users")
 def revoke_group_grant(group: str, grant_id: int):
     found = _group(group)
-    groups.revoke_group_grant(_actor(), found, grant_id)
+    groups.revoke_group_grant(ui_actor(), found, grant_id)
     flash(f"Revoked the grant from the group {found.name}.", "success")
     return redirect(url_for("admin.group", group=found.name) + "#grants")
 
@@ -379,7 +375,7 @@ def create_project():
     if errors:
         return _render_projects(errors, values, 422)
     try:
-        project = environments.create_project(_actor(), **clean)
+        project = environments.create_project(ui_actor(), **clean)
     except ReleaseError as error:  # the name is taken
         return _render_projects({"name": str(error)}, values, error.status)
     flash(f"Created project {project.name}. Add its environments below.", "success")
@@ -428,7 +424,7 @@ def update_project(project: str):
             errors[key] = error.message
     if errors:
         return _render_project(found, {"edit": errors}, {"edit": values}, 422)
-    changed = environments.update_project(_actor(), found, clean)
+    changed = environments.update_project(ui_actor(), found, clean)
     flash(f"Saved {found.name}: changed {', '.join(changed)}." if changed else "Nothing changed.", "success")
     return redirect(url_for("admin.project", project=found.name))
 
@@ -452,7 +448,7 @@ def create_environment(project: str):
         return _render_project(found, {"environment": errors}, {"environment": values}, 422)
     name = clean.pop("name")
     try:
-        environment = environments.create_environment(found, _actor(), name=name, **clean, **mode)
+        environment = environments.create_environment(found, ui_actor(), name=name, **clean, **mode)
     except ReleaseError as error:  # the name is taken: one mode cannot turn on both switches
         field = getattr(error, "field", "name")
         return _render_project(found, {"environment": {field: str(error)}}, {"environment": values}, error.status)
@@ -486,7 +482,7 @@ def create_token():
                                     "expires_in_days": accounts.check_expiry_days})
     if errors:
         return _render_tokens(errors, values, status=422)
-    token = accounts.create_api_token(_actor(), clean["name"], clean["expires_in_days"])
+    token = accounts.create_api_token(ui_actor(), clean["name"], clean["expires_in_days"])
     # Shown in this answer only: it is not stored, and a reload does not bring it back.
     return _render_tokens(created=token, values={"created_never": clean["expires_in_days"] is None}, status=201)
 
@@ -494,7 +490,7 @@ def create_token():
 @admin.post("/tokens/<int:token_id>/revoke")
 @login_required
 def revoke_token(token_id: int):
-    token = accounts.revoke_api_token(_actor(), token_id)
+    token = accounts.revoke_api_token(ui_actor(), token_id)
     flash(f"Revoked the token {token.name!r}; programs using it are refused from now on.", "success")
     return redirect(url_for("admin.tokens"))
 

@@ -27,7 +27,6 @@ from ..models import (
     utcnow,
 )
 from ..permissions import has_permission, require_permission
-from ..transactions import Actor
 from .pages import clock, clock_moved, emergency, empty_lists, has_windows, live_releases, window_note
 from .settings_form import (
     ANYONE,
@@ -39,7 +38,7 @@ from .settings_form import (
     submitted_settings,
     weakening_sentences,
 )
-from .web import is_htmx, live_fragment
+from .web import is_htmx, live_fragment, ui_actor
 
 environment_pages = Blueprint("environment_pages", __name__)
 
@@ -211,7 +210,7 @@ def save_settings(project: str, environment: str):
             return _render_environment(found, status=409, settings=submitted_settings(request.form),
                                        weakening=weakening_sentences(found, changes, weakened),
                                        resubmit=form_fields(request.form))
-        changed = environments.update_environment(found, Actor(current_user._get_current_object(), "ui"), changes)
+        changed = environments.update_environment(found, ui_actor(), changes)
     except SettingsConflict as conflict:
         db.session.rollback()
         field = "mode" if conflict.field in MODE_SWITCHES else conflict.field
@@ -257,7 +256,7 @@ def save_variable(project: str, environment: str):
         shown = {"name": name, "value": "" if secret else value, "secret": secret, "for_hooks": for_hooks,
                  "existing_secret": existing is not None and existing.secret}
         return _render_environment(found, status=422, variable=shown, variable_errors=errors)
-    _, created = environments.set_variable(found, Actor(current_user._get_current_object(), "ui"), name, value,
+    _, created = environments.set_variable(found, ui_actor(), name, value,
                                            secret=secret, for_hooks=for_hooks)
     flash(f"Variable {name} {'added' if created else 'saved'}.", "success")
     return _back_to(found, "variables")
@@ -268,7 +267,7 @@ def save_variable(project: str, environment: str):
 @require_permission("manage_environments", environment=_environment)
 def delete_variable(project: str, environment: str, name: str):
     found = _environment(project, environment)
-    environments.delete_variable(found, Actor(current_user._get_current_object(), "ui"), name)
+    environments.delete_variable(found, ui_actor(), name)
     if is_htmx():  # the button posts with hx-confirm: swap the variables section, and the audit list
         return render_template("_environment_variables_swap.html", environment=found, project=found.project,
                                can_manage=True, variable=_variable_values(found), variable_errors={},

@@ -30,7 +30,7 @@ from ..models import Environment, OutgoingMail, Project, User, WebhookDelivery
 from ..notify import mail as notify
 from ..notify import slack, webhooks
 from ..permissions import require_permission
-from ..transactions import Actor
+from .web import ui_actor
 
 integrations = Blueprint("integrations", __name__, url_prefix="/admin")
 
@@ -43,9 +43,6 @@ MAIL_HTML_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data
 def _me() -> User:
     return current_user._get_current_object()
 
-
-def _actor() -> Actor:
-    return Actor(_me(), "ui")
 
 
 def _admin_only() -> None:
@@ -111,7 +108,7 @@ def create_webhook():
         return _render_list(values, errors, 422)
     secret = values["secret"] or webhooks.new_secret()
     endpoint = webhooks.create_endpoint(
-        _actor(), name=values["name"], url=values["url"], secret=secret, events=values["events"],
+        ui_actor(), name=values["name"], url=values["url"], secret=secret, events=values["events"],
         format=values["format"], environment_ids=values["environment_ids"] if values["scope"] == "some" else None)
     if values["secret"]:
         flash(f"Webhook {endpoint.name} created.", "success")
@@ -146,7 +143,7 @@ def update_webhook(endpoint_id: int):
     values, errors = _form()
     if errors:
         return _render_endpoint(endpoint_id, values, errors, 422)
-    webhooks.update_endpoint(_actor(), endpoint_id, name=values["name"], url=values["url"],
+    webhooks.update_endpoint(ui_actor(), endpoint_id, name=values["name"], url=values["url"],
                              secret=values["secret"] or None, events=values["events"], format=values["format"],
                              environment_ids=values["environment_ids"] if values["scope"] == "some" else None,
                              active=values["active"])
@@ -160,7 +157,7 @@ def update_webhook(endpoint_id: int):
 def delete_webhook(endpoint_id: int):
     _admin_only()
     name = webhooks.get_endpoint(endpoint_id).name
-    webhooks.delete_endpoint(_actor(), endpoint_id)
+    webhooks.delete_endpoint(ui_actor(), endpoint_id)
     flash(f"Webhook {name} deleted with its delivery log.", "success")
     return redirect(url_for("integrations.webhook_list"))
 
@@ -189,7 +186,7 @@ def delivery(delivery_id: int):
 @require_permission("manage_users")
 def redeliver(delivery_id: int):
     _admin_only()
-    found = webhooks.redeliver(_actor(), delivery_id)
+    found = webhooks.redeliver(ui_actor(), delivery_id)
     flash(f"Delivery {found.delivery_id} is queued again with the same id and body.", "success")
     return redirect(url_for("integrations.webhook", endpoint_id=found.endpoint_id))
 
@@ -219,7 +216,7 @@ def add_slack_channel():
     if values["environment"] and environment_id is None:
         return _render_slack(values, {"environment": "Choose an environment from the list."}, 422)
     try:
-        added = slack.add_channel(_actor(), values["channel"], environment_id)
+        added = slack.add_channel(ui_actor(), values["channel"], environment_id)
     except InvalidInput as error:
         return _render_slack(values, {"channel": error.message}, 422)
     flash(f"{added.channel} will be sent approval requests.", "success")
@@ -231,7 +228,7 @@ def add_slack_channel():
 @require_permission("manage_users")
 def delete_slack_channel(channel_id: int):
     _admin_only()
-    name = slack.remove_channel(_actor(), channel_id)
+    name = slack.remove_channel(ui_actor(), channel_id)
     flash(f"{name} is sent no more approval requests for that scope; its messages stay as they are.", "success")
     return redirect(url_for("integrations.slack_settings"))
 

@@ -1,21 +1,19 @@
-"""Release pages, the pending-approvals inbox and the trigger form.
+"""The release page: what a release changes, who may decide it and why it waits, its live
+log, and the actions on it (approve, reject, review, cancel, abort, trigger again).
 
 Thin views: every change goes through the state machine in webapp/releases/ with a "ui"
-actor; the release panel and the inbox list are live fragments (one partial each,
-included by the page and served alone to HTMX polling).
+actor; the release panel is a live fragment (one partial, included by the page and served
+alone to HTMX polling). The inbox is inbox.py, the trigger form trigger_page.py.
 """
 from __future__ import annotations
 
-import json
-import secrets
 import zlib
 from collections import Counter
 from datetime import datetime
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, abort, flash, g, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from jinja2_fragments.flask import render_block
 
 from .. import approval_rules, changes, releases
 from ..extensions import db
@@ -23,27 +21,19 @@ from ..intake.resources import (
     CHANGE_TYPES,
     DESTRUCTIVE_CHANGE_TYPES,
     InvalidInput,
-    changes_nothing,
-    parse_resources,
 )
-from ..intake.terraform import resources_from_terraform_plan
-from ..intake.trigger import parse_trigger_body
 from ..live import current_version
-from ..models import TERMINAL_STATES, AuditEvent, Environment, Project, Release, User, utcnow
+from ..models import TERMINAL_STATES, AuditEvent, Release, User, utcnow
 from ..permissions import (
     PERMISSIONS,
-    PermissionDenied,
-    decidable_releases,
     decide_refusal,
     excluded_authors,
-    grant_held,
     has_permission,
     may_cancel,
     may_decide,
     require_permission,
 )
-from ..transactions import Actor
-from .web import is_htmx, live_fragment, own_release, relative, release_environment, release_in_url, span
+from .web import is_htmx, live_fragment, own_release, relative, release_environment, release_in_url, span, ui_actor
 
 release_pages = Blueprint("release_pages", __name__)
 
@@ -60,9 +50,6 @@ MAX_NAMES = 5  # who may decide, by name, before "and 3 more"
 OWN_EMERGENCY = ("You triggered this emergency release, so someone else with the \u201cRelease Approval/Reject\u201d "
                  "permission must review it.")
 
-
-def _actor() -> Actor:
-    return Actor(current_user._get_current_object(), "ui")
 
 
 # -- who may do what (drawing buttons; the state machine checks again) ------------------------
@@ -95,21 +82,6 @@ def allowed_actions(release: Release, user: User, progress: approval_rules.Progr
 def awaits_review(release: Release) -> bool:
     """An emergency release nobody has reviewed yet (it can be reviewed once it has finished)."""
     return release.break_glass_reason is not None and release.reviewed_at is None
-
-
-# -- lookups shared by the permission decorator and the views ----------------------------------
-
-def _chosen_environment(**_) -> Environment:
-    """The environment picked in the trigger form ("project/environment")."""
-    if "environment" not in g:
-        chosen = request.form.get("environment", "").strip()
-        project, _slash, name = chosen.partition("/")
-        found = db.session.scalar(sa.select(Environment).join(Project).where(
-            Project.name == project, Environment.name == name)) if project and name else None
-        if found is None:
-            abort(404, f"There is no environment {chosen[:130]!r}; choose one from the list.")
-        g.environment = found
-    return g.environment
 
 
 # -- the release page ---------------------------------------------------------------------------
@@ -324,7 +296,7 @@ def _comment() -> str:
 @login_required  # outermost: an ended session is sent to sign in (HX-Redirect for htmx)
 @require_permission("approve_release", environment=release_environment)
 def approve(release_id: int):
-    result = releases.approve(release_id, _actor(), _comment())
+    result = releases.approve(release_id, ui_actor(), _comment())
     release = releases.get_release(release_id)
     if result.id != release_id:
         return _after_action(release, f"Approved. Bot release #{result.id} is applying the changes.")
@@ -338,7 +310,7 @@ def approve(release_id: int):
 @login_required
 @require_permission("approve_release", environment=release_environment)
 def reject(release_id: int):
-    rejected = releases.reject(release_id, _actor(), _comment())
+    rejected = releases.reject(release_id, ui_actor(), _comment())
     return _after_action(rejected, f"Release #{release_id} was rejected.")
 
 
@@ -347,7 +319,7 @@ def reject(release_id: int):
 @require_permission("approve_release", environment=release_environment)
 def review(release_id: int):
     """Mark a finished emergency release reviewed (the state machine says who may, and when)."""
-    reviewed = releases.review(release_id, _actor(), request.form.get("comment", ""))
+    reviewed = releases.review(release_id, ui_actor(), request.form.get("comment", ""))
     return _after_action(reviewed, f"Emergency release #{release_id} is marked reviewed.")
 
 
@@ -357,7 +329,7 @@ def review(release_id: int):
 def cancel(release_id: int):
     """Cancel a queued release, or withdraw one's own pending release (the state machine tells which)."""
     withdrawing = release_in_url(release_id).state == "PENDING_APPROVAL"
-    cancelled = releases.cancel(release_id, _actor())
+    cancelled = releases.cancel(release_id, ui_actor())
     return _after_action(cancelled, f"Release #{release_id} was {'withdrawn' if withdrawing else 'cancelled'}.")
 
 
@@ -366,7 +338,7 @@ def cancel(release_id: int):
 @require_permission("cancel_release", environment=release_environment)
 def abort_release(release_id: int):
     started = release_in_url(release_id).state != "SCHEDULED"
-    aborted = releases.abort(release_id, _actor())
+    aborted = releases.abort(release_id, ui_actor())
     return _after_action(aborted, f"Release #{release_id} was aborted; its processes are being stopped." if started
                          else f"Scheduled release #{release_id} was aborted before it started.")
 
@@ -385,216 +357,6 @@ def _to_release_page(release_id: int) -> Response:
 @require_permission("trigger_release", environment=release_environment)
 def trigger_again(release_id: int):
     original = release_in_url(release_id)
-    new, _created = releases.trigger(original.environment, _actor(), list(original.resources or []))
+    new, _created = releases.trigger(original.environment, ui_actor(), list(original.resources or []))
     flash(f"Release #{new.id} was triggered with the same changes as release #{release_id}.", "success")
     return _to_release_page(new.id)
-
-
-# -- the pending-approvals inbox ----------------------------------------------------------------
-
-def _waiting_since():
-    return sa.func.coalesce(Release.pending_since, Release.created_at)
-
-
-def awaiting(user: User, pending: list) -> list[tuple]:
-    """(release, its progress) for each of `pending` (releases `user` may decide, or rows of their
-    id, environment_id, triggered_by_id, approval_rules, approval_reason and since) whose rules
-    `user`'s approval would still count for: what the inbox lists and the navigation counts."""
-    progress = approval_rules.progress_of(pending)
-    return [(release, progress[release.id]) for release in pending if progress[release.id].counts_for(user)]
-
-
-def _inbox_context(version: str) -> dict:
-    """`version` is read before the query, so a change in between shows on the next poll.
-
-    Each release the user's approval would count for, with its changes, destructive or not, how
-    long it has waited and when it expires; how many other releases wait for someone else, and
-    the user's own releases waiting for review."""
-    user = current_user._get_current_object()
-    query = decidable_releases(user).order_by(_waiting_since(), Release.id)
-    waiting = awaiting(user, db.session.scalars(query).all())
-    pending = db.session.scalar(sa.select(sa.func.count(Release.id)).where(Release.state == "PENDING_APPROVAL"))
-    own = db.session.scalars(sa.select(Release).where(Release.state == "PENDING_APPROVAL",
-                                                      Release.triggered_by_id == user.id)
-                             .order_by(_waiting_since(), Release.id)).all()
-    return {"waiting": [_inbox_entry(release, progress, progress.counts_for(user))
-                        for release, progress in waiting],
-            "others": pending - len(waiting), "own": [_inbox_entry(release) for release in own],
-            "refresh_url": url_for("release_pages.approvals_list", v=version)}
-
-
-def _inbox_entry(release: Release, progress: approval_rules.Progress | None = None,
-                 counted: list[str] | None = None) -> dict:
-    """A release as an inbox line: its change counts, whether it destroys anything, how long it
-    has waited since and when it expires (None: never)."""
-    counts = destructive_first(change_counts(release.resources or []))
-    since = release.pending_since or release.created_at
-    expires = releases.expires_at(release.pending_since, release.environment.approval_timeout_hours)
-    return {"release": release, "counts": counts, "progress": progress, "counted": counted or [],
-            "destructive": any(destructive for _type, _count, destructive in counts),
-            "since": since, "expires": expires}
-
-
-@release_pages.get("/approvals")
-@login_required
-def approvals():
-    return render_template("approvals.html", **_inbox_context(current_version()))
-
-
-@release_pages.get("/fragments/approvals")
-@login_required
-def approvals_list():
-    return live_fragment(lambda version: render_block("approvals.html", "approvals_list", **_inbox_context(version)))
-
-
-@release_pages.get("/fragments/approvals-count")
-@login_required
-def approvals_count():
-    """The nav badge: the releases the inbox lists, counted in a few queries however many wait
-    (at most one is pending per environment); empty when nothing waits."""
-    def render(version: str) -> str:
-        user = current_user._get_current_object()
-        query = decidable_releases(user).with_only_columns(
-            Release.id, Release.environment_id, Release.triggered_by_id, Release.approval_rules,
-            Release.approval_reason, Release.since)
-        count = len(awaiting(user, db.session.execute(query).all()))
-        return render_template("_approvals_count.html", count=count, counted_at=version)
-
-    return live_fragment(render)
-
-
-# -- the trigger form ---------------------------------------------------------------------------
-
-def triggerable_environments(user: User, *, emergency: bool = False) -> list[Environment]:
-    """Environments where `user` holds trigger_release (with `emergency`, break_glass as well), by
-    project and name."""
-    query = (sa.select(Environment).join(Project, Environment.project_id == Project.id)
-             .order_by(Project.name, Environment.name))
-    if not user.is_admin:
-        query = query.where(grant_held(user.id, "trigger_release", Environment.id))
-        if emergency:
-            query = query.where(grant_held(user.id, "break_glass", Environment.id))
-    return list(db.session.scalars(query))
-
-
-def _label(environment: Environment) -> str:
-    return f"{environment.project.name}/{environment.name}"
-
-
-def _render_trigger(form: dict, errors: dict[str, str], status: int = 200, *,
-                    confirm_empty: bool = False) -> tuple[str, int]:
-    user = current_user._get_current_object()
-    choices = triggerable_environments(user)
-    # The emergency part is drawn for people who hold break_glass somewhere they may trigger, and
-    # names where the environment allows emergency releases at all.
-    emergency = triggerable_environments(user, emergency=True)
-    return render_template("trigger.html", choices=[_label(e) for e in choices], form=form, errors=errors,
-                           confirm_empty=confirm_empty, emergency_offered=bool(emergency) or form.get("break_glass"),
-                           emergency_allowed=[_label(e) for e in emergency if e.allow_break_glass],
-                           idempotency_key=form.get("idempotency_key") or secrets.token_urlsafe(18)), status
-
-
-@release_pages.get("/trigger")
-@login_required
-def trigger():
-    return _render_trigger({"environment": request.args.get("environment", "")}, {})
-
-
-class _FieldError(Exception):
-    def __init__(self, field: str, message: str, status: int) -> None:
-        super().__init__(message)
-        self.field, self.message, self.status = field, message, status
-
-
-def _json_field(text: str, field: str, what: str) -> object:
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise _FieldError(field, f"The {what} nests too deeply; send at most a few levels of JSON.", 400) from None
-    except ValueError as error:
-        where = f" (line {error.lineno}, column {error.colno})" if isinstance(error, json.JSONDecodeError) else ""
-        raise _FieldError(field, f"The {what} is not valid JSON{where}: {getattr(error, 'msg', error)}.",
-                          400) from None
-
-
-def _checked(field: str, check, value: object):
-    """Run one of the API's checks; its sentence goes beside `field`."""
-    try:
-        return check(value)
-    except InvalidInput as error:
-        raise _FieldError(field, error.message, error.status) from None
-
-
-def _wanted_resources(text: str) -> list[dict]:
-    upload = request.files.get("plan")
-    plan_bytes = upload.read() if upload is not None and upload.filename else b""
-    if plan_bytes and text:
-        raise _FieldError("resources", "Paste the resources or upload a Terraform plan, not both.", 400)
-    if plan_bytes:
-        try:
-            plan_text = plan_bytes.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _FieldError("plan", "The uploaded file is not UTF-8 text: upload the output of "
-                              "`terraform show -json <planfile>`.", 400) from None
-        plan = _json_field(plan_text, "plan", "uploaded plan")
-        return _checked("plan", lambda value: resources_from_terraform_plan(value, "The uploaded plan"), plan)
-    if not text:
-        raise _FieldError("resources", "Paste the resources JSON, or upload the output of "
-                          "`terraform show -json <planfile>`.", 400)
-    value = _json_field(text, "resources", "resources text")
-    # A pasted `terraform show -json` object is read as a plan, a list as resource changes.
-    if isinstance(value, dict):
-        return _checked("resources", lambda plan: resources_from_terraform_plan(plan, "The pasted plan"), value)
-    return _checked("resources", parse_resources, value)
-
-
-@release_pages.post("/trigger")
-@login_required
-@require_permission("trigger_release", environment=_chosen_environment)
-def trigger_submit():
-    environment = _chosen_environment()
-    form = {key: request.form.get(key, "") for key in ("environment", "resources", "ref", "description",
-                                                        "idempotency_key", "break_glass_reason")}
-    form["break_glass"] = "break_glass" in request.form
-    ref, description = form["ref"].strip(), form["description"].strip()
-    reason = None
-    try:
-        resources = _wanted_resources(form["resources"].strip())
-        if ref:
-            ref = _checked("ref", lambda value: parse_trigger_body({"resources": [], "ref": value}).ref, ref)
-        _checked("description",
-                 lambda value: parse_trigger_body({"resources": [], "description": value}), description)
-        key = form["idempotency_key"].strip()[:255] or None
-        if form["break_glass"]:
-            reason = _checked("break_glass_reason", lambda value: parse_trigger_body(
-                {"resources": [], "break_glass": {"reason": value}}).break_glass, form["break_glass_reason"])
-    except _FieldError as error:
-        return _render_trigger(form, {error.field: error.message}, error.status)
-    if changes_nothing(resources) and "confirm_empty" not in request.form:
-        # An uploaded plan is kept as the pasted list it became, so the confirmation does not need
-        # the file chosen again.
-        kept = form["resources"] or json.dumps(resources, indent=2)
-        return _render_trigger({**form, "resources": kept}, {}, 422, confirm_empty=True)
-    try:
-        new, created = releases.trigger(environment, _actor(), resources, ref=ref or None, description=description,
-                                        idempotency_key=key, break_glass=reason)
-    except (releases.ReleaseError, PermissionDenied) as error:
-        if reason is None:
-            raise  # the error pages say it, as for every other action
-        # An emergency release refused (its reason, the environment's switch, break_glass): beside
-        # the reason, nothing created.
-        db.session.rollback()
-        status = error.status if isinstance(error, releases.ReleaseError) else 403
-        return _render_trigger(form, {"break_glass_reason": str(error)}, status)
-    flash(_triggered_message(new, created, environment), "success" if created else "info")
-    return redirect(url_for("release_pages.release", release_id=new.id), 303)
-
-
-def _triggered_message(release: Release, created: bool, environment: Environment) -> str:
-    if not created:
-        return f"This form was already sent: it triggered release #{release.id}."
-    if release.break_glass_reason is None:
-        return f"Release #{release.id} was triggered on {_label(environment)}."
-    return (f"Emergency release #{release.id} was triggered on {_label(environment)}: it skips the hook, the approval "
-            f"rules and the change windows, and someone else must review it by "
-            f"{release.review_due_at:%Y-%m-%d %H:%M} UTC.")

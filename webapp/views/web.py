@@ -13,6 +13,7 @@ from .. import releases
 from ..live import current_version
 from ..models import Environment, Release, utcnow
 from ..permissions import may_cancel
+from ..transactions import Actor
 
 
 def is_htmx() -> bool:
@@ -68,6 +69,11 @@ def mentions(text: str | None) -> list[tuple[str, int | None]]:
         pieces += [(text[last:match.start()], None), (match.group(1), int(match.group(2)))]
         last = match.end()
     return [*pieces, (text[last:], None)]
+
+
+def ui_actor() -> Actor:
+    """The signed-in person, acting through the pages (audited "via ui")."""
+    return Actor(current_user._get_current_object(), "ui")
 
 
 def init_app(app: Flask) -> None:
