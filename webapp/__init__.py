@@ -43,6 +43,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .permissions import permission_context
     from .views import web
     from .views.admin import admin
+    from .views.admin_groups import admin_groups
     from .views.api import api
     from .views.auth import auth as auth_pages
     from .views.email_links import email_pages
@@ -62,7 +63,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.context_processor(permission_context)
     web.init_app(app)  # the template helpers every page shares: `ago`, `mentions`
     for blueprint in (api, auth_pages, pages, environment_pages, release_pages, inbox, trigger_page, admin,
-                      email_pages, integrations, slack):
+                      admin_groups, email_pages, integrations, slack):
         app.register_blueprint(blueprint)
     app.register_blueprint(metrics)  # GET /metrics for Prometheus, behind METRICS_TOKEN
     register_cli(app)

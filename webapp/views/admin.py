@@ -1,4 +1,5 @@
-"""Admin pages: users and grants, groups, projects and environments, and each user's own API tokens.
+"""Admin pages: users and grants, projects and environments, and each user's own API tokens and
+Slack links (groups are admin_groups.py).
 
 Thin: every change goes through accounts.py or environments.py. Invalid
 input re-renders the form with a sentence beside the field (422, or 409 for a conflict).
@@ -10,19 +11,19 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from .. import accounts, environments, groups, windows
 from ..extensions import db
 from ..intake.ids import parse_id
 from ..intake.resources import InvalidInput, check_slug
 from ..intake.validate import ENVIRONMENT_FIELDS, PROJECT_FIELDS
-from ..models import Environment, Group, Project, User, utcnow
+from ..models import Environment, Project, User, utcnow
 from ..notify import slack, slack_links
 from ..permissions import PERMISSIONS, PermissionDenied, has_permission, has_permission_somewhere, require
 from ..permissions import require_permission as gate
-from ..releases import ReleaseError, WrongState
-from .web import is_htmx, ui_actor
+from ..releases import ReleaseError
+from .web import signed_in_user, ui_actor
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -32,11 +33,6 @@ PROJECT_LABELS = {"name": "Name", "repo": "Repository", "branch": "Branch", "hoo
                   "freezes": "Freezes"}
 PROJECT_TEXT = ("repo", "branch", "hook_ref", "web_url_template")
 ENVIRONMENT_LABELS = {"release_stream": "Release stream", "release_command": "Release command"}
-
-
-
-def _me() -> User:
-    return current_user._get_current_object()
 
 
 def _check(values: dict[str, Any], checks: dict[str, Callable[[Any], Any]]) -> tuple[dict[str, Any], Errors]:
@@ -59,7 +55,7 @@ def _spec_checks(spec: dict, labels: dict[str, str]) -> dict[str, Callable[[Any]
 @admin.get("/")
 @login_required
 def index():
-    me = _me()
+    me = signed_in_user()
     if not (has_permission(me, "manage_users") or has_permission_somewhere(me, "manage_environments")):
         raise PermissionDenied("The admin pages are for people who manage users or environments; "
                                "ask an admin for a grant if you need them. Your API tokens are under "
@@ -74,7 +70,7 @@ def index():
 ALL_ENVIRONMENTS = "all"  # a grant form's "Where" for every environment
 
 
-def _environment_in_form(scope: str) -> Environment | None:
+def environment_in_form(scope: str) -> Environment | None:
     """The environment a grant form names by id (`all`: all environments), or FieldError. There
     is no default: a grant for everywhere is chosen, never left over from an untouched select."""
     if not scope:
@@ -102,7 +98,7 @@ def _render_users(errors: Errors | None = None, values: dict | None = None, stat
 @admin.get("/users")
 @login_required
 def users():
-    require(_me(), "manage_users")
+    require(signed_in_user(), "manage_users")
     return _render_users()
 
 
@@ -138,7 +134,7 @@ def _render_user(user: User, errors: Errors | None = None, values: dict | None =
 @admin.get("/users/<int:user_id>")
 @login_required
 def user(user_id: int):
-    require(_me(), "manage_users")
+    require(signed_in_user(), "manage_users")
     return _render_user(_user(user_id))
 
 
@@ -184,7 +180,7 @@ def grant(user_id: int):
     scope = request.form.get("environment", "")
     values = {"permission": permission, "environment": scope}
     try:
-        environment = _environment_in_form(scope)
+        environment = environment_in_form(scope)
         accounts.grant_permission(ui_actor(), found, permission, environment)
     except accounts.FieldError as error:
         return _render_user(found, {error.field: str(error)}, values, error.status)
@@ -201,146 +197,6 @@ def revoke_grant(user_id: int, grant_id: int):
     accounts.revoke_grant(ui_actor(), found, grant_id)
     flash(f"Revoked the grant from {found.username}.", "success")
     return redirect(url_for("admin.user", user_id=user_id))
-
-
-# -- groups ------------------------------------------------------------------------------------
-
-def _group(group: str, **_) -> Group:
-    return groups.get_group(group)
-
-
-def _render_groups(errors: Errors | None = None, values: dict | None = None, status: int = 200):
-    return render_template("admin/groups.html", groups=groups.groups(), grants_of=groups.grants_of,
-                           grant_label=accounts.grant_label, errors=errors or {}, values=values or {}), status
-
-
-@admin.get("/groups")
-@login_required
-def groups_list():
-    require(_me(), "manage_users")
-    return _render_groups()
-
-
-@admin.post("/groups")
-@login_required
-@gate("manage_users")
-def create_group():
-    values = {"name": request.form.get("name", ""), "description": request.form.get("description", "")}
-    try:
-        group = groups.create_group(ui_actor(), **values)
-    except accounts.FieldError as error:
-        return _render_groups({error.field: str(error)}, values, error.status)
-    flash(f"Created the group {group.name}. Add its members below.", "success")
-    return redirect(url_for("admin.group", group=group.name))
-
-
-def _render_group(group: Group, errors: dict[str, Errors] | None = None, values: dict[str, dict] | None = None,
-                  status: int = 200):
-    errors, values = errors or {}, values or {}
-    return render_template(
-        "admin/group.html", group=group, grants=groups.grants_of(group), scope_label=accounts.scope_label,
-        permissions=PERMISSIONS, environments=accounts.all_environments(),
-        named_by=groups.environments_naming(group.name), pending=groups.pending_releases_naming(group.name),
-        people=[user for user in accounts.users() if user not in group.members],
-        edit_errors=errors.get("edit", {}), member_errors=errors.get("member", {}),
-        grant_errors=errors.get("grant", {}), delete_error=errors.get("delete", {}).get("group"),
-        edit_values=values.get("edit") or {"name": group.name, "description": group.description},
-        member_values=values.get("member", {}), grant_values=values.get("grant", {})), status
-
-
-@admin.get("/groups/<group>")
-@login_required
-def group(group: str):
-    require(_me(), "manage_users")
-    return _render_group(_group(group))
-
-
-@admin.post("/groups/<group>")
-@login_required
-@gate("manage_users")
-def update_group(group: str):
-    found = _group(group)
-    values = {"name": request.form.get("name", ""), "description": request.form.get("description", "")}
-    try:
-        changed = groups.update_group(ui_actor(), found, **values)
-    except accounts.FieldError as error:
-        db.session.refresh(found)
-        return _render_group(found, {"edit": {error.field: str(error)}}, {"edit": values}, error.status)
-    if "name" in changed:
-        flash(f"Renamed the group {group} to {found.name}; the approval rules naming it follow.", "success")
-    else:
-        flash(f"Saved {found.name}." if changed else "Nothing changed.", "success")
-    return redirect(url_for("admin.group", group=found.name))
-
-
-@admin.post("/groups/<group>/delete")
-@login_required
-@gate("manage_users")
-def delete_group(group: str):
-    found = _group(group)
-    try:
-        groups.delete_group(ui_actor(), found)
-    except WrongState as error:  # approval rules name it
-        if is_htmx():
-            raise  # the message goes where htmx shows it (errors.py)
-        return _render_group(_group(group), {"delete": {"group": str(error)}}, status=error.status)
-    flash(f"Deleted the group {group}; its members keep their own grants.", "success")
-    return redirect(url_for("admin.groups_list"))
-
-
-@admin.post("/groups/<group>/members")
-@login_required
-@gate("manage_users")
-def add_member(group: str):
-    found = _group(group)
-    username = request.form.get("username", "").strip()
-    user = db.session.scalar(sa.select(User).where(User.username == username)) if username else None
-    if user is None:
-        sentence = (f"There is no user named {username[:80]}; check the spelling, or create the user first."
-                    if username else "Enter the username of the person to add.")
-        return _render_group(found, {"member": {"username": sentence}}, {"member": {"username": username}}, 422)
-    if groups.add_member(ui_actor(), found, user):
-        flash(f"Added {user.username} to {found.name}.", "success")
-    else:
-        flash(f"{user.username} is in {found.name} already; nothing changed.", "success")
-    return redirect(url_for("admin.group", group=found.name) + "#members")
-
-
-@admin.post("/groups/<group>/members/<int:user_id>/remove")
-@login_required
-@gate("manage_users")
-def remove_member(group: str, user_id: int):
-    found = _group(group)
-    user = accounts.get_user(user_id)
-    groups.remove_member(ui_actor(), found, user)
-    flash(f"Removed {user.username} from {found.name}; the group's grants are no longer theirs.", "success")
-    return redirect(url_for("admin.group", group=found.name) + "#members")
-
-
-@admin.post("/groups/<group>/grants")
-@login_required
-@gate("manage_users")
-def grant_to_group(group: str):
-    found = _group(group)
-    values = {"permission": request.form.get("permission", ""), "environment": request.form.get("environment", "")}
-    try:
-        environment = _environment_in_form(values["environment"])
-        groups.grant_to_group(ui_actor(), found, values["permission"], environment)
-    except accounts.FieldError as error:
-        return _render_group(found, {"grant": {error.field: str(error)}}, {"grant": values}, error.status)
-    flash(f"Granted \u201c{PERMISSIONS[values['permission']]}\u201d to the group {found.name} on "
-          f"{accounts.scope_label(environment)}: every member holds it now.", "success")
-    return redirect(url_for("admin.group", group=found.name) + "#grants")
-
-
-@admin.post("/groups/<group>/grants/<int:grant_id>/revoke")
-@login_required
-@gate("manage_users")
-def revoke_group_grant(group: str, grant_id: int):
-    found = _group(group)
-    groups.revoke_group_grant(ui_actor(), found, grant_id)
-    flash(f"Revoked the grant from the group {found.name}.", "success")
-    return redirect(url_for("admin.group", group=found.name) + "#grants")
 
 
 # -- projects and environments -----------------------------------------------------------------
@@ -361,7 +217,7 @@ def _render_projects(errors: Errors | None = None, values: dict | None = None, s
 @admin.get("/projects")
 @login_required
 def projects_list():
-    require(_me(), "manage_environments")
+    require(signed_in_user(), "manage_environments")
     return _render_projects()
 
 
@@ -397,7 +253,7 @@ def _render_project(project: Project, errors: dict[str, Errors] | None = None,
 @admin.get("/projects/<project>")
 @login_required
 def project(project: str):
-    require(_me(), "manage_environments")
+    require(signed_in_user(), "manage_environments")
     return _render_project(_project(project))
 
 
@@ -460,11 +316,11 @@ def create_environment(project: str):
 
 def _render_tokens(errors: Errors | None = None, values: dict | None = None, created: str | None = None,
                    status: int = 200, slack_code: str | None = None):
-    return render_template("admin/tokens.html", tokens=accounts.tokens_of(_me()), now=utcnow(),
+    return render_template("admin/tokens.html", tokens=accounts.tokens_of(signed_in_user()), now=utcnow(),
                            errors=errors or {}, values=values or {}, created=created,
                            lifetimes=accounts.TOKEN_LIFETIMES, default_days=accounts.DEFAULT_TOKEN_DAYS,
                            never=accounts.NEVER,
-                           slack_on=slack.configured(), slack_links=slack_links.links_of(_me()),
+                           slack_on=slack.configured(), slack_links=slack_links.links_of(signed_in_user()),
                            slack_code=slack_code, code_minutes=slack_links.CODE_MINUTES), status
 
 
@@ -501,12 +357,12 @@ def revoke_token(token_id: int):
 @login_required
 def create_slack_code():
     # Shown in this answer only, like a new token: only its hash is stored.
-    return _render_tokens(slack_code=slack_links.issue_code(_me()), status=201)
+    return _render_tokens(slack_code=slack_links.issue_code(signed_in_user()), status=201)
 
 
 @admin.post("/tokens/slack-links/<int:link_id>/unlink")
 @login_required
 def unlink_slack(link_id: int):
-    slack_links.unlink(_me(), link_id)
+    slack_links.unlink(signed_in_user(), link_id)
     flash("Unlinked: that Slack user can no longer act as you.", "success")
     return redirect(url_for("admin.tokens"))

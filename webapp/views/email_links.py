@@ -8,14 +8,15 @@ link of a mail may approve or reject, and the decision burns both.
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, render_template, request
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from .. import approval_rules
-from ..models import EmailLink, Environment, User
+from ..models import EmailLink, Environment
 from ..notify import email_links
 from ..notify.compose import change_counts, hook_tail
 from ..permissions import require_permission
 from .release_pages import resource_groups
+from .web import signed_in_user
 
 email_pages = Blueprint("email_links", __name__, url_prefix="/email")
 MAX_COMMENT_LENGTH = 5000
@@ -30,9 +31,6 @@ def _link_headers(response: Response) -> Response:
     response.headers["X-Robots-Tag"] = "noindex, nofollow"
     return response
 
-
-def _me() -> User:
-    return current_user._get_current_object()
 
 
 def _link_environment(token: str, **_) -> Environment:
@@ -56,10 +54,10 @@ def _confirmation(link: EmailLink, *, comment: str = "", error: str | None = Non
     release = link.release
     progress = approval_rules.progress(release)
     return render_template("email/confirm.html", link=link, release=release, environment=release.environment,
-                           actions=email_links.allowed_actions(link, _me()),
+                           actions=email_links.allowed_actions(link, signed_in_user()),
                            counts=change_counts(release.resources or []),
                            groups=resource_groups(release.resources or []), progress=progress,
-                           approve_label=progress.approve_label(_me()),
+                           approve_label=progress.approve_label(signed_in_user()),
                            hook_lines=hook_tail(release, HOOK_LINES_SHOWN), comment=comment, error=error), status
 
 
@@ -67,7 +65,7 @@ def _confirmation(link: EmailLink, *, comment: str = "", error: str | None = Non
 @login_required
 def confirm(token: str):
     link = email_links.find(token)
-    refusal = email_links.pair_refusal(link, _me())
+    refusal = email_links.pair_refusal(link, signed_in_user())
     if refusal is not None:
         return _refused(refusal, link)
     return _confirmation(link)
@@ -85,17 +83,18 @@ def decide(token: str):
     comment = request.form.get("comment", "").strip()
     if len(comment) > MAX_COMMENT_LENGTH:
         link = email_links.find(token)
-        refusal = email_links.pair_refusal(link, _me(), action)
+        refusal = email_links.pair_refusal(link, signed_in_user(), action)
         if refusal is not None:
             return _refused(refusal, link)
         return _confirmation(link, comment=comment, status=422,
                              error=f"The comment is longer than {MAX_COMMENT_LENGTH} characters; shorten it.")
-    outcome = email_links.decide(token, _me(), action, comment)
+    outcome = email_links.decide(token, signed_in_user(), action, comment)
     if isinstance(outcome, email_links.Refusal):
         return _refused(outcome, email_links.find(token))
     release = outcome.release
     waiting = release.state == "PENDING_APPROVAL"  # approved, but other rules remain
-    counted = next((d.rules for d in reversed(release.decisions) if d.user_id == _me().id and d.decision == "APPROVE"),
+    me = signed_in_user()
+    counted = next((d.rules for d in reversed(release.decisions) if d.user_id == me.id and d.decision == "APPROVE"),
                    []) if waiting else []
     return render_template("email/decided.html", outcome=outcome, release=release, counted=counted,
                            progress=approval_rules.progress(release) if waiting else None)

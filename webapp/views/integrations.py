@@ -21,16 +21,16 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from ..extensions import db
 from ..intake.ids import parse_id
 from ..intake.resources import InvalidInput
-from ..models import Environment, OutgoingMail, Project, User, WebhookDelivery
+from ..models import Environment, OutgoingMail, Project, WebhookDelivery
 from ..notify import mail as notify
 from ..notify import slack, webhooks
 from ..permissions import require_permission
-from .web import ui_actor
+from .web import signed_in_user, ui_actor
 
 integrations = Blueprint("integrations", __name__, url_prefix="/admin")
 
@@ -40,13 +40,10 @@ MAIL_HTML_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data
                     "form-action 'none'; frame-ancestors 'none'")
 
 
-def _me() -> User:
-    return current_user._get_current_object()
-
 
 
 def _admin_only() -> None:
-    webhooks.require_admin(_me())
+    webhooks.require_admin(signed_in_user())
 
 
 def _environments() -> list[Environment]:

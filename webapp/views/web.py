@@ -11,7 +11,7 @@ from flask_login import current_user
 
 from .. import releases
 from ..live import current_version
-from ..models import Environment, Release, utcnow
+from ..models import Environment, Release, User, utcnow
 from ..permissions import may_cancel
 from ..transactions import Actor
 
@@ -71,9 +71,14 @@ def mentions(text: str | None) -> list[tuple[str, int | None]]:
     return [*pieces, (text[last:], None)]
 
 
+def signed_in_user() -> User:
+    """The signed-in person as their row (current_user is a proxy to it)."""
+    return current_user._get_current_object()
+
+
 def ui_actor() -> Actor:
     """The signed-in person, acting through the pages (audited "via ui")."""
-    return Actor(current_user._get_current_object(), "ui")
+    return Actor(signed_in_user(), "ui")
 
 
 def init_app(app: Flask) -> None:
