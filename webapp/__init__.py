@@ -41,7 +41,10 @@ def create_app(config: dict | None = None) -> Flask:
     from .cli import register_cli
     from .intake import storable
     from .permissions import permission_context
-    from .views import web
+    from .views import (
+        api_groups,  # noqa: F401  (adds the /api/v1/groups routes to the api blueprint)
+        web,
+    )
     from .views.admin import admin
     from .views.admin_groups import admin_groups
     from .views.api import api

@@ -9,22 +9,20 @@ from flask import Blueprint, abort, current_app, g, jsonify, request, url_for
 from flask_login import current_user
 from redis.exceptions import RedisError
 
-from .. import environments, groups, releases
+from .. import environments, releases
 from ..extensions import db, redis_connection
 from ..intake.ids import MAX_ID, parse_id
 from ..intake.resources import InvalidInput, changes_nothing, check_slug
-from ..intake.serialize import environment_dict, event_dict, grant_dict, group_dict, project_dict, release_dict
+from ..intake.serialize import environment_dict, event_dict, project_dict, release_dict
 from ..intake.trigger import parse_trigger_body
 from ..intake.validate import (
     ENVIRONMENT_FIELDS,
-    GRANT_FIELDS,
-    GROUP_FIELDS,
     PROJECT_FIELDS,
     VARIABLE_FIELDS,
     fields,
     variable_name,
 )
-from ..models import STATES, AuditEvent, Environment, Group, Project, Release, User
+from ..models import STATES, AuditEvent, Environment, Project, Release
 from ..permissions import require_permission
 from ..transactions import Actor
 from .web import own_release, release_environment, release_in_url
@@ -55,11 +53,11 @@ def _signed_in_only():
         return login_manager.unauthorized()
 
 
-def _actor() -> Actor:
+def api_actor() -> Actor:
     return Actor(current_user._get_current_object(), "api")
 
 
-def _body() -> object:
+def json_body() -> object:
     if not request.get_data(cache=True):
         return {}
     try:
@@ -90,7 +88,7 @@ def _environment(project: str, environment: str, **_) -> Environment:
     return g.environment
 
 
-def _page(query, serialize) -> dict:
+def page_of(query, serialize) -> dict:
     try:
         limit = min(max(int(request.args.get("limit", 50)), 1), 500)
     except ValueError:
@@ -142,7 +140,7 @@ def openapi():
 
 @api.get("/projects")
 def list_projects():
-    return _page(sa.select(Project), project_dict)
+    return page_of(sa.select(Project), project_dict)
 
 
 # What environments.create_project takes; change windows and freezes come afterwards, by PATCH.
@@ -153,8 +151,8 @@ PROJECT_CREATABLE = ("name", "repo", "branch", "hook_ref", "web_url_template")
 @require_permission("manage_environments")
 def create_project():
     creatable = {key: PROJECT_FIELDS[key] for key in PROJECT_CREATABLE}
-    values = fields(_body(), creatable, required=("name", "repo"), creating="a project")
-    project = environments.create_project(_actor(), **values)
+    values = fields(json_body(), creatable, required=("name", "repo"), creating="a project")
+    project = environments.create_project(api_actor(), **values)
     return jsonify(project_dict(project)), 201
 
 
@@ -165,7 +163,7 @@ def update_project(project: str):
     audited and announced to the environments they move, like the admin form)."""
     found = _project(project)
     editable = {key: PROJECT_FIELDS[key] for key in environments.PROJECT_EDITABLE}
-    environments.update_project(_actor(), found, fields(_body(), editable))
+    environments.update_project(api_actor(), found, fields(json_body(), editable))
     return project_dict(found)
 
 
@@ -179,10 +177,10 @@ def list_environments(project: str):
 @require_permission("manage_environments")
 def create_environment(project: str):
     found = _project(project)
-    body = _body()
+    body = json_body()
     spec = {"name": lambda value, _name: check_slug(value, "environment name"), **ENVIRONMENT_FIELDS}
     values = fields(body, spec, required=("name", "release_stream"), creating="an environment")
-    environment = environments.create_environment(found, _actor(), **values)
+    environment = environments.create_environment(found, api_actor(), **values)
     return jsonify(environment_dict(environment)), 201
 
 
@@ -195,7 +193,7 @@ def get_environment(project: str, environment: str):
 @require_permission("manage_environments", environment=_environment)
 def update_environment(project: str, environment: str):
     found = _environment(project, environment)
-    environments.update_environment(found, _actor(), fields(_body(), ENVIRONMENT_FIELDS))
+    environments.update_environment(found, api_actor(), fields(json_body(), ENVIRONMENT_FIELDS))
     return environment_dict(found)
 
 
@@ -203,7 +201,7 @@ def update_environment(project: str, environment: str):
 def environment_events(project: str, environment: str):
     """Settings and variable changes of an environment, newest first."""
     found = _environment(project, environment)
-    return _page(sa.select(AuditEvent).where(AuditEvent.environment_id == found.id,
+    return page_of(sa.select(AuditEvent).where(AuditEvent.environment_id == found.id,
                                              AuditEvent.release_id.is_(None)), event_dict)
 
 
@@ -211,8 +209,8 @@ def environment_events(project: str, environment: str):
 @require_permission("manage_environments", environment=_environment)
 def put_variable(project: str, environment: str, name: str):
     found = _environment(project, environment)
-    values = fields(_body(), VARIABLE_FIELDS, required=("value",))
-    variable, created = environments.set_variable(found, _actor(), variable_name(name), values["value"],
+    values = fields(json_body(), VARIABLE_FIELDS, required=("value",))
+    variable, created = environments.set_variable(found, api_actor(), variable_name(name), values["value"],
                                                   secret=values.get("secret", False),
                                                   for_hooks=values.get("for_hooks", False))
     shown = {"name": variable.name, "secret": variable.secret, "for_hooks": variable.for_hooks,
@@ -223,7 +221,7 @@ def put_variable(project: str, environment: str, name: str):
 @api.delete("/projects/<project>/environments/<environment>/variables/<name>")
 @require_permission("manage_environments", environment=_environment)
 def delete_variable(project: str, environment: str, name: str):
-    environments.delete_variable(_environment(project, environment), _actor(), name)
+    environments.delete_variable(_environment(project, environment), api_actor(), name)
     return "", 204
 
 
@@ -238,18 +236,18 @@ def list_releases(project: str, environment: str):
         if state not in STATES:
             raise InvalidInput(f"Unknown state {state[:40]!r}; use one of {', '.join(STATES)}.", 400)
         query = query.where(Release.state == state)
-    return _page(query, release_dict)
+    return page_of(query, release_dict)
 
 
 @api.post("/projects/<project>/environments/<environment>/releases")
 @require_permission("trigger_release", environment=_environment)
 def trigger_release(project: str, environment: str):
     found = _environment(project, environment)
-    wanted = parse_trigger_body(_body())
+    wanted = parse_trigger_body(json_body())
     key = request.headers.get("Idempotency-Key", "").strip() or None
     if key is not None and len(key) > 255:
         raise InvalidInput("The Idempotency-Key header must be at most 255 characters.", 400)
-    release, created = releases.trigger(found, _actor(), wanted.resources, ref=wanted.ref,
+    release, created = releases.trigger(found, api_actor(), wanted.resources, ref=wanted.ref,
                                         description=wanted.description, idempotency_key=key,
                                         break_glass=wanted.break_glass)
     # Accepted, but said: a release that changes nothing still runs the deploy.
@@ -284,7 +282,7 @@ def release_events(release_id: int):
 
 
 def _comment() -> str:
-    body = _body()
+    body = json_body()
     if not isinstance(body, dict) or set(body) - {"comment"}:
         raise InvalidInput('Send a JSON object with an optional "comment".', 400)
     comment = body.get("comment") or ""
@@ -298,39 +296,39 @@ def _comment() -> str:
 def approve(release_id: int):
     """The release after the approval: still pending while rules remain ("approval" says which),
     else approved with its bot release. 409 with a sentence when the approval would count for no rule."""
-    releases.approve(release_id, _actor(), _comment())
+    releases.approve(release_id, api_actor(), _comment())
     return release_dict(releases.get_release(release_id))
 
 
 @api.post("/releases/<int:release_id>/reject")
 @require_permission("approve_release", environment=release_environment)
 def reject(release_id: int):
-    return release_dict(releases.reject(release_id, _actor(), _comment()))
+    return release_dict(releases.reject(release_id, api_actor(), _comment()))
 
 
 @api.post("/releases/<int:release_id>/review")
 @require_permission("approve_release", environment=release_environment)
 def review(release_id: int):
     """Mark a finished emergency release reviewed: {"comment": "what was done, and was it right"}."""
-    return release_dict(releases.review(release_id, _actor(), _comment()))
+    return release_dict(releases.review(release_id, api_actor(), _comment()))
 
 
 @api.post("/releases/<int:release_id>/cancel")
 @require_permission("cancel_release", environment=release_environment, or_if=own_release)
 def cancel(release_id: int):
-    return release_dict(releases.cancel(release_id, _actor()))
+    return release_dict(releases.cancel(release_id, api_actor()))
 
 
 @api.post("/releases/<int:release_id>/abort")
 @require_permission("cancel_release", environment=release_environment)
 def abort_release(release_id: int):
-    return release_dict(releases.abort(release_id, _actor()))
+    return release_dict(releases.abort(release_id, api_actor()))
 
 
 @api.post("/releases/<int:release_id>/finish")
 @require_permission("trigger_release", environment=release_environment)
 def finish(release_id: int):
-    body = _body()
+    body = json_body()
     if not isinstance(body, dict) or set(body) - {"result", "log"}:
         raise InvalidInput('Send a JSON object with "result" (SUCCEEDED or FAILED) and an optional "log".', 400)
     result, log = body.get("result"), body.get("log") or ""
@@ -338,98 +336,4 @@ def finish(release_id: int):
         raise InvalidInput('result must be "SUCCEEDED" or "FAILED".', 422)
     if not isinstance(log, str) or len(log) > 1_000_000:
         raise InvalidInput("log must be a string of at most 1,000,000 characters.", 400)
-    return release_dict(releases.finish(release_id, _actor(), result, log))
-
-
-# -- groups (manage_users changes them; any signed-in user may read them, to name them in rules) --
-
-def _group(group: str) -> Group:
-    return groups.get_group(group)
-
-
-def _group_dict(group: Group) -> dict:
-    return group_dict(group, groups.grants_of(group))
-
-
-def _member(username: str) -> User:
-    found = db.session.scalar(sa.select(User).where(User.username == username))
-    if found is None:
-        raise releases.NotFound(f"There is no user named {username[:80]}.")
-    return found
-
-
-@api.get("/groups")
-def list_groups():
-    return _page(sa.select(Group), _group_dict)
-
-
-@api.post("/groups")
-@require_permission("manage_users")
-def create_group():
-    values = fields(_body(), GROUP_FIELDS, required=("name",), creating="a group")
-    group = groups.create_group(_actor(), **values)
-    response = jsonify(_group_dict(group))
-    response.headers["Location"] = url_for("api.get_group", group=group.name)
-    return response, 201
-
-
-@api.get("/groups/<group>")
-def get_group(group: str):
-    return _group_dict(_group(group))
-
-
-@api.patch("/groups/<group>")
-@require_permission("manage_users")
-def update_group(group: str):
-    found = _group(group)
-    groups.update_group(_actor(), found, **fields(_body(), GROUP_FIELDS))
-    return _group_dict(found)
-
-
-@api.delete("/groups/<group>")
-@require_permission("manage_users")
-def delete_group(group: str):
-    groups.delete_group(_actor(), _group(group))
-    return "", 204
-
-
-@api.put("/groups/<group>/members/<username>")
-@require_permission("manage_users")
-def add_member(group: str, username: str):
-    if _body() != {}:  # refused rather than ignored, like any field nobody reads
-        raise InvalidInput("Send no body (or {}): the address names the group and the user.", 400)
-    found = _group(group)
-    added = groups.add_member(_actor(), found, _member(username))
-    return jsonify(_group_dict(found)), 201 if added else 200
-
-
-@api.delete("/groups/<group>/members/<username>")
-@require_permission("manage_users")
-def remove_member(group: str, username: str):
-    groups.remove_member(_actor(), _group(group), _member(username))
-    return "", 204
-
-
-@api.post("/groups/<group>/grants")
-@require_permission("manage_users")
-def grant_to_group(group: str):
-    found = _group(group)
-    values = fields(_body(), GRANT_FIELDS, required=("permission",), creating="a grant")
-    path = values.get("environment")
-    environment = None
-    if path is not None:
-        project, _, name = path.partition("/")
-        environment = db.session.scalar(sa.select(Environment).join(Project).where(
-            Project.name == project, Environment.name == name))
-        if environment is None:
-            raise InvalidInput(f"There is no environment {path[:120]}; write it as PROJECT/ENVIRONMENT, or null "
-                               "for all environments.", 422)
-    grant = groups.grant_to_group(_actor(), found, values["permission"], environment)
-    return jsonify(grant_dict(grant)), 201
-
-
-@api.delete("/groups/<group>/grants/<int:grant_id>")
-@require_permission("manage_users")
-def revoke_group_grant(group: str, grant_id: int):
-    groups.revoke_group_grant(_actor(), _group(group), grant_id)
-    return "", 204
+    return release_dict(releases.finish(release_id, api_actor(), result, log))
