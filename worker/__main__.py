@@ -20,7 +20,7 @@ from webapp.extensions import db, redis_connection
 from webapp.notify.mail import resume_due
 from webapp.reconcile import reconcile
 from webapp.running import account, sandbox
-from webapp.running.runner import check_work_root, sweep_workspaces
+from webapp.running.workspace import check_work_root, sweep_workspaces
 from worker import jobs  # noqa: F401  (a broken import stops the worker here, not at its first job
 from worker.queues import NOTIFY_QUEUE, RELEASES_QUEUE
 

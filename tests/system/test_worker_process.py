@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.helpers import processes_running, release, trigger, wait_for
-from webapp.running.runner import WORK_ROOT
+from webapp.running import WORK_ROOT
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from tests.helpers import trigger
 from webapp.extensions import db
 from webapp.models import Release
-from webapp.running import runner
+from webapp.running import workspace
 
 
 def test_nothing_is_claimed_while_git_works_so_a_slow_fetch_is_never_taken_for_a_lost_worker(
@@ -57,14 +57,14 @@ def test_a_second_job_for_a_claimed_run_does_nothing(app, api, new_environment, 
 
 
 def test_sweep_removes_workspaces_of_dead_workers_only(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "WORK_ROOT", tmp_path)
+    monkeypatch.setattr(workspace, "WORK_ROOT", tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale = tmp_path / f"{dead.pid}-7-abc"
     mine = tmp_path / f"{os.getpid()}-8-def"
     stale.mkdir()
     mine.mkdir()
-    assert runner.sweep_workspaces() == [stale]
+    assert workspace.sweep_workspaces() == [stale]
     assert not stale.exists() and mine.exists()
 
 

@@ -352,20 +352,20 @@ def test_loader_variables_go_into_the_box_and_never_reach_the_launcher(mode, wor
 
 
 def test_a_workspace_root_that_is_not_the_workers_own_is_refused(tmp_path, monkeypatch):
-    from webapp.running import runner
+    from webapp.running import workspace
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (tmp_path / "link").symlink_to(elsewhere)
-    monkeypatch.setattr(runner, "WORK_ROOT", tmp_path / "link")
+    monkeypatch.setattr(workspace, "WORK_ROOT", tmp_path / "link")
     with pytest.raises(RuntimeError, match="is not a folder of this worker's own"):
-        runner.check_work_root()
+        workspace.check_work_root()
 
 
 def test_a_tree_deeper_than_python_recurses_is_still_removed(tmp_path):
-    from webapp.running import runner
+    from webapp.running import workspace
 
     deep = tmp_path / "deep"
     subprocess.run(["mkdir", "-p", str(deep) + "/d" * 1200], check=True)  # os.makedirs itself recurses
-    runner.remove(deep)
+    workspace.remove(deep)
     assert not deep.exists()

@@ -88,7 +88,7 @@ def test_release_command_binds_refuses_a_malformed_stored_value(host, stored):
 
 
 def test_the_workspace_root_is_where_the_runner_checks_releases_out():
-    from webapp.running.runner import WORK_ROOT
+    from webapp.running import WORK_ROOT
 
     assert str(WORK_ROOT) == WORKSPACE_ROOT
 
