@@ -7,11 +7,11 @@ from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from tests.unit.test_retention import (
+from tests.unit.retention_support import (
     NOTE_90,
     add_release,
     outputs,
-    world,  # noqa: F401  (a fixture)
+    world,  # noqa: F401 - a fixture, used by name
 )
 from webapp import retention
 

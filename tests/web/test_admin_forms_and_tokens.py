@@ -54,7 +54,7 @@ def make_dba(api) -> None:
 
 
 def test_a_member_forging_admin_posts_gets_403_and_nothing_changes(app, staff, web, api, new_environment):
-    from tests.web.test_permission_enforcement import changed_tables, snapshot
+    from tests.web.permission_cases import changed_tables, snapshot
 
     new_environment(WAITS)
     make_dba(api)

@@ -8,8 +8,8 @@ import re
 
 from tests.helpers import release, state, trigger
 from tests.rules_support import REASON, SRE_MET, WAITING_FOR_BOTH, two_rules
+from tests.web.release_page_support import HX, PROCEEDS, panel_of, pending, post
 from tests.web.test_approvals_page import nav_count
-from tests.web.test_release_pages import HX, PROCEEDS, panel_of, pending, post
 
 ALREADY = "You approved this release already; the rules still unmet need other people."
 NOT_IN_THE_GROUPS = "Your approval would count for no rule still unmet"

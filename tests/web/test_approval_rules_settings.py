@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers import release, trigger
-from tests.web.test_pages_dashboard import API_ENV, PAGE, PLAIN, SETTINGS, WAITS, field_error, settings_form
+from tests.web.pages_support import API_ENV, PAGE, PLAIN, SETTINGS, WAITS, field_error, settings_form
 from webapp.extensions import db
 from webapp.models import AuditEvent, Group, OutgoingMail
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from tests.web.test_release_pages import HX, MIXED, WAITS, pending
+from tests.web.release_page_support import HX, MIXED, WAITS, pending
 from webapp.extensions import db
 from webapp.models import Environment, Release, User, utcnow
 

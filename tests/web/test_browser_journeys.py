@@ -10,8 +10,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.helpers import release
+from tests.web.release_page_support import MIXED
 from tests.web.test_browser import PHONE
-from tests.web.test_release_pages import MIXED
 
 HOOK = {"svc/pre_release_hooks/pre_release_hook.sh": "echo 'a DELETE needs a second pair of eyes'\nexit 2\n"}
 DESKTOP = {"width": 1280, "height": 900}

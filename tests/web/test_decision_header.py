@@ -8,8 +8,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from tests.helpers import trigger
+from tests.web.release_page_support import MIXED, PROCEEDS, WAITS, panel_of, pending, post
 from tests.web.test_approval_rules_pages import text_of
-from tests.web.test_release_pages import MIXED, PROCEEDS, WAITS, panel_of, pending, post
 from webapp.extensions import db
 from webapp.models import Release, utcnow
 

@@ -1,56 +1,30 @@
 """Approve and Reject links, parsed out of mail a real SMTP server received and followed:
-GET never changes anything; the POST of the confirmation page decides, once."""
+GET never changes anything; the POST of the confirmation page decides, once; either link of the
+pair approves or rejects, and the pair decides once (issue 16).
+
+Refusals and races are in test_email_link_refusals.py; links under approval rules in
+test_email_link_rules.py.
+"""
 from __future__ import annotations
 
 import re
-import threading
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import trigger
 from tests.notify_support import links, path, snapshot
-
-WAITS = {"svc/pre_release_hooks/pre_release_hook.sh": 'echo "needs a human"\nexit 2\n'}
-DESTRUCTIVE = [
-    {"resourceType": "service", "resourceName": "api", "resourcePath": "api.json", "changeType": "CREATE"},
-    {"resourceType": "database", "resourceName": "legacy", "resourcePath": "db.json", "changeType": "DELETE"},
-]
-
-
-@pytest.fixture()
-def app_config(app_config, smtp_server):
-    return {**app_config, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp_server.port,
-            "BASE_URL": "https://rg.example.com"}
-
-
-@pytest.fixture()
-def mailed(api, new_environment, run_jobs, run_notify_jobs, smtp_server):
-    """A release dev triggered, pending approval, whose mails were received: mailed.link(who, "Approve")."""
-    new_environment(WAITS)
-    release_id = trigger(api, "dev", resources=DESTRUCTIVE, description="Retire the legacy database")
-    run_jobs()
-    run_notify_jobs()
-
-    class Mailed:
-        id = release_id
-
-        @staticmethod
-        def link(who: str, label: str = "Approve") -> str:
-            [message] = smtp_server.inbox.to(f"{who}@example.com")
-            return path(links(message)[label])
-
-    return Mailed
+from tests.web.email_link_support import (
+    app_config,  # noqa: F401 - a fixture, used by name
+    assert_refused,
+    decide,
+    link_use,
+    mailed,  # noqa: F401 - a fixture, used by name
+    ruled,  # noqa: F401 - a fixture, used by name
+)
 
 
 def csrf_of(page_text: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page_text).group(1)
-
-
-def decide(client, link: str, comment: str = "", csrf: str | None = None, action: str = "approve"):
-    """Press Approve (or `action`) on the confirmation page of `link`."""
-    return client.post(link, data={"csrf_token": csrf or client.csrf, "comment": comment, "action": action})
 
 
 # -- GET never changes anything ---------------------------------------------------------------------
@@ -172,16 +146,6 @@ def test_an_unknown_token_is_not_found(app, web, mailed):
 
 
 # -- either link approves or rejects; the pair decides once (issue 16) ------------------------------
-
-def link_use(app, release_id: int, who: str) -> dict[str, bool]:
-    """{"approve": used?, "reject": used?} for the links mailed to `who` about the release."""
-    from webapp.extensions import db
-    from webapp.models import EmailLink, User
-
-    with app.app_context():
-        rows = db.session.execute(sa.select(EmailLink.action, EmailLink.used_at).join(User).where(
-            User.username == who, EmailLink.release_id == release_id)).all()
-        return {action: used is not None for action, used in rows}
 
 
 @pytest.mark.parametrize(("label", "action", "to_state"), [
@@ -307,310 +271,6 @@ def test_a_post_without_an_action_from_a_page_rendered_before_the_two_buttons_me
     assert api("member").get(f"/api/v1/releases/{mailed.id}").json["state"] == "REJECTED"
 
 
-# -- refusals: expired, foreign, decided, permission lost, deactivated -------------------------------
-
-def _set_link(app, link: str, **values) -> None:
-    from webapp.extensions import db
-    from webapp.models import EmailLink
-    from webapp.notify.email_links import token_hash
-
-    with app.app_context():
-        db.session.execute(sa.update(EmailLink).where(EmailLink.token_hash == token_hash(link.rsplit("/", 1)[1]))
-                           .values(**values))
-        db.session.commit()
-
-
-def assert_refused(app, client, link: str, kind: str, status: int, sentence: str, action: str = "approve") -> None:
-    before = snapshot(app)
-    page = client.get(link)
-    assert page.status_code == status and f'data-refusal="{kind}"' in page.text and sentence in page.text
-    posted = decide(client, link, "trying anyway", action=action)
-    assert posted.status_code == status, posted.text
-    assert snapshot(app) == before
-
-
-def test_an_expired_link_refuses_and_changes_nothing(app, web, mailed):
-    from webapp.models import utcnow
-
-    link = mailed.link("approver")
-    _set_link(app, link, expires_at=utcnow() - timedelta(minutes=1))
-    assert_refused(app, web("approver"), link, "expired", 410, "This link expired on")
-
-
-def test_another_users_link_refuses_and_changes_nothing(app, web, mailed):
-    # admin may approve, but the link was sent to approver
-    assert_refused(app, web("admin"), mailed.link("approver"), "foreign", 403, "sent to someone else")
-
-
-def test_another_users_link_tells_a_person_without_the_permission_so(app, web, mailed):
-    before = snapshot(app)
-    link = mailed.link("approver")
-    member = web("member")
-    page = member.get(link)
-    assert page.status_code == 403 and "sent to someone else" in page.text
-    assert "Retire the legacy database" not in page.text  # nothing about the release leaks
-    assert decide(member, link).status_code == 403
-    assert snapshot(app) == before
-
-
-def test_a_link_whose_release_was_already_decided_refuses_and_changes_nothing(app, api, web, mailed):
-    assert api("admin").post(f"/api/v1/releases/{mailed.id}/reject", json={"comment": "no"}).status_code == 200
-    assert_refused(app, web("approver"), mailed.link("approver"), "decided", 409, "no longer waiting")
-
-
-def test_a_link_whose_user_lost_the_permission_refuses_and_changes_nothing(app, web, mailed):
-    from webapp.extensions import db
-    from webapp.models import Grant, User
-
-    with app.app_context():
-        user_id = db.session.scalar(sa.select(User.id).where(User.username == "approver"))
-        db.session.execute(sa.delete(Grant).where(Grant.user_id == user_id, Grant.permission == "approve_release"))
-        db.session.commit()
-    link = mailed.link("approver")
-    approver = web("approver")
-    before = snapshot(app)
-    page = approver.get(link)
-    assert page.status_code == 403 and 'data-refusal="not_allowed"' in page.text
-    assert "no longer hold" in page.text
-    posted = decide(approver, link)
-    assert posted.status_code == 403 and "Release Approval/Reject" in posted.text
-    assert snapshot(app) == before
-
-
-def test_a_link_of_a_deactivated_user_refuses_and_changes_nothing(app, web, mailed, run_notify_jobs):
-    from webapp import accounts
-    from webapp.extensions import db
-    from webapp.models import EmailLink, User
-    from webapp.transactions import Actor
-
-    link = mailed.link("approver")
-    approver = web("approver")  # signed in before the deactivation
-    csrf = approver.csrf
-    with app.app_context():
-        admin = db.session.scalar(sa.select(User).where(User.username == "admin"))
-        target = db.session.scalar(sa.select(User).where(User.username == "approver"))
-        accounts.deactivate_user(Actor(admin, "ui"), target)
-    run_notify_jobs()  # nothing left to do: the deactivation itself ended the unused links for good
-    with app.app_context():
-        rows = db.session.scalars(sa.select(EmailLink).join(User).where(User.username == "approver")).all()
-        assert rows and all(r.revoked_at is not None and "deactivated" in r.revoked_reason for r in rows)
-    before = snapshot(app)
-    response = approver.get(link)
-    assert response.status_code == 302 and "/sign-in" in response.headers["Location"]
-    response = decide(approver, link, csrf=csrf)
-    assert response.status_code in (302, 400)
-    assert snapshot(app) == before
-
-
-def test_a_link_to_ones_own_release_does_not_work_without_self_approval(app, api, web, new_environment, run_jobs,
-                                                                        run_notify_jobs, smtp_server):
-    from webapp.extensions import db
-    from webapp.models import Release, User
-    from webapp.notify import email_links
-
-    new_environment(WAITS, allow_self_approval=True)
-    release_id = trigger(api, "approver")
-    run_jobs()
-    run_notify_jobs()
-    link = path(links(smtp_server.inbox.to("approver@example.com")[0])["Approve"])
-    assert api("admin").patch("/api/v1/projects/svc/environments/env",
-                              json={"allow_self_approval": False}).status_code == 200
-    assert_refused(app, web("approver"), link, "not_allowed", 403, "You triggered this release")
-    with app.app_context():
-        assert db.session.get(Release, release_id).state == "PENDING_APPROVAL"
-        user = db.session.scalar(sa.select(User).where(User.username == "approver"))
-        assert email_links.refusal(email_links.find(link.rsplit("/", 1)[1]), user).kind == "not_allowed"
-
-
-# -- races ---------------------------------------------------------------------------------------------
-
-def _race(posts) -> list:
-    barrier = threading.Barrier(len(posts))
-    results: list = [None] * len(posts)
-
-    def run(index, post):
-        barrier.wait()
-        results[index] = post()
-
-    threads = [threading.Thread(target=run, args=(i, p)) for i, p in enumerate(posts)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
-
-
-def test_two_concurrent_posts_of_one_link_give_one_decision(api, web, mailed):
-    first, second = web("approver"), web("approver")  # two browsers of the addressee
-    link = mailed.link("approver")
-    results = _race([lambda: decide(first, link, "one"), lambda: decide(second, link, "two")])
-    assert sorted(r.status_code for r in results) == [200, 409]
-    release = api("member").get(f"/api/v1/releases/{mailed.id}").json
-    assert release["state"] == "APPROVED" and len(release["decisions"]) == 1
-
-
-def test_approve_and_reject_links_posted_at_once_give_one_decision(api, web, mailed):
-    admin, approver = web("admin"), web("approver")
-    results = _race([lambda: decide(admin, mailed.link("admin", "Reject"), "no", action="reject"),
-                     lambda: decide(approver, mailed.link("approver"), "yes")])
-    assert sorted(r.status_code for r in results) == [200, 409]
-    release = api("member").get(f"/api/v1/releases/{mailed.id}").json
-    assert release["state"] in ("APPROVED", "REJECTED") and len(release["decisions"]) == 1
-    loser = next(r for r in results if r.status_code == 409)
-    assert "no longer waiting" in loser.text and "Nothing was changed" in loser.text
-
-
-def test_one_addressees_approve_and_reject_links_posted_at_once_give_one_decision(app, api, web, ruled):
-    """Both of alice's links at once, from two browsers: her approval would count for sre and leave the
-    release waiting, so only the pair's compare-and-set stops her deciding twice."""
-    first, second = web("alice"), web("alice")
-    results = _race([lambda: decide(first, ruled.link("alice"), "yes", action="approve"),
-                     lambda: decide(second, ruled.link("alice", "Reject"), "no", action="reject")])
-    assert sorted(r.status_code for r in results) == [200, 409]
-    release = api("member").get(f"/api/v1/releases/{ruled.id}").json
-    assert len(release["decisions"]) == 1 and release["decisions"][0]["by"] == "alice"
-    assert release["state"] == ("PENDING_APPROVAL" if release["decisions"][0]["decision"] == "APPROVE"
-                                else "REJECTED")
-    assert link_use(app, ruled.id, "alice") == {"approve": True, "reject": True}
-
-
-def test_the_other_links_of_a_decided_release_stop_working(app, web, mailed):
-    assert decide(web("approver"), mailed.link("approver")).status_code == 200
-    assert_refused(app, web("admin"), mailed.link("admin", "Reject"), "decided", 409, "no longer waiting")
-
-
-# -- links end in the transaction that ends the right to use them (issue 10, item 7) ----------------
-
-def _people(*names):
-    from webapp.extensions import db
-    from webapp.models import User
-
-    return [db.session.scalar(sa.select(User).where(User.username == name)) for name in names]
-
-
-def test_a_deactivation_while_redis_is_down_still_ends_the_links_for_good(app, web, mailed):
-    from redis import Redis
-
-    from tests.notify_support import free_port
-    from webapp import accounts
-    from webapp.transactions import Actor
-
-    link = mailed.link("approver")
-    with app.app_context():
-        admin, approver = _people("admin", "approver")
-        # Nothing listens there: every enqueue after the commit fails, as with Redis down.
-        app.extensions["releasegate_redis"] = Redis(port=free_port(), socket_connect_timeout=0.5)
-        try:
-            accounts.deactivate_user(Actor(admin, "ui"), approver)
-        finally:
-            app.extensions.pop("releasegate_redis")
-        accounts.reactivate_user(Actor(admin, "ui"), approver)
-    assert_refused(app, web("approver"), link, "revoked", 410, "the person it was sent to was deactivated")
-
-
-def test_revoking_the_approval_grant_ends_the_links_even_if_it_is_granted_again(app, web, mailed):
-    from webapp import accounts
-    from webapp.transactions import Actor
-
-    link = mailed.link("approver")
-    with app.app_context():
-        admin, approver = _people("admin", "approver")
-        grant_id = next(g.id for g in approver.grants if g.permission == "approve_release")
-        accounts.revoke_grant(Actor(admin, "ui"), approver, grant_id)
-        accounts.grant_permission(Actor(admin, "ui"), approver, "approve_release")
-    assert_refused(app, web("approver"), link, "revoked", 410, "lost the permission")
-
-
-# -- approval rules: a link counts for its rules, or says why it would not ------------------------------
-
-@pytest.fixture()
-def ruled(app, api, people, new_environment, run_jobs, run_notify_jobs, smtp_server):
-    """A release dev triggered on svc/env, whose rules need sre (alice) and dba (bob or carol), mailed."""
-    from tests.rules_support import two_rules
-
-    two_rules(app, people, new_environment)
-    release_id = trigger(api, "dev")
-    run_jobs()
-    run_notify_jobs()
-
-    class Ruled:
-        id = release_id
-
-        @staticmethod
-        def link(who: str, label: str = "Approve") -> str:
-            first = smtp_server.inbox.to(f"{who}@example.com")[0]  # the request sent when it began to wait
-            return path(links(first)[label])
-
-    return Ruled
-
-
-def text_of(page: str) -> str:
-    import html
-
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
-
-
-def test_the_confirmation_page_opens_with_the_reason_and_says_what_the_approval_counts_for(web, ruled):
-    from tests.rules_support import REASON, WAITING_FOR_BOTH
-
-    page = web("bob").get(ruled.link("bob"))
-    assert page.status_code == 200
-    shown = text_of(page.text[page.text.index('<section class="card email-confirm">'):])
-    assert shown.startswith(f"Why this release needs approval: {REASON} Approve release #{ruled.id} of svc/env?")
-    assert f"Approval {WAITING_FOR_BOTH}" in shown
-    assert f">Approve release #{ruled.id} as dba</button>" in page.text
-
-
-def test_two_approve_links_meet_two_rules_one_each(api, web, ruled):
-    from tests.rules_support import SRE_MET
-
-    first = decide(web("alice"), ruled.link("alice"), "sre agrees")
-    assert first.status_code == 200
-    shown = text_of(first.text)
-    assert f"Your approval of release #{ruled.id} of svc/env counted for sre." in shown
-    assert f"Release #{ruled.id} waits for more approvals" in shown and f"Pending approval : {SRE_MET}." in shown
-    assert api("member").get(f"/api/v1/releases/{ruled.id}").json["state"] == "PENDING_APPROVAL"
-
-    second = decide(web("carol"), ruled.link("carol"), "dba agrees")
-    assert second.status_code == 200
-    release = api("member").get(f"/api/v1/releases/{ruled.id}").json
-    assert release["state"] == "APPROVED"
-    assert f"Bot release #{release['bot_release_id']} is applying the approved changes." in text_of(second.text)
-    assert [(d["by"], d["rules"], d["via"], d["comment"]) for d in release["decisions"]] == [
-        ("alice", ["sre"], "email", "sre agrees"), ("carol", ["dba"], "email", "dba agrees")]
-
-
-def test_a_link_of_someone_whose_approval_no_longer_counts_says_why_and_stays_unused(app, api, web, ruled):
-    assert api("alice").post(f"/api/v1/releases/{ruled.id}/approve", json={}).status_code == 200
-    assert_refused(app, web("alice"), ruled.link("alice"), "not_counting", 409,
-                   "You approved this release already; the rules still unmet need other people.")
-    assert api("bob").post(f"/api/v1/releases/{ruled.id}/approve", json={}).status_code == 200  # the last rule
-    assert_refused(app, web("carol"), ruled.link("carol"), "decided", 409, "no longer waiting")
-
-
-def test_a_link_whose_rule_someone_else_met_says_what_is_still_needed(app, api, web, ruled):
-    assert api("bob").post(f"/api/v1/releases/{ruled.id}/approve", json={}).status_code == 200
-    # carol's link stays unused (assert_refused compares every link's use before and after)
-    assert_refused(app, web("carol"), ruled.link("carol"), "not_counting", 409,
-                   "Your approval would count for no rule still unmet (sre needs 1 more from group sre)")
-    assert api("member").get(f"/api/v1/releases/{ruled.id}").json["state"] == "PENDING_APPROVAL"
-
-
-def test_links_of_someone_taken_out_of_the_rules_group_no_longer_approve_or_reject(app, web, ruled):
-    from webapp.extensions import db
-    from webapp.models import Group
-
-    with app.app_context():
-        dba = db.session.scalar(sa.select(Group).where(Group.name == "dba"))
-        dba.members = [member for member in dba.members if member.username != "carol"]
-        db.session.commit()
-    carol = web("carol")
-    assert_refused(app, carol, ruled.link("carol"), "not_counting", 409, "Your approval would count for no rule")
-    assert_refused(app, carol, ruled.link("carol", "Reject"), "not_allowed", 403,
-                   "Only someone who could approve for one of its rules may reject this release (members of dba, sre)",
-                   action="reject")
-
-
 @pytest.mark.parametrize(("label", "first"), [("Approve", "approve"), ("Reject", "reject")])
 def test_the_links_own_action_comes_first_on_its_page(web, mailed, label, first):
     page = web("approver").get(mailed.link("approver", label)).text
@@ -618,45 +278,3 @@ def test_the_links_own_action_comes_first_on_its_page(web, mailed, label, first)
     assert re.findall(r'<button type="submit" name="action" value="(\w+)"', bar)[:2] == [
         first, "reject" if first == "approve" else "approve"]
 
-
-def test_deciding_judges_the_link_again_inside_its_transaction_and_refuses_an_unknown_or_foreign_one(
-        app, api, mailed):
-    """decide() is a door of its own (the view checks first, but a link can change in between):
-    it refuses, changing nothing, whatever the page said."""
-    from webapp.extensions import db
-    from webapp.models import User
-    from webapp.notify import email_links
-
-    with app.test_request_context():
-        approver = db.session.scalar(sa.select(User).where(User.username == "approver"))
-        assert email_links.decide("not-a-link-token", approver, "approve") == email_links.UNKNOWN
-        admins = path(mailed.link("admin")).rsplit("/", 1)[1]
-        assert email_links.decide(admins, approver, "approve") == email_links.FOREIGN
-    assert api("member").get(f"/api/v1/releases/{mailed.id}").json["state"] == "PENDING_APPROVAL"
-    assert link_use(app, mailed.id, "admin") == {"approve": False, "reject": False}
-
-
-def test_an_author_is_refused_by_their_link_once_authors_may_not_approve_is_turned_on(
-        app, api, web, people, new_environment, run_jobs, run_notify_jobs, smtp_server):
-    from tests.helpers import git
-
-    people.add("alice", "approve_release")  # alice@example.com
-    repo = new_environment(WAITS)
-    first = trigger(api, "dev")
-    run_jobs()
-    assert api("approver").post(f"/api/v1/releases/{first}/approve", json={}).status_code == 200
-    run_jobs()
-    (repo / "app.py").write_text("x = 1\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "Change the app", "--author=Alice <alice@example.com>")
-    sha = git(repo, "rev-parse", "HEAD")
-    second = trigger(api, "dev", ref=sha)
-    run_jobs()
-    run_notify_jobs()  # mailed to alice too: authors may approve, so far
-    [message] = [m for m in smtp_server.inbox.to("alice@example.com") if f"#{second}" in m["Subject"]]
-    link = path(links(message)["Approve"])
-    settings = api("admin").patch("/api/v1/projects/svc/environments/env", json={"authors_may_not_approve": True})
-    assert settings.status_code == 200, settings.json
-    assert_refused(app, web("alice"), link, "not_allowed", 403,
-                   f"You wrote or committed {sha[:12]} (\u201cChange the app\u201d), which is part of this release")
-    assert api("member").get(f"/api/v1/releases/{second}").json["state"] == "PENDING_APPROVAL"

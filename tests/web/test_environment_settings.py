@@ -8,7 +8,7 @@ import re
 import sqlalchemy as sa
 
 from tests.helpers import state, trigger
-from tests.web.test_pages_dashboard import (
+from tests.web.pages_support import (
     API_ENV,
     HTMX,
     PAGE,

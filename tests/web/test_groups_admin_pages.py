@@ -188,7 +188,7 @@ def test_delete_asks_first_and_is_refused_while_rules_name_the_group(app, staff,
 
 
 def test_a_get_changes_nothing_and_a_post_without_its_csrf_token_is_refused(app, staff, web):
-    from tests.web.test_permission_enforcement import changed_tables, snapshot
+    from tests.web.permission_cases import changed_tables, snapshot
 
     admin = web("admin")
     post(admin, "/admin/groups", name="dba")

@@ -1,130 +1,33 @@
-"""The dashboard and the environment page: live queues and history (the settings and variables
-forms: test_environment_settings.py)."""
+"""The dashboard: every environment by project with its live queue and last finished release,
+its fragment answering 204 until something changes and reading only live releases, its cost in
+SQL statements, and its cards updating live in a real browser.
+
+The environment page is in test_environment_page.py; the settings and variables forms in
+test_environment_settings.py.
+"""
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from tests.helpers import state, trigger
+from tests.web.pages_support import (
+    HTMX,
+    MIXED_CHANGES,
+    PLAIN,
+    WAITS,
+    add_finished_releases,
+    loaded_releases,
+    pending_with_queue,
+    release_links,
+    statements,
+    touches_releases,
+    version_in,
+)
 from webapp.extensions import db
-from webapp.models import AuditEvent, Environment, Project, Release, User, utcnow
-
-WAITS = {"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"}
-PLAIN = {"README.md": "no hook here\n"}
-MIXED_CHANGES = [
-    {"resourceType": "service", "resourceName": "api", "resourcePath": "svc/api.json", "changeType": "CREATE"},
-    {"resourceType": "table", "resourceName": "orders", "resourcePath": "db/orders.json", "changeType": "DELETE"},
-]
-PAGE = "/projects/svc/environments/env"
-SETTINGS = f"{PAGE}/settings"
-VARIABLES = f"{PAGE}/variables"
-API_ENV = "/api/v1/projects/svc/environments/env"
-HTMX = {"HX-Request": "true", "HX-Current-URL": "http://localhost/"}
-SECRET = "hunter2-correct-horse-battery"
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-def environment_id(app, project: str = "svc", name: str = "env") -> int:
-    with app.app_context():
-        return db.session.scalar(sa.select(Environment.id).join(Project).where(
-            Project.name == project, Environment.name == name))
-
-
-def environment_row(app, project: str = "svc", name: str = "env") -> Environment:
-    """The environment as a detached row, for granting a permission on it."""
-    with app.app_context():
-        return db.session.get(Environment, environment_id(app, project, name))
-
-
-def add_finished_releases(app, states: list[str], project: str = "svc", name: str = "env") -> list[int]:
-    """History rows written straight into the database (they need no hook run)."""
-    env_id = environment_id(app, project, name)
-    with app.app_context():
-        project_id = db.session.get(Environment, env_id).project_id
-        rows = [Release(project_id=project_id, environment_id=env_id, state=s, resources=[], finished_at=utcnow())
-                for s in states]
-        db.session.add_all(rows)
-        db.session.commit()
-        return [row.id for row in rows]
-
-
-def version_in(text: str, path: str) -> str:
-    return re.search(rf'hx-get="{re.escape(path)}\?v=([^"&]+)"', text).group(1)
-
-
-def release_links(text: str) -> list[int]:
-    return [int(i) for i in re.findall(r'href="/releases/(\d+)"', text)]
-
-
-def field_error(text: str, field: str) -> str:
-    found = re.search(rf'<p class="field-error" id="{field}-error">([^<]*)</p>', text)
-    return found.group(1) if found else ""
-
-
-def settings_form(**overrides) -> dict:
-    """The settings form as a browser sends it for the default environment (unchecked boxes are
-    absent). `confirm_weakening="1"` is what the "Save anyway" button adds."""
-    form = {"release_stream": "QA", "mode": "approval", "hook_ref": "", "release_command": "",
-            "hook_timeout_seconds": "300", "release_timeout_seconds": "3600", "approval_timeout_hours": ""}
-    form.update(overrides)
-    return {key: value for key, value in form.items() if value is not None}
-
-
-@contextmanager
-def statements(app):
-    """Collect the SQL the app sends while the block runs (the listener outlives the app context)."""
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        with app.app_context():
-            event.remove(engine, "before_cursor_execute", record)
-
-
-@contextmanager
-def loaded_releases():
-    """Count Release rows the ORM builds from query results."""
-    loaded: list[int] = []
-
-    def on_load(target, _context):
-        loaded.append(target.id)
-
-    event.listen(Release, "load", on_load)
-    try:
-        yield loaded
-    finally:
-        event.remove(Release, "load", on_load)
-
-
-def touches_releases(sql: str) -> bool:
-    return re.search(r"\breleases\b", sql) is not None
-
-
-def pending_with_queue(api, run_jobs) -> tuple[int, int, int]:
-    """One release waiting for approval and two queued behind it, in that order."""
-    first = trigger(api)
-    run_jobs()
-    assert state(api, first) == "PENDING_APPROVAL"
-    return first, trigger(api), trigger(api)
-
-
-def settings_events(app) -> int:
-    with app.app_context():
-        return db.session.scalar(sa.select(sa.func.count(AuditEvent.id)).where(
-            AuditEvent.action == "settings", AuditEvent.release_id.is_(None)))
-
+from webapp.models import Environment, Project, Release, User, utcnow
 
 # -- dashboard ----------------------------------------------------------------------------------
 
@@ -341,67 +244,6 @@ def test_the_dashboard_costs_the_same_sql_statements_for_200_environments_as_for
         page = client.get("/").text
         assert len(set(release_links(page))) == 200 * 4 and page.count('class="environment-tile"') == 200
         assert dashboard_statements(app, client) == small[persona], persona
-
-
-# -- environment page: queue and history ----------------------------------------------------------
-
-def test_the_environment_page_shows_the_queue_in_order_to_every_signed_in_person(
-        app, api, web, new_environment, run_jobs):
-    new_environment(WAITS)
-    first, second, third = pending_with_queue(api, run_jobs)
-    for persona in ("admin", "member"):
-        page = web(persona).get(PAGE)
-        assert page.status_code == 200
-        live = re.search(r'<section id="environment-live".*?</section>', page.text, re.S).group(0)
-        assert release_links(live) == [first, second, third]
-        assert "Approval workflow" in live and "Waiting for approval" in live
-        assert re.search(rf'#1</span>\s*<a href="/releases/{second}"', live)
-        assert re.search(rf'#2</span>\s*<a href="/releases/{third}"', live)
-    anonymous = app.test_client().get(PAGE)
-    assert anonymous.status_code == 302 and "/sign-in" in anonymous.location
-
-
-def test_a_missing_environment_is_a_404_page_with_a_sentence(app, web, new_environment):
-    new_environment(PLAIN)
-    response = web("member").get("/projects/svc/environments/nope")
-    assert response.status_code == 404 and "There is no environment svc/nope" in response.text
-
-
-def test_the_environment_fragment_answers_204_until_the_queue_changes(app, api, web, new_environment):
-    new_environment(PLAIN, approval_workflow=False, wait_for_external_finish=True)
-    path = "/fragments/projects/svc/environments/env"
-    triggered = []
-    for persona in ("dev", "member"):
-        client = web(persona)
-        version = version_in(client.get(PAGE).text, path)
-        with statements(app) as seen:
-            assert client.get(f"{path}?v={version}", headers=HTMX).status_code == 204
-        assert [sql for sql in seen if touches_releases(sql)] == []
-        triggered.append(trigger(api))
-        changed = client.get(f"{path}?v={version}", headers=HTMX)
-        assert changed.status_code == 200 and changed.text.lstrip().startswith('<section id="environment-live"')
-        assert release_links(changed.text) == triggered and "<html" not in changed.text
-    anonymous = app.test_client().get(f"{path}?v=0", headers=HTMX)
-    assert anonymous.status_code == 401 and "HX-Redirect" in anonymous.headers
-
-
-def test_environment_history_pages_by_25_newest_first_and_filters_by_state(app, web, new_environment):
-    new_environment(PLAIN)
-    ids = add_finished_releases(app, ["SUCCEEDED", "FAILED", "CANCELLED"] * 10)
-    client = web("member")
-    first_page = client.get(PAGE)
-    shown = release_links(first_page.text)
-    assert shown == sorted(ids, reverse=True)[:25]
-    older = re.search(r'href="([^"]*before=\d+[^"]*)"[^>]*>Older releases', first_page.text).group(1)
-    second_page = client.get(older.replace("&amp;", "&"))
-    assert release_links(second_page.text) == sorted(ids, reverse=True)[25:]
-    assert "Older releases" not in second_page.text and "Newest releases" in second_page.text
-    failed = client.get(f"{PAGE}?state=FAILED")
-    assert release_links(failed.text) == sorted(ids[1::3], reverse=True)
-    assert "Older releases" not in failed.text and '<option value="FAILED" selected>' in failed.text
-    unknown = client.get(f"{PAGE}?state=EXPLODED")
-    assert unknown.status_code == 400 and "There is no state" in unknown.text
-    assert client.get(f"{PAGE}?before={2**70}").status_code == 400
 
 
 # -- in a real browser ---------------------------------------------------------------------------

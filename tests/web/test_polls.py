@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from redis import Redis
 
 from tests.helpers import state, trigger
-from tests.web.test_pages_dashboard import HTMX, PLAIN, WAITS, version_in
+from tests.web.pages_support import HTMX, PLAIN, WAITS, version_in
 from webapp.extensions import db
 from webapp.live import VERSION_KEY
 from webapp.models import User

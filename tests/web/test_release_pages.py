@@ -1,50 +1,16 @@
-"""The release page, per persona (the inbox and the trigger form: test_approvals_page.py,
-test_trigger_page.py)."""
+"""The release page's actions, per persona: approve and reject (and a forged post refused),
+cancel, withdraw, abort and trigger again, and approving and rejecting in a real browser.
+
+What the page shows and how it polls is in test_release_page_contents.py; the inbox and the
+trigger form in test_approvals_page.py and test_trigger_page.py.
+"""
 from __future__ import annotations
 
 import json
 import re
 
-import sqlalchemy as sa
-
 from tests.helpers import release, state, trigger
-from webapp.extensions import db
-from webapp.models import Release
-
-WAITS = {"svc/pre_release_hooks/pre_release_hook.sh": "echo asking for a human; exit 2\n"}
-PROCEEDS = {"svc/pre_release_hooks/pre_release_hook.sh": "echo fine; exit 0\n"}
-MIXED = [
-    {"resourceType": "service", "resourceName": "api", "resourcePath": "svc/api.json", "changeType": "CREATE"},
-    {"resourceType": "database", "resourceName": "main", "resourcePath": "db/main.json", "changeType": "DELETE"},
-    {"resourceType": "queue", "resourceName": "jobs", "resourcePath": "q/jobs.json", "changeType": "REPLACE"},
-    {"resourceType": "service", "resourceName": "web", "resourcePath": "svc/web.json", "changeType": "CREATE"},
-    {"resourceType": "cache", "resourceName": "c1", "resourcePath": "c/c1.json", "changeType": "UPDATE_IN_PLACE"},
-]
-HX = {"HX-Request": "true", "HX-Current-URL": "http://localhost/releases/1"}
-
-
-def pending(api, run_jobs, who: str = "dev", **kwargs) -> int:
-    release_id = trigger(api, who, **kwargs)
-    run_jobs()
-    assert state(api, release_id) == "PENDING_APPROVAL"
-    return release_id
-
-
-def post(client, url: str, data: dict | None = None, htmx: bool = True):
-    headers = {"X-CSRFToken": client.csrf, **(HX if htmx else {})}
-    return client.post(url, data=data or {}, headers=headers)
-
-
-def release_count(app) -> int:
-    with app.app_context():
-        return db.session.scalar(sa.select(sa.func.count(Release.id)))
-
-
-def panel_of(html: str) -> str:
-    """The #release-panel part of a page (buttons and decisions)."""
-    start = html.index('id="release-panel"')
-    return html[start:html.index('id="resources"')] if 'id="resources"' in html else html[start:]
-
+from tests.web.release_page_support import HX, MIXED, PROCEEDS, WAITS, panel_of, pending, post, release_count
 
 # -- the release page: approve and reject ----------------------------------------------------------
 
@@ -181,106 +147,6 @@ def test_a_too_long_comment_is_refused_with_a_sentence(api, web, new_environment
     response = post(web("approver"), f"/releases/{release_id}/approve", {"comment": "x" * 5001})
     assert response.status_code == 422 and "the limit is 5,000" in response.text
     assert state(api, release_id) == "PENDING_APPROVAL"
-
-
-# -- the release page: what it shows ------------------------------------------------------------------
-
-def test_resources_are_grouped_by_change_type_destructive_first_with_counts_and_marks(api, web, new_environment,
-                                                                                     run_jobs):
-    new_environment(WAITS)
-    release_id = pending(api, run_jobs, resources=MIXED)
-    page = web("member").get(f"/releases/{release_id}").text
-    section = page[page.index('id="resources"'):]
-    groups = re.findall(r'<h3 id="change-(\w+)" class="change-group( destructive)?">\s*\1 '
-                        r'<span class="count">(\d+)</span>( destructive)?</h3>', section)
-    assert [(name, count, bool(marked), bool(word)) for name, marked, count, word in groups] == [
-        ("DELETE", "1", True, True), ("REPLACE", "1", True, True),
-        ("UPDATE_IN_PLACE", "1", False, False), ("CREATE", "2", False, False)]
-    assert section.count('class="destructive-row"') == 2
-    assert "db/main.json" in section and "q/jobs.json" in section
-    # the summary by the buttons counts them too, destructive ones named as such
-    assert '<a href="#change-DELETE" class="destructive">1 DELETE (destructive)</a>' in page
-    assert '<a href="#change-CREATE">2 CREATE</a>' in page
-
-
-def test_resource_groups_put_every_destructive_type_before_the_others():
-    from webapp.views.release_pages import resource_groups
-
-    kinds = ["NO_OPERATION", "CREATE", "UPDATE_IN_PLACE", "REPLACE", "RECREATE", "DELETE"]
-    groups = resource_groups([{"changeType": kind, "resourceName": kind} for kind in kinds])
-    assert [group["change_type"] for group in groups] == [
-        "DELETE", "RECREATE", "REPLACE", "UPDATE_IN_PLACE", "CREATE", "NO_OPERATION"]
-    assert [group["destructive"] for group in groups] == [True, True, True, False, False, False]
-
-
-def test_the_page_shows_summary_hook_output_and_an_audit_trail_oldest_first(api, web, new_environment,
-                                                                             run_jobs):
-    new_environment(WAITS)
-    release_id = pending(api, run_jobs, description="nightly", ref="main")
-    page = web("member").get(f"/releases/{release_id}").text
-    data = release(api, release_id)
-    assert 'href="/projects/svc/environments/env"' in page
-    assert data["commit"] in page and data["hook"]["ref_commit"] in page
-    assert "svc/pre_release_hooks/pre_release_hook.sh" in page and "nightly" in page
-    assert '<pre class="log" tabindex="0" aria-label="Pre-release hook output"><code>asking for a human' in page
-    trail = page[page.index('id="audit-title"'):]
-    assert trail.index("triggered") < trail.index("took the slot") < trail.index("pre-release hook exited 2")
-    assert ">dev <span" in trail
-
-
-def test_the_live_part_polls_while_running_and_stops_once_terminal(app, api, web, new_environment, run_jobs):
-    new_environment(PROCEEDS)
-    release_id = trigger(api, "dev")  # dispatched at once: READY, its hook job not run yet
-    client = web("member")
-    page = client.get(f"/releases/{release_id}").text
-    url = re.search(r'id="release-live" class="stack" hx-get="([^"]+)" hx-trigger="rg-poll from:body" '
-                    r'hx-swap="outerHTML"', page).group(1).replace("&amp;", "&")
-    assert "o=READY." in url and "s=READY" in url
-
-    nothing_changed = client.get(url, headers=HX)
-    assert nothing_changed.status_code == 204 and nothing_changed.text == ""
-
-    run_jobs()  # the hook exits 0, nothing to run: SUCCEEDED
-    assert state(api, release_id) == "SUCCEEDED"
-    fragment = client.get(url, headers=HX)
-    assert fragment.status_code == 200 and "<html" not in fragment.text
-    assert 'id="release-live"' in fragment.text and "hx-trigger" not in fragment.text.split(">", 1)[0]
-    assert "fine" in fragment.text and "No release command is set" in fragment.text
-    # the state moved, so the panel comes along out of band with its new badge
-    assert 'id="release-panel" class="stack" hx-swap-oob="true"' in fragment.text
-    assert "state-SUCCEEDED" in fragment.text
-    final = client.get(f"/releases/{release_id}").text
-    assert 'id="release-live" class="stack">' in final  # terminal: no hx-get, no polling
-
-
-def test_new_log_lines_reach_a_running_release_without_an_audit_event(app, api, web, new_environment):
-    new_environment(PROCEEDS)
-    release_id = trigger(api, "dev")
-    client = web("member")
-    page = client.get(f"/releases/{release_id}").text
-    url = re.search(r'id="release-live" class="stack" hx-get="([^"]+)"', page).group(1).replace("&amp;", "&")
-    from webapp import releases as state_machine
-
-    with app.app_context():  # what a worker's heartbeat does: output, no audit row, no version bump
-        state_machine.heartbeat(release_id, "READY", hook_output="step one done\n")
-    fragment = client.get(url, headers=HX)
-    assert fragment.status_code == 200 and "step one done" in fragment.text
-    assert 'class="log follow"' in fragment.text  # the log keeps its newest lines in view
-    assert "hx-swap-oob" not in fragment.text  # same state: the panel (and a typed comment) is left alone
-
-
-def test_a_pending_release_polls_but_answers_204_until_something_changes(api, web, new_environment, run_jobs):
-    new_environment(WAITS)
-    release_id = pending(api, run_jobs)
-    client = web("approver")
-    page = client.get(f"/releases/{release_id}").text
-    url = re.search(r'id="release-live" class="stack" hx-get="([^"]+)"', page).group(1).replace("&amp;", "&")
-    assert "o=" not in url
-    assert client.get(url, headers=HX).status_code == 204
-    api("approver").post(f"/api/v1/releases/{release_id}/approve", json={"comment": "from elsewhere"})
-    fragment = client.get(url, headers=HX)
-    assert fragment.status_code == 200
-    assert "state-APPROVED" in fragment.text and ">Approve</button>" not in fragment.text
 
 
 # -- cancel, withdraw, abort, trigger again -------------------------------------------------------------

@@ -9,8 +9,8 @@ import re
 import sqlalchemy as sa
 
 from tests.helpers import release, state, wait_for
+from tests.web.release_page_support import WAITS
 from tests.web.test_openapi import Contract
-from tests.web.test_release_pages import WAITS
 from webapp.extensions import db
 from webapp.models import Release
 from webapp.views.api import load_openapi

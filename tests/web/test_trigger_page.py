@@ -9,7 +9,7 @@ import re
 import sqlalchemy as sa
 
 from tests.helpers import CHANGE, release
-from tests.web.test_release_pages import MIXED, WAITS, release_count
+from tests.web.release_page_support import MIXED, WAITS, release_count
 from webapp.extensions import db
 from webapp.models import Environment
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from tests.helpers import CHANGE, release, state, trigger
-from tests.web.test_release_pages import HX, panel_of, post, release_count
+from tests.web.release_page_support import HX, panel_of, post, release_count
 from webapp.extensions import db
 from webapp.models import Environment, Release, User, utcnow
 from webapp.views.pages import window_note

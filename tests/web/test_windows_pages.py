@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers import release, state, trigger
-from tests.web.test_pages_dashboard import SETTINGS, field_error, settings_events, settings_form
+from tests.web.pages_support import SETTINGS, field_error, settings_events, settings_form
 from tests.web.test_windows_and_break_glass_pages import (
     FREEZE,
     PAGE,

@@ -3,9 +3,9 @@ releases that were already queued (issue 14, "goes back to QUEUED right behind i
 from __future__ import annotations
 
 from tests.helpers import state, trigger
-from tests.worker.test_windows_and_break_glass import (  # noqa: F401 - the fixture is used by name
+from tests.worker.windows_and_break_glass_support import (
     PROD,
-    emergencies,
+    emergencies,  # noqa: F401 - a fixture, used by name
     emergency,
     moves,
 )

@@ -1,17 +1,26 @@
-"""Mail about releases, received by a real SMTP server (aiosmtpd): who gets what, what it
-says, retries, and the development outbox."""
+"""Approval requests by mail, received by a real SMTP server (aiosmtpd): who is asked, what the
+mail says (the changes, destructive first; nothing a name or description can forge), the links
+it carries, and who is asked under approval rules.
+
+What the triggerer and the admins hear is in test_email_notices.py; sending, retries and the
+development outbox in test_email_delivery.py.
+"""
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from tests.helpers import trigger
 from tests.notify_support import html_part, links, text_part
+from tests.worker.email_support import (
+    WAITS,
+    app_config,  # noqa: F401 - a fixture, used by name
+    mails,
+    pending,
+    wait_passes,
+)
 
-WAITS = {"svc/pre_release_hooks/pre_release_hook.sh": 'echo "checking the plan"\necho "prod needs a human"\nexit 2\n'}
 RESOURCES = [
     {"resourceType": "service", "resourceName": "api", "resourcePath": "api.json", "changeType": "CREATE"},
     {"resourceType": "service", "resourceName": "web", "resourcePath": "web.json", "changeType": "CREATE"},
@@ -20,38 +29,8 @@ RESOURCES = [
 ]
 
 
-@pytest.fixture()
-def app_config(app_config, smtp_server):
-    return {**app_config, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp_server.port,
-            "MAIL_SENDER": "Releasegate <releasegate@example.com>", "BASE_URL": "https://rg.example.com"}
-
-
-def pending(api, run_jobs, run_notify_jobs, who: str = "dev", **body) -> int:
-    release_id = trigger(api, who, **body)
-    run_jobs()
-    assert api("member").get(f"/api/v1/releases/{release_id}").json["state"] == "PENDING_APPROVAL"
-    run_notify_jobs()
-    return release_id
-
-
-def mails(app, **where) -> list:
-    from webapp.extensions import db
-    from webapp.models import OutgoingMail
-
-    with app.app_context():
-        rows = db.session.scalars(sa.select(OutgoingMail).filter_by(**where).order_by(OutgoingMail.id)).all()
-        db.session.expunge_all()
-        return rows
-
-
-def wait_passes(model) -> None:
-    """Time passes for the retry schedule: every waiting row becomes due now."""
-    from webapp.extensions import db
-    from webapp.models import utcnow
-
-    db.session.execute(sa.update(model).where(model.next_attempt_at.is_not(None))
-                       .values(next_attempt_at=utcnow() - timedelta(seconds=1)))
-    db.session.commit()
+def recipients(smtp_server) -> list[str]:
+    return sorted(m["To"].addresses[0].username for m in smtp_server.messages)
 
 
 def test_a_pending_release_mails_everyone_who_may_approve_it_and_nobody_else(
@@ -245,273 +224,7 @@ def test_the_link_lifetime_is_configurable(app_config, api, new_environment, run
         assert row.expires_at - row.created_at == timedelta(hours=5)
 
 
-def test_the_triggerer_hears_when_their_release_is_approved_and_when_it_succeeds(
-        app, api, new_environment, run_jobs, run_notify_jobs, smtp_server):
-    new_environment(WAITS)
-    release_id = pending(api, run_jobs, run_notify_jobs)
-    smtp_server.messages.clear()
-    response = api("approver").post(f"/api/v1/releases/{release_id}/approve", json={"comment": "ship it"})
-    assert response.status_code == 200, response.json
-    bot_id = response.json["bot_release_id"]
-    run_jobs()
-    run_notify_jobs()
-    subjects = [m["Subject"] for m in smtp_server.inbox.to("dev@example.com")]
-    assert f"[Releasegate] svc/env: release #{release_id} was approved by approver" in subjects
-    succeeded = [s for s in subjects if "succeeded" in s]
-    assert succeeded == [f"[Releasegate] svc/env: release #{release_id} succeeded (bot release #{bot_id})"]
-    approved = next(m for m in smtp_server.messages if "approved" in m["Subject"])
-    assert "Comment:\r\n  | ship it\r\n" in text_part(approved)
-    # Nobody else is told about the outcome; approvers got nothing new.
-    assert {m["To"].addresses[0].username for m in smtp_server.messages} == {"dev"}
-
-
-def test_the_triggerer_hears_when_their_release_is_rejected(api, new_environment, run_jobs, run_notify_jobs,
-                                                            smtp_server):
-    new_environment(WAITS)
-    release_id = pending(api, run_jobs, run_notify_jobs)
-    smtp_server.messages.clear()
-    api("admin").post(f"/api/v1/releases/{release_id}/reject", json={"comment": "not on a Friday"})
-    run_notify_jobs()
-    [message] = smtp_server.messages
-    assert message["Subject"] == f"[Releasegate] svc/env: release #{release_id} was rejected by admin"
-    assert "Comment:\r\n  | not on a Friday\r\n" in text_part(message)
-
-
-def test_the_triggerer_hears_when_their_release_fails(api, new_environment, run_jobs, run_notify_jobs,
-                                                      smtp_server):
-    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "echo broken\nexit 7\n"})
-    release_id = trigger(api, "dev")
-    run_jobs()
-    run_notify_jobs()
-    [message] = smtp_server.messages
-    assert message["To"].addresses[0].username == "dev"
-    assert message["Subject"] == f"[Releasegate] svc/env: release #{release_id} failed"
-    assert "Error:\r\n  | The pre-release hook exited 7; its last line: \u201cbroken\u201d\r\n" in text_part(message)
-
-
-def test_announcing_an_event_twice_sends_each_mail_once(app, api, new_environment, run_jobs, run_notify_jobs,
-                                                         smtp_server):
-    from webapp.extensions import db
-    from webapp.models import AuditEvent
-    from webapp.notify import mail
-
-    new_environment(WAITS)
-    pending(api, run_jobs, run_notify_jobs)
-    assert len(smtp_server.messages) == 2
-    with app.app_context():
-        event_id = db.session.scalar(sa.select(AuditEvent.id).where(AuditEvent.to_state == "PENDING_APPROVAL"))
-        assert mail.announce(event_id) == {"mails": [], "deliveries": [], "slack": []}
-    run_notify_jobs()
-    assert len(smtp_server.messages) == 2
-
-
-def test_a_failed_send_is_retried_with_backoff_shown_to_admins_and_never_holds_the_release(
-        app, api, web, new_environment, run_jobs, run_notify_jobs, smtp_server):
-    from webapp.models import OutgoingMail, utcnow
-    from webapp.notify import mail
-
-    app.config["NOTIFY_RETRY_SECONDS"] = (60, 600)
-    smtp_server.inbox.refuse = 2  # the first send of each of the two mails is refused
-    new_environment(WAITS)
-    release_id = pending(api, run_jobs, run_notify_jobs)
-    assert smtp_server.messages == []
-    [first, second] = mails(app)
-    assert (first.status, first.attempts) == ("retrying", 1)
-    assert "451" in first.last_error
-    assert timedelta(seconds=55) < first.next_attempt_at - utcnow() <= timedelta(seconds=60)
-
-    page = web("admin").get("/admin/mail")
-    assert page.status_code == 200
-    assert "retrying" in page.text and "451" in page.text
-
-    # The release goes on regardless: approving it through the API works meanwhile.
-    assert api("approver").post(f"/api/v1/releases/{release_id}/approve", json={}).status_code == 200
-    run_jobs()
-
-    with app.app_context():  # nothing is due yet; once the wait has passed, both are
-        assert mail.resume_due() == {"mail": [], "webhook": [], "slack": []}
-        wait_passes(OutgoingMail)
-        assert sorted(mail.resume_due()["mail"]) == [first.id, second.id]
-    run_notify_jobs()
-    statuses = {m.id: (m.status, m.attempts) for m in mails(app, kind="approval_request")}
-    # The release is no longer pending, so the approval requests are not worth sending any more.
-    assert statuses == {first.id: ("skipped", 2), second.id: ("skipped", 2)}
-
-
-def test_a_send_that_keeps_failing_gives_up_after_the_schedule(app, api, new_environment, run_jobs,
-                                                                run_notify_jobs, smtp_server):
-    from webapp.models import OutgoingMail
-    from webapp.notify import mail
-
-    app.config["NOTIFY_RETRY_SECONDS"] = (1,)
-    smtp_server.inbox.refuse = 100
-    new_environment(WAITS)
-    pending(api, run_jobs, run_notify_jobs)
-    with app.app_context():
-        wait_passes(OutgoingMail)
-        mail.resume_due()
-    run_notify_jobs()
-    assert {(m.status, m.attempts) for m in mails(app)} == {("failed", 2)}
-
-
-def test_links_of_a_mail_that_could_not_be_sent_do_not_work(app, api, new_environment, run_jobs,
-                                                            run_notify_jobs, smtp_server):
-    from webapp.extensions import db
-    from webapp.models import EmailLink
-
-    smtp_server.inbox.refuse = 100
-    new_environment(WAITS)
-    pending(api, run_jobs, run_notify_jobs)
-    with app.app_context():
-        rows = db.session.scalars(sa.select(EmailLink)).all()
-        assert rows and all(row.revoked_at is not None for row in rows)
-
-
-def test_a_settings_change_that_weakens_the_gate_mails_the_admins(app, api, people, new_environment,
-                                                                   run_notify_jobs, smtp_server):
-    people.add("admin2", admin=True)
-    new_environment(WAITS)
-    response = api("admin").patch("/api/v1/projects/svc/environments/env",
-                                  json={"approval_workflow": False, "hook_timeout_seconds": 30})
-    assert response.status_code == 200, response.json
-    run_notify_jobs()
-    [message] = smtp_server.messages  # the admin who made the change knows already
-    assert message["To"].addresses[0].username == "admin2"
-    assert message["Subject"] == "[Releasegate] svc/env: approval gate weakened by admin"
-    text = text_part(message)
-    assert "approval_workflow: True -> False  (weakens the gate)" in text
-    assert "hook_timeout_seconds: 300 -> 30" in text
-
-
-def test_letting_authors_approve_their_own_change_again_mails_the_admins(api, people, new_environment,
-                                                                         run_notify_jobs, smtp_server):
-    people.add("admin2", admin=True)
-    new_environment(WAITS, authors_may_not_approve=True)
-    response = api("admin").patch("/api/v1/projects/svc/environments/env", json={"authors_may_not_approve": False})
-    assert response.status_code == 200, response.json
-    run_notify_jobs()
-    [message] = smtp_server.messages
-    assert message["To"].addresses[0].username == "admin2"
-    assert message["Subject"] == "[Releasegate] svc/env: approval gate weakened by admin"
-    assert "authors_may_not_approve: True -> False  (weakens the gate)" in text_part(message)
-
-
-def test_a_project_change_that_moves_the_gate_mails_the_admins(app, api, web, people, new_environment,
-                                                               run_notify_jobs, smtp_server):
-    people.add("admin2", admin=True)
-    repo = new_environment(WAITS)
-    admin = web("admin")
-    response = admin.post("/admin/projects/svc", data={"csrf_token": admin.csrf, "repo": str(repo),
-                                                       "branch": "main", "hook_ref": "refs/heads/lenient"})
-    assert response.status_code == 302
-    run_notify_jobs()
-    [message] = smtp_server.messages  # the admin who made the change knows already
-    assert message["To"].addresses[0].username == "admin2"
-    assert message["Subject"] == "[Releasegate] svc/env: approval gate weakened by admin"
-    text = text_part(message)
-    assert "project.hook_ref: (none) -> refs/heads/lenient  (weakens the gate)" in text
-    assert "https://rg.example.com/admin/projects/svc" in text
-
-
-def test_a_settings_change_that_keeps_the_gate_mails_nobody(api, new_environment, run_notify_jobs, smtp_server):
-    new_environment(WAITS)
-    assert api("admin").patch("/api/v1/projects/svc/environments/env",
-                              json={"hook_timeout_seconds": 30}).status_code == 200
-    run_notify_jobs()
-    assert smtp_server.messages == []
-
-
-def test_starttls_and_login_are_used_when_configured(app, api, new_environment, run_jobs, run_notify_jobs,
-                                                     monkeypatch, tmp_path):
-    import trustme
-
-    from tests.notify_support import PasswordCheck, SmtpServer
-
-    authority = trustme.CA()
-    certificate = authority.issue_cert("127.0.0.1", "localhost")
-    server_context = __import__("ssl").create_default_context(__import__("ssl").Purpose.CLIENT_AUTH)
-    certificate.configure_cert(server_context)
-    ca_file = tmp_path / "ca.pem"
-    authority.cert_pem.write_to_path(str(ca_file))
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # the app trusts our test authority, as a system CA
-    seen: list[str] = []
-    with SmtpServer(tls_context=server_context, require_starttls=True, auth_require_tls=True,
-                    authenticator=PasswordCheck("mailer", "s3cret-pass", seen)) as server:
-        app.config.update(MAIL_PORT=server.port, MAIL_USE_TLS=True, MAIL_USERNAME="mailer",
-                          MAIL_PASSWORD="s3cret-pass")
-        new_environment(WAITS)
-        pending(api, run_jobs, run_notify_jobs)
-        assert len(server.messages) == 2
-        assert "mailer" in seen
-
-
-def test_a_wrong_smtp_password_is_a_failed_send_not_a_crash(app, api, new_environment, run_jobs,
-                                                             run_notify_jobs):
-    from tests.notify_support import PasswordCheck, SmtpServer
-
-    with SmtpServer(auth_require_tls=False, authenticator=PasswordCheck("mailer", "right", [])) as server:
-        app.config.update(MAIL_PORT=server.port, MAIL_USERNAME="mailer", MAIL_PASSWORD="wrong")
-        new_environment(WAITS)
-        pending(api, run_jobs, run_notify_jobs)
-        assert server.messages == []
-    assert {m.status for m in mails(app)} == {"retrying"}
-    assert all("SMTPAuthenticationError" in m.last_error for m in mails(app))
-
-
-# -- without MAIL_SERVER: the log and the outbox ----------------------------------------------------
-
-@pytest.fixture()
-def outbox_app(app):
-    app.config["MAIL_SERVER"] = ""
-    return app
-
-
-def test_without_a_mail_server_mail_goes_to_the_log_and_the_outbox(outbox_app, api, web, new_environment,
-                                                                   run_jobs, run_notify_jobs, smtp_server,
-                                                                   caplog):
-    new_environment(WAITS)
-    with caplog.at_level(logging.INFO, logger="webapp.notify.mail"):
-        release_id = pending(api, run_jobs, run_notify_jobs)
-    assert smtp_server.messages == []
-    assert sum("kept in the outbox" in record.getMessage() for record in caplog.records) == 2
-    rows = mails(outbox_app)
-    assert {m.status for m in rows} == {"outbox"}
-
-    admin = web("admin")
-    page = admin.get("/admin/outbox")
-    assert page.status_code == 200
-    assert f"release #{release_id} needs your approval" in page.text
-    mail_to_approver = next(m for m in rows if m.to_address == "approver@example.com")
-    page = admin.get(f"/admin/outbox/{mail_to_approver.id}")
-    assert page.status_code == 200
-    assert "/email/links/" in page.text and ">Approve</a>" in page.text
-    html = admin.get(f"/admin/outbox/{mail_to_approver.id}/html")
-    assert html.status_code == 200 and "Approve</a>" in html.text
-    assert "default-src 'none'" in html.headers["Content-Security-Policy"]
-
-
-def test_the_outbox_and_mail_log_are_for_admins_only(outbox_app, app, web, people):
-    people.add("usermanager", "manage_users")
-    for path in ("/admin/outbox", "/admin/mail"):
-        assert web("admin").get(path).status_code == 200
-        assert web("member").get(path).status_code == 403
-        assert web("usermanager").get(path).status_code == 403
-        anonymous = app.test_client().get(path)
-        assert anonymous.status_code == 302 and "/sign-in?next=" in anonymous.headers["Location"]
-
-
-def test_the_outbox_is_off_whenever_a_mail_server_is_set(app, web):
-    assert app.config["MAIL_SERVER"]
-    admin = web("admin")
-    assert admin.get("/admin/outbox").status_code == 404
-    assert admin.get("/admin/outbox/1").status_code == 404
-    assert admin.get("/admin/mail").status_code == 200  # the log of what was sent stays
-
-
 # -- approval rules: who is asked, what they are told -------------------------------------------------
-
-def recipients(smtp_server) -> list[str]:
-    return sorted(m["To"].addresses[0].username for m in smtp_server.messages)
 
 
 def test_a_release_with_rules_mails_only_who_could_count_opening_with_the_hooks_reason(

@@ -1,6 +1,11 @@
 """What changed since the environment's last successful release, computed by the worker in
 real git repositories: a first release, ahead, a rollback, a diverged history after a force
-push, a long history cut at 250 commits, a rename and a binary file, the hook reading it."""
+push, a long history cut at 250 commits, a rename and a binary file, the hook reading it, and
+history that cannot be read or takes too long.
+
+Authors kept from approving are in test_since_authors.py; where what changed is shown, in
+test_since_shown.py.
+"""
 from __future__ import annotations
 
 import json
@@ -9,40 +14,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.helpers import commit_files, git, make_repo, trigger
+from tests.helpers import commit_files, git, trigger
+from tests.worker.since_support import API, DB, GOES, HOOK, as_author, head, released
 from webapp.extensions import db
 from webapp.models import Release
 from webapp.running import since
-
-HOOK = "svc/pre_release_hooks/pre_release_hook.sh"
-GOES = {HOOK: "exit 0\n"}
-API = {"resourceType": "service", "resourceName": "api", "resourcePath": "svc/api.json",
-       "changeType": "UPDATE_IN_PLACE"}
-DB = {"resourceType": "postgres", "resourceName": "orders", "resourcePath": "db/orders.json", "changeType": "CREATE"}
-
-
-def head(repo: Path) -> str:
-    return git(repo, "rev-parse", "HEAD")
-
-
-def released(app, api, run_jobs, commit: str, resources: list | None = None) -> dict:
-    """Trigger a release of `commit`, run it to its end, and return what it stored as `since`."""
-    release_id = trigger(api, ref=commit, resources=[API] if resources is None else resources)
-    run_jobs()
-    with app.app_context():
-        found = db.session.get(Release, release_id)
-        assert found.state == "SUCCEEDED", (found.state, found.error)
-        return {"id": release_id, **found.since}
-
-
-def as_author(repo: Path, name: str, email: str, files: dict, message: str) -> str:
-    """Commit `files` written by `name` <`email`>; the tests' own identity commits it."""
-    for path, content in files.items():
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        (repo / path).write_text(content)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message, f"--author={name} <{email}>")
-    return head(repo)
 
 
 def test_a_first_release_has_nothing_before_it(app, api, new_environment, run_jobs):
@@ -192,162 +168,6 @@ def test_the_documented_migration_hook_asks_for_approval_only_when_a_migration_c
         assert found.state == "PENDING_APPROVAL" and "migrations/0002.sql" in found.hook_output
 
 
-def authors_may_not_approve(app) -> None:
-    from webapp.models import Environment
-
-    with app.app_context():
-        db.session.scalar(sa.select(Environment)).authors_may_not_approve = True
-        db.session.commit()
-
-
-def applied_with_authors_kept_out(app, api, repo: Path, run_jobs) -> None:
-    """Turn authors_may_not_approve on and apply a first release (the approver approves it), so
-    the next release has commits since it."""
-    authors_may_not_approve(app)
-    first = trigger(api, ref=head(repo), resources=[API])
-    run_jobs()
-    api("approver").post(f"/api/v1/releases/{first}/approve", json={})
-    run_jobs()
-
-
-def test_an_author_of_a_commit_since_the_last_release_may_not_approve_it(app, api, web, people, new_environment,
-                                                                        run_jobs):
-    people.add("alice", "approve_release")  # alice@example.com
-    repo = new_environment({HOOK: "exit 2\n"})
-    applied_with_authors_kept_out(app, api, repo, run_jobs)
-    sha = as_author(repo, "Alice", "alice@example.com", {"app.py": "x = 1\n"}, "Change the app")
-    second = trigger(api, ref=sha, resources=[API])
-    run_jobs()
-    refused = api("alice").post(f"/api/v1/releases/{second}/approve", json={})
-    assert refused.status_code == 403
-    assert sha[:12] in refused.json["error"] and "Change the app" in refused.json["error"]
-    assert api("alice").post(f"/api/v1/releases/{second}/reject", json={}).status_code == 403
-    page = web("approver").get(f"/releases/{second}").text
-    assert 'id="excluded-authors">alice <span' in page
-    assert "does not let the authors of a change approve it" in web("alice").get(f"/releases/{second}").text
-    with app.app_context():  # the inbox and the dashboard read many at once: alice counts there neither
-        from webapp import approval_rules
-        from webapp.models import User
-
-        found = db.session.get(Release, second)
-        alice = db.session.scalar(sa.select(User).where(User.username == "alice"))
-        many, one = approval_rules.progress_of([found])[second], approval_rules.progress(found)
-        assert many.as_json() == one.as_json() and many.counts_for(alice) == one.counts_for(alice) == []
-        assert "alice" not in [user.username for rule in many.rules for user in rule.eligible]
-    assert api("approver").post(f"/api/v1/releases/{second}/approve", json={}).status_code == 200
-
-
-def test_the_committer_of_a_commit_since_the_last_release_may_not_approve_it_either(app, api, people,
-                                                                                  new_environment, run_jobs):
-    import subprocess
-
-    from tests.helpers import GIT_ENV
-
-    people.add("alice", "approve_release")  # alice@example.com
-    repo = new_environment({HOOK: "exit 2\n"})
-    applied_with_authors_kept_out(app, api, repo, run_jobs)
-    (repo / "app.py").write_text("x = 2\n")  # written by Test, committed (applied, rebased) by Alice
-    committed_by_alice = {**os.environ, **GIT_ENV, "GIT_COMMITTER_NAME": "Alice",
-                          "GIT_COMMITTER_EMAIL": "Alice@Example.com "}
-    git(repo, "add", "-A")
-    subprocess.run(["git", "commit", "-qm", "Apply the patch"], cwd=repo, env=committed_by_alice, check=True)
-    sha = head(repo)
-    second = trigger(api, ref=sha, resources=[API])
-    run_jobs()
-    refused = api("alice").post(f"/api/v1/releases/{second}/approve", json={})
-    assert refused.status_code == 403
-    assert refused.json["error"].startswith(f"You wrote or committed {sha[:12]} (\u201cApply the patch\u201d)")
-    assert api("approver").post(f"/api/v1/releases/{second}/approve", json={}).status_code == 200
-
-
-def test_an_author_whose_name_holds_gits_field_separators_is_still_known_by_their_address(app, api,
-                                                                                         new_environment, run_jobs):
-    """git allows unit separators (the log's old field separator) inside a name: they must not
-    move the author's and committer's addresses out of their fields and past the check."""
-    repo = new_environment({HOOK: "exit 2\n"})
-    applied_with_authors_kept_out(app, api, repo, run_jobs)
-    sha = as_author(repo, "A\x1fB\x1fC", "approver@example.com", {"app.py": "x = 3\n"}, "Slip it in")
-    second = trigger(api, ref=sha, resources=[API])
-    run_jobs()
-    with app.app_context():
-        [commit] = db.session.get(Release, second).since["commits"]
-    assert (commit["sha"], commit["author_name"], commit["author_email"], commit["subject"]) == (
-        sha, "A B C", "approver@example.com", "Slip it in")
-    assert commit["committer_email"] == git(repo, "log", "-1", "--format=%ce")
-    refused = api("approver").post(f"/api/v1/releases/{second}/approve", json={})
-    assert refused.status_code == 403 and sha[:12] in refused.json["error"]
-
-
-def test_authors_who_cannot_be_told_apart_fail_the_release_instead_of_waiting(app, api, new_environment, run_jobs):
-    repo = new_environment({HOOK: "exit 2\n"})
-    applied_with_authors_kept_out(app, api, repo, run_jobs)
-    with app.app_context():  # the mirror lost the previous commit: the authors cannot be read
-        previous = db.session.scalar(sa.select(Release).where(Release.state == "SUCCEEDED"))
-        previous.commit = "e" * 40
-        db.session.commit()
-    commit_files(repo, {"y.txt": "y\n"}, "More")
-    second = trigger(api, ref=head(repo), resources=[API])
-    run_jobs()
-    with app.app_context():
-        found = db.session.get(Release, second)
-        assert found.state == "FAILED" and not found.holds_slot
-        assert "does not let the authors of a change approve it" in found.error
-
-
-def test_the_api_and_the_release_page_show_what_changed(app, api, web, new_environment, run_jobs):
-    repo = new_environment({HOOK: "exit 2\n"})
-    with app.app_context():
-        from webapp.models import Project
-
-        db.session.scalar(sa.select(Project)).web_url_template = "https://git.example.com/svc/commit/{sha}"
-        db.session.commit()
-    first = trigger(api, ref=head(repo), resources=[API])
-    run_jobs()
-    bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
-    run_jobs()
-    sha = as_author(repo, "Alice", "alice@example.com", {"migrations/0002.sql": "ALTER TABLE t ADD c int;\n"},
-                    "Add a <b>migration</b>")
-    second = trigger(api, ref=sha, resources=[API, DB])
-    run_jobs()
-    data = api("member").get(f"/api/v1/releases/{second}").json
-    # The last SUCCEEDED release is the bot release that applied the first; dev asked for it.
-    assert data["since"]["relation"] == "ahead" and data["since"]["previous_release_id"] == bot
-    assert data["since_summary"].startswith(f"Since release #{bot} (deployed just now by dev): 1 commit by Alice")
-    alone = api("member").get(f"/api/v1/releases/{second}/since")
-    assert alone.status_code == 200 and alone.json == data["since"]
-    page = web("member").get(f"/releases/{second}").text
-    assert f"Since release #{bot} (deployed just now by dev): 1 commit by Alice" in page
-    assert f'href="https://git.example.com/svc/commit/{sha}"' in page
-    assert "Add a &lt;b&gt;migration&lt;/b&gt;" in page  # a subject is the branch's text, escaped
-    assert 'class="highlight highlight-migration"' in page
-    assert "<strong>1 added:</strong> <code>db/orders.json</code>" in page
-
-
-def test_the_approval_mail_and_the_inbox_carry_what_changed(app, api, web, new_environment, run_jobs,
-                                                             run_notify_jobs):
-    from webapp.models import OutgoingMail
-
-    repo = new_environment({HOOK: "exit 2\n"})
-    first = trigger(api, ref=head(repo), resources=[API])
-    run_jobs()
-    bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
-    run_jobs()
-    commit_files(repo, {"a.txt": "a\n"}, "Tidy <script>alert(1)</script>")
-    commit_files(repo, {"b.txt": "b\n"}, "Second")
-    second = trigger(api, ref=head(repo), resources=[API])
-    run_jobs()
-    run_notify_jobs()
-    with app.app_context():
-        mail = db.session.scalar(sa.select(OutgoingMail).where(OutgoingMail.release_id == second,
-                                                               OutgoingMail.kind == "approval_request"))
-        text, html = mail.body_text, mail.body_html
-    assert f"Since release #{bot} (deployed just now by dev): 2 commits by Test" in text
-    assert "Tidy <script>alert(1)</script> (Test)" in text
-    assert "Tidy &lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
-    inbox = web("approver").get("/approvals").text
-    assert "2 commits · 2 files" in inbox
-
-
 def test_a_migration_hidden_behind_a_thousand_files_still_asks_for_approval(app, api, new_environment, run_jobs):
     text = (Path(__file__).resolve().parents[2] / "docs" / "hooks.md").read_text()
     example = text[text.index("A hook that asks for approval when a migration changed"):]
@@ -363,20 +183,6 @@ def test_a_migration_hidden_behind_a_thousand_files_still_asks_for_approval(app,
         assert found.since["files_truncated"] is True
         assert all(not f["path"].startswith("migrations/") for f in found.since["files"])  # cut off
         assert found.state == "PENDING_APPROVAL" and "the list was cut" in found.hook_output
-
-
-def test_authors_beyond_the_listed_commits_fail_the_release_when_authors_may_not_approve(app, api, new_environment,
-                                                                                        run_jobs):
-    repo = new_environment({HOOK: "exit 2\n"})
-    applied_with_authors_kept_out(app, api, repo, run_jobs)
-    as_author(repo, "Mallory", "approver@example.com", {"evil.txt": "x\n"}, "The change to hide")
-    for number in range(since.MAX_COMMITS):
-        git(repo, "commit", "-q", "--allow-empty", "-m", f"cover {number}")
-    release_id = trigger(api, ref=head(repo), resources=[API])
-    run_jobs()
-    with app.app_context():
-        found = db.session.get(Release, release_id)
-        assert found.state == "FAILED" and "more than the 250 listed" in found.error
 
 
 def test_a_deployed_commit_force_pushed_away_is_still_compared_with(app, api, new_environment, run_jobs):
@@ -421,93 +227,3 @@ def test_a_since_git_command_beyond_its_time_bound_is_a_sentence_and_the_release
     assert after["error"].endswith("compare the commits by hand.")
     with app.app_context():
         assert "the hook ran" in db.session.get(Release, after["id"]).hook_output
-
-
-def test_a_resource_the_last_release_had_and_this_one_drops_is_listed_as_removed(app, api, web, new_environment,
-                                                                                 run_jobs):
-    repo = new_environment(GOES)
-    released(app, api, run_jobs, head(repo), resources=[API, DB])
-    dropped = released(app, api, run_jobs, head(repo), resources=[API])
-    assert dropped["resources"]["removed"] == ["db/orders.json"] and dropped["resources"]["added"] == []
-    assert dropped["resources"]["counts"] == {"added": 0, "removed": 1, "changed": 0, "same": 1}
-    page = web("member").get(f"/releases/{dropped['id']}").text
-    assert "resources: 1 removed" in page
-    assert "<strong>1 no longer changed:</strong> <code>db/orders.json</code>" in page
-
-
-def test_a_diverged_history_is_said_in_words_in_the_warning_colour_on_the_release_page(app, api, web,
-                                                                                       new_environment, run_jobs):
-    repo = new_environment({HOOK: "exit 2\n"})
-    base = head(repo)
-    commit_files(repo, {"a.txt": "a\n"}, "On the old branch")
-    first = trigger(api, ref=head(repo), resources=[API])
-    run_jobs()
-    bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
-    run_jobs()
-    git(repo, "reset", "-q", "--hard", base)
-    commit_files(repo, {"b.txt": "b\n"}, "On the new branch")  # main was force-pushed
-    second = trigger(api, ref="main", resources=[API])
-    run_jobs()
-    page = web("member").get(f"/releases/{second}").text
-    assert ('<p class="message message-warning since-warning" role="note"><strong>The history diverged</strong> '
-            "(a force push?): this commit does not contain what runs there now.") in page
-    assert (f'<span class="since-summary warning" id="since-summary"><a href="#since">Since release #{bot} '
-            "(deployed just now by dev): history diverged: 1 new commit, 1 undone (a force push?)") in page
-    assert '<tr class="undone">' in page and "On the old branch" in page and "On the new branch" in page
-
-
-def page_after_a_commit(app, api, web, repo: Path, run_jobs) -> tuple[str, str]:
-    """Release the head of `repo`, then a commit on it: the second release's page and that commit."""
-    released(app, api, run_jobs, head(repo))
-    sha = as_author(repo, "Alice", "alice@example.com", {"app.py": "x = 1\n"}, "Change the app")
-    second = released(app, api, run_jobs, sha)
-    return web("member").get(f"/releases/{second['id']}").text, sha
-
-
-def test_a_commit_address_saved_in_the_admin_project_form_links_the_commits_on_the_release_page(
-        app, api, web, people, new_environment, run_jobs):
-    people.add("envmgr", "manage_environments")
-    repo = new_environment(GOES)
-    template = "https://git.example.com/svc/commit/{sha}"
-    envmgr = web("envmgr")
-    saved = envmgr.post("/admin/projects/svc", data={"csrf_token": envmgr.csrf, "repo": str(repo), "branch": "main",
-                                                      "hook_ref": "", "web_url_template": template})
-    assert saved.status_code == 302 and "changed web_url_template" in envmgr.get(saved.location).text
-    assert api("member").get("/api/v1/projects").json["items"][0]["web_url_template"] == template
-    page, sha = page_after_a_commit(app, api, web, repo, run_jobs)
-    assert f'<a href="https://git.example.com/svc/commit/{sha}" rel="noopener noreferrer"><code>{sha[:12]}' in page
-
-
-def test_a_commit_address_given_to_projects_create_links_the_commits_on_the_release_page(app, api, web, tmp_path,
-                                                                                         run_jobs):
-    repo = make_repo(tmp_path / "made-on-the-command-line", GOES)
-    template = "https://git.example.com/svc/-/commit/{sha}"
-    cli = app.test_cli_runner()
-    refused = cli.invoke(args=["projects", "create", "svc", "--repo", str(repo),
-                               "--web-url-template", "https://git.example.com/no-sha"])
-    assert refused.exit_code != 0 and "--web-url-template" in refused.output and "{sha}" in refused.output
-    created = cli.invoke(args=["projects", "create", "svc", "--repo", str(repo), "--web-url-template", template])
-    assert created.exit_code == 0, created.output
-    assert api("admin").post("/api/v1/projects/svc/environments",
-                             json={"name": "env", "release_stream": "QA"}).status_code == 201
-    assert api("member").get("/api/v1/projects").json["items"][0]["web_url_template"] == template
-    page, sha = page_after_a_commit(app, api, web, repo, run_jobs)
-    assert f'<a href="https://git.example.com/svc/-/commit/{sha}" rel="noopener noreferrer"><code>{sha[:12]}' in page
-
-
-def test_a_commit_address_given_in_the_admin_create_project_form_links_the_commits_on_the_release_page(
-        app, api, web, tmp_path, run_jobs):
-    repo = make_repo(tmp_path / "made-in-the-form", GOES)
-    template = "https://git.example.com/svc/commit/{sha}"
-    admin = web("admin")
-    form = {"csrf_token": admin.csrf, "name": "svc", "repo": str(repo), "branch": "main", "hook_ref": ""}
-    refused = admin.post("/admin/projects", data={**form, "web_url_template": "https://git.example.com/no-sha"})
-    assert refused.status_code == 422 and "{sha}" in refused.text
-    assert api("member").get("/api/v1/projects").json["items"] == []  # nothing made
-    created = admin.post("/admin/projects", data={**form, "web_url_template": template})
-    assert created.status_code == 302, created.text
-    assert api("admin").post("/api/v1/projects/svc/environments",
-                             json={"name": "env", "release_stream": "QA"}).status_code == 201
-    assert api("member").get("/api/v1/projects").json["items"][0]["web_url_template"] == template
-    page, sha = page_after_a_commit(app, api, web, repo, run_jobs)
-    assert f'<a href="https://git.example.com/svc/commit/{sha}" rel="noopener noreferrer"><code>{sha[:12]}' in page
