@@ -21,7 +21,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from argon2 import PasswordHasher
 
-from tests.conftest import POSTGRES_URL
+from tests.fixtures.services import POSTGRES_URL
 from tests.helpers import SAMPLE_LIKE_HOOK, git, make_repo
 from webapp.extensions import db
 from webapp.models import utcnow

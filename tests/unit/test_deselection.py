@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT_DIR
+from tests.fixtures.services import ROOT_DIR
 
 POSTGRES_ONLY = "tests/system/test_group_locks.py"  # every test in it is marked postgresql
 

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from redis import Redis
 
-from tests.conftest import run_queue
+from tests.fixtures.services import run_queue
 from tests.unit.migration_support import (
     API,
     DB_REPLACE,
