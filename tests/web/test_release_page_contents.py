@@ -30,7 +30,7 @@ def test_resources_are_grouped_by_change_type_destructive_first_with_counts_and_
 
 
 def test_resource_groups_put_every_destructive_type_before_the_others():
-    from webapp.views.release_pages import resource_groups
+    from webapp.intake.resources import resource_groups
 
     kinds = ["NO_OPERATION", "CREATE", "UPDATE_IN_PLACE", "REPLACE", "RECREATE", "DELETE"]
     groups = resource_groups([{"changeType": kind, "resourceName": kind} for kind in kinds])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -258,3 +259,29 @@ def _field(key: str) -> str:
 
 def key_list(keys: tuple[str, ...]) -> str:
     return ", ".join(keys[:-1]) + " and " + keys[-1]
+
+
+# -- how people read a change list ---------------------------------------------------------------
+
+# One order wherever changes are listed or counted (the release page, the inbox, the email, Slack):
+# what cannot be undone first.
+READING_ORDER = ("DELETE", "RECREATE", "REPLACE", "UPDATE_IN_PLACE", "CREATE", "NO_OPERATION")
+
+
+def _in_reading_order(change_types) -> list[str]:
+    return [t for t in READING_ORDER if t in change_types] + sorted(t for t in change_types if t not in READING_ORDER)
+
+
+def resource_groups(resources: list[dict]) -> list[dict]:
+    """Resources grouped by change type in READING_ORDER, the destructive groups marked."""
+    by_type: dict[str, list[dict]] = {}
+    for resource in resources:
+        by_type.setdefault(resource.get("changeType", ""), []).append(resource)
+    return [{"change_type": t, "resources": by_type[t], "destructive": t in DESTRUCTIVE_CHANGE_TYPES}
+            for t in _in_reading_order(by_type)]
+
+
+def change_counts(resources: list[dict]) -> list[tuple[str, int, bool]]:
+    """(change type, count, destructive) in READING_ORDER."""
+    counts = Counter(resource.get("changeType", "") for resource in resources)
+    return [(t, counts[t], t in DESTRUCTIVE_CHANGE_TYPES) for t in _in_reading_order(counts)]

@@ -3,7 +3,6 @@ outcome for its triggerer, a weakened gate for the admins, an emergency release 
 review for everyone who may approve there; text and HTML from templates/email."""
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
@@ -14,11 +13,10 @@ from flask import current_app, render_template
 
 from .. import approval_rules, changes
 from ..extensions import db
-from ..intake.resources import CHANGE_TYPES, DESTRUCTIVE_CHANGE_TYPES
+from ..intake.resources import change_counts, resource_groups
 from ..intake.storable import one_line
 from ..models import AuditEvent, Decision, Environment, OutgoingMail, Release, User, utcnow
 from ..permissions import PERMISSIONS, may_decide
-from ..views.release_pages import resource_groups
 from . import email_links
 
 HOOK_TAIL_LINES = 15
@@ -32,15 +30,6 @@ class Composed:
     text: str
     html: str
     links: list[dict] = field(default_factory=list)
-
-
-def change_counts(resources: list[dict]) -> list[tuple[str, int, bool]]:
-    """(change type, count, destructive), destructive types first."""
-    counts = Counter(resource.get("changeType", "") for resource in resources)
-    order = ([t for t in CHANGE_TYPES if t in DESTRUCTIVE_CHANGE_TYPES]
-             + [t for t in CHANGE_TYPES if t not in DESTRUCTIVE_CHANGE_TYPES]
-             + sorted(t for t in counts if t not in CHANGE_TYPES))
-    return [(t, counts[t], t in DESTRUCTIVE_CHANGE_TYPES) for t in order if counts[t]]
 
 
 def short_line(text: object) -> str:

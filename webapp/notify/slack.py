@@ -21,12 +21,11 @@ from flask import current_app
 
 from ..changes import summary as since_summary
 from ..extensions import db
-from ..intake.resources import InvalidInput
+from ..intake.resources import InvalidInput, change_counts
 from ..models import AuditEvent, Environment, Release, SlackChannel, SlackMessage, utcnow
 from ..releases import NotFound
 from ..transactions import Actor, audit, commit_changes, transition, write_transaction
 from .checked_http import LocalAddressRefused, opener
-from .compose import change_counts
 from .outbound import claim, retry_delay, worker_job
 from .webhooks import _slack_escape as escape
 from .webhooks import require_admin

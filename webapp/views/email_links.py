@@ -11,11 +11,11 @@ from flask import Blueprint, Response, abort, render_template, request
 from flask_login import login_required
 
 from .. import approval_rules
+from ..intake.resources import change_counts, resource_groups
 from ..models import EmailLink, Environment
 from ..notify import email_links
-from ..notify.compose import change_counts, hook_tail
+from ..notify.compose import hook_tail
 from ..permissions import require_permission
-from .release_pages import resource_groups
 from .web import signed_in_user
 
 email_pages = Blueprint("email_links", __name__, url_prefix="/email")

@@ -9,12 +9,12 @@ from jinja2_fragments.flask import render_block
 
 from .. import approval_rules, releases
 from ..extensions import db
+from ..intake.resources import change_counts
 from ..live import current_version
 from ..models import Release, User
 from ..permissions import (
     decidable_releases,
 )
-from .release_pages import change_counts, destructive_first
 from .web import live_fragment
 
 inbox = Blueprint("inbox", __name__)
@@ -57,7 +57,7 @@ def _inbox_entry(release: Release, progress: approval_rules.Progress | None = No
                  counted: list[str] | None = None) -> dict:
     """A release as an inbox line: its change counts, whether it destroys anything, how long it
     has waited since and when it expires (None: never)."""
-    counts = destructive_first(change_counts(release.resources or []))
+    counts = change_counts(release.resources or [])
     since = release.pending_since or release.created_at
     expires = releases.expires_at(release.pending_since, release.environment.approval_timeout_hours)
     return {"release": release, "counts": counts, "progress": progress, "counted": counted or [],

@@ -8,7 +8,6 @@ alone to HTMX polling). The inbox is inbox.py, the trigger form trigger_page.py.
 from __future__ import annotations
 
 import zlib
-from collections import Counter
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -18,9 +17,9 @@ from flask_login import current_user, login_required
 from .. import approval_rules, changes, releases
 from ..extensions import db
 from ..intake.resources import (
-    CHANGE_TYPES,
-    DESTRUCTIVE_CHANGE_TYPES,
     InvalidInput,
+    change_counts,
+    resource_groups,
 )
 from ..live import current_version
 from ..models import TERMINAL_STATES, AuditEvent, Release, User, utcnow
@@ -44,8 +43,6 @@ ABORTABLE_STATES = ("READY", "SCHEDULED", "IN_PROGRESS")
 # decision made elsewhere (and a finished emergency release until someone reviews it).
 LIVE_STATES = ("QUEUED", "PENDING_APPROVAL", "SCHEDULED", *RUNNING_STATES)
 MAX_COMMENT_LENGTH = 5000
-# Resource groups and counts on the release page: what cannot be undone first.
-DESTRUCTIVE_FIRST = ("DELETE", "RECREATE", "REPLACE", "UPDATE_IN_PLACE", "CREATE", "NO_OPERATION")
 MAX_NAMES = 5  # who may decide, by name, before "and 3 more"
 OWN_EMERGENCY = ("You triggered this emergency release, so someone else with the \u201cRelease Approval/Reject\u201d "
                  "permission must review it.")
@@ -85,21 +82,6 @@ def awaits_review(release: Release) -> bool:
 
 
 # -- the release page ---------------------------------------------------------------------------
-
-def resource_groups(resources: list[dict]) -> list[dict]:
-    """Resources grouped by change type, destructive ones first and marked (DESTRUCTIVE_FIRST)."""
-    by_type: dict[str, list[dict]] = {}
-    for resource in resources:
-        by_type.setdefault(resource.get("changeType", ""), []).append(resource)
-    order = [t for t in DESTRUCTIVE_FIRST if t in by_type] + sorted(t for t in by_type if t not in DESTRUCTIVE_FIRST)
-    return [{"change_type": t, "resources": by_type[t], "destructive": t in DESTRUCTIVE_CHANGE_TYPES}
-            for t in order]
-
-
-def change_counts(resources: list[dict]) -> list[tuple[str, int, bool]]:
-    counts = Counter(resource.get("changeType", "") for resource in resources)
-    return [(t, counts[t], t in DESTRUCTIVE_CHANGE_TYPES) for t in CHANGE_TYPES if counts[t]]
-
 
 def _mark(state: str, hook_output: str | int | None, exec_output: str | int | None, commit: str | None,
           hook_commit: str | None) -> str:
@@ -177,10 +159,6 @@ def why_cannot_decide(release: Release, user: User, progress: approval_rules.Pro
     return f"{refusal.rstrip('.')} \u2014 {who}."
 
 
-def destructive_first(counts: list[tuple[str, int, bool]]) -> list[tuple[str, int, bool]]:
-    return sorted(counts, key=lambda count: DESTRUCTIVE_FIRST.index(count[0]))
-
-
 def decision_header(release: Release, progress: approval_rules.Progress, now: datetime) -> dict:
     """What a reviewer decides on, first: why it waits, for how long, who decides, what it changes."""
     expires = releases.expires_at(release.pending_since, release.environment.approval_timeout_hours)
@@ -198,7 +176,7 @@ def _panel_context(release: Release) -> dict:
     approved = release if release.kind == "BOT" else release.bot_release
     pending = release.state == "PENDING_APPROVAL" and progress is not None
     return {**_waiting_context(release, user, now), "release": release, "environment": release.environment,
-            "counts": destructive_first(change_counts(release.resources or [])), "actions": actions,
+            "counts": change_counts(release.resources or []), "actions": actions,
             "progress": progress,
             "applied": release.bot_release is not None and release.bot_release.state in TERMINAL_STATES,
             "took": span((release.finished_at - release.started_at).total_seconds())
