@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from werkzeug import Response
 
-from tests.helpers import trigger, wait_for
+from tests.helpers import commit_files, git, trigger, wait_for
 
 WAITS = {"svc/pre_release_hooks/pre_release_hook.sh": "echo waiting\nexit 2\n"}
 SECRET = "a-shared-secret-for-tests"
@@ -328,17 +328,21 @@ def test_an_unreachable_receiver_is_a_recorded_failure(app, api, web, new_enviro
     assert delivery.status == "retrying" and "refused" in delivery.last_error.lower()
 
 
-def test_the_slack_line_of_a_waiting_release_says_what_changed_and_its_first_commits(api, web, new_environment,
-                                                                                    run_jobs, run_notify_jobs,
-                                                                                    httpserver):
-    from tests.helpers import commit_files, git
-
-    httpserver.expect_request("/slack").respond_with_data("ok")
-    repo = new_environment(WAITS)
+def applied(api, repo, run_jobs) -> int:
+    """The head of `repo` released, approved and applied: the bot release, what runs there now."""
     first = trigger(api, "dev", ref=git(repo, "rev-parse", "HEAD"))
     run_jobs()
     bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
     run_jobs()
+    return bot
+
+
+def test_the_slack_line_of_a_waiting_release_says_what_changed_and_its_first_commits(api, web, new_environment,
+                                                                                    run_jobs, run_notify_jobs,
+                                                                                    httpserver):
+    httpserver.expect_request("/slack").respond_with_data("ok")
+    repo = new_environment(WAITS)
+    bot = applied(api, repo, run_jobs)
     for number in range(4):
         commit_files(repo, {f"f{number}.txt": "x\n"}, f"Step {number} <!channel>")
     add_webhook(web, httpserver.url_for("/slack"), fmt="slack", name="Slack")
@@ -357,14 +361,9 @@ def test_the_slack_line_of_a_waiting_release_says_what_changed_and_its_first_com
 def test_the_json_body_of_a_waiting_release_carries_the_summary_of_what_changed(api, web, new_environment,
                                                                                run_jobs, run_notify_jobs,
                                                                                httpserver):
-    from tests.helpers import commit_files, git
-
     httpserver.expect_request("/jira").respond_with_data("ok")
     repo = new_environment(WAITS)
-    first = trigger(api, "dev", ref=git(repo, "rev-parse", "HEAD"))
-    run_jobs()
-    bot = api("approver").post(f"/api/v1/releases/{first}/approve", json={}).json["bot_release_id"]
-    run_jobs()
+    bot = applied(api, repo, run_jobs)
     commit_files(repo, {"a.txt": "a\nb\n"}, "Two lines")
     add_webhook(web, httpserver.url_for("/jira"))
     second = trigger(api, "dev", ref=git(repo, "rev-parse", "HEAD"))
