@@ -26,6 +26,10 @@ def ago(moment: datetime | None, now: datetime | None = None) -> str:
     return "just now"
 
 
+NAMES_SAID = 3  # author names in the one-line summary, before "and 2 others"
+NAME_CHARS = 40  # an author's name as the summary says it: git lets an author write a page
+
+
 def authors(commits: list[dict]) -> list[str]:
     """The commits' author names, each once, in the order they first appear."""
     names: list[str] = []
@@ -34,6 +38,14 @@ def authors(commits: list[dict]) -> list[str]:
         if name not in names:
             names.append(name)
     return names
+
+
+def _by(commits: list[dict]) -> str:
+    """"alice, dan and 2 others": the first authors, each name cut short."""
+    names = [name if len(name) <= NAME_CHARS else name[:NAME_CHARS - 1] + "\u2026" for name in authors(commits)]
+    if len(names) <= NAMES_SAID:
+        return ", ".join(names)
+    return f"{', '.join(names[:NAMES_SAID])} and {_counted(len(names) - NAMES_SAID, 'other')}"
 
 
 def _counted(count: int, word: str) -> str:
@@ -63,12 +75,12 @@ def history_phrase(since: dict) -> str:
     if relation == "same":
         return "the same commit"
     if relation == "behind":
-        return f"rollback: undoes {_counted(len(undone), 'commit')}{more} by {', '.join(authors(undone))}"
+        return f"rollback: undoes {_counted(len(undone), 'commit')}{more} by {_by(undone)}"
     if relation == "diverged":
         return (f"history diverged: {_counted(len(new), 'new commit')}, {len(undone)}{more} undone "
                 "(a force push?)")
     if relation == "ahead":
-        return f"{_counted(len(new), 'commit')}{more} by {', '.join(authors(new))}"
+        return f"{_counted(len(new), 'commit')}{more} by {_by(new)}"
     return ""
 
 

@@ -93,3 +93,12 @@ def test_a_commit_date_out_of_range_is_shown_as_unknown_not_an_error():
     assert changes.authored({"authored_at": "9999-12-31T23:00:00-02:00"}) is None
     assert changes.authored({"authored_at": "not a date"}) is None
     assert changes.authored({"authored_at": "2026-12-01T10:00:00+01:00"}).isoformat() == "2026-12-01T09:00:00"
+
+
+def test_the_summary_names_three_authors_at_most_and_cuts_a_long_name(app):
+    long_name = "Mallory " + "x" * 3000  # git keeps whatever an author writes
+    commits = [commit(str(n), name) for n, name in enumerate(["alice", long_name, "dan", "erin", "frank"])]
+    with app.app_context():
+        said = changes.summary(Release(since={**AHEAD, "previous_release_id": None, "commits": commits}))
+    assert f"5 commits by alice, Mallory {'x' * 31}\u2026, dan and 2 others" in said  # 40 characters a name
+    assert len(said) < 200

@@ -154,7 +154,8 @@ def render(release: Release) -> dict:
     ]
     since = since_summary(release)  # the one line the Slack-format webhook and the mail carry too
     if since:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"*What changed:* {escape(since)}"}]})
+        blocks.append({"type": "context", "elements": [  # commit authors wrote part of it: plain text
+            {"type": "mrkdwn", "text": "*What changed:*"}, {"type": "plain_text", "text": since, "emoji": False}]})
     if release.approval_reason:
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"*Hook:* {escape(release.approval_reason[:500])}"}]})

@@ -210,7 +210,7 @@ def log(git_dir: Path, exclude: str, include: str, *, limit: int,
     """`git log exclude..include`, newest first: at most `limit` commits, and whether there were more."""
     _check_commit_arg(exclude)
     _check_commit_arg(include)
-    proc = _git(git_dir, "log", "-z", f"--format={_LOG_FORMAT}", f"--max-count={limit + 1}",
+    proc = _git(git_dir, "log", "-z", "--no-show-signature", f"--format={_LOG_FORMAT}", f"--max-count={limit + 1}",
                 f"{exclude}..{include}", "--", timeout=timeout)
     if proc.returncode != 0:
         raise RepoError(f"git log {exclude[:12]}..{include[:12]} failed: {_last_line(proc.stderr)}.")
