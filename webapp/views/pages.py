@@ -102,22 +102,17 @@ def live_releases(environment_id: int | None = None, viewer: User | None = None
 
     Plain rows of the columns a release line shows, not ORM objects: a line needs no
     relationship, and a board shows the live releases of every environment. The progress of the
-    pending ones' rules, and who approved the releases bot releases apply, take a few more
-    queries, however many they are. `viewer`: whose approval `may_review` asks about.
+    pending ones' rules, and who triggered and approved the releases bot releases apply, take a
+    few more queries, however many they are. `viewer`: whose approval `may_review` asks about.
     """
-    parent, parent_user = aliased(Release), aliased(User)
-
     def rows_where(*conditions) -> sa.Select:
         query = (sa.select(Release.id, Release.kind, Release.state, Release.environment_id, Release.created_at,
                            Release.started_at, User.username.label("triggered_by_name"), Release.triggered_by_id,
                            Release.approval_rules, Release.approval_reason, Release.since, Release.scheduled_reason,
                            Release.scheduled_until, Release.break_glass_reason, Release.review_due_at,
                            Release.description, Release.commit,
-                           Release.finished_at, Release.resources, Release.parent_release_id, Release.reviewed_at,
-                           parent_user.username.label("parent_triggered_by_name"))
-                 .outerjoin(User, User.id == Release.triggered_by_id)
-                 .outerjoin(parent, parent.id == Release.parent_release_id)
-                 .outerjoin(parent_user, parent_user.id == parent.triggered_by_id).where(*conditions))
+                           Release.finished_at, Release.resources, Release.parent_release_id, Release.reviewed_at)
+                 .outerjoin(User, User.id == Release.triggered_by_id).where(*conditions))
         return query.where(Release.environment_id == environment_id) if environment_id is not None else query
 
     unreviewed = rows_where(Release.break_glass_reason.is_not(None), Release.reviewed_at.is_(None),
@@ -129,7 +124,8 @@ def live_releases(environment_id: int | None = None, viewer: User | None = None
     rows = sorted(db.session.execute(sa.union_all(rows_where(Release.state.in_(LIVE_STATES)), unreviewed,
                                                   finished)), key=lambda row: row.id)
     progress = approval_rules.progress_of(row for row in rows if row.state == "PENDING_APPROVAL")
-    approvers = _approvers({row.parent_release_id for row in rows if row.parent_release_id is not None})
+    parents = {row.parent_release_id for row in rows if row.parent_release_id is not None}
+    approvers, parent_triggerers = _approvers(parents), _triggerers(parents)
     # Rows come in id order, so each environment keeps its newest finished one (the last finished
     # release, or an older emergency release still to be reviewed).
     last_ids = {row.environment_id: row.id for row in rows if row.state in FINISHED_STATES}
@@ -141,7 +137,8 @@ def live_releases(environment_id: int | None = None, viewer: User | None = None
             row.triggered_by_name, row.scheduled_reason, row.break_glass_reason, row.review_due_at,
             pending.summary() if pending is not None else None, row.description or "", row.commit,
             row.finished_at, any(r.get("changeType") in DESTRUCTIVE_CHANGE_TYPES for r in row.resources or []),
-            row.parent_release_id, row.parent_triggered_by_name, tuple(approvers.get(row.parent_release_id, ())),
+            row.parent_release_id, parent_triggerers.get(row.parent_release_id),
+            tuple(approvers.get(row.parent_release_id, ())),
             pending is not None and bool(pending.counts_for(viewer)), row.scheduled_until)
         lists = live.setdefault(release.environment_id, empty_lists())
         if release.break_glass_reason is not None and row.reviewed_at is None:
@@ -153,6 +150,15 @@ def live_releases(environment_id: int | None = None, viewer: User | None = None
         if last_ids.get(release.environment_id) == release.id:
             lists["finished"].append(release)
     return live
+
+
+def _triggerers(release_ids: set[int]) -> dict[int, str | None]:
+    """Who triggered each of `release_ids` (the originals of bot releases)."""
+    if not release_ids:
+        return {}
+    query = (sa.select(Release.id, User.username).outerjoin(User, User.id == Release.triggered_by_id)
+             .where(Release.id.in_(release_ids)))
+    return dict(db.session.execute(query).all())
 
 
 def _approvers(release_ids: set[int]) -> dict[int, list[str]]:
