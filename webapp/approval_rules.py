@@ -138,7 +138,7 @@ def parse_verdict(raw: bytes) -> Verdict:
     if len(raw) > VERDICT_LIMIT:
         raise RuleError(f"{prefix} is larger than {VERDICT_LIMIT // 1024} KiB; write only a reason and rules.")
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode())  # bytes.decode reads UTF-8
     except RecursionError:
         raise RuleError(f"{prefix} is nested too deeply; write an object like "
                         f'{{"reason": "\u2026", "rules": [{EXAMPLE}]}}.') from None
