@@ -328,7 +328,7 @@ def progress_of(releases: Iterable[_Pending]) -> dict[int, Progress]:
     given: dict[int, list[tuple[int | None, list[str], str]]] = {}
     for row in db.session.execute(
             sa.select(Decision.release_id, Decision.user_id, Decision.rules, User.username)
-            .outerjoin(User, User.id == Decision.user_id)
+            .outerjoin(Decision.user)
             .where(Decision.release_id.in_([r.id for r in releases]), Decision.decision == "APPROVE")
             .order_by(Decision.id)):
         given.setdefault(row.release_id, []).append((row.user_id, row.rules or [], row.username or DELETED))
