@@ -146,7 +146,8 @@ def _author_refusal(release: Release, user: User) -> str | None:
 
 
 def authorship_refusal(since: dict | None, user: User,
-                       where: str = "this environment") -> str | None:  # pragma: no mutate (see below)
+                       where: str = "this environment",  # pragma: no mutate (see the last sentence below)
+                       ) -> str | None:
     """Separation of duties over the whole change (authors_may_not_approve): nobody whose email
     is the author's or committer's of a commit since the last release decides it. Someone with
     no email address cannot be told apart, so they do not decide either. `since` is None until
