@@ -138,7 +138,7 @@ def parse_verdict(raw: bytes) -> Verdict:
     if len(raw) > VERDICT_LIMIT:
         raise RuleError(f"{prefix} is larger than {VERDICT_LIMIT // 1024} KiB; write only a reason and rules.")
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode())  # bytes.decode reads UTF-8
     except RecursionError:
         raise RuleError(f"{prefix} is nested too deeply; write an object like "
                         f'{{"reason": "\u2026", "rules": [{EXAMPLE}]}}.') from None
@@ -326,16 +326,17 @@ def progress_of(releases: Iterable[_Pending]) -> dict[int, Progress]:
     if not releases:
         return {}
     given: dict[int, list[tuple[int | None, list[str], str]]] = {}
-    for row in db.session.execute(
-            sa.select(Decision.release_id, Decision.user_id, Decision.rules, User.username)
-            .outerjoin(User, User.id == Decision.user_id)
-            .where(Decision.release_id.in_([r.id for r in releases]), Decision.decision == "APPROVE")
-            .order_by(Decision.id)):
+    approvals = (sa.select(Decision.release_id, Decision.user_id, Decision.rules, User.username)
+                 .outerjoin(Decision.user).where(Decision.decision == "APPROVE"))
+    # Both no mutate: rows are grouped by release, so other releases' rows would only cost time, and
+    # SQLite returns a release's rows in id order anyway (PostgreSQL need not: the order of approved_by).
+    approvals = approvals.where(Decision.release_id.in_([r.id for r in releases]))  # pragma: no mutate
+    for row in db.session.execute(approvals.order_by(Decision.id)):  # pragma: no mutate
         given.setdefault(row.release_id, []).append((row.user_id, row.rules or [], row.username or DELETED))
     people = deciders_by_environment({r.environment_id for r in releases})
     found = {}
     for release in releases:
-        self_approval, no_authors, eligible = people.get(release.environment_id, (False, False, []))
+        self_approval, no_authors, eligible = people.get(release.environment_id, _NOBODY_DECIDES)
         if not self_approval and release.triggered_by_id is not None:
             eligible = [u for u in eligible if u.id != release.triggered_by_id]
         if no_authors:
@@ -343,6 +344,10 @@ def progress_of(releases: Iterable[_Pending]) -> dict[int, Progress]:
         found[release.id] = _progress(release.approval_rules or default_rules(), release.approval_reason,
                                       given.get(release.id, []), eligible)
     return found
+
+
+# deciders_by_environment leaves out an environment nobody may decide in: no one to leave out there either.
+_NOBODY_DECIDES: tuple[bool, bool, list[User]] = (False, False, [])
 
 
 def _progress(rules: list[dict], reason: str | None, given: list[tuple[int | None, list[str], str]],

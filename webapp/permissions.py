@@ -145,18 +145,21 @@ def _author_refusal(release: Release, user: User) -> str | None:
     return authorship_refusal(release.since, user, f"{environment.project.name}/{environment.name}")
 
 
-def authorship_refusal(since: dict | None, user: User, where: str = "this environment") -> str | None:
+def authorship_refusal(since: dict | None, user: User,
+                       where: str = "this environment",  # pragma: no mutate (see the last sentence below)
+                       ) -> str | None:
     """Separation of duties over the whole change (authors_may_not_approve): nobody whose email
     is the author's or committer's of a commit since the last release decides it. Someone with
-    no email address cannot be told apart, so they do not decide either."""
+    no email address cannot be told apart, so they do not decide either. `since` is None until
+    the worker computes it (running/since.py), which writes every key read here. The default
+    `where` reaches only progress_of, which asks whether there is a refusal, not what it says."""
     email = (user.email or "").strip().lower()
     if not email:
         return (f"{where} does not let the authors of a change approve it, and your account has no email "
                 "address to tell you apart from them; ask an admin to set it.")
-    for commit in (since or {}).get("commits", []):
-        if email in (str(commit.get("author_email", "")).strip().lower(),
-                     str(commit.get("committer_email", "")).strip().lower()):
-            return (f"You wrote or committed {commit.get('sha', '')[:12]} (\u201c{commit.get('subject', '')}\u201d), "
+    for commit in since["commits"] if since else []:
+        if email in (commit["author_email"].strip().lower(), commit["committer_email"].strip().lower()):
+            return (f"You wrote or committed {commit['sha'][:12]} (\u201c{commit['subject']}\u201d), "
                     f"which is part of this release, and {where} does not let the authors of a change approve "
                     "it; someone else must decide.")
     return None
@@ -164,7 +167,7 @@ def authorship_refusal(since: dict | None, user: User, where: str = "this enviro
 
 def decidable_releases(user: User):
     """SELECT of the PENDING_APPROVAL releases `user` may decide: the rule of may_decide in SQL."""
-    query = (sa.select(Release).join(Environment, Release.environment_id == Environment.id)
+    query = (sa.select(Release).join(Release.environment)
              .where(Release.state == "PENDING_APPROVAL"))
     if not user.is_admin:
         query = query.where(grant_held(user.id, "approve_release", Release.environment_id))

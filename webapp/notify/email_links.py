@@ -104,11 +104,12 @@ def refusal(link: EmailLink | None, user: User, now: datetime | None = None, *,
 def counterpart(link: EmailLink) -> EmailLink | None:
     """The other link of the same mail: same addressee, release and mail, the other action,
     issued in the same moment (compose.py issues the pair with one `now`; a mail composed again
-    after a failed attempt gets a new pair, and the old one was revoked)."""
+    after a failed attempt gets a new pair, and the old one was revoked). At most one link
+    matches; the other action is never `link` itself."""
     return db.session.scalar(sa.select(EmailLink).where(
-        EmailLink.id != link.id, EmailLink.user_id == link.user_id, EmailLink.release_id == link.release_id,
+        EmailLink.user_id == link.user_id, EmailLink.release_id == link.release_id,
         EmailLink.mail_id.is_not_distinct_from(link.mail_id), EmailLink.created_at == link.created_at,
-        EmailLink.action != link.action).order_by(EmailLink.id).limit(1))
+        EmailLink.action != link.action))
 
 
 def pair_refusal(link: EmailLink | None, user: User, action: str | None = None,
@@ -167,11 +168,12 @@ def decide(token: str, user: User, action: str, comment: str = "") -> Decided | 
     other = counterpart(link)
     pair = [link.id] + ([other.id] if other is not None else [])
     release_id = link.release_id
-    burned = db.session.execute(
-        sa.update(EmailLink).where(EmailLink.id.in_(pair), EmailLink.user_id == user.id,
-                                   EmailLink.used_at.is_(None), EmailLink.revoked_at.is_(None),
-                                   EmailLink.expires_at > now)
-        .values(used_at=now).execution_options(synchronize_session=False)).rowcount
+    burn = (sa.update(EmailLink).where(EmailLink.id.in_(pair), EmailLink.user_id == user.id,
+                                       EmailLink.used_at.is_(None), EmailLink.revoked_at.is_(None),
+                                       EmailLink.expires_at > now)
+            .values(used_at=now))
+    # no mutate: synchronize_session=None syncs nothing either (SQLAlchemy 2 reads only its four values)
+    burned = db.session.execute(burn.execution_options(synchronize_session=False)).rowcount  # pragma: no mutate
     if burned != len(pair):  # another request used one first (or it ended meanwhile)
         db.session.rollback()
         return pair_refusal(find(token), user, action) or UNKNOWN

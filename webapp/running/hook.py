@@ -129,7 +129,7 @@ def _python_syntax_error(source: bytes, script: Path) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. invalid escapes are not our concern
-            compile(source, str(script), "exec", dont_inherit=True)
+            compile(source, Path(script).name, "exec", dont_inherit=True)  # the name goes only into exc.filename
     except SyntaxError as exc:
         return (f"The hook {Path(script).name} has a Python syntax error at line "
                 f"{exc.lineno}: {exc.msg}; fix it and trigger the release again.")

@@ -31,6 +31,7 @@ SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/li
 # an empty folder in every box.
 HIDDEN = ("/etc/releasegate",)
 REAPER = Path(__file__).with_name("reaper.py")
+PROBE_SECONDS = 30  # how long check() waits for bwrap to start a box and end
 NO_BWRAP = ("Hooks run in a bubblewrap sandbox, but bwrap is not installed: install it (Debian: apt-get "
             "install bubblewrap), or set HOOK_SANDBOX=none to run hooks unsandboxed (docs/operations.md says "
             "what that exposes).")
@@ -107,7 +108,7 @@ def check(mode: str, account: Account | None) -> str | None:
     box = launch(["true"], cwd=Path("/"), binds=(), mode=mode, account=account)
     try:
         proc = subprocess.run(box.argv, stdin=subprocess.DEVNULL, capture_output=True, env={}, cwd="/",
-                              timeout=30, **popen_user(box.user))
+                              timeout=PROBE_SECONDS, **popen_user(box.user))
     except FileNotFoundError:
         return NO_BWRAP
     except (OSError, subprocess.TimeoutExpired) as error:
