@@ -96,3 +96,32 @@ def test_deciding_through_a_link_without_a_comment_records_none(app, pending):
 def test_deciding_an_action_links_do_not_have_is_a_programming_error(app, pending):
     with app.app_context(), pytest.raises(ValueError, match=r"^unknown link action 'merge'$"):
         email_links.decide("any-token", user("alice"), "merge")
+
+
+@pytest.mark.parametrize("meanwhile", ["used", "revoked", "expired", "readdressed"])
+def test_the_burn_itself_refuses_a_link_that_changed_after_it_was_judged(app, pending, monkeypatch, meanwhile):
+    """The burn is a compare-and-set on every condition the link was judged on: a request that
+    used the link (or a revocation, its expiry, another addressee) landing between the judgement
+    and the UPDATE is caught by the UPDATE, on any database. Made to happen deterministically by
+    changing the row in the deciding transaction itself, right after the judgement."""
+    release_id, _ = pending
+    with app.app_context():
+        alice, bob = user("alice"), user("bob")
+        sent = mail(alice, release_id)
+        token = email_links.issue(alice.id, release_id, "approve", mail_id=sent)
+        email_links.issue(alice.id, release_id, "reject", mail_id=sent)
+        db.session.commit()
+        judged_counterpart = email_links.counterpart
+        change = {"used": {"used_at": utcnow()}, "revoked": {"revoked_at": utcnow()},
+                  "expired": {"expires_at": utcnow() - timedelta(seconds=1)}, "readdressed": {"user_id": bob.id}}
+
+        def counterpart_after_a_change(found: EmailLink) -> EmailLink | None:
+            db.session.execute(sa.update(EmailLink).where(EmailLink.id == found.id).values(**change[meanwhile]))
+            return judged_counterpart(found)
+
+        monkeypatch.setattr(email_links, "counterpart", counterpart_after_a_change)
+        refused = email_links.decide(token, alice, "approve")
+        assert isinstance(refused, email_links.Refusal), refused
+        monkeypatch.undo()
+        assert db.session.get(Release, release_id).state == "PENDING_APPROVAL"
+        assert db.session.scalars(sa.select(Decision).where(Decision.release_id == release_id)).all() == []
