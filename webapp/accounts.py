@@ -25,7 +25,7 @@ from .models import (
 )
 from .permissions import GLOBAL_ONLY, PERMISSIONS, PermissionDenied, grant_held, require
 from .releases import NotFound, ReleaseError
-from .transactions import Actor, audit, commit_changes, revoke_email_links, transition
+from .transactions import Actor, audit, begin_or_join_write, commit_changes, revoke_email_links
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -75,8 +75,8 @@ def check_password(password: str) -> str:
 
 # -- users -------------------------------------------------------------------------------------
 
-@transition
 def create_user(actor: Actor, *, username: str, email: str, password: str, is_admin: bool = False) -> User:
+    begin_or_join_write()
     require(actor.user, "manage_users")
     username, email, password = check_username(username), check_email(email), check_password(password)
     if db.session.scalar(sa.select(User.id).where(User.username == username)) is not None:
@@ -134,11 +134,11 @@ def add_grant(user: User, permission: str, environment: Environment | None = Non
     return existing
 
 
-@transition
 def deactivate_user(actor: Actor, user: User) -> int:
     """Deactivate `user`: sessions end (the user loader refuses inactive users), and every
     API token, unused email link and Slack link is revoked in the same transaction, so they stay
     dead if the account is reactivated. Returns how many tokens were revoked."""
+    begin_or_join_write()
     require(actor.user, "manage_users")
     if actor.user is not None and actor.user.id == user.id:
         raise PermissionDenied("You cannot deactivate your own account; ask another user manager to do it.")
@@ -163,9 +163,9 @@ def deactivate_user(actor: Actor, user: User) -> int:
     return revoked
 
 
-@transition
 def reactivate_user(actor: Actor, user: User) -> None:
     """Let `user` sign in again. Tokens and email links revoked on deactivation stay revoked."""
+    begin_or_join_write()
     require(actor.user, "manage_users")
     if user.active:
         raise ReleaseError(f"{user.username} is already active.")
@@ -175,8 +175,8 @@ def reactivate_user(actor: Actor, user: User) -> None:
     commit_changes()
 
 
-@transition
 def reset_password(actor: Actor, user: User, password: str) -> None:
+    begin_or_join_write()
     require(actor.user, "manage_users")
     user.password_hash = hash_password(check_password(password))
     user.end_sessions()
@@ -184,11 +184,11 @@ def reset_password(actor: Actor, user: User, password: str) -> None:
     commit_changes()
 
 
-@transition
 def sign_out(user: User) -> None:
     """End `user`'s sessions: the session and remember-me cookies name the login id, which
     changes, so a copy of a cookie taken before signing out no longer works. One id per user,
     so this signs the user out in every browser."""
+    begin_or_join_write()
     user.end_sessions()
     commit_changes()
 
@@ -223,9 +223,9 @@ def check_grant(permission: str, environment: Environment | None) -> None:
                          "grant anything; choose \u201cAll environments\u201d.", "environment")
 
 
-@transition
 def grant_permission(actor: Actor, user: User, permission: str, environment: Environment | None = None) -> Grant:
     """Give `user` one permission for every environment (None) or for one."""
+    begin_or_join_write()
     require(actor.user, "manage_users")
     check_grant(permission, environment)
     scope = (Grant.environment_id.is_(None) if environment is None
@@ -246,8 +246,8 @@ def grant_permission(actor: Actor, user: User, permission: str, environment: Env
     return grant
 
 
-@transition
 def revoke_grant(actor: Actor, user: User, grant_id: int) -> None:
+    begin_or_join_write()
     require(actor.user, "manage_users")
     grant = db.session.scalar(sa.select(Grant).where(Grant.id == grant_id, Grant.user_id == user.id))
     if grant is None:
@@ -326,10 +326,10 @@ def check_expiry_days(days: str | int | None) -> int | None:
     return value
 
 
-@transition
 def create_api_token(actor: Actor, name: str, expires_in_days: int | None = DEFAULT_TOKEN_DAYS) -> str:
     """Create a token for the acting user and return it; only its hash is stored. It expires
     after `expires_in_days`, or never for None."""
+    begin_or_join_write()
     user = _own(actor)
     name = check_token_name(name)
     expires_at: datetime | None = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
@@ -339,9 +339,9 @@ def create_api_token(actor: Actor, name: str, expires_in_days: int | None = DEFA
     return create_token(user, name, expires_at)  # commits the token and the audit row together
 
 
-@transition
 def revoke_api_token(actor: Actor, token_id: int) -> ApiToken:
     """Revoke one of the acting user's own tokens; another user's token reads as missing."""
+    begin_or_join_write()
     user = _own(actor)
     token = db.session.scalar(sa.select(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user.id))
     if token is None:

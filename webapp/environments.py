@@ -17,7 +17,7 @@ from .intake.resources import InvalidInput
 from .models import Environment, Project, Release, Variable
 from .permissions import require
 from .running import WORK_ROOT
-from .transactions import Actor, audit, commit_changes, transition
+from .transactions import Actor, audit, begin_or_join_write, commit_changes
 
 
 class SettingsConflict(releases.ReleaseError):
@@ -30,9 +30,9 @@ class SettingsConflict(releases.ReleaseError):
         self.field = field
 
 
-@transition
 def create_project(actor: Actor, *, name: str, repo: str, branch: str = "main",
                    hook_ref: str | None = None, web_url_template: str | None = None) -> Project:
+    begin_or_join_write()
     require(actor.user, "manage_environments")
     if db.session.scalar(sa.select(Project.id).where(Project.name == name)) is not None:
         raise releases.ReleaseError(f"A project named {name} already exists; choose another name.")
@@ -53,9 +53,9 @@ PROJECT_EDITABLE = ("repo", "branch", "hook_ref", "web_url_template", "change_wi
 PROJECT_GATE_WEAKENING = {"repo", "branch", "hook_ref"}
 
 
-@transition
 def update_project(actor: Actor, project: Project, changes: dict[str, Any]) -> list[str]:
     """Apply checked values (validate.PROJECT_FIELDS) and return the names that changed."""
+    begin_or_join_write()
     require(actor.user, "manage_environments")
     unknown = set(changes) - set(PROJECT_EDITABLE)
     if unknown:
@@ -99,8 +99,8 @@ def _announce_to_environments(actor: Actor, project: Project, changed: dict[str,
                        "weakens_gate": [f"project.{key}" for key in sorted(moved)]})
 
 
-@transition
 def create_environment(project: Project, actor: Actor, *, name: str, **settings: Any) -> Environment:
+    begin_or_join_write()
     require(actor.user, "manage_environments")
     if settings.get("approval_workflow", True) and settings.get("parallel_releases", False):
         raise SettingsConflict("The approval workflow and parallel releases exclude each other: "
@@ -195,9 +195,9 @@ def check_settings_changes(environment: Environment, changes: dict[str, Any]) ->
                                    "approval_rules")
 
 
-@transition
 def update_environment(environment: Environment, actor: Actor, changes: dict[str, Any]) -> list[str]:
     """Apply settings changes, refusing both switches on; returns the names that changed."""
+    begin_or_join_write()
     require(actor.user, "manage_environments", environment)
     check_settings_changes(environment, changes)  # again in this transaction: a group deleted since a check
     changed = {}
@@ -216,9 +216,9 @@ def update_environment(environment: Environment, actor: Actor, changes: dict[str
     return sorted(changed)
 
 
-@transition
 def set_variable(environment: Environment, actor: Actor, name: str, value: str, *, secret: bool,
                  for_hooks: bool) -> tuple[Variable, bool]:
+    begin_or_join_write()
     require(actor.user, "manage_environments", environment)
     variable = db.session.scalar(sa.select(Variable).where(Variable.environment_id == environment.id,
                                                            Variable.name == name))
@@ -234,8 +234,8 @@ def set_variable(environment: Environment, actor: Actor, name: str, value: str, 
     return variable, created
 
 
-@transition
 def delete_variable(environment: Environment, actor: Actor, name: str) -> None:
+    begin_or_join_write()
     require(actor.user, "manage_environments", environment)
     variable = db.session.scalar(sa.select(Variable).where(Variable.environment_id == environment.id,
                                                            Variable.name == name))

@@ -16,7 +16,7 @@ from .extensions import db
 from .models import Environment, Grant, Group, Release, User, group_members
 from .permissions import PERMISSIONS, require
 from .releases import NotFound, WrongState
-from .transactions import Actor, audit, commit_changes, transition
+from .transactions import Actor, audit, begin_or_join_write, commit_changes
 
 MAX_DESCRIPTION = 1000
 
@@ -104,8 +104,8 @@ def _lock(group: Group) -> None:
 
 # -- groups ------------------------------------------------------------------------------------
 
-@transition
 def create_group(actor: Actor, *, name: str, description: str = "") -> Group:
+    begin_or_join_write()
     require(actor.user, "manage_users")
     name, description = check_name(name), check_description(description)
     if db.session.scalar(sa.select(Group.id).where(Group.name == name)) is not None:
@@ -121,11 +121,11 @@ def create_group(actor: Actor, *, name: str, description: str = "") -> Group:
     return group
 
 
-@transition
 def update_group(actor: Actor, group: Group, *, name: str | None = None,
                  description: str | None = None) -> list[str]:
     """Rename `group` and/or change its description; returns what changed. A rename rewrites
     every environment's and every pending release's approval rules that name the group."""
+    begin_or_join_write()
     require(actor.user, "manage_users")
     name = check_name(name) if name is not None else group.name
     description = check_description(description) if description is not None else group.description
@@ -171,9 +171,9 @@ def _rewrite_rules(actor: Actor, old: str, new: str) -> list[str]:
     return where
 
 
-@transition
 def delete_group(actor: Actor, group: Group) -> None:
     """Delete `group`, its memberships and its grants; refused while approval rules name it."""
+    begin_or_join_write()
     require(actor.user, "manage_users")
     _lock(group)
     naming = [f"{environment.project.name}/{environment.name}" for environment in environments_naming(group.name)]
@@ -207,9 +207,9 @@ def _grant_details(grant: Grant) -> dict:
 
 # -- members -----------------------------------------------------------------------------------
 
-@transition
 def add_member(actor: Actor, group: Group, user: User) -> bool:
     """Put `user` in `group`; False when they were in it already (nothing changes)."""
+    begin_or_join_write()
     require(actor.user, "manage_users")
     if user in group.members:
         return False
@@ -224,9 +224,9 @@ def add_member(actor: Actor, group: Group, user: User) -> bool:
     return True
 
 
-@transition
 def remove_member(actor: Actor, group: Group, user: User) -> None:
     """Take `user` out of `group`; the group's grants stop being theirs at once."""
+    begin_or_join_write()
     require(actor.user, "manage_users")
     if user not in group.members:
         raise NotFound(f"{user.username} is not a member of {group.name}; nothing was changed.")
@@ -243,9 +243,9 @@ def remove_member(actor: Actor, group: Group, user: User) -> None:
 
 # -- grants to a group -------------------------------------------------------------------------
 
-@transition
 def grant_to_group(actor: Actor, group: Group, permission: str, environment: Environment | None = None) -> Grant:
     """Give `group` one permission for every environment (None) or one: every member holds it."""
+    begin_or_join_write()
     require(actor.user, "manage_users")
     check_grant(permission, environment)
     label = scope_label(environment)
@@ -269,9 +269,9 @@ def grant_to_group(actor: Actor, group: Group, permission: str, environment: Env
     return grant
 
 
-@transition
 def revoke_group_grant(actor: Actor, group: Group, grant_id: int) -> None:
     """Revoke one of `group`'s grants; members who lose approve_release lose their email links."""
+    begin_or_join_write()
     require(actor.user, "manage_users")
     grant = db.session.scalar(sa.select(Grant).where(Grant.id == grant_id, Grant.group_id == group.id))
     if grant is None:

@@ -2,8 +2,6 @@
 write transactions that hold SQLite's lock from their start, and side effects after commit."""
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -161,17 +159,13 @@ def write_transaction() -> None:
     db.session.info["writing"] = True
 
 
-def transition(fn: Callable) -> Callable:
-    """Run a state-machine function in a write transaction of its own, or inside the
-    write transaction already open (e.g. an email link burnt together with its decision):
-    then the function's commit commits both, and its failure rolls back both."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any):
-        if not db.session.info.get("writing"):
-            write_transaction()
-        return fn(*args, **kwargs)
-
-    return wrapper
+def begin_or_join_write() -> None:
+    """The first line of every function that changes rows (the state machine's, accounts',
+    groups', settings'): a write transaction of its own, or the one already open (e.g. an email
+    link burnt together with its decision: then the function's commit commits both, and its
+    failure rolls back both)."""
+    if not db.session.info.get("writing"):
+        write_transaction()
 
 
 def commit_changes() -> None:

@@ -24,7 +24,7 @@ from ..extensions import db
 from ..intake.resources import InvalidInput, change_counts
 from ..models import AuditEvent, Environment, Release, SlackChannel, SlackMessage, utcnow
 from ..releases import NotFound
-from ..transactions import Actor, audit, commit_changes, transition, write_transaction
+from ..transactions import Actor, audit, begin_or_join_write, commit_changes, write_transaction
 from .checked_http import LocalAddressRefused, opener
 from .outbound import claim, retry_delay, worker_job
 from .webhooks import _slack_escape as escape
@@ -55,9 +55,9 @@ def channels() -> list[SlackChannel]:
     return list(db.session.scalars(sa.select(SlackChannel).order_by(SlackChannel.channel, SlackChannel.id)))
 
 
-@transition
 def add_channel(actor: Actor, channel: str, environment_id: int | None) -> SlackChannel:
     """`environment_id` None: approval requests of every environment go to `channel`."""
+    begin_or_join_write()
     require_admin(actor.user)
     channel = check_channel(channel)
     environment = db.session.get(Environment, environment_id) if environment_id is not None else None
@@ -76,8 +76,8 @@ def add_channel(actor: Actor, channel: str, environment_id: int | None) -> Slack
     return row
 
 
-@transition
 def remove_channel(actor: Actor, channel_id: int) -> str:
+    begin_or_join_write()
     require_admin(actor.user)
     row = db.session.get(SlackChannel, channel_id)
     if row is None:

@@ -21,7 +21,7 @@ from .. import releases
 from ..extensions import db
 from ..models import Release, SlackLink, SlackLinkCode, User, utcnow
 from ..permissions import PermissionDenied, decide_refusal
-from ..transactions import Actor, audit, commit_changes, transition
+from ..transactions import Actor, audit, begin_or_join_write, commit_changes
 from . import slack as messages
 
 MAX_SKEW_SECONDS = 5 * 60  # Slack's advice: older requests may be replays
@@ -60,9 +60,9 @@ def normalise(code: str) -> str:
     return "".join(c for c in (code or "").upper() if c not in "- ")
 
 
-@transition
 def issue_code(user: User) -> str:
     """A new code for `user` (shown once, never stored); their earlier unused codes stop working."""
+    begin_or_join_write()
     db.session.execute(sa.delete(SlackLinkCode).where(SlackLinkCode.user_id == user.id,
                                                       SlackLinkCode.used_at.is_(None)))
     code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
@@ -77,9 +77,9 @@ def links_of(user: User) -> list[SlackLink]:
     return list(db.session.scalars(sa.select(SlackLink).where(SlackLink.user_id == user.id).order_by(SlackLink.id)))
 
 
-@transition
 def unlink(user: User, link_id: int) -> None:
     """A user ends one of their own links (someone else's id changes nothing)."""
+    begin_or_join_write()
     link = db.session.scalar(sa.select(SlackLink).where(SlackLink.id == link_id, SlackLink.user_id == user.id))
     if link is not None:
         audit(Actor(user, "ui"), "slack", reason=f"Slack user {link.slack_username or link.slack_user_id} unlinked")
@@ -87,10 +87,10 @@ def unlink(user: User, link_id: int) -> None:
     commit_changes()
 
 
-@transition
 def link(team_id: str, slack_user_id: str, slack_username: str, code: str) -> str:
     """Use a code: the Slack user acts as its Releasegate user from now on. Returns the sentence
     Slack shows (ephemeral). A wrong, used or expired code changes nothing."""
+    begin_or_join_write()
     now = utcnow()
     found = db.session.scalar(sa.select(SlackLinkCode).where(SlackLinkCode.code_hash == _hash(normalise(code))))
     if found is None:

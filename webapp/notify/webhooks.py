@@ -25,7 +25,7 @@ from ..intake.serialize import SETTINGS, iso, project_dict, release_dict
 from ..models import AuditEvent, Environment, Release, User, WebhookDelivery, WebhookEndpoint, utcnow
 from ..permissions import PermissionDenied
 from ..releases import NotFound, ReleaseError
-from ..transactions import Actor, after_commit, audit, commit_changes, transition, write_transaction
+from ..transactions import Actor, after_commit, audit, begin_or_join_write, commit_changes, write_transaction
 from .checked_http import LocalAddressRefused, address_kind, literal_address, local_address, opener
 from .outbound import claim, retry_delay, worker_job
 
@@ -100,10 +100,10 @@ def _summary(endpoint: WebhookEndpoint) -> dict:
             [f"{e.project.name}/{e.name}" for e in endpoint.environments], "active": endpoint.active}
 
 
-@transition
 def create_endpoint(actor: Actor, *, name: str, url: str, secret: str, events: list[str], format: str = "json",
                     environment_ids: list[int] | None = None) -> WebhookEndpoint:
     """`environment_ids` None: every environment."""
+    begin_or_join_write()
     require_admin(actor.user)
     if format not in FORMATS:
         raise InvalidInput(f"Unknown format {format!r}.")
@@ -117,10 +117,10 @@ def create_endpoint(actor: Actor, *, name: str, url: str, secret: str, events: l
     return endpoint
 
 
-@transition
 def update_endpoint(actor: Actor, endpoint_id: int, *, name: str, url: str, secret: str | None,
                     events: list[str], format: str, environment_ids: list[int] | None, active: bool) -> None:
     """`secret` None keeps the current one."""
+    begin_or_join_write()
     require_admin(actor.user)
     endpoint = get_endpoint(endpoint_id)
     if format not in FORMATS:
@@ -136,8 +136,8 @@ def update_endpoint(actor: Actor, endpoint_id: int, *, name: str, url: str, secr
     commit_changes()
 
 
-@transition
 def delete_endpoint(actor: Actor, endpoint_id: int) -> None:
+    begin_or_join_write()
     require_admin(actor.user)
     endpoint = get_endpoint(endpoint_id)
     audit(actor, "webhook", reason=f"webhook {endpoint.name} deleted with its delivery log",
@@ -383,9 +383,9 @@ def _record(delivery_pk: int, code: int | None, error: str | None, duration_ms: 
     return status
 
 
-@transition
 def redeliver(actor: Actor, delivery_pk: int) -> WebhookDelivery:
     """Send a delivery again, same id and body, with a fresh round of retries."""
+    begin_or_join_write()
     require_admin(actor.user)
     delivery = db.session.get(WebhookDelivery, delivery_pk)
     if delivery is None:

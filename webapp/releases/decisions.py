@@ -15,9 +15,9 @@ from ..transactions import (
     SYSTEM,
     Actor,
     audit,
+    begin_or_join_write,
     commit_changes,
     lock_environment,
-    transition,
 )
 from .queue import dispatch_queue, window_verdict
 from .states import Unacceptable, WrongState, enqueue, get_release, move, wrong_state
@@ -42,13 +42,13 @@ def _pending_progress(release: Release, doing: str) -> approval_rules.Progress:
     return approval_rules.progress(release)
 
 
-@transition
 def approve(release_id: int, actor: Actor, comment: str = "") -> Release:
     """Count an approval for every rule of a pending release its giver may count for, met
     already or not (an earlier approval may stop counting while the release waits). When the
     last rule is met, the release becomes APPROVED and its BOT release takes the slot
     in the same transaction; that BOT release is returned, else the release (rules remain).
     An approval that would count for no rule is refused (WrongState)."""
+    begin_or_join_write()
     release = get_release(release_id)
     _check_decider(release, actor)
     progress = _pending_progress(release, "approved")
@@ -88,9 +88,9 @@ def approve(release_id: int, actor: Actor, comment: str = "") -> Release:
     return bot
 
 
-@transition
 def reject(release_id: int, actor: Actor, comment: str = "") -> Release:
     """Reject a pending release: one rejection by anyone who could count for a rule is enough."""
+    begin_or_join_write()
     release = get_release(release_id)
     _check_decider(release, actor)
     progress = _pending_progress(release, "rejected")
@@ -112,10 +112,10 @@ def expires_at(pending_since: datetime | None, hours: float | None) -> datetime 
     return pending_since + timedelta(hours=hours) if pending_since is not None and hours else None
 
 
-@transition
 def remind(release_id: int, last: datetime | None, now: datetime) -> bool:
     """Record a reminder of a pending release, once: a compare-and-set on when it was last
     reminded, so two reconcilers never remind twice. The audit event mails those still counting."""
+    begin_or_join_write()
     release = get_release(release_id)
     result = db.session.execute(
         sa.update(Release).where(Release.id == release_id, Release.state == "PENDING_APPROVAL",
@@ -135,10 +135,10 @@ def remind(release_id: int, last: datetime | None, now: datetime) -> bool:
 REVIEW_COMMENT = 5_000  # like every decision's comment
 
 
-@transition
 def review(release_id: int, actor: Actor, comment: str) -> Release:
     """Mark a finished emergency release reviewed, once: by someone who may approve its
     environment and did not trigger it, with a comment on what was done."""
+    begin_or_join_write()
     release = get_release(release_id)
     if release.break_glass_reason is None:
         raise WrongState(f"Release #{release.id} is not an emergency release, so it needs no review.")
@@ -166,10 +166,10 @@ def review(release_id: int, actor: Actor, comment: str) -> Release:
     return release
 
 
-@transition
 def announce_overdue_review(release_id: int, last: datetime | None, now: datetime) -> bool:
     """Record that an emergency release's review is overdue, once per announcement: a
     compare-and-set on when it was last announced (reconcile.announce_overdue_reviews)."""
+    begin_or_join_write()
     release = get_release(release_id)
     result = db.session.execute(
         sa.update(Release).where(Release.id == release_id, Release.reviewed_at.is_(None),
@@ -186,9 +186,9 @@ def announce_overdue_review(release_id: int, last: datetime | None, now: datetim
     return True
 
 
-@transition
 def cancel(release_id: int, actor: Actor) -> Release:
     """Cancel a queued release, or withdraw one's own pending release."""
+    begin_or_join_write()
     release = get_release(release_id)
     judged = release.state
     own = may_cancel(release, actor.user)

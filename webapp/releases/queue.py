@@ -19,11 +19,11 @@ from ..transactions import (
     Actor,
     after_commit,
     audit,
+    begin_or_join_write,
     commit_changes,
     database_now,
     lock_environment,
     revoke_email_links,
-    transition,
 )
 from .states import FULL_SHA, Unacceptable, WrongState, enqueue, move
 
@@ -118,10 +118,10 @@ def _start_scheduled(environment_id: int, verdict: windows.Verdict) -> None:
             after_commit(bump_version)  # the pages say why it waits
 
 
-@transition
 def dispatch(environment_id: int, now: datetime | None = None) -> None:
     """Dispatch an environment's queue, and start what a change window lets start (the
     reconciler's safety net and clock)."""
+    begin_or_join_write()
     dispatch_queue(environment_id, now)
     commit_changes()
 
@@ -132,12 +132,12 @@ BREAK_GLASS_REASON = (10, 2_000)  # characters: a sentence someone can review af
 
 
 
-@transition
 def trigger(environment: Environment, actor: Actor, resources: list[dict], *, ref: str | None = None,
             description: str = "", idempotency_key: str | None = None,
             break_glass: str | None = None) -> tuple[Release, bool]:
     """Queue a release; returns (release, created). A repeated Idempotency-Key returns the first.
     `break_glass` (a reason) makes it an emergency release: see _break_glass."""
+    begin_or_join_write()
     require(actor.user, "trigger_release", environment)
     if break_glass is not None:
         break_glass = _check_break_glass(environment, actor, break_glass)

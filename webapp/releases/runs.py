@@ -13,21 +13,21 @@ from ..permissions import require
 from ..transactions import (
     WORKER,
     Actor,
+    begin_or_join_write,
     commit_changes,
     lock_environment,
-    transition,
 )
 from .queue import dispatch_queue, start, window_verdict
 from .states import WrongState, enqueue, get_release, move, wrong_state
 
 # -- what the worker reports ----------------------------------------------------------------
 
-@transition  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
 def claim_run(release_id: int, stage: str, **pinned: Any) -> bool:
     """Mark a hook ("hook") or apply ("execute") as started, once, and record in the same
     compare-and-set what it runs (`pinned`: commit, hook ref commit and path, or command).
     False: nothing to do (another job claimed it, or the release moved on, or an apply found its
     change window closed: _window_closed)."""
+    begin_or_join_write()  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
     if stage == "execute" and _window_closed(release_id):
         return False
     now = utcnow()
@@ -58,9 +58,9 @@ def _window_closed(release_id: int) -> bool:
     return moved
 
 
-@transition  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
 def heartbeat(release_id: int, state: str, **output: Any) -> bool:
     """Record liveness and output so far; False when the release left `state` (e.g. aborted)."""
+    begin_or_join_write()  # a write on a stale read snapshot fails at once on SQLite ("database is locked")
     result = db.session.execute(
         sa.update(Release).where(Release.id == release_id, Release.state == state)
         .values(heartbeat_at=utcnow(), **output).execution_options(synchronize_session=False))
@@ -68,10 +68,10 @@ def heartbeat(release_id: int, state: str, **output: Any) -> bool:
     return result.rowcount == 1
 
 
-@transition
 def fail(release_id: int, error: str, actor: Actor = WORKER, *, expect: tuple[str, ...],
          state: str = "FAILED", where: tuple = (), **values: Any) -> bool:
     """End a release that cannot go on (FAILED, or `state`), freeing its slot."""
+    begin_or_join_write()
     release = get_release(release_id)
     if not move(release, state, actor, "fail", expect=expect, error=error, reason=error, where=where, **values):
         return False
@@ -80,7 +80,6 @@ def fail(release_id: int, error: str, actor: Actor = WORKER, *, expect: tuple[st
     return True
 
 
-@transition
 def record_hook_result(release_id: int, *, exit_code: int | None, output: str, truncated: bool,
                        error: str | None = None, needs_approval_reason: str | None = None,
                        verdict: bytes | None = None) -> str | None:
@@ -90,6 +89,7 @@ def record_hook_result(release_id: int, *, exit_code: int | None, output: str, t
     wrote to $RELEASE_VERDICT) adds approval rules to a wait, and is ignored after an exit 0.
     A wait whose rules nobody could meet fails instead. Returns the new state, or None when the
     release had moved on."""
+    begin_or_join_write()
     release = get_release(release_id)
     hook = {"hook_exit_code": exit_code, "hook_output": output, "hook_truncated": truncated}
     passed = error is None and exit_code in (0, 2)
@@ -160,9 +160,9 @@ def _rules_for(release: Release, verdict: bytes | None) -> tuple[list[dict], str
     return approval_rules.merge(rules, parsed.rules), parsed.reason
 
 
-@transition
 def record_execution_result(release_id: int, *, exit_code: int | None, output: str, truncated: bool,
                             timed_out: bool = False, error: str | None = None) -> str | None:
+    begin_or_join_write()
     release = get_release(release_id)
     if timed_out:
         state, error = "TIMED_OUT", error or "The release command timed out."
@@ -179,8 +179,8 @@ def record_execution_result(release_id: int, *, exit_code: int | None, output: s
     return state if moved else None
 
 
-@transition
 def succeed_without_command(release_id: int) -> bool:
+    begin_or_join_write()
     moved = _succeed_without_command(get_release(release_id))
     commit_changes()
     return moved
@@ -202,10 +202,10 @@ def _succeed_without_command(release: Release) -> bool:
     return moved
 
 
-@transition
 def abort(release_id: int, actor: Actor) -> Release:
     """Stop a READY, SCHEDULED or IN_PROGRESS release; its worker sees the change and kills its
     processes."""
+    begin_or_join_write()
     release = get_release(release_id)
     require(actor.user, "cancel_release", release.environment)
     message = f"aborted by {actor.name}"
@@ -218,9 +218,9 @@ def abort(release_id: int, actor: Actor) -> Release:
     return release
 
 
-@transition
 def finish(release_id: int, actor: Actor, result: str, log: str = "") -> Release:
     """An external deployer reports the outcome of a release that waits for it."""
+    begin_or_join_write()
     release = get_release(release_id)
     require(actor.user, "trigger_release", release.environment)
     environment = release.environment
