@@ -48,7 +48,8 @@ def test_an_emergency_release_is_red_on_the_dashboard_and_its_page_until_someone
     expect(page.locator("#review-done")).to_contain_text("Reviewed by approver")
     expect(page.locator("#release-panel")).to_contain_text("right call: the payment fix is merged")
     expect(page.get_by_role("button", name="Mark reviewed")).to_have_count(0)
-    assert background(page.locator("#emergency-banner")) != RED
+    # the banner follows once the page has drawn the review: waited for, not read at once
+    expect(page.locator("#emergency-banner")).not_to_have_css("background-color", RED)
     page.goto("/")
     expect(page.locator("#emergency-banner")).to_have_count(0)
 
