@@ -28,6 +28,10 @@ class Board:
         self.app: App = stack.app(name)
         stack.flask(self.app, "users", "create", "admin", "--email", "admin@localhost", "--password", PASSWORD,
                     "--admin")
+        # Someone other than the triggerer who may approve: without them the hooks' "approval
+        # required" fails the release (no approval rule could ever be met).
+        stack.flask(self.app, "users", "create", "reviewer", "--email", "reviewer@localhost", "--password", PASSWORD,
+                    "--admin")
         self.server = stack.serve_app(self.app)
         api = Api(self.server.url, stack.flask(self.app, "tokens", "create", "admin"))
         api.call("POST", "/projects", {"name": "board", "repo": str(repo), "branch": "main"}, expect=201)
