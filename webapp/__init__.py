@@ -1,10 +1,11 @@
 """Releasegate: a self-hosted release approval workflow."""
 from __future__ import annotations
 
+import click
 from flask import Flask
 
 from .config import load_config
-from .extensions import configure_sqlite, csrf, db, limiter, login_manager, migrate
+from .extensions import configure_sqlite, csrf, db, enable_migrations, limiter, login_manager
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -23,7 +24,8 @@ def create_app(config: dict | None = None) -> Flask:
                          "(only RELEASEGATE_ENV=development may run without one).")
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    if click.get_current_context(silent=True) is not None:  # the `flask` command: `flask db upgrade` and the rest
+        enable_migrations(app)
     login_manager.init_app(app)
     csrf.init_app(app)
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"] or "memory://")

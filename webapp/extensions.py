@@ -1,11 +1,10 @@
 """Extension objects, created here and configured by create_app()."""
 from __future__ import annotations
 
-from flask import current_app
+from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from redis import Redis
@@ -25,10 +24,19 @@ NAMING_CONVENTION = {
 # begins with a rollback, which expires everything (transactions.write_transaction).
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION),
                 session_options={"expire_on_commit": False})
-migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address)
+
+
+def enable_migrations(app: Flask) -> None:
+    """Flask-Migrate, for `flask db …` and for whatever else migrates (the tests' fixtures). A web
+    server or a worker never migrates, so it never loads alembic: ~11 MB less in every process."""
+    from flask_migrate import Migrate
+
+    from .config import ROOT
+
+    Migrate(app, db, directory=str(ROOT / "migrations"))
 
 
 def redis_connection() -> Redis:

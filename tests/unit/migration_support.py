@@ -23,7 +23,7 @@ from argon2 import PasswordHasher
 
 from tests.fixtures.services import POSTGRES_URL
 from tests.helpers import SAMPLE_LIKE_HOOK, git, make_repo
-from webapp.extensions import db
+from webapp.extensions import db, enable_migrations
 from webapp.models import utcnow
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
@@ -66,6 +66,7 @@ def migrate(url: str, tmp_path: Path, command: str, revision: str) -> None:
     import flask_migrate
 
     app = make_app(url, tmp_path)
+    enable_migrations(app)  # as the `flask` command does
     with app.app_context():
         getattr(flask_migrate, command)(revision=revision)
         for engine in db.engines.values():

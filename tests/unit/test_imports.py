@@ -73,3 +73,25 @@ def test_webapp_and_worker_have_no_import_cycle():
     assert "webapp.releases" in graph and graph["webapp.releases"], "the walk found no imports"
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_a_web_process_loads_no_migration_tool_and_flask_db_still_migrates(tmp_path):
+    """Serving and working never migrate, so `import wsgi` (what gunicorn does) leaves alembic and
+    Flask-Migrate unloaded (~11 MB of every web process); the `flask` command still has `flask db`."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SECRET_KEY": "test-secret", "REDIS_URL": "",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}", "RELEASEGATE_INSTANCE": str(tmp_path / "instance")}
+    env.pop("FLASK_APP", None)
+    served = subprocess.run([sys.executable, "-c", "import sys, wsgi; print(sorted(m for m in sys.modules "
+                             "if m.split('.')[0] in ('alembic', 'flask_migrate')))"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert served.stdout.strip() == "[]"
+    migrated = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+                              cwd=ROOT, env=env, capture_output=True, text=True)
+    assert migrated.returncode == 0, migrated.stderr
+    current = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "current"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert "(head)" in current.stdout
