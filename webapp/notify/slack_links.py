@@ -119,6 +119,12 @@ def link(team_id: str, slack_user_id: str, slack_username: str, code: str) -> st
     if existing is None:
         db.session.add(SlackLink(team_id=team_id, slack_user_id=slack_user_id,
                                  slack_username=slack_username[:100], user_id=user.id))
+        try:
+            db.session.flush()
+        except sa.exc.IntegrityError:  # another code linked this Slack user since we looked (PostgreSQL)
+            db.session.rollback()  # and with it this code's burn
+            return ("Another code linked this Slack user at the same moment; nothing was linked with this "
+                    "one, and it still works: send it again to act as its Releasegate user instead.")
     else:  # the Slack user proved they are this Releasegate user now
         existing.user_id, existing.slack_username = user.id, slack_username[:100]
     audit(Actor(user, "slack"), "slack", reason=f"Slack user {slack_username or slack_user_id} linked",
