@@ -72,6 +72,32 @@ def test_a_release_that_no_longer_waits_is_neither_approved_nor_rejected(app, ap
         assert decisions(release_id) == []
 
 
+@pytest.mark.parametrize(("decide", "doing"), [(releases.approve, "approved"), (releases.reject, "rejected")])
+def test_the_move_of_a_decision_accepts_only_the_pending_release_it_judged(app, waiting, monkeypatch, decide,
+                                                                          doing):
+    """A release that stops waiting after the rules were judged (made to happen in the deciding
+    transaction itself, right after the judgement) is neither approved nor rejected: the move is
+    a compare-and-set from PENDING_APPROVAL. Rolled back with the decision, the change is gone
+    again when the sentence reads the release, which is pending approval again."""
+    judge = releases.decisions._pending_progress
+
+    def judged_then_changed_underneath(release, doing):
+        progress = judge(release, doing)
+        db.session.execute(sa.update(Release.__table__).where(Release.__table__.c.id == release.id)
+                           .values(state="READY"))
+        return progress
+
+    monkeypatch.setattr(releases.decisions, "_pending_progress", judged_then_changed_underneath)
+    with app.app_context():
+        with pytest.raises(releases.WrongState) as refused:
+            decide(waiting, as_("approver"), "now")
+        assert str(refused.value) == (f"Release #{waiting} is pending approval, so it cannot be {doing} (only a "
+                                      "release that is pending approval can); nothing was changed.")
+        monkeypatch.undo()
+        assert row(waiting).state == "PENDING_APPROVAL" and decisions(waiting) == []
+        assert db.session.scalar(sa.select(sa.func.count(Release.id)).where(Release.kind == "BOT")) == 0
+
+
 def test_an_approval_that_would_count_for_no_rule_is_refused_with_the_reason(app, api, new_environment, run_jobs):
     new_environment(WAITS)
     set_rules(app, [{"name": "two", "group": None, "approvals": 2}])
@@ -158,22 +184,23 @@ def test_a_release_neither_queued_nor_pending_cannot_be_cancelled(app, api, new_
 
 def test_a_cancel_that_finds_the_release_changed_says_what_it_is_now(app, api, waiting, monkeypatch):
     """The compare-and-set accepts only the state the rules were judged on (the release is
-    changed in the cancelling transaction itself, after it was read, deterministically)."""
+    changed in the cancelling transaction itself, after it was read, deterministically): judged
+    queued, it is not withdrawn by someone who may only cancel queued releases."""
     queued = trigger(api, "approver")
     read_release = releases.decisions.get_release
 
     def read_then_changed_underneath(release_id: int) -> Release:
         found = read_release(release_id)
         db.session.execute(sa.update(Release.__table__).where(Release.__table__.c.id == release_id)
-                           .values(state="SCHEDULED"))
+                           .values(state="PENDING_APPROVAL"))
         return found
 
     monkeypatch.setattr(releases.decisions, "get_release", read_then_changed_underneath)
     with app.app_context():
         with pytest.raises(releases.WrongState) as refused:
-            releases.cancel(queued, as_("approver"))
-        assert str(refused.value) == (f"Release #{queued} changed while you were cancelling it (it is scheduled now); "
-                                      "nothing was changed. Look at it again before you retry.")
+            releases.cancel(queued, as_("dev"))  # may cancel others' queued releases, not withdraw them
+        assert str(refused.value) == (f"Release #{queued} changed while you were cancelling it (it is pending "
+                                      "approval now); nothing was changed. Look at it again before you retry.")
         monkeypatch.undo()
         assert row(queued).state == "QUEUED"
 

@@ -37,7 +37,7 @@ def said(release_id: int, action: str) -> list[tuple]:
 
 def test_the_first_reminder_is_recorded_once_with_how_long_the_release_waited(app, api, waiting):
     assert api("admin").patch("/api/v1/projects/svc/environments/env", json={"reminder_hours": 2}).status_code == 200
-    now = BEGAN + timedelta(hours=2, minutes=40)
+    now = BEGAN + timedelta(hours=2, minutes=30, seconds=1)  # 2.5003 h, said rounded
     with app.app_context():
         set_release(waiting, pending_since=BEGAN)
         assert releases.remind(waiting, None, now) is True
