@@ -139,3 +139,31 @@ def test_the_approval_that_meets_the_last_rule_answers_its_bot_release(app, rule
         bot = db.session.scalar(sa.select(Release).where(Release.parent_release_id == ruled_release))
         assert (decided.release.id, decided.release.state, decided.bot_release_id) == (ruled_release, "APPROVED",
                                                                                        bot.id)
+
+
+@pytest.mark.parametrize("meanwhile", ["burn missed", "decided meanwhile"])
+def test_a_refused_decision_is_judged_again_on_the_action_asked_not_the_links_own(app, ruled_release, monkeypatch,
+                                                                                  meanwhile):
+    """alice approved already: her Approve link may still reject, not approve. A rejection through it
+    that fails on the way is answered as her link answers for reject (nothing left to refuse, so
+    decide's own refusal), never with why it would not approve."""
+    from webapp import releases
+    from webapp.transactions import Actor
+
+    with app.app_context():
+        approve, reject = issue_pair("alice", ruled_release)
+        releases.approve(ruled_release, Actor(user("alice"), "api"))
+
+        def change(found, other):
+            if meanwhile == "burn missed":
+                db.session.execute(sa.update(EmailLink).where(EmailLink.id == found.id).values(used_at=utcnow()))
+            else:
+                rejected_underneath(ruled_release)
+
+        after_the_judgement(monkeypatch, change)
+        refused = email_links.decide(approve, user("alice"), "reject", "no")
+        assert refused == (email_links.UNKNOWN if meanwhile == "burn missed" else email_links.Refusal(
+            "decided", "The release was decided meanwhile; nothing was changed.", 409))
+        db.session.expire_all()
+        assert db.session.get(Release, ruled_release).state == "PENDING_APPROVAL"
+        assert [email_links.find(token).used_at for token in (approve, reject)] == [None, None]

@@ -151,6 +151,21 @@ def test_someone_who_approved_already_may_still_reject_but_not_approve_again(app
         assert email_links.refusal(link(approve), user("alice")) == not_again
         assert email_links.refusal(link(reject), user("alice"), action="approve") == not_again
         assert email_links.refusal(link(reject), user("alice")) is None  # sre's, so she may still reject
+        # Her pair rejects through either link, judged both on reject: neither approves again.
+        assert email_links.pair_refusal(link(reject), user("alice"), "reject") is None
+        assert email_links.pair_refusal(link(approve), user("alice"), "reject") is None
+        assert email_links.allowed_actions(link(reject), user("alice")) == ["reject"]
+        assert email_links.pair_refusal(link(reject), user("alice"), "approve") == not_again
+
+
+def test_a_grant_on_the_links_environment_alone_is_enough_to_be_judged_further(app, people, ruled_release):
+    from tests.unit.decisions_support import environment
+
+    with app.app_context():
+        people.add("scoped", "approve_release", environment=environment("env"))
+    with app.app_context():
+        approve, _ = issue_pair("scoped", ruled_release)
+        assert email_links.refusal(link(approve), user("scoped")).kind == "not_counting"  # in neither group
 
 
 # -- the pair ------------------------------------------------------------------------------------------
