@@ -96,6 +96,23 @@ def test_a_decision_the_state_machine_refuses_after_the_burn_leaves_both_links_u
         assert email_links.allowed_actions(email_links.find(approve), user("alice")) == ["approve", "reject"]
 
 
+def test_a_missed_burn_answers_with_the_links_refusal_when_there_is_one(app, ruled_release, monkeypatch):
+    """When the rows after the rollback refuse the link, that refusal is the answer (here the
+    clock, which no rollback turns back, passes the link's expiry while the burn misses)."""
+    moment = utcnow()
+    with app.app_context():
+        approve, _ = issue_pair("alice", ruled_release)
+
+        def used_as_it_expires(found, other):
+            db.session.execute(sa.update(EmailLink).where(EmailLink.id == found.id).values(used_at=moment))
+            monkeypatch.setattr(email_links, "utcnow", lambda: moment + timedelta(days=365))
+
+        after_the_judgement(monkeypatch, used_as_it_expires)
+        refused = email_links.decide(approve, user("alice"), "approve")
+        assert (refused.kind, refused.status) == ("expired", 410)
+        unchanged(ruled_release)
+
+
 def test_a_decision_refused_after_the_burn_answers_with_the_links_refusal_when_there_is_one(app, ruled_release,
                                                                                            monkeypatch):
     """When the rows after the rollback refuse the link, that refusal is the answer."""
