@@ -81,8 +81,9 @@ def test_the_last_approval_approves_and_its_bot_release_takes_the_slot_with_what
         assert bot.started_at is not None
         assert the_decisions(waiting)[1] == ("bob", "APPROVE", "dba agrees", "ui", ["dba"], digest)
         assert moves(waiting) == [("PENDING_APPROVAL", "APPROVED", "bob", "ui", "dba agrees")]
-        assert [(e.from_state, e.to_state, e.actor.username, e.reason) for e in events(bot.id)] == [
-            (None, "IN_PROGRESS", "bob", f"bot release for approved release #{waiting}; the hook is skipped")]
+        assert [(e.action, e.from_state, e.to_state, e.actor.username, e.via, e.reason) for e in events(bot.id)] == [
+            ("state", None, "IN_PROGRESS", "bob", "ui", f"bot release for approved release #{waiting}; the hook is "
+             "skipped")]
         bot_id = bot.id
     assert state(api, queued) == "QUEUED"  # the slot went to the bot release
     run_jobs()  # its execute job was enqueued
@@ -112,8 +113,8 @@ def test_an_approval_during_a_freeze_schedules_its_bot_release_and_runs_nothing(
         bot = releases.approve(release_id, as_("approver"), "after the freeze")
         assert (bot.kind, bot.state, bot.holds_slot, bot.scheduled_reason) == ("BOT", "SCHEDULED", True, waits)
         assert f"{bot.scheduled_until:%Y-%m-%dT%H:%M:%SZ}" == end
-        assert [(e.to_state, e.reason) for e in events(bot.id)] == [
-            ("SCHEDULED", f"bot release for approved release #{release_id}; the hook is skipped; {waits}")]
+        assert [(e.action, e.to_state, e.reason) for e in events(bot.id)] == [
+            ("state", "SCHEDULED", f"bot release for approved release #{release_id}; the hook is skipped; {waits}")]
         bot_id = bot.id
     run_jobs()  # nothing was enqueued for it
     assert state(api, bot_id) == "SCHEDULED"
