@@ -60,6 +60,20 @@ def test_the_next_reminder_is_claimed_only_by_whoever_read_the_last_one(app, wai
         assert releases.remind(waiting, first, second + timedelta(hours=4)) is False
 
 
+def test_a_reminder_is_recorded_for_its_own_release_only(app, api, new_environment, run_jobs):
+    from tests.helpers import trigger
+    from tests.unit.decisions_support import WAITS
+
+    new_environment(WAITS)
+    new_environment(WAITS, name="other")
+    first, second = trigger(api, "dev", path="svc/env"), trigger(api, "dev", path="svc/other")
+    run_jobs()
+    with app.app_context():
+        assert releases.remind(first, None, BEGAN) is True
+        assert (row(first).reminded_at, row(second).reminded_at) == (BEGAN, None)
+        assert said(second, "reminder") == []
+
+
 def test_a_release_that_no_longer_waits_is_not_reminded_of(app, waiting):
     with app.app_context():
         set_release(waiting, pending_since=BEGAN)
