@@ -1,7 +1,9 @@
 """What the email-link tests share: mail sent through a real SMTP server (the app_config
 override), a release waiting for approval and its mailed links (`mailed`), one waiting under two
 approval rules (`ruled`), pressing a button on a link's page (decide), which links were used
-(link_use), and a refusal that changes nothing (assert_refused).
+(link_use), and a refusal that changes nothing (assert_refused); for the tests that call
+email_links itself, a release under two rules with no mail sent (`ruled_release`), a pair of
+links issued as a mail's (issue_pair) and a link's row changed (change_link).
 
 A test module that imports the fixtures gets the app_config override with them, as the tests
 did when they were one module.
@@ -91,3 +93,53 @@ def ruled(app, api, people, new_environment, run_jobs, run_notify_jobs, smtp_ser
 
     return Ruled
 
+
+
+# -- links issued directly, without mail (email_links called as functions) -------------------------
+
+@pytest.fixture()
+def ruled_release(app, api, people, new_environment, run_jobs):
+    """A release dev triggered on svc/env, pending approval, whose rules need sre (alice) and dba
+    (bob or carol); approver and admin may decide it but count for neither rule. No mail is sent."""
+    from tests.helpers import state
+    from tests.rules_support import two_rules
+
+    two_rules(app, people, new_environment)
+    release_id = trigger(api, "dev")
+    run_jobs()
+    assert state(api, release_id) == "PENDING_APPROVAL"
+    return release_id
+
+
+def user(name: str):
+    from webapp.extensions import db
+    from webapp.models import User
+
+    return db.session.scalar(sa.select(User).where(User.username == name))
+
+
+def issue_pair(who: str, release_id: int, now=None) -> tuple[str, str]:
+    """The Approve and Reject tokens of one mail to `who` about the release, issued and committed
+    (in an app context) as compose.py issues them: one mail, one moment."""
+    from webapp.extensions import db
+    from webapp.models import OutgoingMail, utcnow
+    from webapp.notify import email_links
+
+    to, now = user(who), now or utcnow()
+    sent = OutgoingMail(kind="approval_request", user_id=to.id, to_address=to.email, release_id=release_id)
+    db.session.add(sent)
+    db.session.flush()
+    tokens = tuple(email_links.issue(to.id, release_id, action, mail_id=sent.id, now=now)
+                   for action in ("approve", "reject"))
+    db.session.commit()
+    return tokens
+
+
+def change_link(token: str, **values) -> None:
+    """Change the stored row of a link (in an app context) and commit."""
+    from webapp.extensions import db
+    from webapp.models import EmailLink
+    from webapp.notify.email_links import token_hash
+
+    db.session.execute(sa.update(EmailLink).where(EmailLink.token_hash == token_hash(token)).values(**values))
+    db.session.commit()
