@@ -9,6 +9,7 @@ from tests.worker.run_path_support import HOOK_DIR, PLAIN, in_progress, moves, r
 from webapp import releases
 from webapp.models import Release
 from webapp.releases.runs import NOTHING_RUN
+from worker.queues import release_queue
 
 WAITS = {"wait_for_external_finish": True}
 
@@ -152,3 +153,13 @@ def test_a_release_with_its_own_command_cannot_be_finished_through_the_api(app, 
                                           "be finished through the API.")
         assert release(api, release_id)["state"] == "IN_PROGRESS"
 
+
+
+def test_a_hook_exit_0_with_nothing_to_run_succeeds_at_once_without_a_second_job(app, api, new_environment):
+    new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"})  # no release command, none stored
+    release_id = trigger(api)
+    assert row(app, release_id, "state") == ("READY",)
+    with app.app_context():  # the hook's report, as the worker makes it
+        assert releases.record_hook_result(release_id, exit_code=0, output="ok\n", truncated=False) == "SUCCEEDED"
+        assert f"execute-{release_id}" not in release_queue().job_ids
+    assert release(api, release_id)["execution"]["output"] == NOTHING_RUN + "\n"
