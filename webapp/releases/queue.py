@@ -63,17 +63,19 @@ def dispatch_queue(environment_id: int, now: datetime | None = None) -> None:
                     enqueue("hook", release.id)
             else:
                 start(release, verdict, "dispatch", expect=("QUEUED",), holds_slot=True, heartbeat_at=None,
-                       reason=_skips_hook(release, approval))
+                       reason=_skips_hook(release))
     except IntegrityError:
         return  # another transaction took the slot first; it dispatches in turn
 
 
-def _skips_hook(release: Release, approval: bool) -> str:
+def _skips_hook(release: Release) -> str:
     if release.break_glass_reason is not None:
         return "took the slot; an emergency release skips the hook, the approval rules and the change windows"
     if release.kind == "BOT":
         return "took the slot; a bot release skips the hook"
-    return "took the slot; approval workflow is off" if not approval else "took the slot"
+    # A release of kind RELEASE (the only other kind) that is no emergency comes here only with the
+    # approval workflow off: with it on, dispatch sends it to READY, its hook first.
+    return "took the slot; approval workflow is off"
 
 
 def window_verdict(environment_id: int, now: datetime | None) -> windows.Verdict:
