@@ -97,6 +97,7 @@ def test_whose_approval_counts_for_what_and_what_the_button_says():
     progress = Progress([sre, dba], None, {alice.id})
     assert [progress.counts_for(user) for user in (alice, bob, carol, None)] == [[], ["dba"], ["dba"], []]
     assert progress.counted_for(bob) == ["sre", "dba"] and progress.counted_for(None) == []
+    assert progress.counted_for(alice) == ["sre"]  # met already, and still hers
     assert [u.username for u in progress.still_counting()] == ["bob", "carol", "dana"]  # by name, not who asked first
     assert [progress.approve_label(user) for user in (bob, alice)] == ["Approve as dba", "Approve"]
     assert Progress([RuleProgress("sre", "sre", 1, [], [bob]), RuleProgress("dba", "dba", 1, [], [bob])],
