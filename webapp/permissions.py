@@ -111,9 +111,9 @@ def require_permission(permission: str, *, environment: Callable[..., Environmen
 
 
 def permission_context() -> dict:
-    """Template helper: `can('approve_release', environment)`."""
-    return {"can": lambda permission, environment=None: has_permission(current_user, permission, environment),
-            "can_somewhere": lambda permission: has_permission_somewhere(current_user, permission),
+    """Template helpers: `can_somewhere('approve_release')` and the permissions' names (the views
+    decide the rest, with has_permission)."""
+    return {"can_somewhere": lambda permission: has_permission_somewhere(current_user, permission),
             "PERMISSIONS": PERMISSIONS}
 
 

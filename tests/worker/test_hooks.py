@@ -195,20 +195,24 @@ def test_a_submodule_in_the_hook_folder_is_refused(tmp_path):
 
 
 def test_every_difference_in_the_hook_folder_is_named_with_what_happened(tmp_path):
-    repo = make_repo(tmp_path / "repo", {f"{FOLDER}/pre_release_hook.py": "print(1)\n", f"{FOLDER}/same.py": "s\n",
+    repo = make_repo(tmp_path / "repo", {f"{FOLDER}/a_same.py": "a\n", f"{FOLDER}/pre_release_hook.py": "print(1)\n",
+                                         f"{FOLDER}/same.py": "s\n",
                                          f"{FOLDER}/gone.py": "g\n", f"{FOLDER}/linked.py": "l\n",
                                          "svc/elsewhere.txt": "e\n"})
     ours = git(repo, "rev-parse", "HEAD")
     commit_files(repo, {f"{FOLDER}/pre_release_hook.py": "print(2)\n", f"{FOLDER}/gone.py": None,
                         f"{FOLDER}/linked.py": None, f"{FOLDER}/new.py": "n\n", "svc/elsewhere.txt": "changed\n"})
     _link(repo, f"{FOLDER}/linked.py", "same.py")
+    with open(os.fsencode(repo / FOLDER) + b"/caf\xe9.py", "w") as latin1:  # a name that is not UTF-8
+        latin1.write("c\n")
     theirs = _link(repo, f"{FOLDER}/added_link.py", "same.py")
     assert hook.folder_differences(repo / ".git", theirs, ours, "svc") == [
-        f"{FOLDER}/added_link.py (a symlink added)", f"{FOLDER}/gone.py (removed)",
+        f"{FOLDER}/added_link.py (a symlink added)", f"{FOLDER}/caf\\xe9.py (added)", f"{FOLDER}/gone.py (removed)",
         f"{FOLDER}/linked.py (made a symlink)", f"{FOLDER}/new.py (added)", f"{FOLDER}/pre_release_hook.py (changed)"]
     # the other way round: a link made a file again is a change, a file the commit lacks was removed
     assert hook.folder_differences(repo / ".git", ours, theirs, "svc") == [
-        f"{FOLDER}/added_link.py (removed)", f"{FOLDER}/gone.py (added)", f"{FOLDER}/linked.py (changed)",
+        f"{FOLDER}/added_link.py (removed)", f"{FOLDER}/caf\\xe9.py (removed)", f"{FOLDER}/gone.py (added)",
+        f"{FOLDER}/linked.py (changed)",
         f"{FOLDER}/new.py (removed)", f"{FOLDER}/pre_release_hook.py (changed)"]
     assert hook.folder_differences(repo / ".git", ours, ours, "svc") == []
 
@@ -239,6 +243,8 @@ def test_a_python_syntax_error_is_told_with_its_line_and_pythons_words(tmp_path)
                                             "invalid syntax; fix it and trigger the release again.")
     script.write_text('print("\\d")\n')  # only a warning (invalid escape): python3 runs it
     assert hook.preflight(script, "py") is None
+    script.write_bytes(b"# -*- coding: latin-1 -*-\nprint('caf\xe9')\n")  # not UTF-8, as it declares
+    assert hook.preflight(script, "py") is None
 
 
 def test_a_bash_syntax_error_is_told_in_bashs_words_at_most_a_thousand_characters(tmp_path):
@@ -254,6 +260,17 @@ def test_a_bash_syntax_error_is_told_in_bashs_words_at_most_a_thousand_character
     assert hook.preflight(short, "sh") == (
         f"The hook pre_release_hook.sh has a bash syntax error: {short}: line 1: syntax error near unexpected "
         f"token `then'\n{short}: line 1: `if then'; fix it and trigger the release again.")
+
+
+def test_the_bash_syntax_check_runs_the_systems_bash_whatever_the_workers_path(tmp_path, monkeypatch):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "bash").write_text("#!/bin/sh\necho 'not the system bash' >&2\nexit 1\n")
+    (fake / "bash").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    script = tmp_path / "pre_release_hook.sh"
+    script.write_text("echo fine\n")
+    assert hook.preflight(script, "sh") is None
 
 
 # -- the interpreter and the environment -------------------------------------------------------------
