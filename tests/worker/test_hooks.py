@@ -273,6 +273,17 @@ def test_the_bash_syntax_check_runs_the_systems_bash_whatever_the_workers_path(t
     assert hook.preflight(script, "sh") is None
 
 
+def test_bashs_words_in_bytes_that_are_not_utf8_are_still_told(tmp_path):
+    folder = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9")
+    os.mkdir(folder)
+    script = Path(folder) / "pre_release_hook.sh"
+    script.write_text("if then\n")
+    shown = f"{tmp_path}/caf\ufffd/pre_release_hook.sh"
+    assert hook.preflight(script, "sh") == (
+        f"The hook pre_release_hook.sh has a bash syntax error: {shown}: line 1: syntax error near unexpected "
+        f"token `then'\n{shown}: line 1: `if then'; fix it and trigger the release again.")
+
+
 # -- the interpreter and the environment -------------------------------------------------------------
 
 def test_the_interpreter_is_found_on_the_system_path_alone(tmp_path, monkeypatch):
@@ -299,3 +310,11 @@ def test_the_environments_path_drops_the_virtualenv_and_relative_entries(tmp_pat
     monkeypatch.setenv("PATH", "relative:./only")
     env = hook.hook_environment(release_id=7, project="p", environment="e", release_stream="S", home=tmp_path)
     assert env["PATH"] == hook.DEFAULT_PATH  # nothing usable left: the system's
+
+
+def test_outside_a_virtualenv_the_interpreters_own_folder_stays_on_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "base_prefix", sys.prefix)  # as when the worker runs on the system python
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    monkeypatch.setenv("PATH", f"{sys.prefix}/bin:/usr/bin")
+    env = hook.hook_environment(release_id=7, project="p", environment="e", release_stream="S", home=tmp_path)
+    assert env["PATH"] == f"{sys.prefix}/bin:/usr/bin"
