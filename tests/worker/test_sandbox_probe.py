@@ -95,3 +95,8 @@ def test_in_the_sandbox_bwrap_itself_runs_as_the_account(tmp_path):
     assert box.argv[-7:] == ["--setenv", "LD_PRELOAD", "x.so", "--chdir", str(tmp_path), "--", "true"]
     assert sandbox.popen_user(box.user) == {"user": 1000, "group": 1001, "extra_groups": [5]}
     assert sandbox.popen_user(None) == {}
+
+
+def test_bwrap_is_the_one_on_the_workers_path_never_one_the_commands_path_could_name(tmp_path):
+    box = sandbox.launch(["true"], cwd=tmp_path, binds=(), mode="bwrap", account=None, env={"PATH": str(tmp_path)})
+    assert box.argv[0] == shutil.which("bwrap") and os.path.isabs(box.argv[0])
