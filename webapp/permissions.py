@@ -54,7 +54,7 @@ def grant_held(user_id: Any, permission: str, environment_id: Any = None) -> sa.
 def has_permission(user: User | None, permission: str, environment: Environment | None = None) -> bool:
     """Whether `user` holds `permission` for `environment` (None: for every environment)."""
     check_name(permission)
-    if user is None or not getattr(user, "is_authenticated", False) or not user.active:
+    if user is None or not user.is_authenticated or not user.active:
         return False
     if user.is_admin:
         return True
@@ -65,7 +65,7 @@ def has_permission(user: User | None, permission: str, environment: Environment 
 def has_permission_somewhere(user: User | None, permission: str) -> bool:
     """Whether `user` holds `permission` for at least one environment (to draw a link)."""
     check_name(permission)
-    if user is None or not getattr(user, "is_authenticated", False) or not user.active:
+    if user is None or not user.is_authenticated or not user.active:
         return False
     if user.is_admin:
         return True
@@ -111,9 +111,9 @@ def require_permission(permission: str, *, environment: Callable[..., Environmen
 
 
 def permission_context() -> dict:
-    """Template helper: `can('approve_release', environment)`."""
-    return {"can": lambda permission, environment=None: has_permission(current_user, permission, environment),
-            "can_somewhere": lambda permission: has_permission_somewhere(current_user, permission),
+    """Template helpers: `can_somewhere('approve_release')` and the permissions' names (the views
+    decide the rest, with has_permission)."""
+    return {"can_somewhere": lambda permission: has_permission_somewhere(current_user, permission),
             "PERMISSIONS": PERMISSIONS}
 
 
@@ -127,7 +127,7 @@ def may_decide(release: Release, user: User | None) -> bool:
 
 def decide_refusal(release: Release, user: User | None) -> str | None:
     """Why `user` may not approve or reject `release`, as a sentence; None when they may."""
-    if user is None or not getattr(user, "is_authenticated", False):
+    if user is None or not user.is_authenticated:
         return "Sign in to approve or reject releases."
     environment = release.environment
     if not has_permission(user, "approve_release", environment):

@@ -17,7 +17,10 @@ token. For each row, acting as `member` (who starts with no grant):
 4. with it for all environments: allowed, and the table the route exists to change changed;
    a second test allows it through the other door.
 
-The rules that are not one permission are in test_permission_rules.py.
+The rules that are not one permission are in test_permission_rules.py. The last section asks the
+check itself directly (webapp.permissions): who holds a permission where (their own grant, their
+group's, for one environment or all; admins everything; nobody signed out or deactivated anything),
+the whole sentence of a refusal, and who may decide or cancel a release.
 
 Releases are put in the state a case needs through the state machine's own entry points
 (releases.record_hook_result is what the worker calls when a hook exits), not by running
@@ -26,8 +29,10 @@ hooks: these tests are about who may act, and stay quick.
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
+from flask_login import AnonymousUserMixin
 
-from tests.helpers import CHANGE
+from tests.helpers import CHANGE, trigger
 from tests.web.permission_cases import (
     API_ENV,
     CASES,
@@ -48,7 +53,10 @@ from tests.web.permission_cases import (
     world,  # noqa: F401 - fixtures, used by name
 )
 from tests.web.test_routes import STATE_CHANGING, UNGATED
-from webapp.permissions import PERMISSIONS
+from webapp import permissions
+from webapp.extensions import db
+from webapp.models import Environment, Grant, Group, Release, User
+from webapp.permissions import PERMISSIONS, PermissionDenied, has_permission, has_permission_somewhere, require
 
 # -- the table -----------------------------------------------------------------------------------------
 
@@ -134,3 +142,144 @@ def test_a_grant_for_all_environments_allows_through_the_other_door(world, case)
     world.grant("member", case.permission)
     assert_allowed(world, case, "admin" if case.admin_only else "member", values, doors(case)[1])
 
+
+# -- the check itself, asked directly ----------------------------------------------------------------
+
+HOOK = {"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"}  # every release waits for approval
+KNOWN = "trigger_release, approve_release, cancel_release, break_glass, manage_environments, manage_users"
+
+
+@pytest.fixture()
+def places(app, api, new_environment):
+    """svc/env and svc/other; returns a function giving (env, other) in the current app context."""
+    new_environment(HOOK)
+    new_environment(HOOK, name="other")
+
+    def environments() -> tuple[Environment, Environment]:
+        return tuple(db.session.scalars(sa.select(Environment).order_by(Environment.id)))
+
+    return environments
+
+
+def _user(name: str, *, admin: bool = False, active: bool = True) -> User:
+    user = User(username=name, email=f"{name}@example.com", password_hash="-", is_admin=admin, active=active)
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def _grant(permission: str, *, user: User | None = None, group: Group | None = None,
+           environment: Environment | None = None) -> None:
+    db.session.add(Grant(user_id=user.id if user else None, group_id=group.id if group else None,
+                         permission=permission, environment_id=environment.id if environment else None))
+    db.session.flush()
+
+
+def test_a_grant_for_one_environment_covers_only_it_and_one_for_all_covers_every_one(app, places):
+    with app.app_context():
+        env, other = places()
+        local, everywhere, elsewhere, nobody = (_user(name) for name in ("local", "everywhere", "elsewhere", "nobody"))
+        _grant("approve_release", user=local, environment=env)
+        _grant("approve_release", user=everywhere)
+        _grant("trigger_release", user=elsewhere, environment=env)  # another permission
+        _grant("trigger_release", user=elsewhere)
+        held = {user.username: [has_permission(user, "approve_release", where) for where in (env, other, None)]
+                for user in (local, everywhere, elsewhere, nobody)}
+        assert held == {"local": [True, False, False], "everywhere": [True, True, True],
+                        "elsewhere": [False, False, False], "nobody": [False, False, False]}
+        somewhere = {user.username: has_permission_somewhere(user, "approve_release")
+                     for user in (local, everywhere, elsewhere, nobody)}
+        assert somewhere == {"local": True, "everywhere": True, "elsewhere": False, "nobody": False}
+
+
+def test_a_groups_grant_is_held_by_its_members_only(app, places):
+    with app.app_context():
+        env, other = places()
+        member, outsider = _user("member1"), _user("outsider")
+        group = Group(name="sre", members=[member])
+        db.session.add(group)
+        db.session.flush()
+        _grant("cancel_release", group=group, environment=other)
+        assert [has_permission(member, "cancel_release", where) for where in (env, other, None)] == [
+            False, True, False]
+        assert [has_permission(outsider, "cancel_release", where) for where in (env, other, None)] == [
+            False, False, False]
+        assert has_permission_somewhere(member, "cancel_release") is True
+        assert has_permission_somewhere(outsider, "cancel_release") is False
+
+
+def test_admins_hold_everything_and_nobody_signed_out_or_deactivated_holds_anything(app, places):
+    with app.app_context():
+        env, _other = places()
+        admin, gone, gone_admin = _user("boss", admin=True), _user("gone", active=False), _user(
+            "gone-boss", admin=True, active=False)
+        _grant("manage_environments", user=gone)
+        for permission in permissions.PERMISSIONS:
+            assert has_permission(admin, permission, env) and has_permission(admin, permission)
+            assert has_permission_somewhere(admin, permission)
+        for who in (None, AnonymousUserMixin(), gone, gone_admin):
+            assert not has_permission(who, "manage_environments", env)
+            assert not has_permission(who, "manage_environments")
+            assert not has_permission_somewhere(who, "manage_environments")
+
+
+def test_an_unknown_permission_is_an_error_wherever_it_is_asked(app, places):
+    sentence = f"Unknown permission 'aprove_release'; known: {KNOWN}."
+    with app.app_context():
+        admin = _user("boss", admin=True)
+        for ask in (lambda: has_permission(admin, "aprove_release"),
+                    lambda: has_permission_somewhere(admin, "aprove_release"),
+                    lambda: permissions.require_permission("aprove_release")):
+            with pytest.raises(ValueError) as unknown:
+                ask()
+            assert str(unknown.value) == sentence
+    assert permissions.require_permission("cancel_release")(lambda: None).required_permission == "cancel_release"
+
+
+def test_a_refusal_names_the_permission_and_where_it_is_missing(app, places):
+    with app.app_context():
+        env, other = places()
+        local = _user("local")
+        _grant("trigger_release", user=local, environment=env)
+        require(local, "trigger_release", env)  # held: no refusal
+        with pytest.raises(PermissionDenied) as refused:
+            require(local, "trigger_release", other)
+        assert str(refused.value) == ("You need the \u201cTrigger release\u201d permission on svc/other to do this; "
+                                      "ask an admin for a grant.")
+        with pytest.raises(PermissionDenied) as refused:
+            require(local, "manage_users")
+        assert str(refused.value) == ("You need the \u201cManage users\u201d permission to do this; "
+                                      "ask an admin for a grant.")
+
+
+def test_who_may_decide_a_pending_release_and_why_not(app, api, places, people):
+    release_id = trigger(api, "approver")
+    with app.app_context():
+        env, other = places()
+        release = db.session.get(Release, release_id)
+        approver = db.session.scalar(sa.select(User).where(User.username == "approver"))
+        outsider, elsewhere = _user("outsider"), _user("elsewhere")
+        _grant("approve_release", user=elsewhere, environment=other)
+        assert permissions.decide_refusal(release, None) == "Sign in to approve or reject releases."
+        assert permissions.decide_refusal(release, AnonymousUserMixin()) == "Sign in to approve or reject releases."
+        missing = ("You need the \u201cRelease Approval/Reject\u201d permission on svc/env to do this; "
+                   "ask an admin for a grant.")
+        assert permissions.decide_refusal(release, outsider) == missing
+        assert permissions.decide_refusal(release, elsewhere) == missing
+        assert permissions.decide_refusal(release, approver) == (
+            "You triggered this release, so someone else must approve or reject it "
+            "(withdraw it if it should not go ahead).")
+        assert not permissions.may_decide(release, approver)
+        env.allow_self_approval = True
+        assert permissions.decide_refusal(release, approver) is None and permissions.may_decide(release, approver)
+
+
+def test_only_the_triggerer_may_cancel_without_the_permission(app, api, places):
+    release_id = trigger(api, "approver")
+    with app.app_context():
+        places()
+        release = db.session.get(Release, release_id)
+        approver = db.session.scalar(sa.select(User).where(User.username == "approver"))
+        assert permissions.may_cancel(release, approver) is True
+        assert permissions.may_cancel(release, _user("someone")) is False
+        assert permissions.may_cancel(release, None) is False

@@ -1,11 +1,14 @@
 """The worker's start-up probe of the sandbox (running.sandbox.check), against a stand-in bwrap:
 it runs with no stdin of the worker's, as the hook account, within a bound, and a refusal is
-told with bwrap's last line (whatever its bytes) or "no reason given"."""
+told with bwrap's last line (whatever its bytes) or "no reason given". And the account a box is
+started as: bwrap itself runs as it; without the sandbox the reaper stays the worker's and switches
+the command."""
 from __future__ import annotations
 
 import os
 import pwd
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -72,3 +75,28 @@ def test_the_probe_runs_bwrap_as_the_hook_account(monkeypatch):
         assert seen.read_text() == f"{nobody.pw_uid} {nobody.pw_gid} {nobody.pw_gid}\n"
     finally:
         shutil.rmtree(folder)
+
+
+# -- the account a box is started as ---------------------------------------------------------------
+
+def test_without_the_sandbox_the_reaper_stays_the_workers_and_switches_the_command_to_the_account(tmp_path):
+    box = sandbox.launch(["true"], cwd=tmp_path, binds=(), mode="none", account=(1000, 1001, [5, 6]),
+                         env={"PATH": "/usr/bin", "LD_PRELOAD": "x.so"})
+    assert box == sandbox.Launch([sys.executable, "-I", "-S", str(sandbox.REAPER), "--account", "1000,1001,5,6",
+                                  "--setenv", "LD_PRELOAD=x.so", "--", "true"], None, {"PATH": "/usr/bin"})
+    plain = sandbox.launch(["true"], cwd=tmp_path, binds=(), mode="none", account=None)
+    assert plain.argv == [sys.executable, "-I", "-S", str(sandbox.REAPER), "--", "true"] and plain.user is None
+
+
+def test_in_the_sandbox_bwrap_itself_runs_as_the_account(tmp_path):
+    box = sandbox.launch(["true"], cwd=tmp_path, binds=(), mode="bwrap", account=(1000, 1001, [5]),
+                         env={"PATH": "/usr/bin", "LD_PRELOAD": "x.so"})
+    assert box.user == (1000, 1001, [5]) and box.env == {"PATH": "/usr/bin"}
+    assert box.argv[-7:] == ["--setenv", "LD_PRELOAD", "x.so", "--chdir", str(tmp_path), "--", "true"]
+    assert sandbox.popen_user(box.user) == {"user": 1000, "group": 1001, "extra_groups": [5]}
+    assert sandbox.popen_user(None) == {}
+
+
+def test_bwrap_is_the_one_on_the_workers_path_never_one_the_commands_path_could_name(tmp_path):
+    box = sandbox.launch(["true"], cwd=tmp_path, binds=(), mode="bwrap", account=None, env={"PATH": str(tmp_path)})
+    assert box.argv[0] == shutil.which("bwrap") and os.path.isabs(box.argv[0])

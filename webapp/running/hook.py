@@ -92,7 +92,8 @@ def hook_argv(script: Path, kind: str, payload: Path, python: str) -> list[str]:
 
 
 def _system_program(name: str) -> str:
-    return name if os.path.isabs(name) else shutil.which(name, path=DEFAULT_PATH) or name
+    # which() looks only at a name that holds a folder (an absolute one, as configured) itself
+    return shutil.which(name, path=DEFAULT_PATH) or name
 
 
 # Variables that change how bash, python or the loader start, before the trusted hook's first

@@ -73,9 +73,13 @@ def launch(argv: list[str], *, cwd: Path, binds: Sequence[Bind], mode: str, acco
         return Launch([sys.executable, "-I", "-S", str(REAPER), *switch, *extra, "--", *argv], None, host_env)
     # bwrap runs as the hook account: inside the box it can be no one else, and a box that
     # root starts keeps root's access to the files it sees.
+    return Launch(_bwrap_argv(argv, cwd, binds, unsafe), account, host_env)
+
+
+def _bwrap_argv(argv: list[str], cwd: Path, binds: Sequence[Bind], unsafe: dict[str, str]) -> list[str]:
+    """bwrap's command line that runs `argv` in a box, in `cwd`, with `unsafe` set inside it."""
     extra = [arg for name, value in unsafe.items() for arg in ("--setenv", name, value)]
-    return Launch([shutil.which(BWRAP) or BWRAP, *bwrap_options(binds), *extra, "--chdir", str(cwd), "--", *argv],
-                  account, host_env)
+    return [shutil.which(BWRAP) or BWRAP, *bwrap_options(binds), *extra, "--chdir", str(cwd), "--", *argv]
 
 
 def bwrap_options(binds: Sequence[Bind]) -> list[str]:
@@ -105,10 +109,11 @@ def check(mode: str, account: Account | None) -> str | None:
         return None if REAPER.is_file() else f"HOOK_SANDBOX=none needs {REAPER}, which is missing: reinstall."
     if shutil.which(BWRAP) is None:
         return NO_BWRAP
-    box = launch(["true"], cwd=Path("/"), binds=(), mode=mode, account=account)
+    # the box launch() would start, as the account it would start it as
+    probe = _bwrap_argv(["true"], Path("/"), (), {})
     try:
-        proc = subprocess.run(box.argv, stdin=subprocess.DEVNULL, capture_output=True, env={}, cwd="/",
-                              timeout=PROBE_SECONDS, **popen_user(box.user))
+        proc = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, env={}, cwd="/",
+                              timeout=PROBE_SECONDS, **popen_user(account))
     except FileNotFoundError:
         return NO_BWRAP
     except (OSError, subprocess.TimeoutExpired) as error:
