@@ -187,7 +187,7 @@ def test_a_release_command_past_its_timeout_takes_its_detached_children_along(ap
     release_id = trigger(api)
     run_jobs()
     assert state(api, release_id) == "TIMED_OUT"
-    assert wait_until(lambda: processes_running("sleep 4242.51") == [], 3)
+    assert wait_until(lambda: processes_running("sleep 4242.51") == [], 60)
 
 
 def test_a_release_command_that_exits_leaves_nothing_running(api, new_environment, run_jobs):
@@ -196,7 +196,7 @@ def test_a_release_command_that_exits_leaves_nothing_running(api, new_environmen
     release_id = trigger(api)
     run_jobs()
     assert state(api, release_id) == "SUCCEEDED"
-    assert wait_until(lambda: processes_running("sleep 4242.52") == [], 3)
+    assert wait_until(lambda: processes_running("sleep 4242.52") == [], 60)
 
 
 # -- 6. the gate's secrets are out of reach -----------------------------------------------------------
