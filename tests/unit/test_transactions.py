@@ -191,7 +191,7 @@ def test_a_write_transaction_holds_the_write_lock_from_its_start(app):
     with app.app_context():
         begin_or_join_write()
         if db.engine.dialect.name != "sqlite":  # PostgreSQL locks the rows as they are written
-            assert db.session.in_transaction()
+            assert db.session().in_transaction()
             return
         other = sqlite3.connect(db.engine.url.database, timeout=0, isolation_level=None)
         try:
