@@ -65,12 +65,11 @@ def _token(name: str, shortest: int = 32) -> str:
 
 
 def _engine_options(database_url: str) -> dict:
-    """A database server can drop a connection (a restart, a failover, an idle timeout): each one is
-    checked as it leaves the pool and replaced when dropped, and an unreachable server is an error
-    after 5 s, not a request that hangs. A SQLite file has no server, so nothing to check."""
-    if not database_url.startswith("postgresql"):
-        return {}
-    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": _int("DATABASE_CONNECT_TIMEOUT", 5)}}
+    options: dict = {"pool_pre_ping": True}  # a connection the server dropped is replaced, not used
+    if database_url.startswith("postgresql"):
+        # An unreachable server is an error after 5 s, not a request that hangs.
+        options["connect_args"] = {"connect_timeout": _int("DATABASE_CONNECT_TIMEOUT", 5)}
+    return options
 
 
 def load_config() -> dict:
