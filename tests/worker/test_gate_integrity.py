@@ -4,6 +4,7 @@ branch, hook or release command gets past the gate or at its secrets."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -317,15 +318,22 @@ def test_a_release_commands_loader_variables_reach_the_command_inside_not_the_la
 
 
 def test_a_ref_git_cannot_answer_in_time_fails_the_release_and_frees_the_slot(api, new_environment, run_jobs,
-                                                                             monkeypatch):
+                                                                             monkeypatch, tmp_path):
     from webapp.running import git as gitcli
 
     new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 2\n"})
-    monkeypatch.setattr(gitcli, "LOCAL_TIMEOUT", 0.0001)
+    # A git that takes 3 s for everything, against a 0.5 s limit: a limit far below any git's start
+    # (0.0001 s) was met anyway when the machine was loaded and git had finished before Python looked.
+    slow = tmp_path / "slow-git"
+    slow.mkdir()
+    write(slow / "git", f"#!/bin/sh\nsleep 3 </dev/null >/dev/null 2>&1\nexec {shutil.which('git')} \"$@\"\n")
+    (slow / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(gitcli, "LOCAL_TIMEOUT", 0.5)
     first, second = trigger(api), trigger(api)
     run_jobs()
     # whichever git command runs out of time first (the fetch, or the checkout when the mirror has the commit)
-    assert state(api, first) == "FAILED" and "0.0001 s" in release(api, first)["error"]
+    assert state(api, first) == "FAILED" and "0.5 s" in release(api, first)["error"]
     monkeypatch.undo()
     run_jobs()
     assert state(api, second) != "QUEUED"
