@@ -241,7 +241,7 @@ def _make_way_for_emergency(environment_id: int, first: Release | None) -> None:
     revoke_email_links(EmailLink.release_id == holder.id, f"release #{holder.id} went {why}")
 
 
-def _by_idempotency_key(environment: Environment, user: User | None, key: str | None) -> Release | None:
+def _by_idempotency_key(environment: Environment, user: User, key: str) -> Release | None:
     return db.session.scalar(sa.select(Release).where(
-        Release.environment_id == environment.id, Release.triggered_by_id == (user.id if user else None),
+        Release.environment_id == environment.id, Release.triggered_by_id == user.id,
         Release.idempotency_key == key))

@@ -218,7 +218,7 @@ def abort(release_id: int, actor: Actor) -> Release:
     return release
 
 
-def finish(release_id: int, actor: Actor, result: str, log: str = "") -> Release:
+def finish(release_id: int, actor: Actor, result: str, log: str) -> Release:
     """An external deployer reports the outcome of a release that waits for it."""
     begin_or_join_write()
     release = get_release(release_id)
@@ -235,6 +235,7 @@ def finish(release_id: int, actor: Actor, result: str, log: str = "") -> Release
     dispatch_queue(release.environment_id)
     commit_changes()
     return release
+
 
 def await_external_finish(release_id: int) -> None:
     """No release command, and the environment waits for `/finish`: stop heartbeating, keep the slot."""
