@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import state, trigger
-from tests.worker.windows_and_break_glass_support import QA, closed_now, environment_id, moves, patch
-from webapp import releases
+from tests.helpers import state
+from tests.worker.windows_and_break_glass_support import moves, started_outside_its_window
 from webapp.extensions import db
 from webapp.models import Release
 from webapp.releases import runs
@@ -18,13 +17,7 @@ from webapp.releases import runs
 @pytest.mark.postgresql
 def test_an_apply_another_worker_started_meanwhile_is_not_sent_back_when_its_window_closed(
         app, api, shop, run_jobs, monkeypatch):
-    windows, opening = closed_now()
-    patch(api, "/api/v1/projects/shop/environments/qa", change_windows=windows)
-    release_id = trigger(api, "dev", path=QA)
-    run_jobs()
-    with app.app_context():
-        releases.dispatch(environment_id(app, "qa"), now=opening)  # a clock at the opening: it starts
-    assert state(api, release_id) == "IN_PROGRESS"
+    release_id, _ = started_outside_its_window(app, api, run_jobs)
 
     lock_environment = runs.lock_environment
 

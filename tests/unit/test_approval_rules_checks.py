@@ -28,7 +28,8 @@ def test_bad_rules_are_refused_in_the_name_of_what_was_checked_with_the_whole_se
                                    '[{"name": "dba", "group": "dba", "approvals": 1}].')
         assert _refusal([{"name": f"r{n}"} for n in range(21)], what="the verdict's rules") == (
             "the verdict's rules holds 21 rules; at most 20 are allowed.")
-        assert _refusal(["dba"]) == 'approval_rules[0] must be an object like {"name": "dba", "group": "dba", "approvals": 1}.'
+        assert _refusal(["dba"]) == (
+            'approval_rules[0] must be an object like {"name": "dba", "group": "dba", "approvals": 1}.')
         assert _refusal([{"name": "a"}, {"name": "b", "zeta": 1, "owner": 2}]) == (
             "approval_rules[1] has the unknown field \u201cowner\u201d; a rule has name, group and approvals.")
         assert _refusal([{"name": "Bad"}]) == f"approval_rules[0]: name must be {RULE_NAME}."
@@ -136,7 +137,8 @@ def test_rules_that_could_never_be_met_say_which_and_why(app, api, people, new_e
             "this release; create the group or change the rules, then trigger it again.")
         grant = "may approve this release; grant Release Approval/Reject to more people or ask for fewer."
         assert infeasible(release, [{"name": "all", "group": None, "approvals": 4}]) == (
-            f"The approval rule \u201call\u201d needs 4 approvals from anyone who may approve, but only 3 such people {grant}")
+            "The approval rule \u201call\u201d needs 4 approvals from anyone who may approve, but only 3 such "
+            f"people {grant}")
         assert infeasible(release, [{"name": "all", "group": None, "approvals": 1},
                                     {"name": "dba", "group": "dba", "approvals": 2}]) == (
             f"The approval rule \u201cdba\u201d needs 2 approvals from group dba, but only 1 such person {grant}")

@@ -10,11 +10,20 @@ import sqlalchemy as sa
 
 from tests.helpers import trigger
 from webapp.extensions import db
-from webapp.notify import email_links
 from webapp.live import VERSION_KEY, redis_connection
 from webapp.models import AuditEvent, EmailLink, Environment, Group, Release, User
-from webapp.transactions import (SYSTEM, WORKER, Actor, after_commit, audit, begin_or_join_write, commit_changes,
-                                 move, revoke_email_links)
+from webapp.notify import email_links
+from webapp.transactions import (
+    SYSTEM,
+    WORKER,
+    Actor,
+    after_commit,
+    audit,
+    begin_or_join_write,
+    commit_changes,
+    move,
+    revoke_email_links,
+)
 from worker.queues import notify_queue
 
 

@@ -17,6 +17,7 @@ from tests.worker.windows_and_break_glass_support import (  # noqa: F401 (emerge
     emergency,
     environment_id,
     patch,
+    started_outside_its_window,
 )
 from webapp import releases
 from webapp.extensions import db
@@ -145,13 +146,7 @@ def test_an_idempotency_key_matches_only_the_same_persons_release_in_the_same_en
 
 
 def test_a_window_that_closed_before_the_apply_started_sends_it_back_saying_until_when(app, api, shop, run_jobs):
-    windows, opening = closed_now()
-    patch(api, "/api/v1/projects/shop/environments/qa", change_windows=windows)
-    release_id = trigger(api, "dev", path=QA)
-    run_jobs()
-    with app.app_context():
-        releases.dispatch(environment_id(app, "qa"), now=opening)  # a clock at the opening: it starts
-    assert state(api, release_id) == "IN_PROGRESS"
+    release_id, opening = started_outside_its_window(app, api, run_jobs)
     run_jobs()  # the apply judges the window by the database's clock, for which it is closed
     reason = f"waiting for the change window: opens {opening:%a} 00:00 UTC"
     assert release(api, release_id)["scheduled"] == {"reason": reason, "until": f"{opening:%Y-%m-%dT%H:%M:%SZ}"}

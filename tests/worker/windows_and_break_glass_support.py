@@ -1,7 +1,8 @@
 """What the tests of change windows, freezes and emergency releases share: shop's qa and prod
 and their API addresses, the clock (now), a window closed now and a freeze, an environment's
-id, a release's moves, patching settings, and prod allowing emergency releases with `oncall`
-may trigger them there (the `emergencies` fixture, and emergency() to trigger one).
+id, a release's moves, patching settings, a release started outside its window, and prod
+allowing emergency releases with `oncall` may trigger them there (the `emergencies` fixture,
+and emergency() to trigger one).
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from tests.helpers import state, trigger
+from webapp import releases
 from webapp.extensions import db
 from webapp.models import AuditEvent, Environment, User
 from webapp.windows import DAYS
@@ -66,6 +69,19 @@ def emergencies(app, api, people, shop):
         prod = db.session.get(Environment, environment_id(app, "prod"))
         people.add("oncall", "trigger_release", "break_glass", environment=prod)
     return people
+
+
+def started_outside_its_window(app, api, run_jobs) -> tuple[int, datetime]:
+    """A release of qa made IN_PROGRESS by a clock at its window's opening, while by the database's
+    clock the window is closed; returns it and the opening."""
+    windows, opening = closed_now()
+    patch(api, API_QA, change_windows=windows)
+    release_id = trigger(api, "dev", path=QA)
+    run_jobs()
+    with app.app_context():
+        releases.dispatch(environment_id(app, "qa"), now=opening)
+    assert state(api, release_id) == "IN_PROGRESS"
+    return release_id, opening
 
 
 def emergency(api, who: str = "oncall", path: str = PROD, reason: str = REASON):
