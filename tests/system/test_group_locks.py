@@ -88,3 +88,23 @@ def test_a_group_is_not_deleted_under_a_rule_being_written_that_names_it(app, ap
     assert isinstance(outcome, groups.WrongState) and "svc/env name the group dba" in str(outcome)
     with app.app_context():
         assert groups.get_group("dba").name == "dba"
+
+
+@pytest.mark.postgresql
+def test_rules_being_written_elsewhere_that_name_the_same_group_do_not_hold_these_up(app, api, new_environment):
+    """The rules' check locks the groups they name for share, not for update: another settings change
+    naming dba (holding it for share until it commits) never makes this one wait."""
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
+    assert api("admin").post("/api/v1/groups", json={"name": "dba"}).status_code == 201
+    with app.app_context():
+        holder, watcher = db.engine.connect(), db.engine.connect()
+    try:  # the other settings change's share lock, not committed yet
+        holder.execute(sa.text("SELECT id FROM groups WHERE name = 'dba' FOR SHARE"))
+        patching = InThread(app, lambda: api("admin").patch("/api/v1/projects/svc/environments/env",
+                                                            json={"approval_rules": [DBA_RULE]}).status_code)
+        assert wait_until(lambda: patching.outcome or waiting_for_a_lock(watcher))
+        assert patching.outcome == [200], "the rules' check waited for another transaction's share lock on dba"
+    finally:
+        holder.close()
+        watcher.close()
+        patching.join()
