@@ -65,8 +65,9 @@ def commit_files(repo: Path, files: dict[str, str | None], message: str = "chang
     return repo
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> bool:
-    """Whether `condition()` came true within `timeout` seconds (wait_for() raises instead)."""
+def wait_until(condition: Callable[[], object], timeout: float = 30.0) -> bool:
+    """Whether `condition()` came true within `timeout` seconds (wait_for() raises instead). The
+    deadline only ends a test that fails: a loaded machine (CI, mutmut beside it) must not."""
     until = time.monotonic() + timeout
     while time.monotonic() < until:
         if condition():
@@ -84,7 +85,7 @@ def gone(pid: int) -> bool:
     return False
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 15.0, interval: float = 0.05) -> object:
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.05) -> object:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
