@@ -57,7 +57,8 @@ def dispatch_queue(environment_id: int, now: datetime | None = None) -> None:
         return
     try:
         with db.session.begin_nested():
-            if approval and release.kind == "RELEASE" and release.break_glass_reason is None:
+            # Only a trigger queues a release (and an emergency sends one back), so it is never a bot release.
+            if approval and release.break_glass_reason is None:
                 if move(release, "READY", WORKER, "dispatch", expect=("QUEUED",), holds_slot=True, started_at=utcnow(),
                          heartbeat_at=None, reason="took the slot; running the pre-release hook"):
                     enqueue("hook", release.id)
@@ -71,10 +72,6 @@ def dispatch_queue(environment_id: int, now: datetime | None = None) -> None:
 def _skips_hook(release: Release) -> str:
     if release.break_glass_reason is not None:
         return "took the slot; an emergency release skips the hook, the approval rules and the change windows"
-    if release.kind == "BOT":
-        return "took the slot; a bot release skips the hook"
-    # A release of kind RELEASE (the only other kind) that is no emergency comes here only with the
-    # approval workflow off: with it on, dispatch sends it to READY, its hook first.
     return "took the slot; approval workflow is off"
 
 

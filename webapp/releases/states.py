@@ -20,7 +20,7 @@ from ..transactions import (
 TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "QUEUED": {
         "READY": ("dispatch",),        # took the slot, approval workflow on: the hook decides
-        "IN_PROGRESS": ("dispatch",),  # approval workflow off, parallel releases, a BOT or emergency release
+        "IN_PROGRESS": ("dispatch",),  # approval workflow off, parallel releases, an emergency release
         "SCHEDULED": ("dispatch",),    # as IN_PROGRESS, but outside every change window or in a freeze
         "CANCELLED": ("cancel",),
     },
