@@ -163,3 +163,26 @@ def test_a_hook_exit_0_with_nothing_to_run_succeeds_at_once_without_a_second_job
         assert releases.record_hook_result(release_id, exit_code=0, output="ok\n", truncated=False) == "SUCCEEDED"
         assert f"execute-{release_id}" not in release_queue().job_ids
     assert release(api, release_id)["execution"]["output"] == NOTHING_RUN + "\n"
+
+
+def test_a_hook_exit_2_waits_saying_so_and_the_wait_starts_its_clock(app, api, new_environment):
+    new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 2\n"})
+    release_id = trigger(api)  # READY: its hook job waits in Redis; the result is reported here
+    with app.app_context():
+        assert releases.record_hook_result(release_id, exit_code=2, output="", truncated=False) == "PENDING_APPROVAL"
+    assert moves(app, release_id)[-1] == ("PENDING_APPROVAL", "pre-release hook exited 2")
+    # approval timeouts and reminders count from here
+    assert row(app, release_id, "pending_since")[0] is not None
+
+
+def test_a_verdict_counts_only_after_an_exit_2_not_after_a_0_turned_into_a_wait(app, api, new_environment):
+    """A differing hook folder turns an exit 0 into a wait; what that hook wrote to $RELEASE_VERDICT
+    is not read then (it might have been written by the branch's hook, not the hook ref's)."""
+    new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"})
+    environment_rules = api("admin").get("/api/v1/projects/svc/environments/env").json["approval_rules"]
+    release_id = trigger(api)
+    verdict = b'{"rules": [{"name": "raised", "group": null, "approvals": 1}]}'
+    with app.app_context():
+        assert releases.record_hook_result(release_id, exit_code=0, output="", truncated=False, verdict=verdict,
+                                           needs_approval_reason="the hook folder differs") == "PENDING_APPROVAL"
+    assert row(app, release_id, "approval_rules")[0] == environment_rules
