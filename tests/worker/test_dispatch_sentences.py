@@ -155,13 +155,17 @@ def test_a_window_that_closed_before_the_apply_started_sends_it_back_saying_unti
 
 
 def test_a_release_outside_every_window_is_scheduled_started_and_the_hook_result_says_scheduled(app, api, shop):
-    windows, _ = closed_now()
+    windows, opening = closed_now()
     patch(api, "/api/v1/projects/shop/environments/qa", change_windows=windows, approval_workflow=False)
     waiting = trigger(api, "dev", path=QA)  # dispatch schedules it at once: no hook
     assert state(api, waiting) == "SCHEDULED" and row(app, waiting, "started_at")[0] is not None
+    assert moves(app, waiting)[-1] == ("SCHEDULED", "took the slot; approval workflow is off; waiting for the "
+                                                    f"change window: opens {opening:%a} 00:00 UTC")
     patch(api, "/api/v1/projects/shop/environments/prod", change_windows=windows)
     release_id = trigger(api, "dev", path="shop/prod")
     (started,) = row(app, release_id, "started_at")
     with app.app_context():  # the hook's report, as the worker makes it
         assert releases.record_hook_result(release_id, exit_code=0, output="ok\n", truncated=False) == "SCHEDULED"
     assert state(api, release_id) == "SCHEDULED" and row(app, release_id, "started_at") == (started,)
+    assert moves(app, release_id)[-1] == ("SCHEDULED", "pre-release hook exited 0; waiting for the change window: "
+                                                       f"opens {opening:%a} 00:00 UTC")
