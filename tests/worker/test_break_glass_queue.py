@@ -2,13 +2,19 @@
 releases that were already queued (issue 14, "goes back to QUEUED right behind it")."""
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import state, trigger
 from tests.worker.windows_and_break_glass_support import (
+    API_PROD,
     PROD,
+    closed_now,
     emergencies,  # noqa: F401 - a fixture, used by name
     emergency,
     moves,
+    patch,
 )
+from webapp import releases
 
 
 def test_a_pending_release_sent_back_by_an_emergency_runs_before_the_one_queued_behind_it(app, api, emergencies,
@@ -32,3 +38,20 @@ def test_a_pending_release_sent_back_by_an_emergency_runs_before_the_one_queued_
     run_jobs()
     assert state(api, approved["bot_release_id"]) == "SUCCEEDED"
     assert state(api, queued) == "PENDING_APPROVAL"  # only now its hook ran
+
+
+@pytest.mark.parametrize("exit_code, waits", [(2, "PENDING_APPROVAL"), (0, "SCHEDULED")])
+def test_an_emergency_queued_behind_a_running_hook_takes_the_slot_once_the_hook_leaves_it_waiting(
+        app, api, emergencies, exit_code, waits):
+    """An emergency release triggered while a hook runs waits (a running hook is never interrupted);
+    when the hook's result leaves that release waiting, for approval or for a window, the emergency
+    release takes the slot there and then, and the waiting release goes back behind it."""
+    windows, _ = closed_now()
+    patch(api, API_PROD, change_windows=windows)  # an exit 0 waits for the window
+    holder = trigger(api, "dev", path=PROD)  # READY: its hook runs (its job waits in Redis)
+    urgent = emergency(api).json
+    assert (state(api, holder), urgent["state"]) == ("READY", "QUEUED")
+    with app.app_context():
+        assert releases.record_hook_result(holder, exit_code=exit_code, output="", truncated=False) == waits
+    assert (state(api, urgent["id"]), state(api, holder)) == ("IN_PROGRESS", "QUEUED")
+    assert [to for to, _ in moves(app, holder)] == ["QUEUED", "READY", waits, "QUEUED"]
