@@ -41,14 +41,14 @@ def grant_held(user_id: Any, permission: str, environment_id: Any = None) -> sa.
     group they are in, for the environment `environment_id` (a value or a column; None: for
     every environment; ANYWHERE: for at least one). Admins hold everything without grants."""
     in_groups = sa.select(group_members.c.group_id).where(group_members.c.user_id == user_id)
-    query = sa.select(Grant.id).where(Grant.permission == permission,
-                                      sa.or_(Grant.user_id == user_id, Grant.group_id.in_(in_groups)))
+    held = sa.exists().where(Grant.permission == permission,
+                             sa.or_(Grant.user_id == user_id, Grant.group_id.in_(in_groups)))
     if environment_id is not ANYWHERE:
         scope = Grant.environment_id.is_(None)
         if environment_id is not None:
             scope = scope | (Grant.environment_id == environment_id)
-        query = query.where(scope)
-    return query.exists()
+        held = held.where(scope)
+    return held
 
 
 def has_permission(user: User | None, permission: str, environment: Environment | None = None) -> bool:

@@ -21,16 +21,16 @@ def collect(**env: str) -> subprocess.CompletedProcess:
 def test_a_run_counts_what_it_deselects_and_why():
     run = collect()
     assert run.returncode == 5, run.stdout  # nothing ran, nothing failed
-    assert "Deselected, as they cannot run here: 3 marked postgresql (needs TEST_DATABASE_URL)" in run.stdout
+    assert "Deselected, as they cannot run here: 4 marked postgresql (needs TEST_DATABASE_URL)" in run.stdout
 
 
 def test_a_run_that_may_deselect_nothing_fails_naming_the_tests_it_would_drop():
     run = collect(RELEASEGATE_MAY_DESELECT="")
     assert run.returncode == 4  # pytest's usage error: nothing ran
-    assert "This run may deselect only tests marked nothing, but 3 more cannot run here:" in run.stderr
+    assert "This run may deselect only tests marked nothing, but 4 more cannot run here:" in run.stderr
     assert "names_it (needs TEST_DATABASE_URL)" in run.stderr
 
 
 def test_a_run_that_may_deselect_them_runs_the_rest():
     run = collect(RELEASEGATE_MAY_DESELECT="postgresql sandbox")
-    assert run.returncode == 5 and "3 deselected" in run.stdout
+    assert run.returncode == 5 and "4 deselected" in run.stdout
