@@ -5,10 +5,11 @@ rules could never be met; and the digest of what an approval approves, fixed acr
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from tests.helpers import trigger
 from tests.rules_support import set_rules
-from webapp import approval_rules
+from webapp import approval_rules, permissions
 from webapp.approval_rules import Progress, RuleError, RuleProgress, check_rules
 from webapp.extensions import db
 from webapp.models import Decision, Release, User
@@ -144,6 +145,20 @@ def test_rules_that_could_never_be_met_say_which_and_why(app, api, people, new_e
             f"The approval rule \u201cdba\u201d needs 2 approvals from group dba, but only 1 such person {grant}")
         assert infeasible(release, [{"name": "e", "group": "empty", "approvals": 1}]) == (
             f"The approval rule \u201ce\u201d needs 1 approval from group empty, but only 0 such people {grant}")
+
+
+def test_a_deactivated_approver_decides_nothing_and_counts_for_no_rule(app, api, people, new_environment):
+    new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
+    for name in ("alice", "bob"):
+        people.add(name, "approve_release")
+    release_id = trigger(api, "approver")
+    with app.app_context():
+        db.session.execute(sa.update(User).where(User.username == "bob").values(active=False))  # the grant kept
+        release = db.session.get(Release, release_id)
+        assert [user.username for user in permissions.deciders(release)] == ["admin", "alice"]
+        assert approval_rules.infeasible(release, [{"name": "all", "group": None, "approvals": 3}]) == (
+            "The approval rule \u201call\u201d needs 3 approvals from anyone who may approve, but only 2 such "
+            "people may approve this release; grant Release Approval/Reject to more people or ask for fewer.")
 
 
 def test_the_digest_of_what_is_approved_is_the_same_in_every_version():
