@@ -145,9 +145,12 @@ def test_an_idempotency_key_matches_only_the_same_persons_release_in_the_same_en
     assert first not in others and len(others) == 2
 
 
-def test_a_window_that_closed_before_the_apply_started_sends_it_back_saying_until_when(app, api, shop, run_jobs):
+def test_a_window_that_closed_before_the_apply_started_sends_it_back_saying_until_when(app, api, shop, run_jobs,
+                                                                                       tally):
+    patch(api, "/api/v1/projects/shop/environments/qa", release_command=tally.send())
     release_id, opening = started_outside_its_window(app, api, run_jobs)
     run_jobs()  # the apply judges the window by the database's clock, for which it is closed
+    assert tally.lines == []  # and its command never ran
     reason = f"waiting for the change window: opens {opening:%a} 00:00 UTC"
     assert release(api, release_id)["scheduled"] == {"reason": reason, "until": f"{opening:%Y-%m-%dT%H:%M:%SZ}"}
     assert moves(app, release_id)[-1] == ("SCHEDULED", f"the change window closed before it started applying; {reason}")
