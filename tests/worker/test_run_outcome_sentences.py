@@ -186,3 +186,21 @@ def test_a_verdict_counts_only_after_an_exit_2_not_after_a_0_turned_into_a_wait(
         assert releases.record_hook_result(release_id, exit_code=0, output="", truncated=False, verdict=verdict,
                                            needs_approval_reason="the hook folder differs") == "PENDING_APPROVAL"
     assert row(app, release_id, "approval_rules")[0] == environment_rules
+
+
+def test_a_run_is_claimed_once_and_only_from_the_state_it_runs_in(app, api, new_environment):
+    """claim_run's compare-and-set: a hook from READY, an apply from IN_PROGRESS, each once (a second
+    job of the same run, or a job of a release that moved on, gets False and runs nothing)."""
+    new_environment({f"{HOOK_DIR}/pre_release_hook.sh": "exit 0\n"}, release_command="true")
+    ready, queued = trigger(api), trigger(api)  # the second waits behind the first
+    with app.app_context():
+        assert releases.claim_run(queued, "hook") is False
+        assert releases.claim_run(ready, "execute") is False
+        assert releases.claim_run(ready, "hook") is True
+        assert releases.claim_run(ready, "hook") is False
+    applying = in_progress(api, new_environment, name="direct", release_command="true")
+    with app.app_context():
+        assert releases.claim_run(applying, "hook") is False
+        assert releases.claim_run(applying, "execute") is True
+        assert releases.claim_run(applying, "execute") is False
+    assert row(app, queued, "hook_started_at") == (None,) and row(app, applying, "hook_started_at") == (None,)
