@@ -145,5 +145,6 @@ def _flat(account: Account) -> list[int]:
 
 
 def _under(path: str, roots: Sequence[str]) -> bool:
+    """Whether `path` (resolved) is one of `roots` (SYSTEM_DIRS, never "/") or inside one, as resolved."""
     real_roots = {os.path.realpath(root) for root in roots if os.path.exists(root)}
-    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in real_roots)
+    return any(path == root or path.startswith(root + "/") for root in real_roots)
