@@ -147,17 +147,18 @@ def test_rules_that_could_never_be_met_say_which_and_why(app, api, people, new_e
             f"The approval rule \u201ce\u201d needs 1 approval from group empty, but only 0 such people {grant}")
 
 
-def test_a_deactivated_approver_decides_nothing_and_counts_for_no_rule(app, api, people, new_environment):
+def test_who_may_decide_is_every_active_approver_by_name_and_a_deactivated_one_counts_for_no_rule(
+        app, api, people, new_environment):
     new_environment({"svc/pre_release_hooks/pre_release_hook.sh": "exit 2\n"})
-    for name in ("alice", "bob"):
+    for name in ("zoe", "bob", "carl"):  # created out of order: the list is by name, not by row
         people.add(name, "approve_release")
     release_id = trigger(api, "approver")
     with app.app_context():
-        db.session.execute(sa.update(User).where(User.username == "bob").values(active=False))  # the grant kept
+        db.session.execute(sa.update(User).where(User.username == "carl").values(active=False))  # the grant kept
         release = db.session.get(Release, release_id)
-        assert [user.username for user in permissions.deciders(release)] == ["admin", "alice"]
-        assert approval_rules.infeasible(release, [{"name": "all", "group": None, "approvals": 3}]) == (
-            "The approval rule \u201call\u201d needs 3 approvals from anyone who may approve, but only 2 such "
+        assert [user.username for user in permissions.deciders(release)] == ["admin", "bob", "zoe"]
+        assert approval_rules.infeasible(release, [{"name": "all", "group": None, "approvals": 4}]) == (
+            "The approval rule \u201call\u201d needs 4 approvals from anyone who may approve, but only 3 such "
             "people may approve this release; grant Release Approval/Reject to more people or ask for fewer.")
 
 
