@@ -332,7 +332,7 @@ def test_a_ref_git_cannot_answer_in_time_fails_the_release_and_frees_the_slot(ap
     monkeypatch.setattr(gitcli, "LOCAL_TIMEOUT", 0.5)
     first, second = trigger(api), trigger(api)
     run_jobs()
-    # whichever git command runs out of time first (the fetch, or the checkout when the mirror has the commit)
+    # whichever local git command runs first (the clone and the fetch have a network limit of their own)
     assert state(api, first) == "FAILED" and "0.5 s" in release(api, first)["error"]
     monkeypatch.undo()
     run_jobs()
