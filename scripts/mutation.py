@@ -10,18 +10,55 @@ is left cannot change behaviour.
     make mutation                              every rule module (long: read the estimate first)
     make mutation ARGS='webapp.permissions.*'  the mutants of one module (mutmut's name globs)
     make mutation ARGS=--report                the table of the last run, without running
+    make mutation ARGS=--own-tests             first, each unchecked mutant against its module's own
+                                               tests only (minutes where the full run takes hours)
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 import tomllib
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTMUT = [sys.executable, "-m", "mutmut"]
 COLUMNS = ("killed", "survived", "no tests", "timeout")
+
+# The tests written for each rule module, the quick ones first: `--own-tests` runs a mutant
+# against these alone (see first_pass). Each file is also in mutmut's test selection.
+OWN_TESTS = {
+    "webapp.releases.states": ["tests/unit/test_transitions.py", "tests/unit/test_state_moves.py",
+                               "tests/unit/test_workflow.py"],
+    "webapp.releases.queue": ["tests/unit/test_workflow.py", "tests/unit/test_modes_and_input.py",
+                              "tests/unit/test_trigger_body.py", "tests/worker/test_dispatch_sentences.py",
+                              "tests/worker/test_break_glass_queue.py", "tests/worker/test_windows_and_freezes.py",
+                              "tests/worker/test_queues.py", "tests/worker/test_break_glass.py"],
+    "webapp.releases.runs": ["tests/unit/test_verdict_parsing.py", "tests/worker/test_run_outcome_sentences.py",
+                             "tests/worker/test_dispatch_sentences.py", "tests/worker/test_verdict.py",
+                             "tests/worker/test_hook_outcomes.py", "tests/worker/test_since_authors.py",
+                             "tests/worker/test_runner.py"],
+    "webapp.releases.decisions": ["tests/unit/test_decisions.py", "tests/unit/test_decision_records.py",
+                                  "tests/unit/test_decision_refusals.py"],
+    "webapp.transactions": ["tests/unit/test_transactions.py", "tests/unit/test_state_moves.py",
+                            "tests/worker/test_dispatch_sentences.py"],
+    "webapp.permissions": ["tests/unit/test_deciders_by_environment.py", "tests/unit/test_decision_refusals.py",
+                           "tests/unit/test_approval_rules_checks.py", "tests/web/test_permission_rules.py",
+                           "tests/web/test_permission_enforcement.py", "tests/web/test_authorship_refusal.py"],
+    "webapp.approval_rules": ["tests/unit/test_approval_rules.py", "tests/unit/test_approval_rules_checks.py",
+                              "tests/unit/test_approval_progress.py", "tests/unit/test_approval_rule_sentences.py",
+                              "tests/web/test_approval_rules_pages.py"],
+    "webapp.running.hook": ["tests/worker/test_hook_syntax_check.py", "tests/worker/test_hooks.py",
+                            "tests/worker/test_hook_edges.py", "tests/worker/test_gate_integrity.py"],
+    "webapp.running.sandbox": ["tests/worker/test_sandbox.py", "tests/worker/test_sandbox_probe.py",
+                               "tests/worker/test_sandbox_paths.py"],
+    "webapp.notify.email_links": ["tests/web/test_email_link_sentences.py", "tests/web/test_email_links.py",
+                                  "tests/web/test_email_link_refusals.py", "tests/web/test_email_link_burn.py"],
+}
+MUTANT_WALL_LIMIT = 600  # seconds; a mutant that makes a test wait this long is left for mutmut
 
 
 def rule_modules() -> list[str]:
@@ -71,7 +108,77 @@ def report() -> int:
     return 0
 
 
+def pytest_in_mutants(mutant: str, tests: list[str]) -> int | None:
+    """pytest's exit status for `tests` with `mutant` switched on (mutmut's trampolines read
+    MUTANT_UNDER_TEST), run in mutants/ like mutmut runs them; None if it outlasts the limit."""
+    try:
+        return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                              cwd=ROOT / "mutants", env={**os.environ, "MUTANT_UNDER_TEST": mutant},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=MUTANT_WALL_LIMIT, start_new_session=True).returncode
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def first_pass(jobs: int) -> int:
+    """Judge every unchecked mutant against its module's own tests only, `jobs` at a time.
+
+    mutmut runs a mutant against every selected test that reaches its function; for a function
+    the whole workflow reaches that is most of the suite, and a full run takes many hours. Most
+    mutants fail their module's own tests within seconds. A kill is recorded as mutmut records
+    one (pytest's status 1 in the module's meta file, which `mutmut results` reads); a mutant those
+    tests miss stays unchecked, for `make mutation` to run with every test that reaches it. It
+    needs mutants/ from a `make mutation` run (mutmut writes the mutants when it starts).
+    """
+    from mutmut.mutation.data import SourceFileMutationData  # mutmut's own reader and writer
+
+    os.chdir(ROOT)  # mutmut's meta files are named relative to the project
+    unchecked = [line.strip().rpartition(": ")[0] for line in subprocess.run(
+        [*MUTMUT, "results", "--all", "true"], cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.splitlines() if line.strip().endswith(": not checked")]
+    by_module: dict[str, list[str]] = defaultdict(list)
+    for mutant in unchecked:
+        by_module[mutant.rsplit(".", 1)[0]].append(mutant)
+
+    def unfit(module: str) -> str | None:
+        """As mutmut checks first: the tests pass as they are, and fail when mutated code is made to fail."""
+        if pytest_in_mutants("", OWN_TESTS[module]) != 0:
+            return f"{module}: its own tests fail without a mutant; fix them first."
+        if pytest_in_mutants("fail", OWN_TESTS[module]) in (0, None):
+            return f"{module}: its own tests pass with every mutant forced to fail; they never reach it."
+        return None
+
+    with ThreadPoolExecutor(jobs) as pool:
+        problems = [problem for problem in pool.map(unfit, by_module) if problem]
+    if problems:
+        print("\n".join(problems))
+        return 1
+    lock, done = threading.Lock(), Counter()
+
+    def judge(mutant: str) -> None:
+        module = mutant.rsplit(".", 1)[0]
+        status = pytest_in_mutants(mutant, OWN_TESTS[module])
+        with lock:
+            done[module] += 1
+            if status == 1:  # a test failed: killed. Anything else is left for the full run.
+                done[f"{module} killed"] += 1
+                data = SourceFileMutationData(path=module.replace(".", "/") + ".py")
+                data.load()
+                data.exit_code_by_key[mutant] = 1
+                data.save()
+            elif status != 0:
+                print(f"  {mutant}: pytest ended with {status}; left unchecked")
+            if done[module] == len(by_module[module]):
+                print(f"{module}: {done[module]} unchecked, {done[f'{module} killed']} killed by its own tests")
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(judge, unchecked))
+    return report()
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--own-tests"]:
+        return first_pass(int(argv[1]) if argv[1:] else 2)
     if argv[:1] != ["--report"]:
         # mutmut's own exit status says nothing about survivors; the report does
         subprocess.run([*MUTMUT, "run", *argv], cwd=ROOT, check=False)
