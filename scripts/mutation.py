@@ -16,6 +16,7 @@ is left cannot change behaviour.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -110,14 +111,16 @@ def report() -> int:
 
 def pytest_in_mutants(mutant: str, tests: list[str]) -> int | None:
     """pytest's exit status for `tests` with `mutant` switched on (mutmut's trampolines read
-    MUTANT_UNDER_TEST), run in mutants/ like mutmut runs them; None if it outlasts the limit."""
-    try:
-        return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
-                              cwd=ROOT / "mutants", env={**os.environ, "MUTANT_UNDER_TEST": mutant},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=MUTANT_WALL_LIMIT, start_new_session=True).returncode
-    except subprocess.TimeoutExpired:
-        return None
+    MUTANT_UNDER_TEST), run in mutants/ like mutmut runs them; None if it outlasts the limit,
+    and then it is ended with everything it started (its RQ workers, its Redis)."""
+    with subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                          cwd=ROOT / "mutants", env={**os.environ, "MUTANT_UNDER_TEST": mutant},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True) as child:
+        try:
+            return child.wait(MUTANT_WALL_LIMIT)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            return None
 
 
 def first_pass(jobs: int) -> int:
