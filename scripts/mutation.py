@@ -10,11 +10,14 @@ is left cannot change behaviour.
     make mutation                              every rule module (long: read the estimate first)
     make mutation ARGS='webapp.permissions.*'  the mutants of one module (mutmut's name globs)
     make mutation ARGS=--report                the table of the last run, without running
-    make mutation ARGS=--own-tests             first, each unchecked mutant against its module's own
-                                               tests only (minutes where the full run takes hours)
+    make mutation ARGS='--own-tests 3'         first, each unchecked mutant against its module's own
+                                               tests only, 3 at a time (an hour, not a day)
+    make mutation ARGS='--own-tests 1 webapp.running.sandbox'   one module's
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -41,14 +44,16 @@ OWN_TESTS = {
     "webapp.releases.runs": ["tests/unit/test_verdict_parsing.py", "tests/worker/test_run_outcome_sentences.py",
                              "tests/worker/test_dispatch_sentences.py", "tests/worker/test_verdict.py",
                              "tests/worker/test_hook_outcomes.py", "tests/worker/test_since_authors.py",
-                             "tests/worker/test_runner.py"],
+                             "tests/worker/test_runner.py", "tests/worker/test_break_glass_queue.py",
+                             "tests/web/test_permission_enforcement.py"],
     "webapp.releases.decisions": ["tests/unit/test_decisions.py", "tests/unit/test_decision_records.py",
                                   "tests/unit/test_decision_refusals.py"],
     "webapp.transactions": ["tests/unit/test_transactions.py", "tests/unit/test_state_moves.py",
                             "tests/worker/test_dispatch_sentences.py"],
     "webapp.permissions": ["tests/unit/test_deciders_by_environment.py", "tests/unit/test_decision_refusals.py",
                            "tests/unit/test_approval_rules_checks.py", "tests/web/test_permission_rules.py",
-                           "tests/web/test_permission_enforcement.py", "tests/web/test_authorship_refusal.py"],
+                           "tests/web/test_permission_enforcement.py", "tests/web/test_authorship_refusal.py",
+                           "tests/web/test_trigger_page.py"],
     "webapp.approval_rules": ["tests/unit/test_approval_rules.py", "tests/unit/test_approval_rules_checks.py",
                               "tests/unit/test_approval_progress.py", "tests/unit/test_approval_rule_sentences.py",
                               "tests/web/test_approval_rules_pages.py"],
@@ -123,8 +128,9 @@ def pytest_in_mutants(mutant: str, tests: list[str]) -> int | None:
             return None
 
 
-def first_pass(jobs: int) -> int:
-    """Judge every unchecked mutant against its module's own tests only, `jobs` at a time.
+def first_pass(jobs: int, modules: list[str]) -> int:
+    """Judge every unchecked mutant of `modules` (all rule modules if none) against those of its
+    module's own tests that reach its function, `jobs` mutants at a time.
 
     mutmut runs a mutant against every selected test that reaches its function; for a function
     the whole workflow reaches that is most of the suite, and a full run takes many hours. Most
@@ -141,7 +147,8 @@ def first_pass(jobs: int) -> int:
     ).stdout.splitlines() if line.strip().endswith(": not checked")]
     by_module: dict[str, list[str]] = defaultdict(list)
     for mutant in unchecked:
-        by_module[mutant.rsplit(".", 1)[0]].append(mutant)
+        if not modules or mutant.rsplit(".", 1)[0] in modules:
+            by_module[mutant.rsplit(".", 1)[0]].append(mutant)
 
     def unfit(module: str) -> str | None:
         """As mutmut checks first: the tests pass as they are, and fail when mutated code is made to fail."""
@@ -156,32 +163,51 @@ def first_pass(jobs: int) -> int:
     if problems:
         print("\n".join(problems))
         return 1
-    lock, done = threading.Lock(), Counter()
+    lock = threading.Lock()  # one module's meta file is written at a time
+    # as mutmut runs them: only the tests that reach the mutant's function, the quickest first
+    stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text())
+    reaching, duration = stats["tests_by_mangled_function_name"], stats["duration_by_test"]
 
-    def judge(mutant: str) -> None:
+    def own_tests_reaching(mutant: str) -> list[str]:
+        own = OWN_TESTS[mutant.rsplit(".", 1)[0]]
+        tests = [test for test in reaching.get(mutant.rsplit("__mutmut_", 1)[0], ())
+                 if test.split("::")[0] in own]
+        return sorted(tests, key=lambda test: duration.get(test, 0))
+
+    def judge(mutant: str) -> bool | None:
+        """Whether the mutant's own tests killed it; None if none of them reach it."""
         module = mutant.rsplit(".", 1)[0]
-        status = pytest_in_mutants(mutant, OWN_TESTS[module])
+        tests = own_tests_reaching(mutant)
+        if not tests:
+            return None  # the full run judges it
+        with alone[module]:
+            status = pytest_in_mutants(mutant, tests)
+        if status not in (0, 1):
+            print(f"  {mutant}: pytest ended with {status}; left unchecked", flush=True)
+        if status != 1:  # 1: a test failed, so it is killed; anything else is left for the full run
+            return False
         with lock:
-            done[module] += 1
-            if status == 1:  # a test failed: killed. Anything else is left for the full run.
-                done[f"{module} killed"] += 1
-                data = SourceFileMutationData(path=module.replace(".", "/") + ".py")
-                data.load()
-                data.exit_code_by_key[mutant] = 1
-                data.save()
-            elif status != 0:
-                print(f"  {mutant}: pytest ended with {status}; left unchecked")
-            if done[module] == len(by_module[module]):
-                print(f"{module}: {done[module]} unchecked, {done[f'{module} killed']} killed by its own tests")
+            data = SourceFileMutationData(path=module.replace(".", "/") + ".py")
+            data.load()
+            data.exit_code_by_key[mutant] = 1
+            data.save()
+        return True
 
+    # the sandbox's tests look for their processes on the whole machine: one of its mutants at a time
+    alone = defaultdict(contextlib.nullcontext, {"webapp.running.sandbox": threading.Lock()})
+    mutants = [mutant for module in by_module for mutant in by_module[module]]
     with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(judge, unchecked))
+        verdicts = dict(zip(mutants, pool.map(judge, mutants), strict=True))
+    for module, names in by_module.items():
+        print(f"{module}: {len(names)} unchecked, {sum(verdicts[name] is True for name in names)} killed by "
+              f"its own tests, {sum(verdicts[name] is None for name in names)} reached by none of them")
     return report()
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--own-tests"]:
-        return first_pass(int(argv[1]) if argv[1:] else 2)
+        jobs = int(argv[1]) if argv[1:2] and argv[1].isdigit() else 2
+        return first_pass(jobs, [arg for arg in argv[1:] if not arg.isdigit()])
     if argv[:1] != ["--report"]:
         # mutmut's own exit status says nothing about survivors; the report does
         subprocess.run([*MUTMUT, "run", *argv], cwd=ROOT, check=False)

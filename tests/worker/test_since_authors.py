@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from tests.helpers import commit_files, git, trigger
 from tests.worker.since_support import API, HOOK, as_author, head
+from webapp import releases
 from webapp.extensions import db
 from webapp.models import Release
 from webapp.running import since
@@ -115,7 +116,24 @@ def test_authors_who_cannot_be_told_apart_fail_the_release_instead_of_waiting(ap
     with app.app_context():
         found = db.session.get(Release, second)
         assert found.state == "FAILED" and not found.holds_slot
-        assert "does not let the authors of a change approve it" in found.error
+        assert found.since["error"]  # what reading them said, handed on whole
+        assert found.error == ("svc/env does not let the authors of a change approve it, but the commits of this "
+                               f"release could not be read: {found.since['error']} Fix that, or turn "
+                               "authors_may_not_approve off, then trigger the release again.")
+
+
+def test_a_release_whose_commits_were_never_read_fails_instead_of_waiting(app, api, new_environment):
+    """Fail closed on a hook result reported before any run read the commits (no `since` at all)."""
+    repo = new_environment({HOOK: "exit 2\n"})
+    authors_may_not_approve(app)
+    release_id = trigger(api, ref=head(repo), resources=[API])  # READY: no worker has run it
+    with app.app_context():
+        assert releases.record_hook_result(release_id, exit_code=2, output="", truncated=False) == "FAILED"
+        found = db.session.get(Release, release_id)
+        assert (found.since, found.holds_slot) == (None, False)
+        assert found.error == ("svc/env does not let the authors of a change approve it, but the commits of this "
+                               "release could not be read: They were not computed. Fix that, or turn "
+                               "authors_may_not_approve off, then trigger the release again.")
 
 
 def test_authors_beyond_the_listed_commits_fail_the_release_when_authors_may_not_approve(app, api, new_environment,
