@@ -10,12 +10,14 @@ from tests.helpers import release, state, trigger
 from tests.worker.run_path_support import HOOK_DIR, PLAIN, moves, row
 from tests.worker.windows_and_break_glass_support import (  # noqa: F401 (emergencies: a fixture)
     API_PROD,
+    API_QA,
     QA,
     REASON,
     closed_now,
     emergencies,
     emergency,
     environment_id,
+    freeze,
     patch,
     started_outside_its_window,
 )
@@ -64,6 +66,51 @@ def test_a_serial_environment_gives_the_free_slot_to_the_oldest_queued_release(a
         started = db.session.scalars(sa.select(AuditEvent.release_id).where(AuditEvent.to_state == "IN_PROGRESS")
                                      .order_by(AuditEvent.id)).all()
     assert started == [first, second, third]
+
+
+def test_each_environment_has_its_own_queue_a_held_slot_elsewhere_neither_blocks_nor_lends_its_queue(
+        app, api, shop):
+    for url in (API_QA, API_PROD):
+        patch(api, url, approval_workflow=False)
+    holder, behind = trigger(api, "dev", path=QA), trigger(api, "dev", path=QA)  # qa's slot is held
+    elsewhere = trigger(api, "dev", path="shop/prod")
+    assert [state(api, release_id) for release_id in (holder, behind, elsewhere)] == [
+        "IN_PROGRESS", "QUEUED", "IN_PROGRESS"]
+
+
+def test_a_project_freeze_holds_back_the_releases_of_every_environment_in_it(app, api, shop):
+    patch(api, "/api/v1/projects/shop", freezes=freeze())
+    for path, url in ((QA, API_QA), ("shop/prod", API_PROD)):
+        patch(api, url, approval_workflow=False)
+        release_id = trigger(api, "dev", path=path)
+        assert state(api, release_id) == "SCHEDULED"
+        scheduled = release(api, release_id)["scheduled"]
+        assert scheduled["reason"] == f"frozen until {scheduled['until']} \u2014 year-end freeze"
+
+
+def test_a_window_opening_in_one_environment_starts_only_that_environments_scheduled_releases(app, api, shop):
+    windows, _opening = closed_now()
+    for url in (API_QA, API_PROD):
+        patch(api, url, approval_workflow=False, change_windows=windows)
+    here, there = trigger(api, "dev", path=QA), trigger(api, "dev", path="shop/prod")
+    assert (state(api, here), state(api, there)) == ("SCHEDULED", "SCHEDULED")
+    patch(api, API_QA, change_windows=[])  # qa may release at any time now
+    assert (state(api, here), state(api, there)) == ("IN_PROGRESS", "SCHEDULED")
+    assert row(app, here, "scheduled_reason", "scheduled_until") == (None, None)  # it waits no more
+    patch(api, API_QA, change_windows=windows)  # closed again: only the apply itself looks again
+    assert (state(api, here), row(app, here, "scheduled_reason")) == ("IN_PROGRESS", (None,))
+
+
+def test_a_scheduled_release_learns_the_new_reason_it_waits_when_the_settings_change(app, api, shop):
+    windows, opening = closed_now()
+    patch(api, API_QA, approval_workflow=False, change_windows=windows)
+    release_id = trigger(api, "dev", path=QA)
+    waits = f"waiting for the change window: opens {opening:%a} 00:00 UTC"
+    assert release(api, release_id)["scheduled"]["reason"] == waits
+    patch(api, API_QA, freezes=freeze(hours=96))  # a freeze now outlasts the window's opening
+    scheduled = release(api, release_id)["scheduled"]
+    assert (state(api, release_id), scheduled["reason"]) == (
+        "SCHEDULED", f"frozen until {scheduled['until']} \u2014 year-end freeze")
 
 
 # -- emergency releases ------------------------------------------------------------------------
