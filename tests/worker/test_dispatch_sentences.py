@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 
-from tests.helpers import release, state, trigger
+from tests.helpers import git, release, state, trigger
 from tests.worker.run_path_support import HOOK_DIR, PLAIN, moves, row
 from tests.worker.windows_and_break_glass_support import (  # noqa: F401 (emergencies: a fixture)
     API_PROD,
@@ -48,6 +48,19 @@ def test_with_the_approval_workflow_on_the_hook_runs_first_and_the_release_keeps
     assert moves(app, release_id)[2:] == [("IN_PROGRESS", "pre-release hook exited 0"),
                                          ("SUCCEEDED", "release command exited 0")]
     assert row(app, release_id, "started_at") == (started,)  # started when it took the slot, not when it applied
+
+
+def test_a_trigger_pins_a_commit_only_when_the_ref_is_one_and_audits_itself_as_a_state_move(app, api, new_environment):
+    """A branch is read when the release runs (and pinned then); a full SHA is the commit itself."""
+    repo = new_environment(PLAIN, approval_workflow=False, parallel_releases=True)
+    sha = git(repo, "rev-parse", "HEAD")
+    on_branch, on_sha = trigger(api, ref="main"), trigger(api, ref=sha)
+    assert [(release(api, r)["ref"], release(api, r)["commit"]) for r in (on_branch, on_sha)] == [
+        ("main", None), (sha, sha)]
+    with app.app_context():
+        first = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.release_id == on_sha)
+                                   .order_by(AuditEvent.id)).first()
+        assert (first.action, first.to_state, first.reason) == ("state", "QUEUED", "triggered")
 
 
 def test_with_parallel_releases_every_queued_release_starts_at_once_saying_so(app, api, new_environment):
