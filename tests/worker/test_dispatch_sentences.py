@@ -143,6 +143,13 @@ def test_an_emergency_release_takes_the_slot_saying_what_it_skips_and_records_wh
         assert event.details == {"review_due_at": f"{due:%Y-%m-%dT%H:%M:%SZ}"}
 
 
+def test_an_emergency_release_makes_way_only_in_its_own_environment(app, api, emergencies):
+    patch(api, API_QA, approval_workflow=False, change_windows=closed_now()[0])
+    elsewhere = trigger(api, "dev", path=QA)  # holds qa's slot, waiting for its window
+    assert emergency(api).status_code == 202  # in prod
+    assert state(api, elsewhere) == "SCHEDULED"
+
+
 def test_an_emergency_reason_of_10_to_2000_characters_is_taken_and_one_shorter_or_longer_is_refused(
         app, api, emergencies):
     patch(api, API_PROD, approval_workflow=False, parallel_releases=True)
@@ -190,19 +197,17 @@ def test_emergency_releases_switched_off_while_one_was_being_triggered_refuse_it
 def test_an_idempotency_key_matches_only_the_same_persons_release_in_the_same_environment(app, api, new_environment):
     new_environment(PLAIN, approval_workflow=False, parallel_releases=True)
     new_environment(PLAIN, name="other", approval_workflow=False, parallel_releases=True)
-    key = {"headers": {"Idempotency-Key": "deploy-42"}}
-
-    def post(who: str, path: str = "svc/env"):
+    def post(who: str, path: str = "svc/env", key: str = "deploy-42"):
         project, environment = path.split("/")
         response = api(who).post(f"/api/v1/projects/{project}/environments/{environment}/releases",
-                                 json={"resources": []}, **key)
+                                 json={"resources": []}, headers={"Idempotency-Key": key})
         assert response.status_code in (200, 201, 202), response.json
         return response.json["id"]
 
     first = post("dev")
     assert post("dev") == first
-    others = {post("approver"), post("dev", "svc/other")}
-    assert first not in others and len(others) == 2
+    others = {post("approver"), post("dev", "svc/other"), post("dev", key="deploy-43")}
+    assert first not in others and len(others) == 3
 
 
 def test_a_window_that_closed_before_the_apply_started_sends_it_back_saying_until_when(app, api, shop, run_jobs,
