@@ -36,6 +36,10 @@ from webapp.reconcile import reconcile
 
 # -- emergency releases -----------------------------------------------------------------------------
 
+# what a release sent back to the queue by an emergency release no longer has
+RESET = ("finished_at", "started_at", "heartbeat_at", "hook_started_at", "hook_exit_code", "pending_since",
+         "reminded_at", "approval_rules", "approval_reason", "scheduled_reason", "scheduled_until", "error", "since")
+
 
 def test_an_emergency_release_jumps_a_pending_one_which_runs_its_hook_again_afterwards(app, api, emergencies,
                                                                                       run_jobs):
@@ -54,6 +58,10 @@ def test_an_emergency_release_jumps_a_pending_one_which_runs_its_hook_again_afte
     assert urgent["break_glass"]["reason"] == REASON and urgent["break_glass"]["review"] is None
     assert state(api, pending) == "QUEUED"
     assert release(api, pending)["decisions"] == []
+    with app.app_context():  # nothing of its wait is left: its hook, rules and changes are read again
+        sent_back = db.session.get(Release, pending)
+        assert [getattr(sent_back, column) for column in RESET] == [None] * len(RESET)
+        assert (sent_back.hook_output, sent_back.hook_truncated) == ("", False)
     [(_, why)] = [move for move in moves(app, pending) if move[0] == "QUEUED"][1:]
     assert why == (f"back to the queue behind emergency release #{urgent['id']} (by oncall); its hook runs again "
                    "when it gets the slot, and the approvals given so far (approver) no longer count")
@@ -90,6 +98,9 @@ def test_an_emergency_release_skips_a_freeze_and_sends_a_scheduled_release_back_
     urgent = emergency(api).json
     assert urgent["state"] == "IN_PROGRESS"
     assert state(api, waiting) == "QUEUED"
+    with app.app_context():  # why it was scheduled is asked again when it gets the slot
+        sent_back = db.session.get(Release, waiting)
+        assert [getattr(sent_back, column) for column in RESET] == [None] * len(RESET)
     run_jobs()
     assert state(api, urgent["id"]) == "SUCCEEDED"
     assert state(api, waiting) == "SCHEDULED"  # the freeze still holds for it
@@ -205,7 +216,9 @@ def test_a_scheduled_bot_release_is_cancelled_by_an_emergency_release_never_appl
     assert urgent["state"] == "IN_PROGRESS"
     cancelled = release(api, bot)
     assert cancelled["state"] == "CANCELLED"
-    assert cancelled["error"].startswith(f"cancelled: emergency release #{urgent['id']} (by oncall) took the slot")
+    why = (f"cancelled: emergency release #{urgent['id']} (by oncall) took the slot, and this bot release's approval "
+           "was given for what was deployed before; trigger the release again if it is still wanted")
+    assert cancelled["error"] == why and moves(app, bot)[-1] == ("CANCELLED", why)
     patch(api, API_PROD, freezes=[])
     run_jobs()
     assert state(api, urgent["id"]) == "SUCCEEDED" and state(api, bot) == "CANCELLED"
