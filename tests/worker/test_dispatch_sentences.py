@@ -63,6 +63,16 @@ def test_a_trigger_pins_a_commit_only_when_the_ref_is_one_and_audits_itself_as_a
         assert (first.action, first.to_state, first.reason) == ("state", "QUEUED", "triggered")
 
 
+def test_a_release_triggered_without_a_description_has_none_and_no_review_due(app, api, new_environment):
+    """As the CLI and "trigger again" trigger: no description given; only an emergency is reviewed."""
+    new_environment(PLAIN, approval_workflow=False, parallel_releases=True)
+    with app.app_context():
+        environment = db.session.scalar(sa.select(Environment))
+        dev = db.session.scalar(sa.select(User).where(User.username == "dev"))
+        made, created = releases.trigger(environment, Actor(dev, "cli"), [])
+        assert (created, made.description, made.review_due_at) == (True, "", None)
+
+
 def test_with_parallel_releases_every_queued_release_starts_at_once_saying_so(app, api, new_environment):
     new_environment(PLAIN, approval_workflow=False, parallel_releases=True, release_command="true")
     for release_id in (trigger(api), trigger(api)):
