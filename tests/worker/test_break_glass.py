@@ -51,6 +51,11 @@ def test_an_emergency_release_jumps_a_pending_one_which_runs_its_hook_again_afte
         email_links.issue(user_id("admin"), pending, "approve")
         db.session.commit()
 
+    with app.app_context():  # what else a wait can gather: a reminder, a verdict's reason, a long hook output
+        waiting = db.session.get(Release, pending)
+        waiting.reminded_at, waiting.approval_reason, waiting.hook_truncated = waiting.pending_since, "risky", True
+        db.session.commit()
+
     response = emergency(api)
     assert response.status_code == 202, response.json
     urgent = response.json
@@ -75,6 +80,19 @@ def test_an_emergency_release_jumps_a_pending_one_which_runs_its_hook_again_afte
     assert again["state"] == "PENDING_APPROVAL" and again["approval"]["rules"][0]["approved_by"] == []
     hooks = [reason for to_state, reason in moves(app, pending) if to_state == "READY"]
     assert len(hooks) == 2
+
+
+def test_a_release_sent_back_names_every_approval_that_no_longer_counts(app, api, emergencies, run_jobs):
+    emergencies.add("carol", "approve_release")
+    patch(api, API_PROD, approval_rules=[{"name": "three", "group": None, "approvals": 3}])
+    pending = trigger(api, "dev", path=PROD)
+    run_jobs()
+    for who in ("approver", "carol"):
+        assert api(who).post(f"/api/v1/releases/{pending}/approve", json={}).status_code == 200
+    urgent = emergency(api).json
+    [(_, why)] = [move for move in moves(app, pending) if move[0] == "QUEUED"][1:]
+    assert why == (f"back to the queue behind emergency release #{urgent['id']} (by oncall); its hook runs again "
+                   "when it gets the slot, and the approvals given so far (approver, carol) no longer count")
 
 
 def test_an_emergency_release_goes_ahead_of_the_queue_but_never_interrupts_a_running_one(app, api, emergencies,
