@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MUTMUT = [sys.executable, "-m", "mutmut"]
 COLUMNS = ("killed", "survived", "no tests", "timeout")
 
-# The tests written for each rule module, the quick ones first: `--own-tests` runs a mutant
-# against these alone (see first_pass). Each file is also in mutmut's test selection.
+# The tests written for each rule module: `--own-tests` runs a mutant against those of them that
+# reach its function (see first_pass). Each file is also in mutmut's test selection.
 OWN_TESTS = {
     "webapp.releases.states": ["tests/unit/test_transitions.py", "tests/unit/test_state_moves.py",
                                "tests/unit/test_workflow.py"],
@@ -164,7 +164,10 @@ def first_pass(jobs: int, modules: list[str]) -> int:
         print("\n".join(problems))
         return 1
     lock = threading.Lock()  # one module's meta file is written at a time
-    # as mutmut runs them: only the tests that reach the mutant's function, the quickest first
+    # the sandbox's tests look for their processes on the whole machine: one of its mutants at a time
+    alone = defaultdict(contextlib.nullcontext, {"webapp.running.sandbox": threading.Lock()})
+    # as mutmut runs them: only the tests its test map says reach the mutant's function (a test
+    # written since mutmut last collected the map is not among them), the quickest first
     stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text())
     reaching, duration = stats["tests_by_mangled_function_name"], stats["duration_by_test"]
 
@@ -193,8 +196,6 @@ def first_pass(jobs: int, modules: list[str]) -> int:
             data.save()
         return True
 
-    # the sandbox's tests look for their processes on the whole machine: one of its mutants at a time
-    alone = defaultdict(contextlib.nullcontext, {"webapp.running.sandbox": threading.Lock()})
     mutants = [mutant for module in by_module for mutant in by_module[module]]
     with ThreadPoolExecutor(jobs) as pool:
         verdicts = dict(zip(mutants, pool.map(judge, mutants), strict=True))

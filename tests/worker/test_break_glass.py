@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers import release, state, trigger
+from tests.worker.run_path_support import row
 from tests.worker.windows_and_break_glass_support import (
     API_PROD,
     PROD,
@@ -41,6 +42,13 @@ RESET = ("finished_at", "started_at", "heartbeat_at", "hook_started_at", "hook_e
          "reminded_at", "approval_rules", "approval_reason", "scheduled_reason", "scheduled_until", "error", "since")
 
 
+def left_of_its_wait(app, release_id: int) -> list:
+    """The columns of RESET a release still has set."""
+    with app.app_context():
+        sent_back = db.session.get(Release, release_id)
+        return [column for column in RESET if getattr(sent_back, column) is not None]
+
+
 def test_an_emergency_release_jumps_a_pending_one_which_runs_its_hook_again_afterwards(app, api, emergencies,
                                                                                       run_jobs):
     patch(api, API_PROD, approval_rules=[{"name": "two", "group": None, "approvals": 2}])
@@ -63,10 +71,8 @@ def test_an_emergency_release_jumps_a_pending_one_which_runs_its_hook_again_afte
     assert urgent["break_glass"]["reason"] == REASON and urgent["break_glass"]["review"] is None
     assert state(api, pending) == "QUEUED"
     assert release(api, pending)["decisions"] == []
-    with app.app_context():  # nothing of its wait is left: its hook, rules and changes are read again
-        sent_back = db.session.get(Release, pending)
-        assert [getattr(sent_back, column) for column in RESET] == [None] * len(RESET)
-        assert (sent_back.hook_output, sent_back.hook_truncated) == ("", False)
+    assert left_of_its_wait(app, pending) == []  # its hook, rules and changes are read again
+    assert row(app, pending, "hook_output", "hook_truncated") == ("", False)
     [(_, why)] = [move for move in moves(app, pending) if move[0] == "QUEUED"][1:]
     assert why == (f"back to the queue behind emergency release #{urgent['id']} (by oncall); its hook runs again "
                    "when it gets the slot, and the approvals given so far (approver) no longer count")
@@ -116,9 +122,7 @@ def test_an_emergency_release_skips_a_freeze_and_sends_a_scheduled_release_back_
     urgent = emergency(api).json
     assert urgent["state"] == "IN_PROGRESS"
     assert state(api, waiting) == "QUEUED"
-    with app.app_context():  # why it was scheduled is asked again when it gets the slot
-        sent_back = db.session.get(Release, waiting)
-        assert [getattr(sent_back, column) for column in RESET] == [None] * len(RESET)
+    assert left_of_its_wait(app, waiting) == []  # why it was scheduled is asked again when it gets the slot
     run_jobs()
     assert state(api, urgent["id"]) == "SUCCEEDED"
     assert state(api, waiting) == "SCHEDULED"  # the freeze still holds for it

@@ -207,6 +207,7 @@ def test_emergency_releases_switched_off_while_one_was_being_triggered_refuse_it
 def test_an_idempotency_key_matches_only_the_same_persons_release_in_the_same_environment(app, api, new_environment):
     new_environment(PLAIN, approval_workflow=False, parallel_releases=True)
     new_environment(PLAIN, name="other", approval_workflow=False, parallel_releases=True)
+
     def post(who: str, path: str = "svc/env", key: str = "deploy-42"):
         project, environment = path.split("/")
         response = api(who).post(f"/api/v1/projects/{project}/environments/{environment}/releases",
