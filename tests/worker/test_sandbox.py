@@ -4,8 +4,10 @@ outlives it. Each test runs in the bubblewrap sandbox and under HOOK_SANDBOX=non
 the tests of what the box hides run in the sandbox only."""
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -41,8 +43,7 @@ def sh(command: str, mode: str, work: Path, *, timeout: float = 10, output_cap: 
        binds: tuple[Bind, ...] = (), cwd: Path | None = None, **options) -> RunResult:
     box = sandbox.launch(["bash", "-c", command], cwd=cwd or work, binds=[Bind(str(work), True), *binds],
                          mode=mode, account=None)
-    return run_limited(box.argv, cwd=cwd or work, env=ENV, timeout=timeout, output_cap=output_cap,
-                       popen=sandbox.popen_user(box.user), **options)
+    return run_limited(box.argv, cwd=cwd or work, env=ENV, timeout=timeout, output_cap=output_cap, **options)
 
 
 # -- exit codes and output ----------------------------------------------------------
@@ -178,6 +179,64 @@ def test_everything_a_command_started_dies_when_the_worker_is_sigkilled(mode, wo
     finally:
         caller.kill()
         caller.wait()
+
+
+HELD = """\
+import shutil, sys
+from pathlib import Path
+from webapp.running import sandbox
+from webapp.running.limits import run_limited
+
+work, gate = Path(sys.argv[1]), sys.argv[2]
+box = sandbox.launch(["sleep", "4242.26"], cwd=work, binds=[sandbox.Bind(str(work), True)], mode="bwrap", account=None)
+at = box.argv.index(shutil.which("bwrap"))
+# bwrap's own --block-fd holds the box in its set-up, before its first process arms anything
+held = ["sh", "-c", 'exec 3<>"$0"; exec "$@"', gate, box.argv[at], "--block-fd", "3"]
+run_limited(box.argv[:at] + held + box.argv[at + 1:], cwd=work, env={"PATH": "/usr/bin:/bin"}, timeout=60,
+            output_cap=100)
+"""
+
+
+def bwraps(marker: str) -> list[int]:
+    """The running bwrap processes whose command line holds `marker`."""
+    def named(pid: int) -> bool:
+        with contextlib.suppress(OSError):
+            return Path(f"/proc/{pid}/comm").read_text() == "bwrap\n"
+        return False
+
+    return [pid for pid in processes_running(marker) if named(pid)]
+
+
+def waits_on_a_pipe(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return "pipe_read" in Path(f"/proc/{pid}/wchan").read_text()  # pipe_read, anon_pipe_read
+    return False
+
+
+@pytest.mark.sandbox
+def test_a_box_the_worker_dies_under_while_it_is_being_set_up_never_runs(work):
+    """bwrap arms its parent-death signal inside the box only once the box is set up: a worker
+    killed before then must still take the box along, never leave it to start the command alone."""
+    gate = work / "gate"
+    os.mkfifo(gate)
+    caller = subprocess.Popen([sys.executable, "-c", HELD, str(work), str(gate)], cwd=PROJECT_ROOT,
+                              env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    try:
+        assert wait_until(lambda: any(waits_on_a_pipe(pid) for pid in bwraps("4242.26")), 60)  # at --block-fd
+        box = bwraps("4242.26")
+        caller.kill()
+        caller.wait()
+        assert wait_until(lambda: len(bwraps("4242.26")) < len(box), 60)  # bwrap itself is gone
+        with contextlib.suppress(OSError), open(os.open(gate, os.O_WRONLY | os.O_NONBLOCK), "w") as release:
+            release.write("go")  # what is left of the box may go on now
+        assert wait_until(lambda: not set(box) & set(bwraps("4242.26")), 60)
+        assert wait_until(lambda: processes_running("4242.26") == [], 60)
+    finally:
+        caller.kill()
+        caller.wait()
+        for pid in processes_running("4242.26"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 UNBOXED = """\

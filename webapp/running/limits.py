@@ -1,7 +1,7 @@
 """Run one process within limits: a wall-clock timeout, an output cap with secrets masked,
 a tick to report progress (and be told to stop), exactly the environment it is given.
 
-The process is the sandbox (sandbox.py), so stopping it ends everything the command started;
+The process is the sandbox's reaper (sandbox.py), so stopping it ends everything the command started;
 its output is read until every holder of the pipe is gone."""
 
 from __future__ import annotations
@@ -40,17 +40,15 @@ class RunResult:
 
 
 def run_limited(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float, output_cap: int,
-                on_tick: Tick | None = None, tick_seconds: float = 2.0, mask: Sequence[str] = (),
-                popen: dict | None = None) -> RunResult:
+                on_tick: Tick | None = None, tick_seconds: float = 2.0, mask: Sequence[str] = ()) -> RunResult:
     """Run `argv` in a session of its own with exactly `env`, stdout and stderr merged and
     kept up to `output_cap` bytes. Every `tick_seconds` `on_tick(output, truncated)` is called;
-    False stops the run. Strings in `mask` read as ****. `popen`: more Popen arguments (the
-    account to run as)."""
+    False stops the run. Strings in `mask` read as ****."""
     output = _Output(output_cap, mask)
     try:
         process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=_dies_with(os.getpid()), **(popen or {}))
+                                   preexec_fn=_dies_with(os.getpid()))
     except FileNotFoundError as error:
         if error.filename is not None and os.fspath(error.filename) == os.fspath(cwd):
             return RunResult(None, "", error="The command could not enter its working directory: it is gone.")
@@ -67,8 +65,8 @@ def run_limited(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: flo
 
 def _dies_with(parent: int) -> Callable[[], None]:
     """What the child does between fork and exec: arm SIGKILL for the death of the worker, and
-    give up if the worker is already gone. The sandbox (bwrap --die-with-parent, the reaper) arms
-    its own only once it runs, so a worker killed in that moment would leave it running alone.
+    give up if the worker is already gone. The sandbox's reaper arms its own only once it runs, so
+    a worker killed in that moment would leave it running alone.
     One C call and a comparison: nothing that could wait on a lock another thread held at fork."""
     def arm() -> None:
         if _prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != parent:
@@ -120,8 +118,8 @@ def _read_or_wait(process: subprocess.Popen, selector: selectors.BaseSelector, o
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL to the process and its group. Killing bwrap ends its box; the
-    reaper (HOOK_SANDBOX=none) kills the command's descendants on SIGTERM."""
+    """SIGTERM, then SIGKILL to the process and its group. On SIGTERM the sandbox's reaper kills
+    what it runs (bwrap, whose box ends with it) and everything left of it."""
     _signal(process.pid, signal.SIGTERM, group=False)
     try:
         process.wait(KILL_GRACE)

@@ -1,11 +1,12 @@
-"""HOOK_SANDBOX=none: run one command on the host and kill whatever it leaves behind.
+"""Run one command (bwrap, or with HOOK_SANDBOX=none the hook itself) and kill whatever it leaves behind.
 
     python -I -S reaper.py [--account UID,GID[,GROUP...]] [--setenv NAME=VALUE]... -- COMMAND [ARG...]
 
 A child subreaper: every process the command starts, `setsid` or double-forked ones
 included, is reparented to this process when its parent exits, and is killed when the command
 exits, when this process is told to stop (SIGTERM), or when the worker dies (the parent-death
-signal is SIGTERM, so the cleanup still runs). Exits with the command's status (128+N for a
+signal is SIGTERM, so the cleanup still runs). A box bwrap was still setting up, whose own
+parent-death signal is not armed yet, is one of them. Exits with the command's status (128+N for a
 signal N). Imports nothing of the application and holds none of its settings.
 """
 import contextlib

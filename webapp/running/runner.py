@@ -310,7 +310,7 @@ def _run(context: RunContext, space: Workspace, argv: list[str], *, stage: str, 
     box = sandbox.launch(argv, cwd=space.checkout, binds=binds, mode=_config("HOOK_SANDBOX"), account=user, env=env)
     return limits.run_limited(box.argv, cwd=space.checkout, env=box.env, timeout=timeout,
                               output_cap=_config("HOOK_OUTPUT_CAP"), on_tick=on_tick, tick_seconds=_tick_seconds(),
-                              mask=[*context.secrets, *application_secrets()], popen=sandbox.popen_user(box.user))
+                              mask=[*context.secrets, *application_secrets()])
 
 
 def application_secrets() -> list[str]:

@@ -3,12 +3,13 @@
 By default bubblewrap: its own PID, IPC and user namespaces, no capabilities, and a root that
 holds only the system's read-only directories, a fresh /tmp, /proc of its own namespace, and
 the paths it is given (the workspace's checkout, payload, HOME, trusted hook folder, and the
-environment's allowed host paths). When its first process exits, or bwrap is killed, or the
-worker dies (--die-with-parent), the kernel ends everything in the box, `setsid` children
-included. The network is shared: hooks call JIRA, commands deploy.
+environment's allowed host paths). When its first process exits, or bwrap is killed, the kernel
+ends everything in the box, `setsid` children included. The network is shared: hooks call JIRA,
+commands deploy.
 
-With HOOK_SANDBOX=none (set explicitly; the worker warns) the command runs on the host under
-the reaper (reaper.py), which kills whatever it left behind.
+bwrap runs under the reaper (reaper.py), which kills it, and a box it was still setting up, when
+the run is stopped or the worker dies. With HOOK_SANDBOX=none (set explicitly; the worker warns)
+the command runs on the host under the reaper alone, which kills whatever it left behind.
 """
 from __future__ import annotations
 
@@ -45,11 +46,10 @@ class Bind:
 
 @dataclass(frozen=True)
 class Launch:
-    """How to start a command in the box: the argv to run, who runs it, and the environment the
-    launched process itself gets on the host."""
+    """How to start a command in the box: the argv to run and the environment the launched
+    process itself gets on the host."""
 
     argv: list[str]
-    user: Account | None  # the account the launched process itself runs as
     env: dict[str, str] | None = None
 
 
@@ -61,19 +61,24 @@ HOST_UNSAFE = ("LD_", "GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "MALLOC
 def launch(argv: list[str], *, cwd: Path, binds: Sequence[Bind], mode: str, account: Account | None,
            env: dict[str, str] | None = None) -> Launch:
     """The process that runs `argv` boxed, with `cwd` as its working directory and `env` as the
-    command's environment."""
+    command's environment.
+
+    Always the reaper, as the worker's user, out of the command's reach: it switches what it runs
+    to `account`, and kills whatever is left of it when it ends, is stopped or the worker dies. In
+    the sandbox what it runs is bwrap, whose box arms its own parent-death signal only once it is
+    set up: a worker killed before then leaves the box to the reaper, never to itself."""
     env = env or {}
     unsafe = {name: value for name, value in env.items() if name.startswith(HOST_UNSAFE)}
     host_env = {name: value for name, value in env.items() if name not in unsafe}
+    switch = ["--account", ",".join(map(str, _flat(account)))] if account else []
     if mode == "none":
-        # The reaper stays the worker's user, out of the command's reach, and switches the
-        # command itself to the hook account.
-        switch = ["--account", ",".join(map(str, _flat(account)))] if account else []
         extra = [arg for name, value in unsafe.items() for arg in ("--setenv", f"{name}={value}")]
-        return Launch([sys.executable, "-I", "-S", str(REAPER), *switch, *extra, "--", *argv], None, host_env)
-    # bwrap runs as the hook account: inside the box it can be no one else, and a box that
-    # root starts keeps root's access to the files it sees.
-    return Launch(_bwrap_argv(argv, cwd, binds, unsafe), account, host_env)
+        command = argv
+    else:
+        # bwrap runs as the hook account: inside the box it can be no one else, and a box that
+        # root starts keeps root's access to the files it sees.
+        extra, command = [], _bwrap_argv(argv, cwd, binds, unsafe)
+    return Launch([sys.executable, "-I", "-S", str(REAPER), *switch, *extra, "--", *command], host_env)
 
 
 def _bwrap_argv(argv: list[str], cwd: Path, binds: Sequence[Bind], unsafe: dict[str, str]) -> list[str]:
