@@ -53,6 +53,10 @@ def test_stdout_and_stderr_are_merged_in_order(mode, work):
     assert sh("echo one; echo two >&2; echo three", mode, work).output == "one\ntwo\nthree\n"
 
 
+def test_a_command_killed_by_a_broken_pipe_reads_as_killed_never_as_its_own_exit(mode, work):
+    assert sh("kill -PIPE $$; exit 0", mode, work).exit_code == 128 + signal.SIGPIPE
+
+
 def test_exit_codes_come_through(mode, work):
     assert [sh(f"exit {code}", mode, work).exit_code for code in (0, 2, 1, 3)] == [0, 2, 1, 3]
 
@@ -361,11 +365,12 @@ def test_the_check_starts_the_box_with_nothing_of_the_workers_and_says_the_whole
     assert seen.read_text().split("\n")[:3] == ["0", "/", "/dev/null"]
 
 
-def test_without_the_sandbox_the_check_needs_the_reaper(monkeypatch, tmp_path):
-    assert sandbox.check("none", None) is None
+@pytest.mark.parametrize("mode", [pytest.param("bwrap", marks=pytest.mark.sandbox), "none"])
+def test_in_either_mode_the_check_needs_the_reaper_every_run_starts_under(mode, monkeypatch, tmp_path):
+    assert sandbox.check(mode, None) is None
     missing = tmp_path / "reaper.py"
     monkeypatch.setattr(sandbox, "REAPER", missing)
-    assert sandbox.check("none", None) == f"HOOK_SANDBOX=none needs {missing}, which is missing: reinstall."
+    assert sandbox.check(mode, None) == f"Every run starts under {missing}, which is missing: reinstall."
 
 
 def test_an_unknown_sandbox_mode_is_refused():

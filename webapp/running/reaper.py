@@ -80,7 +80,9 @@ def main(argv: list[str]) -> int:
         pid = os.fork()
         if pid == 0:
             try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                # Python ignores these; exec would pass that on, and a hook killed by a broken pipe must fail
+                for signum in (signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
+                    signal.signal(signum, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
                 os.setpgid(0, 0)
                 if account:

@@ -109,9 +109,10 @@ def check(mode: str, account: Account | None) -> str | None:
     """None when a box can be started here, else a sentence saying what to install or set."""
     if mode not in MODES:
         return f"HOOK_SANDBOX must be 'bwrap' (the default) or 'none', not {mode!r}."
+    if not REAPER.is_file():  # every run starts under it; python exits 2 on a missing script
+        return f"Every run starts under {REAPER}, which is missing: reinstall."
     if mode == "none":
-        # python exits 2 on a missing script: that must never reach a hook's result
-        return None if REAPER.is_file() else f"HOOK_SANDBOX=none needs {REAPER}, which is missing: reinstall."
+        return None
     if shutil.which(BWRAP) is None:
         return NO_BWRAP
     # the box launch() would start, as the account it would start it as
