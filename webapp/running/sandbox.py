@@ -3,8 +3,8 @@
 By default bubblewrap: its own PID, IPC and user namespaces, no capabilities, and a root that
 holds only the system's read-only directories, a fresh /tmp, /proc of its own namespace, and
 the paths it is given (the workspace's checkout, payload, HOME, trusted hook folder, and the
-environment's allowed host paths). When its first process exits, or bwrap is killed, the kernel
-ends everything in the box, `setsid` children included. The network is shared: hooks call JIRA,
+environment's allowed host paths). Once the box is set up, when its first process exits or bwrap
+is killed, the kernel ends everything in the box, `setsid` children included. The network is shared: hooks call JIRA,
 commands deploy.
 
 bwrap runs under the reaper (reaper.py), which kills it, and a box it was still setting up, when
@@ -115,7 +115,8 @@ def check(mode: str, account: Account | None) -> str | None:
         return None
     if shutil.which(BWRAP) is None:
         return NO_BWRAP
-    # the box launch() would start, as the account it would start it as
+    # the bwrap launch() would run, as the account it would run it as (without the reaper: a box
+    # that only runs `true` has nothing to outlive the worker with)
     probe = _bwrap_argv(["true"], Path("/"), (), {})
     try:
         proc = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, env={}, cwd="/",
